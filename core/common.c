@@ -1,0 +1,72 @@
+/* common.c - status strings, clock and hex helpers shared by all modules. */
+#include "common.h"
+
+#include <time.h>
+
+const char *wzp_strerror(int status)
+{
+    switch (status) {
+    case WZP_OK:
+        return "ok";
+    case WZP_EINVAL:
+        return "invalid input";
+    case WZP_ENOMEM:
+        return "out of memory";
+    case WZP_ETOOBIG:
+        return "too big";
+    case WZP_EAGAIN:
+        return "incomplete";
+    case WZP_EIO:
+        return "i/o error";
+    case WZP_ECRYPTO:
+        return "crypto failure";
+    case WZP_ENOTFOUND:
+        return "not found";
+    case WZP_EFULL:
+        return "full";
+    case WZP_ESTATE:
+        return "invalid state";
+    }
+    return "unknown error";
+}
+
+uint64_t wzp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void wzp_hex_encode(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int wzp_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t len)
+{
+    if (inlen != 2 * len)
+        return WZP_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        int hi = hex_nibble(in[2 * i]), lo = hex_nibble(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return WZP_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return WZP_OK;
+}

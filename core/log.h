@@ -1,0 +1,38 @@
+/*
+ * log.h - leveled logging to stderr, one line per event.
+ *
+ * Every refusal is logged with who (remote address / fingerprint), what and why.
+ * Thread-safe: each call formats into a stack buffer and writes it with one write(2).
+ */
+#ifndef WZP_LOG_H
+#define WZP_LOG_H
+
+enum wzp_log_level {
+    WZP_LOG_ERROR = 0,
+    WZP_LOG_WARN = 1,
+    WZP_LOG_INFO = 2,
+    WZP_LOG_DEBUG = 3,
+    WZP_LOG_TRACE = 4,
+};
+
+extern int wzp_log_threshold; /* messages above this level are skipped */
+
+/* Parse "error|warn|info|debug|trace"; returns the level or -1. */
+int wzp_log_parse_level(const char *name);
+
+void wzp_log_write(int level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define WZP_LOG(level, module, ...)                                                                \
+    do {                                                                                           \
+        if ((level) <= wzp_log_threshold)                                                          \
+            wzp_log_write((level), (module), __VA_ARGS__);                                         \
+    } while (0)
+
+#define LOG_ERROR(mod, ...) WZP_LOG(WZP_LOG_ERROR, mod, __VA_ARGS__)
+#define LOG_WARN(mod, ...)  WZP_LOG(WZP_LOG_WARN, mod, __VA_ARGS__)
+#define LOG_INFO(mod, ...)  WZP_LOG(WZP_LOG_INFO, mod, __VA_ARGS__)
+#define LOG_DEBUG(mod, ...) WZP_LOG(WZP_LOG_DEBUG, mod, __VA_ARGS__)
+#define LOG_TRACE(mod, ...) WZP_LOG(WZP_LOG_TRACE, mod, __VA_ARGS__)
+
+#endif
