@@ -1,1 +1,219 @@
-int main(void){return 0;}
+/*
+ * main.c - wzp-relay command line: parse flags, build the relay, start the workers, and
+ * turn signals into actions (SIGTERM/SIGINT: close every call and exit 0; SIGUSR1: log
+ * counters).
+ */
+#include "common.h"
+#include "log.h"
+#include "relay.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <string.h>
+
+#define MOD "main"
+#define SHUTDOWN_TIMEOUT_MS 1500
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"Usage: wzp-relay [OPTIONS]\n"
+"\n"
+"A WarzonePhone-compatible QUIC media relay. Clients connect over QUIC (ALPN \"wzp\");\n"
+"the TLS server name picks the room; media is forwarded to everyone else in the room.\n"
+"\n"
+"Options:\n"
+"  --listen ADDR          UDP address to listen on (default 0.0.0.0:4433;\n"
+"                         IPv6: [::]:4433, which also accepts IPv4)\n"
+"  -i, --identity PATH    relay identity seed file (default ~/.wzp/relay-identity).\n"
+"                         Created with mode 0600 on first start; it fixes the relay's\n"
+"                         fingerprint and TLS certificate across restarts. A corrupt\n"
+"                         file is an error, never replaced.\n"
+"  --threads N            worker threads (default: number of CPUs, max %d)\n"
+"  --max-sessions N       room participants at once, joined or joining (default %d);\n"
+"                         checked before any handshake work is spent on a join\n"
+"  --max-handshakes N     QUIC handshakes in progress at once (default %d)\n"
+"  --max-connections N    QUIC connections of any kind (default %d)\n"
+"  --join-timeout MS      time a client has to send CallOffer after the QUIC\n"
+"                         handshake (default %d)\n"
+"  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
+"  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
+"  -V, --version          print the version and build hash, then exit\n"
+"  -h, --help             print this help, then exit\n"
+"\n"
+"Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
+"SIGUSR1 logs the relay's counters.\n",
+            WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
+            WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS);
+}
+
+static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max,
+                      unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || *end || text[0] == '\0' || text[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "wzp-relay: %s expects a number from %u to %u, got \"%s\"\n", flag, min,
+                max, text);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_THREADS,
+    OPT_MAX_SESSIONS,
+    OPT_MAX_HANDSHAKES,
+    OPT_MAX_CONNECTIONS,
+    OPT_JOIN_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_LOG_LEVEL,
+};
+
+/* Returns 0 to run, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
+static int parse_args(int argc, char **argv, struct wzp_config *cfg)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"identity", required_argument, NULL, 'i'},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+        {"max-handshakes", required_argument, NULL, OPT_MAX_HANDSHAKES},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+        {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch, lvl;
+    while ((ch = getopt_long(argc, argv, "i:Vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_LISTEN:
+            if (wzp_config_set_listen(cfg, optarg) != WZP_OK) {
+                fprintf(stderr, "wzp-relay: --listen expects IP:PORT or [IPv6]:PORT, got \"%s\"\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case 'i':
+            snprintf(cfg->identity_path, sizeof cfg->identity_path, "%s", optarg);
+            break;
+        case OPT_THREADS:
+            if (parse_uint("--threads", optarg, 1, WZP_MAX_WORKERS, &cfg->threads))
+                return -1;
+            break;
+        case OPT_MAX_SESSIONS:
+            if (parse_uint("--max-sessions", optarg, 1, 1000000, &cfg->max_sessions))
+                return -1;
+            break;
+        case OPT_MAX_HANDSHAKES:
+            if (parse_uint("--max-handshakes", optarg, 1, 1000000, &cfg->max_handshakes))
+                return -1;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_uint("--max-connections", optarg, 1, 10000000, &cfg->max_connections))
+                return -1;
+            break;
+        case OPT_JOIN_TIMEOUT:
+            if (parse_uint("--join-timeout", optarg, 100, 600000, &cfg->join_timeout_ms))
+                return -1;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_uint("--idle-timeout", optarg, 1000, 600000, &cfg->idle_timeout_ms))
+                return -1;
+            break;
+        case OPT_LOG_LEVEL:
+            lvl = wzp_log_parse_level(optarg);
+            if (lvl < 0) {
+                fprintf(stderr, "wzp-relay: --log-level expects error, warn, info, debug or "
+                                "trace, got \"%s\"\n", optarg);
+                return -1;
+            }
+            wzp_log_threshold = lvl;
+            break;
+        case 'V':
+            printf("wzp-relay %s (build %s)\n", WZP_VERSION, WZP_BUILD_HASH);
+            return 1;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            fprintf(stderr, "Try 'wzp-relay --help' for the list of options.\n");
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "wzp-relay: unexpected argument \"%s\"; try --help\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct wzp_config cfg;
+    wzp_config_defaults(&cfg);
+    int prv = parse_args(argc, argv, &cfg);
+    if (prv)
+        return prv > 0 ? 0 : 2;
+
+    /* Workers inherit this mask; only the main thread takes signals, via sigwait. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct wzp_relay relay;
+    char err[512] = "";
+    if (wzp_relay_init(&relay, &cfg, err, sizeof err) != WZP_OK) {
+        LOG_ERROR(MOD, "cannot start: %s", err);
+        wzp_relay_free(&relay);
+        return 1;
+    }
+    LOG_INFO(MOD, "wzp-relay %s (build %s) listening on udp %s with %u worker%s", WZP_VERSION,
+             WZP_BUILD_HASH, relay.cfg.listen, relay.nworkers, relay.nworkers == 1 ? "" : "s");
+    LOG_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
+             relay.cfg.identity_path);
+    LOG_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
+    LOG_INFO(MOD, "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
+             "join-timeout %u ms, idle-timeout %u ms",
+             relay.cfg.max_sessions, relay.cfg.max_handshakes, relay.cfg.max_connections,
+             relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms);
+    if (wzp_relay_start(&relay) != WZP_OK) {
+        LOG_ERROR(MOD, "cannot start worker threads");
+        return 1;
+    }
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR1) {
+            wzp_relay_log_stats(&relay);
+        } else if (sig == SIGHUP) {
+            LOG_INFO(MOD, "SIGHUP: nothing to reload in this build");
+        } else {
+            LOG_INFO(MOD, "%s: closing every connection and exiting",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+    }
+    int rv = wzp_relay_stop(&relay, SHUTDOWN_TIMEOUT_MS);
+    wzp_relay_log_stats(&relay);
+    if (rv != WZP_OK) {
+        LOG_ERROR(MOD, "shutdown timed out; exiting anyway");
+        return 1;
+    }
+    wzp_relay_free(&relay);
+    LOG_INFO(MOD, "stopped");
+    return 0;
+}

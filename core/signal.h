@@ -269,7 +269,7 @@ int wzp_signal_encode(const struct wzp_signal *s, struct wzp_buf *out);
 int wzp_signal_encode_frame(const struct wzp_signal *s, struct wzp_buf *out);
 
 /*
- * Inspect a stream's receive buffer. Returns WZP_OK and sets *body/*body_len when a whole
+ * Inspect a stream's receive buffer. Returns WZP_OK and sets *body and *body_len when a whole
  * frame is present, WZP_EAGAIN if more bytes are needed, WZP_ETOOBIG if the announced
  * length exceeds WZP_SIGNAL_MAX_BYTES.
  */

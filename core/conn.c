@@ -1,0 +1,989 @@
+/*
+ * conn.c - one QUIC connection on the server side (see conn.h).
+ *
+ * ngtcp2 callbacks only record what happened (buffer stream bytes, set flags, queue
+ * media to other connections); the work that needs ngtcp2 calls on this connection
+ * (dispatching signals, closing) runs after ngtcp2_conn_read_pkt() returns. Writing
+ * happens once per loop iteration in wzp_conn_flush().
+ */
+#include "conn.h"
+
+#include "common.h"
+#include "log.h"
+#include "sfu.h"
+#include "signal.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define MOD "conn"
+
+static uint64_t closing_period_ns(struct wzp_conn *c)
+{
+    uint64_t pto = ngtcp2_conn_get_pto(c->qc) * 3;
+    return WZP_MAX(WZP_MIN(pto, 3 * NGTCP2_SECONDS), 300 * NGTCP2_MILLISECONDS);
+}
+
+static void format_addr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, outlen, "?");
+    }
+}
+
+static void conn_path(struct wzp_conn *c, ngtcp2_path *path, const struct sockaddr *remote,
+                      socklen_t remotelen)
+{
+    struct wzp_config *cfg = &c->w->relay->cfg;
+    path->local.addr = (ngtcp2_sockaddr *)&cfg->listen_addr;
+    path->local.addrlen = cfg->listen_addrlen;
+    path->remote.addr = (ngtcp2_sockaddr *)remote;
+    path->remote.addrlen = remotelen;
+    path->user_data = NULL;
+}
+
+/* ---------------------------------------------------------------- ngtcp2 callbacks */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+    return ((struct wzp_conn *)ref->user_data)->qc;
+}
+
+static void cb_rand(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx)
+{
+    (void)ctx;
+    gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int make_cid(struct wzp_worker *w, ngtcp2_cid *cid, uint8_t *token)
+{
+    cid->datalen = WZP_SCID_LEN;
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, WZP_SCID_LEN) != 0)
+        return WZP_ECRYPTO;
+    cid->data[0] = (uint8_t)w->idx;
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, w->relay->reset_secret,
+                                                     sizeof w->relay->reset_secret, cid) != 0)
+        return WZP_ECRYPTO;
+    return WZP_OK;
+}
+
+static int cb_get_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
+                          void *ud)
+{
+    struct wzp_conn *c = ud;
+    (void)qc;
+    (void)cidlen;
+    if (make_cid(c->w, cid, token) != WZP_OK || wzp_worker_cid_add(c->w, cid, c) != WZP_OK)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
+{
+    struct wzp_conn *c = ud;
+    (void)qc;
+    wzp_worker_cid_remove(c->w, cid);
+    return 0;
+}
+
+static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)
+{
+    struct wzp_conn *c = ud;
+    (void)qc;
+    if (!wzp_tls_alpn_ok(c->tls)) {
+        /* GnuTLS refuses a wrong ALPN itself, but lets a ClientHello without one through. */
+        snprintf(c->fatal_reason, sizeof c->fatal_reason, "client did not offer ALPN \"wzp\"");
+        WZP_STAT_INC(&c->w->stats, conns_refused_alpn);
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    c->handshake_done_pending = true;
+    return 0;
+}
+
+static struct wzp_in_stream *in_stream_get(struct wzp_conn *c, int64_t id, bool create)
+{
+    struct wzp_in_stream *free_slot = NULL;
+    for (size_t i = 0; i < WZP_CONN_MAX_IN_STREAMS; i++) {
+        if (c->in[i].used && c->in[i].id == id)
+            return &c->in[i];
+        if (!c->in[i].used && !free_slot)
+            free_slot = &c->in[i];
+    }
+    if (!create || !free_slot)
+        return NULL;
+    memset(free_slot, 0, sizeof *free_slot);
+    free_slot->used = true;
+    free_slot->id = id;
+    return free_slot;
+}
+
+static void in_stream_release(struct wzp_conn *c, struct wzp_in_stream *s)
+{
+    c->in_bytes -= s->buf.len;
+    wzp_buf_free(&s->buf);
+    s->used = false;
+}
+
+static void fail_later(struct wzp_conn *c, const char *reason)
+{
+    if (!c->fatal_pending) {
+        c->fatal_pending = true;
+        snprintf(c->fatal_reason, sizeof c->fatal_reason, "%s", reason);
+    }
+}
+
+/* Buffer bytes of a client bidi stream until one whole frame is there. */
+static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, size_t len,
+                           bool fin)
+{
+    if (id < c->next_in_id || c->fatal_pending)
+        return; /* already dispatched: the rest of the stream is ignored */
+    struct wzp_in_stream *s = in_stream_get(c, id, true);
+    if (!s) {
+        fail_later(c, "too many signal streams open at once");
+        return;
+    }
+    if (s->complete)
+        return;
+    if (c->in_bytes + len > WZP_CONN_MAX_IN_BYTES || wzp_buf_append(&s->buf, data, len)) {
+        WZP_STAT_INC(&c->w->stats, signals_oversize);
+        fail_later(c, "signal buffer limit exceeded");
+        return;
+    }
+    c->in_bytes += len;
+    const uint8_t *body;
+    size_t body_len;
+    int rv = wzp_signal_frame_peek(s->buf.data, s->buf.len, &body, &body_len);
+    if (rv == WZP_OK) {
+        s->complete = true;
+    } else if (rv == WZP_ETOOBIG) {
+        WZP_STAT_INC(&c->w->stats, signals_oversize);
+        fail_later(c, "signal frame larger than 1 MiB");
+    } else if (fin) {
+        WZP_STAT_INC(&c->w->stats, signals_malformed);
+        fail_later(c, "signal stream ended before the frame was complete");
+    }
+}
+
+static int cb_recv_stream_data(ngtcp2_conn *qc, uint32_t flags, int64_t id, uint64_t offset,
+                               const uint8_t *data, size_t len, void *ud, void *sud)
+{
+    struct wzp_conn *c = ud;
+    (void)offset;
+    (void)sud;
+    /* Client-initiated bidi streams carry signals; bytes on any other stream are read and
+     * dropped so the client's flow control never stalls. */
+    if ((id & 3) == 0)
+        in_stream_data(c, id, data, len, flags & NGTCP2_STREAM_DATA_FLAG_FIN);
+    ngtcp2_conn_extend_max_stream_offset(qc, id, len);
+    ngtcp2_conn_extend_max_offset(qc, len);
+    return 0;
+}
+
+static struct wzp_out_stream *out_stream_find(struct wzp_conn *c, int64_t id)
+{
+    for (struct wzp_out_stream *s = c->out_head; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+static int cb_acked_stream_data_offset(ngtcp2_conn *qc, int64_t id, uint64_t offset,
+                                       uint64_t len, void *ud, void *sud)
+{
+    (void)qc;
+    (void)offset;
+    (void)sud;
+    struct wzp_out_stream *s = out_stream_find(ud, id);
+    if (s)
+        s->acked += len;
+    return 0;
+}
+
+static int cb_stream_close(ngtcp2_conn *qc, uint32_t flags, int64_t id, uint64_t code, void *ud,
+                           void *sud)
+{
+    struct wzp_conn *c = ud;
+    (void)qc;
+    (void)flags;
+    (void)code;
+    (void)sud;
+    struct wzp_out_stream *s = out_stream_find(c, id);
+    if (s) {
+        s->acked = s->data.len; /* nothing more will be sent; sweep it */
+        s->fin_sent = true;
+        if (s->uni && c->state == WZP_CONN_SERVING)
+            c->deadline_ns = wzp_now_ns(); /* version reply delivered: close now */
+    }
+    return 0;
+}
+
+static int cb_extend_max_local_streams(ngtcp2_conn *qc, uint64_t max, void *ud)
+{
+    (void)qc;
+    (void)max;
+    struct wzp_conn *c = ud;
+    wzp_worker_mark_dirty(c->w, c);
+    return 0;
+}
+
+static int cb_recv_datagram(ngtcp2_conn *qc, uint32_t flags, const uint8_t *data, size_t len,
+                            void *ud)
+{
+    (void)qc;
+    (void)flags;
+    wzp_sfu_on_datagram(ud, data, len);
+    return 0;
+}
+
+static const ngtcp2_callbacks server_callbacks = {
+    .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = cb_handshake_completed,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = cb_recv_stream_data,
+    .acked_stream_data_offset = cb_acked_stream_data_offset,
+    .stream_close = cb_stream_close,
+    .rand = cb_rand,
+    .get_new_connection_id = cb_get_new_cid,
+    .remove_connection_id = cb_remove_cid,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .extend_max_local_streams_bidi = cb_extend_max_local_streams,
+    .extend_max_local_streams_uni = cb_extend_max_local_streams,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .recv_datagram = cb_recv_datagram,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+/* ---------------------------------------------------------------- timers */
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void conn_arm_timer(struct wzp_conn *c)
+{
+    uint64_t now = wzp_now_ns();
+    uint64_t exp = UINT64_MAX;
+    if (c->state != WZP_CONN_CLOSING && c->state != WZP_CONN_DRAINING)
+        exp = ngtcp2_conn_get_expiry(c->qc);
+    if (c->deadline_ns && c->deadline_ns < exp)
+        exp = c->deadline_ns;
+    ev_timer_stop(c->w->loop, &c->timer);
+    if (exp == UINT64_MAX)
+        return;
+    double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
+    ev_timer_set(&c->timer, after, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_cid *scid,
+                           ngtcp2_transport_params *p)
+{
+    ngtcp2_transport_params_default(p);
+    p->initial_max_stream_data_bidi_local = 64 * 1024;
+    p->initial_max_stream_data_bidi_remote = 64 * 1024;
+    p->initial_max_stream_data_uni = 64 * 1024;
+    p->initial_max_data = 256 * 1024;
+    p->initial_max_streams_bidi = 100;
+    p->initial_max_streams_uni = 3;
+    p->max_idle_timeout = (uint64_t)c->w->relay->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
+    p->max_datagram_frame_size = 65535;
+    p->original_dcid = hd->dcid;
+    p->stateless_reset_token_present = 1;
+    if (ngtcp2_crypto_generate_stateless_reset_token(p->stateless_reset_token,
+                                                     c->w->relay->reset_secret,
+                                                     sizeof c->w->relay->reset_secret, scid))
+        return WZP_ECRYPTO;
+    return WZP_OK;
+}
+
+static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_path *path)
+{
+    ngtcp2_cid scid;
+    uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+    if (make_cid(c->w, &scid, token))
+        return WZP_ECRYPTO;
+    ngtcp2_settings settings;
+    ngtcp2_settings_default(&settings);
+    settings.initial_ts = wzp_now_ns();
+    settings.token = hd->token;
+    settings.handshake_timeout = (uint64_t)WZP_HANDSHAKE_TIMEOUT_MS * NGTCP2_MILLISECONDS;
+    ngtcp2_transport_params params;
+    if (conn_set_params(c, hd, &scid, &params))
+        return WZP_ECRYPTO;
+    if (ngtcp2_conn_server_new(&c->qc, &hd->scid, &scid, path, hd->version, &server_callbacks,
+                               &settings, &params, NULL, c) != 0)
+        return WZP_ENOMEM;
+    ngtcp2_conn_set_keep_alive_timeout(c->qc, (uint64_t)WZP_KEEPALIVE_MS * NGTCP2_MILLISECONDS);
+    struct wzp_relay *r = c->w->relay;
+    if (wzp_tls_server_session(&c->tls, r->cred, r->priority, &c->conn_ref))
+        return WZP_ECRYPTO;
+    ngtcp2_conn_set_tls_native_handle(c->qc, c->tls);
+    if (wzp_worker_cid_add(c->w, &scid, c) || wzp_worker_cid_add(c->w, &hd->dcid, c))
+        return WZP_ENOMEM;
+    c->client_dcid = hd->dcid;
+    return WZP_OK;
+}
+
+static bool admit_new_connection(struct wzp_worker *w, const char *peer)
+{
+    struct wzp_relay *r = w->relay;
+    unsigned n = atomic_fetch_add(&r->connections, 1);
+    if (n >= r->cfg.max_connections) {
+        atomic_fetch_sub(&r->connections, 1);
+        WZP_STAT_INC(&w->stats, conns_refused_limit);
+        LOG_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer, n);
+        return false;
+    }
+    n = atomic_fetch_add(&r->handshakes, 1);
+    if (n >= r->cfg.max_handshakes) {
+        atomic_fetch_sub(&r->handshakes, 1);
+        atomic_fetch_sub(&r->connections, 1);
+        WZP_STAT_INC(&w->stats, conns_refused_handshakes);
+        LOG_DEBUG(MOD, "%s: Initial dropped: %u handshakes in progress (limit --max-handshakes)",
+                  peer, n);
+        return false;
+    }
+    return true;
+}
+
+struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
+                                 const struct sockaddr *from, socklen_t fromlen)
+{
+    ngtcp2_pkt_hd hd;
+    if (ngtcp2_accept(&hd, pkt, len) != 0)
+        return NULL; /* not an Initial we can take; stray packets are dropped */
+    char peer[64];
+    format_addr(from, peer, sizeof peer);
+    if (!admit_new_connection(w, peer))
+        return NULL;
+    struct wzp_conn *c = calloc(1, sizeof *c);
+    if (!c || wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES)) {
+        free(c);
+        atomic_fetch_sub(&w->relay->handshakes, 1);
+        atomic_fetch_sub(&w->relay->connections, 1);
+        return NULL;
+    }
+    c->w = w;
+    c->conn_ref.get_conn = get_conn;
+    c->conn_ref.user_data = c;
+    c->handshake_counted = true;
+    c->created_ns = wzp_now_ns();
+    memcpy(&c->remote, from, fromlen);
+    c->remote_len = fromlen;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
+    c->timer.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    ngtcp2_path path;
+    conn_path(c, &path, from, fromlen);
+    if (wzp_worker_slot_alloc(w, c, &c->slot, &c->gen) || conn_create_quic(c, &hd, &path)) {
+        LOG_WARN(MOD, "%s: could not set up a new connection", peer);
+        wzp_conn_destroy(c);
+        return NULL;
+    }
+    WZP_STAT_INC(&w->stats, conns_accepted);
+    LOG_DEBUG(MOD, "%s: new connection (worker %u)", peer, w->idx);
+    return c;
+}
+
+static void release_handshake(struct wzp_conn *c)
+{
+    if (c->handshake_counted) {
+        c->handshake_counted = false;
+        atomic_fetch_sub(&c->w->relay->handshakes, 1);
+    }
+}
+
+static void out_stream_free(struct wzp_out_stream *s)
+{
+    wzp_buf_free(&s->data);
+    free(s);
+}
+
+void wzp_conn_destroy(struct wzp_conn *c)
+{
+    struct wzp_worker *w = c->w;
+    wzp_sfu_leave(c, "connection closed");
+    if (c->state == WZP_CONN_HANDSHAKE && c->qc && !ngtcp2_conn_get_handshake_completed(c->qc))
+        WZP_STAT_INC(&w->stats, handshake_failures);
+    release_handshake(c);
+    if (c->session_reserved)
+        wzp_relay_release_session(w->relay);
+    if (c->qc) {
+        size_t n = ngtcp2_conn_get_num_scid(c->qc);
+        ngtcp2_cid cids[16];
+        if (n <= WZP_ARRAY_LEN(cids)) {
+            ngtcp2_conn_get_scid(c->qc, cids);
+            for (size_t i = 0; i < n; i++)
+                wzp_worker_cid_remove(w, &cids[i]);
+        }
+        ngtcp2_conn_del(c->qc);
+    }
+    if (c->client_dcid.datalen)
+        wzp_worker_cid_remove(w, &c->client_dcid);
+    if (c->tls)
+        gnutls_deinit(c->tls);
+    if (c->gen)
+        wzp_worker_slot_free(w, c->slot);
+    ev_timer_stop(w->loop, &c->timer);
+    if (c->dirty) {
+        struct wzp_conn **pp = &w->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = c->dirty_next;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    for (size_t i = 0; i < WZP_CONN_MAX_IN_STREAMS; i++)
+        wzp_buf_free(&c->in[i].buf);
+    while (c->out_head) {
+        struct wzp_out_stream *s = c->out_head;
+        c->out_head = s->next;
+        out_stream_free(s);
+    }
+    wzp_dgq_destroy(&c->dgq);
+    free(c->close_pkt);
+    free(c);
+    atomic_fetch_sub(&w->relay->connections, 1);
+    WZP_STAT_INC(&w->stats, conns_closed);
+}
+
+/* Send CONNECTION_CLOSE built from ccerr and enter the closing period. */
+static void conn_close_with(struct wzp_conn *c, const ngtcp2_connection_close_error *ccerr)
+{
+    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+        return;
+    wzp_sfu_leave(c, "closed by relay");
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    uint8_t *buf = wzp_worker_tx_buf(c->w);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->qc, &ps.path, &pi, buf,
+                                                        WZP_TX_PACKET_BYTES, ccerr, wzp_now_ns());
+    if (n <= 0) {
+        wzp_conn_destroy(c);
+        return;
+    }
+    c->close_pkt = malloc((size_t)n);
+    if (c->close_pkt) {
+        memcpy(c->close_pkt, buf, (size_t)n);
+        c->close_len = (size_t)n;
+    }
+    wzp_worker_tx_commit(c->w, (size_t)n, (struct sockaddr *)ps.path.remote.addr,
+                         ps.path.remote.addrlen);
+    c->close_last_sent_ns = wzp_now_ns();
+    c->state = WZP_CONN_CLOSING;
+    c->deadline_ns = wzp_now_ns() + closing_period_ns(c);
+    conn_arm_timer(c);
+}
+
+void wzp_conn_close(struct wzp_conn *c, const char *reason)
+{
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_application_error(&ccerr, 0, (const uint8_t *)reason,
+                                                        strlen(reason));
+    conn_close_with(c, &ccerr);
+}
+
+static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why)
+{
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_default(&ccerr);
+    if (liberr == NGTCP2_ERR_CRYPTO) {
+        uint8_t alert = ngtcp2_conn_get_tls_alert(c->qc);
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
+        if (alert == GNUTLS_A_NO_APPLICATION_PROTOCOL)
+            WZP_STAT_INC(&c->w->stats, conns_refused_alpn);
+        LOG_INFO(MOD, "%s: refused: TLS handshake failed (alert %u: %s)", c->peer, alert,
+                 gnutls_alert_get_name((gnutls_alert_description_t)alert));
+    } else if (why) {
+        ngtcp2_connection_close_error_set_transport_error(
+            &ccerr, NGTCP2_CRYPTO_ERROR | GNUTLS_A_NO_APPLICATION_PROTOCOL, (const uint8_t *)why,
+            strlen(why));
+        LOG_INFO(MOD, "%s: refused: %s", c->peer, why);
+    } else {
+        ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
+        LOG_INFO(MOD, "%s: connection error: %s", c->peer, ngtcp2_strerror(liberr));
+    }
+    conn_close_with(c, &ccerr);
+}
+
+/* ---------------------------------------------------------------- signals in */
+
+static void conn_refuse(struct wzp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void conn_refuse(struct wzp_conn *c, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    LOG_INFO(MOD, "%s: refused (sni %s): %s", c->peer, c->sni[0] ? c->sni : "-", why);
+    wzp_conn_close(c, why);
+}
+
+/* Empty FIN on our half of a client stream, as a quinn receiver does when it drops it. */
+static void finish_client_stream(struct wzp_conn *c, int64_t id)
+{
+    struct wzp_out_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return;
+    s->id = id;
+    if (c->out_tail)
+        c->out_tail->next = s;
+    else
+        c->out_head = s;
+    c->out_tail = s;
+}
+
+static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t len)
+{
+    struct wzp_signal sig;
+    char err[160];
+    WZP_STAT_INC(&c->w->stats, signals_received);
+    if (wzp_signal_parse(body, len, &sig, err, sizeof err) != WZP_OK) {
+        WZP_STAT_INC(&c->w->stats, signals_malformed);
+        if (c->state == WZP_CONN_AWAIT_OFFER) {
+            WZP_STAT_INC(&c->w->stats, join_refused_protocol);
+            conn_refuse(c, "malformed signal: %s", err);
+        } else {
+            LOG_DEBUG(MOD, "%s: ignoring malformed signal: %s", c->peer, err);
+        }
+        return;
+    }
+    if (c->state == WZP_CONN_AWAIT_OFFER) {
+        if (sig.type == WZP_SIG_CALL_OFFER) {
+            wzp_sfu_join(c, &sig);
+        } else if (sig.type == WZP_SIG_AUTH_TOKEN) {
+            WZP_STAT_INC(&c->w->stats, join_refused_auth);
+            conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
+        } else {
+            WZP_STAT_INC(&c->w->stats, join_refused_protocol);
+            conn_refuse(c, "expected CallOffer, got %s", wzp_signal_type_name(sig.type));
+        }
+    } else {
+        LOG_DEBUG(MOD, "%s: ignoring %s on a room connection", c->peer,
+                  wzp_signal_type_name(sig.type));
+    }
+    wzp_signal_clear(&sig);
+}
+
+/* Dispatch complete frames strictly in client stream-ID order (0, 4, 8, ...). */
+static void conn_dispatch_signals(struct wzp_conn *c)
+{
+    for (;;) {
+        if (c->state != WZP_CONN_AWAIT_OFFER && c->state != WZP_CONN_JOINED)
+            return;
+        struct wzp_in_stream *s = in_stream_get(c, c->next_in_id, false);
+        if (!s || !s->complete)
+            return;
+        const uint8_t *body;
+        size_t len;
+        wzp_signal_frame_peek(s->buf.data, s->buf.len, &body, &len);
+        int64_t id = s->id;
+        c->next_in_id += 4;
+        conn_handle_frame(c, body, len);
+        in_stream_release(c, s);
+        finish_client_stream(c, id);
+    }
+}
+
+/* ---------------------------------------------------------------- SNI dispatch */
+
+static bool room_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+              ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static void conn_serve_version(struct wzp_conn *c)
+{
+    struct wzp_out_stream *s = calloc(1, sizeof *s);
+    if (!s || wzp_buf_append_str(&s->data, WZP_BUILD_HASH)) {
+        free(s);
+        wzp_conn_close(c, "");
+        return;
+    }
+    s->id = -1;
+    s->uni = true;
+    s->next = c->out_head;
+    c->out_head = s;
+    if (!c->out_tail)
+        c->out_tail = s;
+    c->state = WZP_CONN_SERVING;
+    c->deadline_ns = wzp_now_ns() + (uint64_t)WZP_CONN_VERSION_LINGER_MS * 1000000ull;
+}
+
+static void conn_on_handshake_done(struct wzp_conn *c)
+{
+    struct wzp_relay *r = c->w->relay;
+    release_handshake(c);
+    if (!wzp_tls_sni(c->tls, c->sni, sizeof c->sni))
+        snprintf(c->sni, sizeof c->sni, "default");
+    if (strcmp(c->sni, "ping") == 0) {
+        LOG_DEBUG(MOD, "%s: ping", c->peer);
+        wzp_conn_close(c, "");
+        return;
+    }
+    if (strcmp(c->sni, "version") == 0) {
+        conn_serve_version(c);
+        return;
+    }
+    if (strcmp(c->sni, "_signal") == 0 || strcmp(c->sni, "_probe") == 0 ||
+        strcmp(c->sni, "_federation") == 0) {
+        WZP_STAT_INC(&c->w->stats, conns_refused_sni);
+        conn_refuse(c, "SNI %s is reserved for a service this relay does not offer yet", c->sni);
+        return;
+    }
+    if (!room_name_valid(c->sni)) {
+        WZP_STAT_INC(&c->w->stats, conns_refused_sni);
+        conn_refuse(c, "invalid room name (allowed: a-z 0-9 - _ . up to 253 characters)");
+        return;
+    }
+    if (!wzp_relay_reserve_session(r)) {
+        WZP_STAT_INC(&c->w->stats, join_refused_sessions);
+        conn_refuse(c, "max sessions (%u) reached", r->cfg.max_sessions);
+        return;
+    }
+    c->session_reserved = true;
+    c->state = WZP_CONN_AWAIT_OFFER;
+    c->deadline_ns = wzp_now_ns() + (uint64_t)r->cfg.join_timeout_ms * 1000000ull;
+}
+
+/* ---------------------------------------------------------------- input */
+
+static void conn_read_error(struct wzp_conn *c, int rv)
+{
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING: {
+        ngtcp2_connection_close_error ccerr;
+        ngtcp2_conn_get_connection_close_error(c->qc, &ccerr);
+        LOG_DEBUG(MOD, "%s: closed by peer (code %llu)", c->peer,
+                  (unsigned long long)ccerr.error_code);
+        wzp_sfu_leave(c, "closed by client");
+        c->state = WZP_CONN_DRAINING;
+        c->deadline_ns = wzp_now_ns() + closing_period_ns(c);
+        conn_arm_timer(c);
+        return;
+    }
+    case NGTCP2_ERR_DROP_CONN:
+    case NGTCP2_ERR_RETRY:
+        wzp_conn_destroy(c);
+        return;
+    case NGTCP2_ERR_CALLBACK_FAILURE:
+        if (c->fatal_reason[0]) {
+            conn_close_transport(c, rv, c->fatal_reason);
+            return;
+        }
+        /* fall through */
+    default:
+        conn_close_transport(c, rv, NULL);
+    }
+}
+
+void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len,
+                    const struct sockaddr *from, socklen_t fromlen)
+{
+    if (c->state == WZP_CONN_DRAINING)
+        return;
+    uint64_t now = wzp_now_ns();
+    if (c->state == WZP_CONN_CLOSING) {
+        if (c->close_pkt && now - c->close_last_sent_ns > 50 * NGTCP2_MILLISECONDS) {
+            memcpy(wzp_worker_tx_buf(c->w), c->close_pkt, c->close_len);
+            wzp_worker_tx_commit(c->w, c->close_len, from, fromlen);
+            c->close_last_sent_ns = now;
+        }
+        return;
+    }
+    ngtcp2_path path;
+    conn_path(c, &path, from, fromlen);
+    ngtcp2_pkt_info pi = {0};
+    int rv = ngtcp2_conn_read_pkt(c->qc, &path, &pi, pkt, len, now);
+    if (rv != 0) {
+        conn_read_error(c, rv);
+        return;
+    }
+    if (c->handshake_done_pending) {
+        c->handshake_done_pending = false;
+        conn_on_handshake_done(c);
+    }
+    if (c->fatal_pending && c->state != WZP_CONN_CLOSING) {
+        conn_refuse(c, "%s", c->fatal_reason);
+        return;
+    }
+    conn_dispatch_signals(c);
+    wzp_worker_mark_dirty(c->w, c);
+}
+
+/* ---------------------------------------------------------------- output */
+
+int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len)
+{
+    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+        return WZP_ESTATE;
+    if (c->out_count >= WZP_CONN_MAX_OUT_SIGNALS) {
+        WZP_STAT_INC(&c->w->stats, signal_backlog_closes);
+        conn_refuse(c, "client is not reading signals (%u queued)", c->out_count);
+        return WZP_EFULL;
+    }
+    struct wzp_out_stream *s = calloc(1, sizeof *s);
+    if (!s || wzp_buf_append(&s->data, frame, len)) {
+        free(s);
+        return WZP_ENOMEM;
+    }
+    s->id = -1;
+    if (c->out_tail)
+        c->out_tail->next = s;
+    else
+        c->out_head = s;
+    c->out_tail = s;
+    c->out_count++;
+    WZP_STAT_INC(&c->w->stats, signals_sent);
+    wzp_worker_mark_dirty(c->w, c);
+    return WZP_OK;
+}
+
+void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
+{
+    unsigned dropped = wzp_dgq_push(&c->dgq, data, len);
+    if (dropped)
+        WZP_STAT_ADD(&c->w->stats, datagrams_queue_drops, dropped);
+    wzp_worker_mark_dirty(c->w, c);
+}
+
+/* Open server streams for queued signals, in queue order, as far as credit allows. */
+static void open_pending_streams(struct wzp_conn *c)
+{
+    for (struct wzp_out_stream *s = c->out_head; s; s = s->next) {
+        if (s->id >= 0)
+            continue;
+        int rv = s->uni ? ngtcp2_conn_open_uni_stream(c->qc, &s->id, NULL)
+                        : ngtcp2_conn_open_bidi_stream(c->qc, &s->id, NULL);
+        if (rv != 0) {
+            s->id = -1;
+            return; /* NGTCP2_ERR_STREAM_ID_BLOCKED: wait for more credit, keep order */
+        }
+    }
+}
+
+static struct wzp_out_stream *next_writable(struct wzp_out_stream *s)
+{
+    for (; s; s = s->next)
+        if (s->id >= 0 && (s->sent < s->data.len || !s->fin_sent))
+            return s;
+    return NULL;
+}
+
+/* Drop records whose bytes are all acknowledged (ngtcp2 no longer references them). */
+static void sweep_out_streams(struct wzp_conn *c)
+{
+    struct wzp_out_stream **pp = &c->out_head, *last = NULL;
+    while (*pp) {
+        struct wzp_out_stream *s = *pp;
+        if (s->id >= 0 && s->fin_sent && s->acked >= s->data.len) {
+            *pp = s->next;
+            if (s->data.len)
+                c->out_count--;
+            out_stream_free(s);
+            continue;
+        }
+        last = s;
+        pp = &s->next;
+    }
+    c->out_tail = last;
+}
+
+static size_t max_datagram_payload(struct wzp_conn *c)
+{
+    const ngtcp2_transport_params *p = ngtcp2_conn_get_remote_transport_params(c->qc);
+    if (!p || p->max_datagram_frame_size == 0)
+        return 0;
+    /* short header (1 + DCID 20 + PN 4), AEAD tag 16, DATAGRAM frame type + length 3 */
+    size_t path = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
+    size_t room = path > 44 ? path - 44 : 0;
+    return WZP_MIN(room, (size_t)p->max_datagram_frame_size - 3);
+}
+
+static int conn_write_loop(struct wzp_conn *c)
+{
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    uint64_t ts = wzp_now_ns();
+    bool joined = c->state == WZP_CONN_JOINED;
+    size_t dg_max = joined ? max_datagram_payload(c) : 0;
+    bool dg_blocked = !joined;
+    open_pending_streams(c);
+    struct wzp_out_stream *s = next_writable(c->out_head);
+    for (unsigned guard = 0; guard < 4096; guard++) {
+        uint8_t *buf = wzp_worker_tx_buf(c->w);
+        ngtcp2_ssize nwrite, ndatalen = -1;
+        int accepted = 0;
+        size_t dlen = 0;
+        const uint8_t *d = dg_blocked ? NULL : wzp_dgq_peek(&c->dgq, &dlen);
+        if (d && dlen > dg_max) {
+            wzp_dgq_pop(&c->dgq);
+            WZP_STAT_INC(&c->w->stats, datagrams_too_big_for_path);
+            continue;
+        }
+        if (s) {
+            ngtcp2_vec v = {s->data.data + s->sent, s->data.len - s->sent};
+            nwrite = ngtcp2_conn_writev_stream(
+                c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES, &ndatalen,
+                NGTCP2_WRITE_STREAM_FLAG_MORE | NGTCP2_WRITE_STREAM_FLAG_FIN, s->id, &v, 1, ts);
+        } else if (d) {
+            ngtcp2_vec v = {(uint8_t *)d, dlen};
+            nwrite = ngtcp2_conn_writev_datagram(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES,
+                                                 &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0,
+                                                 &v, 1, ts);
+        } else {
+            nwrite = ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES,
+                                               NULL, 0, -1, NULL, 0, ts);
+        }
+        if (s && ndatalen >= 0) {
+            s->sent += (size_t)ndatalen;
+            if (s->sent == s->data.len)
+                s->fin_sent = true;
+            s = next_writable(s);
+        }
+        if (accepted) {
+            wzp_dgq_pop(&c->dgq);
+            WZP_STAT_INC(&c->w->stats, datagrams_forwarded);
+        }
+        if (nwrite == NGTCP2_ERR_WRITE_MORE)
+            continue;
+        if (s && (nwrite == NGTCP2_ERR_STREAM_SHUT_WR || nwrite == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+            s->fin_sent = true; /* the peer reset it: nothing more to send, sweep it */
+            s->acked = s->sent = s->data.len;
+            s = next_writable(s->next);
+            continue;
+        }
+        if (s && nwrite == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+            s = next_writable(s->next); /* flow control: retry on a later flush */
+            continue;
+        }
+        if (nwrite < 0)
+            return (int)nwrite;
+        if (nwrite == 0) {
+            if (d && !accepted && !s) {
+                dg_blocked = true; /* congestion window or packet full: retry after ACKs */
+                continue;
+            }
+            if (s) {
+                s = NULL; /* blocked by congestion control; flush what we have */
+                continue;
+            }
+            return 0;
+        }
+        wzp_worker_tx_commit(c->w, (size_t)nwrite, (struct sockaddr *)ps.path.remote.addr,
+                             ps.path.remote.addrlen);
+    }
+    return 0;
+}
+
+void wzp_conn_flush(struct wzp_conn *c)
+{
+    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+        return;
+    int rv = conn_write_loop(c);
+    if (rv != 0) {
+        conn_close_transport(c, rv, NULL);
+        return;
+    }
+    sweep_out_streams(c);
+    conn_arm_timer(c);
+}
+
+static void conn_deadline(struct wzp_conn *c)
+{
+    c->deadline_ns = 0;
+    switch (c->state) {
+    case WZP_CONN_CLOSING:
+    case WZP_CONN_DRAINING:
+        wzp_conn_destroy(c);
+        return;
+    case WZP_CONN_AWAIT_OFFER:
+        WZP_STAT_INC(&c->w->stats, join_timeouts);
+        conn_refuse(c, "no CallOffer within %u ms", c->w->relay->cfg.join_timeout_ms);
+        return;
+    case WZP_CONN_SERVING:
+        wzp_conn_close(c, "");
+        return;
+    default:
+        return;
+    }
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct wzp_conn *c = t->data;
+    uint64_t now = wzp_now_ns();
+    if (c->deadline_ns && now >= c->deadline_ns) {
+        enum wzp_conn_state before = c->state;
+        conn_deadline(c);
+        if (before == WZP_CONN_CLOSING || before == WZP_CONN_DRAINING)
+            return; /* freed */
+        if (c->state == WZP_CONN_CLOSING)
+            return;
+    }
+    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+        return;
+    if (ngtcp2_conn_get_expiry(c->qc) <= now) {
+        int rv = ngtcp2_conn_handle_expiry(c->qc, now);
+        if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+            LOG_DEBUG(MOD, "%s: %s", c->peer,
+                      rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
+            wzp_sfu_leave(c, "timed out");
+            wzp_conn_destroy(c);
+            return;
+        }
+        if (rv != 0) {
+            conn_close_transport(c, rv, NULL);
+            return;
+        }
+    }
+    wzp_worker_mark_dirty(c->w, c);
+}

@@ -1,0 +1,130 @@
+/*
+ * conn.h - one QUIC connection: ngtcp2 state, TLS session, signal streams, outgoing
+ * media queue, and its place in a room.
+ *
+ * Lifecycle: HANDSHAKE -> (SNI dispatch) -> AWAIT_OFFER -> JOINED for rooms; PING and
+ * VERSION connections close themselves. Any state -> CLOSING (we sent CONNECTION_CLOSE)
+ * or DRAINING (the peer did) -> freed after the closing period. A connection leaves its
+ * room the moment it stops being JOINED.
+ *
+ * Threading: owned by one worker; see worker.h.
+ */
+#ifndef WZP_CONN_H
+#define WZP_CONN_H
+
+#include "buf.h"
+#include "quality.h"
+#include "room.h"
+#include "worker.h"
+
+#include <ev.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#define WZP_CONN_MAX_IN_STREAMS   16      /* client signal streams buffered at once */
+#define WZP_CONN_MAX_IN_BYTES     (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
+#define WZP_CONN_MAX_OUT_SIGNALS  256     /* queued outgoing signal frames */
+#define WZP_CONN_DGQ_BYTES        16384   /* outgoing media queue per receiver */
+#define WZP_CONN_VERSION_LINGER_MS 2000   /* "version": close when acked or after this */
+
+enum wzp_conn_state {
+    WZP_CONN_HANDSHAKE = 0,
+    WZP_CONN_AWAIT_OFFER,
+    WZP_CONN_JOINED,
+    WZP_CONN_SERVING,  /* version reply in flight */
+    WZP_CONN_CLOSING,
+    WZP_CONN_DRAINING,
+};
+
+struct wzp_in_stream {
+    int64_t id;
+    struct wzp_buf buf;
+    bool complete; /* a whole frame is buffered */
+    bool used;
+};
+
+struct wzp_out_stream {
+    struct wzp_out_stream *next;
+    int64_t id; /* -1 until opened */
+    bool uni;
+    size_t sent, acked;
+    bool fin_sent;
+    struct wzp_buf data;
+};
+
+struct wzp_conn {
+    ngtcp2_crypto_conn_ref conn_ref; /* first: the TLS layer finds us through it */
+    struct wzp_worker *w;
+    ngtcp2_conn *qc;
+    gnutls_session_t tls;
+    uint32_t slot, gen;
+    enum wzp_conn_state state;
+    struct sockaddr_storage remote;
+    socklen_t remote_len;
+    ngtcp2_cid client_dcid; /* the client's first DCID, also a key in the CID table */
+    char peer[64];          /* "ip:port" for logs */
+    char sni[256];          /* lower-cased; room name for room connections */
+    ev_timer timer;
+    uint64_t deadline_ns;   /* application deadline (join timeout, closing period) */
+    uint64_t created_ns;
+    bool handshake_counted; /* holds one of relay->handshakes */
+    bool session_reserved;  /* holds one of relay->sessions */
+    bool handshake_done_pending;
+
+    /* signals */
+    struct wzp_in_stream in[WZP_CONN_MAX_IN_STREAMS];
+    size_t in_bytes;
+    int64_t next_in_id;
+    struct wzp_out_stream *out_head, *out_tail;
+    unsigned out_count;
+    bool fatal_pending; /* set inside a callback: close after read_pkt returns */
+    char fatal_reason[96];
+
+    /* media */
+    struct wzp_dgq dgq;
+
+    /* room */
+    struct wzp_room *room;
+    uint64_t pid;
+    char fingerprint[WZP_FINGERPRINT_LEN + 1];
+    struct wzp_quality_ctl quality;
+
+    /* closing */
+    uint8_t *close_pkt;
+    size_t close_len;
+    uint64_t close_last_sent_ns;
+
+    /* worker lists */
+    struct wzp_conn *next, *prev;
+    struct wzp_conn *dirty_next;
+    bool dirty;
+};
+
+/*
+ * Handle a packet whose DCID matched no connection: accept a new connection if it is a
+ * valid Initial and the limits allow it. Returns the new connection or NULL.
+ */
+struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
+                                 const struct sockaddr *from, socklen_t fromlen);
+
+/* Feed one UDP payload to the connection. It may be freed: do not touch it after. */
+void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len,
+                    const struct sockaddr *from, socklen_t fromlen);
+
+/* Write everything pending (called once per loop iteration for dirty connections). */
+void wzp_conn_flush(struct wzp_conn *c);
+
+/* Queue media for this receiver (owner thread). */
+void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
+
+/* Queue a complete signal frame on a new server stream (owner thread). */
+int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len);
+
+/* Close with application code 0 and reason; leaves the room; logs why. */
+void wzp_conn_close(struct wzp_conn *c, const char *reason);
+
+/* Free immediately (owner thread); leaves the room first. */
+void wzp_conn_destroy(struct wzp_conn *c);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * relay.c - builds the relay from its configuration, starts and stops the workers,
+ * and owns the process-wide admission counters (see relay.h).
+ */
+#include "relay.h"
+
+#include "common.h"
+#include "log.h"
+#include "tls.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "relay"
+
+void wzp_config_defaults(struct wzp_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    wzp_config_set_listen(cfg, "0.0.0.0:4433");
+    wzp_identity_default_path(cfg->identity_path, sizeof cfg->identity_path);
+    cfg->max_sessions = WZP_DEFAULT_MAX_SESSIONS;
+    cfg->max_handshakes = WZP_DEFAULT_MAX_HANDSHAKES;
+    cfg->max_connections = WZP_DEFAULT_MAX_CONNECTIONS;
+    cfg->join_timeout_ms = WZP_DEFAULT_JOIN_TIMEOUT_MS;
+    cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
+}
+
+int wzp_config_set_listen(struct wzp_config *cfg, const char *text)
+{
+    char host[128];
+    const char *orig = text;
+    const char *colon = strrchr(text, ':');
+    if (!colon || strlen(text) >= sizeof cfg->listen)
+        return WZP_EINVAL;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || colon[1] == '\0' || port < 0 || port > 65535)
+        return WZP_EINVAL;
+    size_t hlen = (size_t)(colon - text);
+    if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']') {
+        text++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof host)
+        return WZP_EINVAL;
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (hlen == 0 || inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        len = sizeof *in;
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        len = sizeof *in6;
+    } else {
+        return WZP_EINVAL;
+    }
+    snprintf(cfg->listen, sizeof cfg->listen, "%s", orig);
+    cfg->listen_addr = ss;
+    cfg->listen_addrlen = len;
+    return WZP_OK;
+}
+
+bool wzp_relay_reserve_session(struct wzp_relay *r)
+{
+    unsigned n = atomic_load(&r->sessions);
+    do {
+        if (n >= r->cfg.max_sessions)
+            return false;
+    } while (!atomic_compare_exchange_weak(&r->sessions, &n, n + 1));
+    return true;
+}
+
+void wzp_relay_release_session(struct wzp_relay *r)
+{
+    atomic_fetch_sub(&r->sessions, 1);
+}
+
+static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
+{
+    if (gnutls_certificate_allocate_credentials(&r->cred) != 0 ||
+        wzp_identity_set_credentials(&r->identity, r->cred) != WZP_OK) {
+        snprintf(err, errlen, "cannot load the TLS certificate into GnuTLS");
+        return WZP_ECRYPTO;
+    }
+    if (gnutls_priority_init(&r->priority, wzp_tls_priority, NULL) != 0) {
+        snprintf(err, errlen, "GnuTLS rejected the TLS 1.3 priority string");
+        return WZP_ECRYPTO;
+    }
+    return WZP_OK;
+}
+
+int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = *cfg;
+    if (r->cfg.threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        r->cfg.threads = n > 0 ? (unsigned)n : 1;
+    }
+    if (r->cfg.threads > WZP_MAX_WORKERS)
+        r->cfg.threads = WZP_MAX_WORKERS;
+    int rv = wzp_identity_load_or_create(&r->identity, r->cfg.identity_path, err, errlen);
+    if (rv)
+        return rv;
+    wzp_hkdf_sha256(r->identity.seed, sizeof r->identity.seed, "wzp-relay-stateless-reset",
+                    r->reset_secret, sizeof r->reset_secret);
+    if ((rv = init_tls(r, err, errlen)))
+        return rv;
+    if (wzp_room_table_init(&r->rooms, 1024)) {
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
+    r->nworkers = r->cfg.threads;
+    r->workers = calloc(r->nworkers, sizeof *r->workers);
+    if (!r->workers) {
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        r->workers[i] = malloc(sizeof *r->workers[i]);
+        if (!r->workers[i]) {
+            snprintf(err, errlen, "out of memory");
+            return WZP_ENOMEM;
+        }
+        if ((rv = wzp_worker_init(r->workers[i], r, i, err, errlen)))
+            return rv;
+    }
+    return WZP_OK;
+}
+
+int wzp_relay_start(struct wzp_relay *r)
+{
+    for (unsigned i = 0; i < r->nworkers; i++)
+        if (wzp_worker_start(r->workers[i]) != WZP_OK)
+            return WZP_EIO;
+    return WZP_OK;
+}
+
+int wzp_relay_stop(struct wzp_relay *r, unsigned timeout_ms)
+{
+    atomic_store(&r->stopping, true);
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_worker_request_stop(r->workers[i]);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int rv = WZP_OK;
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        if (pthread_timedjoin_np(r->workers[i]->thread, NULL, &deadline) != 0) {
+            LOG_ERROR(MOD, "worker %u did not stop within %u ms", i, timeout_ms);
+            rv = WZP_ESTATE;
+        }
+    }
+    return rv;
+}
+
+void wzp_relay_free(struct wzp_relay *r)
+{
+    if (r->workers) {
+        for (unsigned i = 0; i < r->nworkers; i++)
+            if (r->workers[i]) {
+                wzp_worker_free(r->workers[i]);
+                free(r->workers[i]);
+            }
+        free(r->workers);
+    }
+    if (r->rooms.buckets)
+        wzp_room_table_destroy(&r->rooms);
+    if (r->priority)
+        gnutls_priority_deinit(r->priority);
+    if (r->cred)
+        gnutls_certificate_free_credentials(r->cred);
+    wzp_identity_free(&r->identity);
+    memset(r, 0, sizeof *r);
+}
+
+void wzp_relay_log_stats(struct wzp_relay *r)
+{
+    char line[4096];
+    size_t off = 0;
+#define WZP_STATS_SUM(name, help)                                                                  \
+    {                                                                                              \
+        uint64_t sum = 0;                                                                          \
+        for (unsigned i = 0; i < r->nworkers; i++)                                                 \
+            sum += atomic_load_explicit(&r->workers[i]->stats.name, memory_order_relaxed);         \
+        if (off < sizeof line)                                                                     \
+            off += (size_t)snprintf(line + off, sizeof line - off, " %s=%llu", #name,              \
+                                    (unsigned long long)sum);                                      \
+    }
+    WZP_STATS_FIELDS(WZP_STATS_SUM)
+#undef WZP_STATS_SUM
+    LOG_INFO(MOD, "stats:%s", line);
+}

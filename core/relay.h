@@ -1,0 +1,85 @@
+/*
+ * relay.h - the process-wide relay: configuration, identity, TLS credentials, the room
+ * table, the workers and the global admission counters.
+ *
+ * Threads: main() builds the relay, starts one worker thread per configured thread and
+ * then only waits for signals. Everything here is immutable after wzp_relay_start()
+ * except the atomics and the room table (which has its own locks).
+ */
+#ifndef WZP_RELAY_H
+#define WZP_RELAY_H
+
+#include "identity.h"
+#include "room.h"
+
+#include <gnutls/gnutls.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#define WZP_DEFAULT_PORT             4433
+#define WZP_DEFAULT_MAX_SESSIONS     100
+#define WZP_DEFAULT_MAX_HANDSHAKES   256
+#define WZP_DEFAULT_MAX_CONNECTIONS  10000
+#define WZP_DEFAULT_JOIN_TIMEOUT_MS  10000
+#define WZP_DEFAULT_IDLE_TIMEOUT_MS  30000
+#define WZP_HANDSHAKE_TIMEOUT_MS     10000
+#define WZP_KEEPALIVE_MS             5000
+#define WZP_MAX_WORKERS              64
+
+struct wzp_config {
+    char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_addrlen;
+    char identity_path[PATH_MAX];
+    unsigned threads;         /* workers; 0 = online CPUs */
+    unsigned max_sessions;    /* room participants (joined or joining) */
+    unsigned max_handshakes;  /* QUIC handshakes in progress */
+    unsigned max_connections; /* QUIC connections of any kind */
+    unsigned join_timeout_ms; /* handshake done -> CallOffer */
+    unsigned idle_timeout_ms;
+};
+
+/* Fill defaults (listen 0.0.0.0:4433, identity ~/.wzp/relay-identity, ...). */
+void wzp_config_defaults(struct wzp_config *cfg);
+
+/* Parse "host:port", "[v6]:port" or ":port" into cfg->listen_addr. WZP_EINVAL if bad. */
+int wzp_config_set_listen(struct wzp_config *cfg, const char *text);
+
+struct wzp_worker;
+
+struct wzp_relay {
+    struct wzp_config cfg;
+    struct wzp_identity identity;
+    gnutls_certificate_credentials_t cred;
+    gnutls_priority_t priority;
+    uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
+    struct wzp_room_table rooms;
+    struct wzp_worker **workers;
+    unsigned nworkers;
+    _Atomic unsigned sessions;   /* reserved room slots (joining or joined) */
+    _Atomic unsigned handshakes; /* QUIC handshakes in progress */
+    _Atomic unsigned connections;
+    _Atomic bool stopping;
+};
+
+/* Load identity, set up TLS, bind every worker socket. err gets a message on failure. */
+int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err, size_t errlen);
+/* Start the worker threads. */
+int wzp_relay_start(struct wzp_relay *r);
+/*
+ * Close every connection (application code 0, reason "shutdown"), stop the workers and
+ * join them. Waits at most timeout_ms; returns WZP_OK if every worker stopped in time.
+ */
+int wzp_relay_stop(struct wzp_relay *r, unsigned timeout_ms);
+void wzp_relay_free(struct wzp_relay *r);
+
+/* Log one line with the counters summed over workers. */
+void wzp_relay_log_stats(struct wzp_relay *r);
+
+/* Try to reserve one room session; false when max_sessions is reached. */
+bool wzp_relay_reserve_session(struct wzp_relay *r);
+void wzp_relay_release_session(struct wzp_relay *r);
+
+#endif

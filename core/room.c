@@ -1,0 +1,155 @@
+/*
+ * room.c - room table (name -> room) and the participant array of each room.
+ * See room.h for the locking and ownership rules.
+ */
+#include "room.h"
+
+#include "common.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/types.h>
+
+static _Atomic uint64_t next_participant_id = 1;
+
+uint64_t wzp_participant_next_id(void)
+{
+    return atomic_fetch_add_explicit(&next_participant_id, 1, memory_order_relaxed);
+}
+
+/* FNV-1a: room names are short and chosen by clients; the table is only hit at join/leave. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+int wzp_room_table_init(struct wzp_room_table *t, size_t nbuckets)
+{
+    memset(t, 0, sizeof *t);
+    t->buckets = calloc(nbuckets, sizeof *t->buckets);
+    if (!t->buckets)
+        return WZP_ENOMEM;
+    t->nbuckets = nbuckets;
+    pthread_mutex_init(&t->lock, NULL);
+    return WZP_OK;
+}
+
+static void room_free(struct wzp_room *r)
+{
+    pthread_rwlock_destroy(&r->lock);
+    free(r->parts);
+    free(r);
+}
+
+void wzp_room_table_destroy(struct wzp_room_table *t)
+{
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct wzp_room *r = t->buckets[i];
+        while (r) {
+            struct wzp_room *next = r->next;
+            room_free(r);
+            r = next;
+        }
+    }
+    free(t->buckets);
+    pthread_mutex_destroy(&t->lock);
+    memset(t, 0, sizeof *t);
+}
+
+struct wzp_room *wzp_room_acquire(struct wzp_room_table *t, const char *name)
+{
+    size_t b = name_hash(name) % t->nbuckets;
+    pthread_mutex_lock(&t->lock);
+    struct wzp_room *r = t->buckets[b];
+    while (r && strcmp(r->name, name) != 0)
+        r = r->next;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&t->lock);
+            return NULL;
+        }
+        snprintf(r->name, sizeof r->name, "%s", name);
+        pthread_rwlock_init(&r->lock, NULL);
+        r->tier = WZP_TIER_GOOD;
+        r->next = t->buckets[b];
+        t->buckets[b] = r;
+        t->nrooms++;
+    }
+    r->refs++;
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+void wzp_room_release(struct wzp_room_table *t, struct wzp_room *r)
+{
+    pthread_mutex_lock(&t->lock);
+    WZP_BUG_ON(r->refs == 0);
+    if (--r->refs > 0) {
+        pthread_mutex_unlock(&t->lock);
+        return;
+    }
+    struct wzp_room **pp = &t->buckets[name_hash(r->name) % t->nbuckets];
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    t->nrooms--;
+    pthread_mutex_unlock(&t->lock);
+    room_free(r);
+}
+
+size_t wzp_room_table_count(struct wzp_room_table *t)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->nrooms;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+int wzp_room_add_locked(struct wzp_room *r, const struct wzp_participant *p)
+{
+    if (r->count == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 4;
+        struct wzp_participant *np = realloc(r->parts, cap * sizeof *np);
+        if (!np)
+            return WZP_ENOMEM;
+        r->parts = np;
+        r->cap = cap;
+    }
+    r->parts[r->count++] = *p;
+    return WZP_OK;
+}
+
+ssize_t wzp_room_find_locked(const struct wzp_room *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->count; i++)
+        if (r->parts[i].id == id)
+            return (ssize_t)i;
+    return -1;
+}
+
+int wzp_room_remove_locked(struct wzp_room *r, uint64_t id)
+{
+    ssize_t i = wzp_room_find_locked(r, id);
+    if (i < 0)
+        return WZP_ENOTFOUND;
+    memmove(&r->parts[i], &r->parts[i + 1], (r->count - (size_t)i - 1) * sizeof *r->parts);
+    r->count--;
+    return WZP_OK;
+}
+
+enum wzp_tier wzp_room_weakest_locked(const struct wzp_room *r)
+{
+    if (r->count == 0)
+        return WZP_TIER_GOOD;
+    enum wzp_tier w = r->parts[0].tier;
+    for (size_t i = 1; i < r->count; i++)
+        if (r->parts[i].tier < w)
+            w = r->parts[i].tier;
+    return w;
+}

@@ -1,0 +1,91 @@
+/*
+ * room.h - the room table and its rooms.
+ *
+ * Locking: the table has one mutex, held only to find, create or remove a room (at join
+ * and leave). Each room has a pthread_rwlock_t: media fan-out holds the read lock while
+ * it walks the participant array; join, leave and tier changes take the write lock.
+ * Nothing here allocates while a read lock is held.
+ *
+ * Ownership: a participant entry is written by the worker that owns its connection, under
+ * the room's write lock. Other workers read entries under the read lock and address the
+ * connection only through (worker, slot, gen); the conn pointer is dereferenced only by
+ * the owning worker.
+ */
+#ifndef WZP_ROOM_H
+#define WZP_ROOM_H
+
+#include "identity.h"
+#include "quality.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WZP_ROOM_NAME_MAX 255 /* a DNS name fits in 253 */
+#define WZP_ALIAS_MAX     128 /* longer aliases are truncated */
+
+struct wzp_conn;
+
+/* Routing flags a participant carries (set at join; policy will change them later). */
+enum {
+    WZP_PART_NO_SEND = 1u << 0, /* listener: its media is not forwarded */
+    WZP_PART_NO_RECV = 1u << 1, /* receives no media */
+};
+
+struct wzp_participant {
+    uint64_t id;            /* process-unique, never reused */
+    struct wzp_conn *conn;  /* only the owning worker dereferences this */
+    uint32_t worker;        /* owning worker index */
+    uint32_t slot, gen;     /* connection handle inside that worker */
+    uint32_t flags;         /* WZP_PART_* */
+    enum wzp_tier tier;     /* participant's current quality tier */
+    char fingerprint[WZP_FINGERPRINT_LEN + 1];
+    char alias[WZP_ALIAS_MAX + 1];
+    bool has_alias;
+};
+
+struct wzp_room {
+    char name[WZP_ROOM_NAME_MAX + 1];
+    pthread_rwlock_t lock;
+    struct wzp_participant *parts; /* join order; grown under the write lock */
+    size_t count, cap;
+    enum wzp_tier tier;  /* current weakest-link tier announced to the room */
+    unsigned refs;       /* table references: one per member (guarded by table lock) */
+    struct wzp_room *next; /* hash chain (table lock) */
+};
+
+struct wzp_room_table {
+    pthread_mutex_t lock;
+    struct wzp_room **buckets;
+    size_t nbuckets;
+    size_t nrooms;
+};
+
+int wzp_room_table_init(struct wzp_room_table *t, size_t nbuckets);
+void wzp_room_table_destroy(struct wzp_room_table *t); /* rooms must be empty */
+
+/* Find or create a room and take a reference. NULL on allocation failure. */
+struct wzp_room *wzp_room_acquire(struct wzp_room_table *t, const char *name);
+/* Drop a reference; the room is freed when the last one goes. */
+void wzp_room_release(struct wzp_room_table *t, struct wzp_room *r);
+
+/* Number of rooms (takes the table lock). */
+size_t wzp_room_table_count(struct wzp_room_table *t);
+
+/*
+ * The following require the room's write lock (held by the caller).
+ * wzp_room_add_locked copies *p into the array (join order). WZP_ENOMEM on failure.
+ * wzp_room_remove_locked removes the participant with that id; WZP_ENOTFOUND if absent.
+ * wzp_room_find_locked returns the index or -1 (read or write lock).
+ */
+int wzp_room_add_locked(struct wzp_room *r, const struct wzp_participant *p);
+int wzp_room_remove_locked(struct wzp_room *r, uint64_t id);
+ssize_t wzp_room_find_locked(const struct wzp_room *r, uint64_t id);
+
+/* Weakest tier over current participants (GOOD when empty). Read or write lock. */
+enum wzp_tier wzp_room_weakest_locked(const struct wzp_room *r);
+
+/* A new process-unique participant id. */
+uint64_t wzp_participant_next_id(void);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * sfu.c - room membership, media fan-out and weakest-link quality (see sfu.h).
+ *
+ * Hot path (wzp_sfu_on_datagram): one header check, the room's read lock, and per
+ * receiver either a copy into its queue (same worker) or into the SPSC ring to its
+ * worker. No allocation, no global lock, no Lua. The write lock is taken only on join,
+ * leave, and when a participant's own tier changes.
+ */
+#include "sfu.h"
+
+#include "common.h"
+#include "conn.h"
+#include "handshake.h"
+#include "log.h"
+
+#include <string.h>
+
+#define MOD "room"
+
+static uint64_t now_ms(void)
+{
+    return wzp_now_ns() / 1000000ull;
+}
+
+/* Deliver a complete signal frame to one participant, wherever its connection lives. */
+static void deliver_frame(struct wzp_worker *w, const struct wzp_participant *p,
+                          const struct wzp_buf *frame)
+{
+    if (p->worker == w->idx) {
+        wzp_conn_queue_signal(p->conn, frame->data, frame->len);
+        return;
+    }
+    if (wzp_worker_send_ctl(w, p->worker, WZP_CTL_SIGNAL, p->slot, p->gen, frame->data,
+                            frame->len) != WZP_OK)
+        LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
+                 p->fingerprint);
+}
+
+static void broadcast_locked(struct wzp_worker *w, struct wzp_room *r, const struct wzp_buf *frame)
+{
+    for (size_t i = 0; i < r->count; i++)
+        deliver_frame(w, &r->parts[i], frame);
+}
+
+static int encode_room_update_locked(const struct wzp_room *r, struct wzp_buf *out)
+{
+    struct wzp_room_participant list[r->count ? r->count : 1];
+    for (size_t i = 0; i < r->count; i++) {
+        list[i].fingerprint = (char *)r->parts[i].fingerprint;
+        list[i].alias = r->parts[i].has_alias ? (char *)r->parts[i].alias : NULL;
+        list[i].relay_label = NULL;
+    }
+    struct wzp_signal sig = {.type = WZP_SIG_ROOM_UPDATE};
+    sig.u.room_update.count = (uint32_t)r->count;
+    sig.u.room_update.participants.items = list;
+    sig.u.room_update.participants.count = r->count;
+    return wzp_signal_encode_frame(&sig, out);
+}
+
+static int encode_directive(enum wzp_tier tier, struct wzp_buf *out)
+{
+    char reason[64];
+    snprintf(reason, sizeof reason, "weakest link: %s", wzp_tier_name(tier));
+    struct wzp_signal sig = {.type = WZP_SIG_QUALITY_DIRECTIVE};
+    sig.u.quality_directive.recommended_profile = *wzp_tier_profile(tier);
+    sig.u.quality_directive.reason = reason;
+    return wzp_signal_encode_frame(&sig, out);
+}
+
+static void send_room_update_locked(struct wzp_worker *w, struct wzp_room *r)
+{
+    struct wzp_buf frame = WZP_BUF_INIT;
+    if (encode_room_update_locked(r, &frame) == WZP_OK)
+        broadcast_locked(w, r, &frame);
+    else
+        LOG_ERROR(MOD, "room %s: could not encode RoomUpdate", r->name);
+    wzp_buf_free(&frame);
+}
+
+/*
+ * Recompute the weakest-link tier. If it changed, tell everyone; otherwise, if a joiner
+ * is given and the room is not at the default tier, tell just the joiner.
+ */
+static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
+                          const struct wzp_participant *joiner)
+{
+    enum wzp_tier weakest = wzp_room_weakest_locked(r);
+    bool changed = weakest != r->tier;
+    if (!changed && (!joiner || r->tier == WZP_TIER_GOOD))
+        return;
+    struct wzp_buf frame = WZP_BUF_INIT;
+    if (encode_directive(weakest, &frame) != WZP_OK) {
+        wzp_buf_free(&frame);
+        return;
+    }
+    if (changed) {
+        LOG_INFO(MOD, "room %s: tier %s -> %s", r->name, wzp_tier_name(r->tier),
+                 wzp_tier_name(weakest));
+        r->tier = weakest;
+        broadcast_locked(w, r, &frame);
+        WZP_STAT_ADD(&w->stats, directives_sent, r->count);
+    } else {
+        deliver_frame(w, joiner, &frame);
+        WZP_STAT_INC(&w->stats, directives_sent);
+    }
+    wzp_buf_free(&frame);
+}
+
+static int send_answer(struct wzp_conn *c)
+{
+    struct wzp_signal answer;
+    struct wzp_buf frame = WZP_BUF_INIT;
+    int rv = wzp_handshake_make_answer(&c->w->relay->identity, &answer);
+    if (rv == WZP_OK) {
+        rv = wzp_signal_encode_frame(&answer, &frame);
+        wzp_signal_clear(&answer);
+    }
+    if (rv == WZP_OK)
+        rv = wzp_conn_queue_signal(c, frame.data, frame.len);
+    wzp_buf_free(&frame);
+    return rv;
+}
+
+static void fill_participant(struct wzp_conn *c, const struct wzp_signal *offer,
+                             struct wzp_participant *p)
+{
+    memset(p, 0, sizeof *p);
+    p->id = wzp_participant_next_id();
+    p->conn = c;
+    p->worker = c->w->idx;
+    p->slot = c->slot;
+    p->gen = c->gen;
+    p->tier = WZP_TIER_GOOD;
+    wzp_fingerprint(offer->u.call_offer.identity_pub, p->fingerprint);
+    if (offer->u.call_offer.alias) {
+        p->has_alias = true;
+        snprintf(p->alias, sizeof p->alias, "%s", offer->u.call_offer.alias);
+    }
+}
+
+void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
+{
+    struct wzp_worker *w = c->w;
+    if (wzp_handshake_verify_offer(offer) != WZP_OK) {
+        WZP_STAT_INC(&w->stats, join_refused_signature);
+        LOG_INFO(MOD, "%s: refused (room %s): CallOffer signature does not verify", c->peer,
+                 c->sni);
+        wzp_conn_close(c, "bad CallOffer signature");
+        return;
+    }
+    if (send_answer(c) != WZP_OK) {
+        LOG_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
+        wzp_conn_close(c, "internal error");
+        return;
+    }
+    struct wzp_participant p;
+    fill_participant(c, offer, &p);
+    struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
+    if (!r) {
+        wzp_conn_close(c, "internal error");
+        return;
+    }
+    pthread_rwlock_wrlock(&r->lock);
+    if (wzp_room_add_locked(r, &p) != WZP_OK) {
+        pthread_rwlock_unlock(&r->lock);
+        wzp_room_release(&w->relay->rooms, r);
+        wzp_conn_close(c, "internal error");
+        return;
+    }
+    c->room = r;
+    c->pid = p.id;
+    memcpy(c->fingerprint, p.fingerprint, sizeof c->fingerprint);
+    c->state = WZP_CONN_JOINED;
+    c->deadline_ns = 0;
+    wzp_quality_init(&c->quality, now_ms());
+    size_t count = r->count;
+    send_room_update_locked(w, r);
+    retier_locked(w, r, &p);
+    pthread_rwlock_unlock(&r->lock);
+    WZP_STAT_INC(&w->stats, joins);
+    LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)", p.fingerprint,
+             p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
+             p.has_alias ? "\"" : "", c->peer, r->name, count);
+}
+
+void wzp_sfu_leave(struct wzp_conn *c, const char *why)
+{
+    struct wzp_room *r = c->room;
+    if (!r)
+        return;
+    struct wzp_worker *w = c->w;
+    pthread_rwlock_wrlock(&r->lock);
+    wzp_room_remove_locked(r, c->pid);
+    size_t left = r->count;
+    if (left > 0) {
+        send_room_update_locked(w, r);
+        retier_locked(w, r, NULL);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
+             r->name, why, left);
+    wzp_room_release(&w->relay->rooms, r);
+    c->room = NULL;
+    if (c->state == WZP_CONN_JOINED)
+        c->state = WZP_CONN_AWAIT_OFFER; /* no longer joined; the caller closes it */
+    if (c->session_reserved) {
+        c->session_reserved = false;
+        wzp_relay_release_session(w->relay);
+    }
+    WZP_STAT_INC(&w->stats, leaves);
+}
+
+static void on_tier_change(struct wzp_conn *c)
+{
+    struct wzp_room *r = c->room;
+    WZP_STAT_INC(&c->w->stats, tier_changes);
+    pthread_rwlock_wrlock(&r->lock);
+    ssize_t i = wzp_room_find_locked(r, c->pid);
+    if (i >= 0)
+        r->parts[i].tier = c->quality.tier;
+    retier_locked(c->w, r, NULL);
+    pthread_rwlock_unlock(&r->lock);
+}
+
+void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
+{
+    struct wzp_worker *w = c->w;
+    WZP_STAT_INC(&w->stats, datagrams_received);
+    if (c->state != WZP_CONN_JOINED) {
+        WZP_STAT_INC(&w->stats, datagrams_not_joined);
+        return;
+    }
+    enum wzp_media_verdict v = wzp_media_check(data, len);
+    if (v != WZP_MEDIA_OK) {
+        WZP_STAT_INC(&w->stats, datagrams_invalid);
+        LOG_DEBUG(MOD, "%s: dropped datagram of %zu bytes: %s", c->peer, len,
+                  wzp_media_verdict_name(v));
+        return;
+    }
+    if (data[0] & 0x02) {
+        const uint8_t *t = data + len - WZP_QUALITY_REPORT_BYTES;
+        struct wzp_quality_report rep = {t[0], t[1], t[2], t[3]};
+        WZP_STAT_INC(&w->stats, quality_reports);
+        if (wzp_quality_observe(&c->quality, &rep, now_ms()))
+            on_tier_change(c);
+    }
+    struct wzp_room *r = c->room;
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->count; i++) {
+        const struct wzp_participant *p = &r->parts[i];
+        if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))
+            continue;
+        if (p->worker == w->idx)
+            wzp_conn_queue_datagram(p->conn, data, len);
+        else
+            wzp_worker_forward_datagram(w, p->worker, p->slot, p->gen, data, len);
+    }
+    pthread_rwlock_unlock(&r->lock);
+}

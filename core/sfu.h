@@ -1,0 +1,23 @@
+/*
+ * sfu.h - what a room connection does once QUIC is up: join a room after a valid
+ * CallOffer, fan media out to the other participants, run the quality controller, and
+ * leave. RoomUpdate and QualityDirective are sent under the room's write lock so every
+ * participant sees them in the order the room changed.
+ */
+#ifndef WZP_SFU_H
+#define WZP_SFU_H
+
+#include "signal.h"
+
+struct wzp_conn;
+
+/* Verify the CallOffer, answer it and join the room named by the SNI (or refuse). */
+void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer);
+
+/* Leave the room if joined (idempotent): RoomUpdate and a tier recompute for the rest. */
+void wzp_sfu_leave(struct wzp_conn *c, const char *why);
+
+/* A DATAGRAM from c: validate, read the quality trailer, forward to the room. */
+void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * stats.h - relay counters. Each worker owns one struct wzp_stats and is its only
+ * writer; readers (the stats log, later /metrics) sum over workers with relaxed loads.
+ * The X-macro list is the single place a counter is declared, named and described.
+ */
+#ifndef WZP_STATS_H
+#define WZP_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define WZP_STATS_FIELDS(X)                                                                        \
+    X(udp_rx_packets, "UDP packets received")                                                      \
+    X(udp_tx_packets, "UDP packets sent")                                                          \
+    X(udp_tx_errors, "UDP send failures")                                                          \
+    X(packets_undecodable, "UDP packets that are not QUIC")                                        \
+    X(packets_steered_out, "packets handed to the owning worker")                                  \
+    X(packets_steered_in, "packets received from another worker")                                  \
+    X(steer_queue_full, "packets dropped: cross-worker queue full")                                \
+    X(version_negotiations, "Version Negotiation packets sent")                                    \
+    X(stateless_resets, "Stateless Reset packets sent")                                            \
+    X(conns_accepted, "QUIC connections accepted")                                                 \
+    X(conns_refused_handshakes, "Initials dropped: too many concurrent handshakes")               \
+    X(conns_refused_limit, "Initials dropped: connection limit")                                   \
+    X(conns_refused_alpn, "connections refused: ALPN is not wzp")                                  \
+    X(conns_refused_sni, "connections refused: reserved or invalid SNI")                           \
+    X(conns_closed, "connections freed")                                                           \
+    X(handshake_failures, "QUIC/TLS handshakes that failed or timed out")                          \
+    X(joins, "participants joined a room")                                                         \
+    X(leaves, "participants left a room")                                                          \
+    X(join_refused_sessions, "joins refused: max sessions reached")                                \
+    X(join_refused_signature, "joins refused: bad CallOffer signature")                            \
+    X(join_refused_protocol, "joins refused: unexpected or malformed signal")                     \
+    X(join_refused_auth, "joins refused: AuthToken while auth is off")                             \
+    X(join_timeouts, "joins refused: no CallOffer in time")                                        \
+    X(signals_received, "signal frames received")                                                  \
+    X(signals_malformed, "signal frames that failed to parse")                                     \
+    X(signals_oversize, "signal frames over 1 MiB")                                                \
+    X(signals_sent, "signal frames queued to clients")                                             \
+    X(signal_backlog_closes, "connections closed: client not reading signals")                     \
+    X(datagrams_received, "media datagrams received")                                              \
+    X(datagrams_forwarded, "media datagrams written to receivers")                                 \
+    X(datagrams_invalid, "media datagrams dropped: invalid header")                                \
+    X(datagrams_not_joined, "media datagrams dropped: sender not in a room")                       \
+    X(datagrams_queue_drops, "media datagrams dropped: receiver queue full (oldest first)")       \
+    X(datagrams_too_big_for_path, "media datagrams dropped: larger than the receiver's path")      \
+    X(quality_reports, "quality report trailers processed")                                        \
+    X(tier_changes, "participant tier changes")                                                    \
+    X(directives_sent, "QualityDirective messages queued")
+
+struct wzp_stats {
+#define WZP_STATS_DECLARE(name, help) _Atomic uint64_t name;
+    WZP_STATS_FIELDS(WZP_STATS_DECLARE)
+#undef WZP_STATS_DECLARE
+};
+
+/* Single-writer increment: no locked instruction on the hot path. */
+#define WZP_STAT_ADD(st, field, n)                                                                 \
+    atomic_store_explicit(&(st)->field,                                                            \
+                          atomic_load_explicit(&(st)->field, memory_order_relaxed) + (n),          \
+                          memory_order_relaxed)
+#define WZP_STAT_INC(st, field) WZP_STAT_ADD(st, field, 1)
+
+#endif

@@ -1,0 +1,186 @@
+/* xq.c - the worker queues described in xq.h. */
+#include "xq.h"
+
+#include "common.h"
+
+#include <string.h>
+
+int wzp_spsc_init(struct wzp_spsc *q, size_t capacity_pow2)
+{
+    memset(q, 0, sizeof *q);
+    WZP_BUG_ON(capacity_pow2 == 0 || (capacity_pow2 & (capacity_pow2 - 1)));
+    q->slots = calloc(capacity_pow2, sizeof *q->slots);
+    if (!q->slots)
+        return WZP_ENOMEM;
+    q->mask = capacity_pow2 - 1;
+    return WZP_OK;
+}
+
+void wzp_spsc_destroy(struct wzp_spsc *q)
+{
+    free(q->slots);
+    q->slots = NULL;
+}
+
+struct wzp_xmsg *wzp_spsc_push_begin(struct wzp_spsc *q)
+{
+    size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+    if (tail - head > q->mask)
+        return NULL;
+    return &q->slots[tail & q->mask];
+}
+
+void wzp_spsc_push_commit(struct wzp_spsc *q)
+{
+    size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+}
+
+struct wzp_xmsg *wzp_spsc_peek(struct wzp_spsc *q)
+{
+    size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+    if (head == tail)
+        return NULL;
+    return &q->slots[head & q->mask];
+}
+
+void wzp_spsc_pop_commit(struct wzp_spsc *q)
+{
+    size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    atomic_store_explicit(&q->head, head + 1, memory_order_release);
+}
+
+void wzp_ctlq_init(struct wzp_ctlq *q, size_t limit)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->lock, NULL);
+    q->limit = limit;
+}
+
+void wzp_ctlq_destroy(struct wzp_ctlq *q)
+{
+    struct wzp_ctlmsg *m = wzp_ctlq_take_all(q);
+    while (m) {
+        struct wzp_ctlmsg *next = m->next;
+        free(m);
+        m = next;
+    }
+    pthread_mutex_destroy(&q->lock);
+}
+
+int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen,
+                  const void *data, size_t len)
+{
+    struct wzp_ctlmsg *m = malloc(sizeof *m + len);
+    if (!m)
+        return WZP_ENOMEM;
+    m->next = NULL;
+    m->type = type;
+    m->slot = slot;
+    m->gen = gen;
+    m->len = len;
+    if (len)
+        memcpy(m->data, data, len);
+    pthread_mutex_lock(&q->lock);
+    if (q->count >= q->limit) {
+        pthread_mutex_unlock(&q->lock);
+        free(m);
+        return WZP_EFULL;
+    }
+    if (q->tail)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->count++;
+    pthread_mutex_unlock(&q->lock);
+    return WZP_OK;
+}
+
+struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q)
+{
+    pthread_mutex_lock(&q->lock);
+    struct wzp_ctlmsg *m = q->head;
+    q->head = q->tail = NULL;
+    q->count = 0;
+    pthread_mutex_unlock(&q->lock);
+    return m;
+}
+
+/* ---- wzp_dgq: entries are 2-byte aligned; a 0xffff length marks padding to the end. */
+
+#define DGQ_PAD 0xffffu
+
+int wzp_dgq_init(struct wzp_dgq *q, uint32_t cap_pow2)
+{
+    memset(q, 0, sizeof *q);
+    WZP_BUG_ON(cap_pow2 < 4096 || (cap_pow2 & (cap_pow2 - 1)));
+    q->buf = malloc(cap_pow2);
+    if (!q->buf)
+        return WZP_ENOMEM;
+    q->cap = cap_pow2;
+    return WZP_OK;
+}
+
+void wzp_dgq_destroy(struct wzp_dgq *q)
+{
+    free(q->buf);
+    memset(q, 0, sizeof *q);
+}
+
+static uint32_t dgq_entry_bytes(size_t len)
+{
+    return 2 + (uint32_t)((len + 1) & ~(size_t)1);
+}
+
+const uint8_t *wzp_dgq_peek(struct wzp_dgq *q, size_t *len)
+{
+    while (q->head != q->tail) {
+        uint32_t pos = q->head & (q->cap - 1);
+        uint16_t l;
+        memcpy(&l, q->buf + pos, 2);
+        if (l == DGQ_PAD) {
+            q->head += q->cap - pos;
+            continue;
+        }
+        *len = l;
+        return q->buf + pos + 2;
+    }
+    return NULL;
+}
+
+void wzp_dgq_pop(struct wzp_dgq *q)
+{
+    size_t len;
+    if (wzp_dgq_peek(q, &len)) {
+        q->head += dgq_entry_bytes(len);
+        q->count--;
+    }
+}
+
+unsigned wzp_dgq_push(struct wzp_dgq *q, const uint8_t *data, size_t len)
+{
+    uint32_t need = dgq_entry_bytes(len);
+    uint32_t pos = q->tail & (q->cap - 1);
+    uint32_t pad = need > q->cap - pos ? q->cap - pos : 0;
+    unsigned dropped = 0;
+    WZP_BUG_ON(len >= DGQ_PAD || need > q->cap / 2);
+    while (q->cap - (q->tail - q->head) < pad + need) {
+        wzp_dgq_pop(q);
+        dropped++;
+    }
+    if (pad) {
+        uint16_t marker = DGQ_PAD;
+        memcpy(q->buf + pos, &marker, 2);
+        q->tail += pad;
+        pos = 0;
+    }
+    uint16_t l = (uint16_t)len;
+    memcpy(q->buf + pos, &l, 2);
+    memcpy(q->buf + pos + 2, data, len);
+    q->tail += need;
+    q->count++;
+    return dropped;
+}

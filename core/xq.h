@@ -1,0 +1,104 @@
+/*
+ * xq.h - bounded queues between workers.
+ *
+ * wzp_spsc: a single-producer single-consumer ring of fixed-size messages. There is one
+ * per (source worker, destination worker) pair, so media fan-out and packet steering
+ * never take a lock. The producer drops (and counts) when the ring is full.
+ *
+ * wzp_ctlq: a mutex-protected FIFO of variable-size control messages (signal frames to
+ * send, close requests). Control traffic is rare; it is bounded by count.
+ */
+#ifndef WZP_XQ_H
+#define WZP_XQ_H
+
+#include "media.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define WZP_MAX_UDP_PAYLOAD 1500 /* larger inbound UDP payloads are not QUIC we accept */
+
+enum wzp_xmsg_type {
+    WZP_XMSG_DATAGRAM = 1, /* media for connection (slot, gen) */
+    WZP_XMSG_PACKET,       /* a QUIC packet that arrived on the wrong worker */
+};
+
+struct wzp_xmsg {
+    uint16_t type;
+    uint16_t len;
+    uint32_t slot, gen;
+    struct sockaddr_storage addr; /* WZP_XMSG_PACKET: the sender */
+    socklen_t addrlen;
+    uint8_t data[WZP_MAX_UDP_PAYLOAD];
+};
+
+struct wzp_spsc {
+    _Atomic size_t head; /* next to read (consumer) */
+    char pad1[64 - sizeof(size_t)];
+    _Atomic size_t tail; /* next to write (producer) */
+    char pad2[64 - sizeof(size_t)];
+    size_t mask;
+    struct wzp_xmsg *slots;
+};
+
+int wzp_spsc_init(struct wzp_spsc *q, size_t capacity_pow2);
+void wzp_spsc_destroy(struct wzp_spsc *q);
+/* Producer: a slot to fill, or NULL if full. Publish it with wzp_spsc_push_commit. */
+struct wzp_xmsg *wzp_spsc_push_begin(struct wzp_spsc *q);
+void wzp_spsc_push_commit(struct wzp_spsc *q);
+/* Consumer: the oldest message, or NULL if empty. Release it with wzp_spsc_pop_commit. */
+struct wzp_xmsg *wzp_spsc_peek(struct wzp_spsc *q);
+void wzp_spsc_pop_commit(struct wzp_spsc *q);
+
+enum wzp_ctl_type {
+    WZP_CTL_SIGNAL = 1, /* send data (a complete signal frame) on a new stream */
+    WZP_CTL_CLOSE,      /* close the connection; data = reason */
+};
+
+struct wzp_ctlmsg {
+    struct wzp_ctlmsg *next;
+    uint16_t type;
+    uint32_t slot, gen;
+    size_t len;
+    uint8_t data[];
+};
+
+struct wzp_ctlq {
+    pthread_mutex_t lock;
+    struct wzp_ctlmsg *head, *tail;
+    size_t count, limit;
+};
+
+void wzp_ctlq_init(struct wzp_ctlq *q, size_t limit);
+void wzp_ctlq_destroy(struct wzp_ctlq *q);
+/* Copy data into a new message; WZP_EFULL over the limit, WZP_ENOMEM. */
+int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen,
+                  const void *data, size_t len);
+/* Detach every queued message (FIFO order); the caller frees each with free(). */
+struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q);
+
+/*
+ * wzp_dgq: a connection's outgoing media queue, a byte ring of [u16 len][bytes] entries.
+ * Only the owning worker touches it. Pushing into a full ring drops the oldest entries.
+ */
+struct wzp_dgq {
+    uint8_t *buf;
+    uint32_t cap; /* power of two */
+    uint32_t head, tail; /* free-running byte offsets */
+    uint32_t count;
+};
+
+int wzp_dgq_init(struct wzp_dgq *q, uint32_t cap_pow2);
+void wzp_dgq_destroy(struct wzp_dgq *q);
+/* Returns the number of entries dropped to make room (0 normally). len <= 65534. */
+unsigned wzp_dgq_push(struct wzp_dgq *q, const uint8_t *data, size_t len);
+/* The oldest entry, or NULL when empty. */
+const uint8_t *wzp_dgq_peek(struct wzp_dgq *q, size_t *len);
+void wzp_dgq_pop(struct wzp_dgq *q);
+
+#endif

@@ -1,0 +1,1360 @@
+/*
+ * wzpc.c - the WarzonePhone client library (see wzpc.h): one QUIC connection over
+ * ngtcp2 0.12 + GnuTLS, driven by libev on the caller's loop.
+ *
+ * Structure:
+ *   - ngtcp2 callbacks only record things: stream bytes go into per-stream buffers,
+ *     datagrams into a receive queue, handshake completion into a flag.
+ *   - After every ngtcp2_conn_read_pkt() the client "dispatches": it reports state
+ *     changes, datagrams, finished uni streams and signals (in relay stream-ID order
+ *     1, 5, 9, ...) to the user. User callbacks therefore never run inside ngtcp2.
+ *   - Everything the user queues (signals, raw streams, datagrams) is written by
+ *     flush(), run from the read/timer watchers or from an ev_prepare watcher that a
+ *     send call arms, so several sends in one loop iteration share packets.
+ *
+ * Streams: every signal we send uses a new bidi stream (frame + FIN). On a bidi stream
+ * the relay opens we read one frame and FIN our own half with an empty STREAM frame.
+ * Stream data handed to ngtcp2 stays allocated until it is acknowledged or the stream
+ * closes, because ngtcp2 does not copy it.
+ *
+ * Datagrams are congestion controlled by ngtcp2: they wait in a bounded FIFO
+ * (WZPC_DGRAM_QUEUE_MAX) while the congestion window is full; a full queue refuses new
+ * ones and counts the drop.
+ */
+#include "wzpc.h"
+
+#include "common.h"
+#include "handshake.h"
+#include "identity.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <netinet/in.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MOD "wzpc"
+
+#define WZPC_DCID_LEN          18
+#define WZPC_SCID_LEN          16
+#define WZPC_DGRAM_QUEUE_MAX   1024
+#define WZPC_UNI_MAX_BYTES     (1024 * 1024) /* larger uni streams are truncated */
+#define WZPC_RECV_BATCH        64            /* packets per read callback (fairness) */
+#define WZPC_TX_BUF_BYTES      NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE
+#define WZPC_RX_BUF_BYTES      65536
+#define WZPC_DEFAULT_IDLE_MS   30000
+#define WZPC_KEEPALIVE         (5 * NGTCP2_SECONDS)
+#define WZPC_TLS_ALERT_NO_ALPN 120 /* no_application_protocol */
+/* Short header + longest CID + packet number + AEAD tag + DATAGRAM frame header. */
+#define WZPC_DGRAM_OVERHEAD (1 + NGTCP2_MAX_CIDLEN + 4 + 16 + 1 + 4)
+
+static const char tls_priority[] =
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
+    "+AES-128-CCM:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
+    "+SIGN-EDDSA-ED25519:%DISABLE_TLS13_COMPAT_MODE";
+
+enum stream_kind {
+    STREAM_LOCAL_BIDI,  /* we opened it: one outgoing frame, incoming bytes discarded */
+    STREAM_REMOTE_BIDI, /* the relay opened it: one incoming frame, our half gets a FIN */
+    STREAM_REMOTE_UNI,  /* the relay's uni stream: all bytes reported at FIN */
+};
+
+struct wzpc_stream {
+    struct wzpc_stream *next;
+    int64_t id; /* -1 while a local stream waits for stream credit */
+    enum stream_kind kind;
+
+    /* Send half. tx stays allocated until acknowledged (ngtcp2 does not copy it). */
+    uint8_t *tx;
+    size_t tx_len;
+    size_t tx_off;   /* bytes handed to ngtcp2 */
+    size_t tx_acked; /* bytes acknowledged (contiguous prefix) */
+    bool tx_fin;     /* end the half after tx */
+    bool tx_fin_sent;
+    bool tx_blocked; /* flow-control blocked during the current flush */
+    bool tx_dead;    /* reset by the peer (STOP_SENDING) or unknown to ngtcp2 */
+
+    /* Receive half. */
+    struct wzp_buf rx;
+    bool rx_full;      /* frame complete, oversized or capped: drop further bytes */
+    bool rx_end;       /* FIN or RESET_STREAM seen */
+    bool rx_delivered; /* reported to the user (or found malformed) */
+    bool closed;       /* ngtcp2 closed it: no more callbacks for this id */
+};
+
+struct wzpc_dgram {
+    size_t len;
+    uint8_t data[];
+};
+
+struct wzpc_client {
+    ngtcp2_crypto_conn_ref conn_ref; /* gnutls session ptr -> ngtcp2_conn */
+    struct ev_loop *loop;
+    struct wzpc_config cfg; /* string members point at the copies below */
+    char *alias;
+    char *auth_token;
+    uint8_t alpn[255];
+    size_t alpn_len; /* 0 = offer no ALPN */
+
+    int fd;
+    struct sockaddr_storage local_addr, remote_addr;
+    socklen_t local_addrlen, remote_addrlen;
+    gnutls_certificate_credentials_t cred;
+    gnutls_session_t session;
+    ngtcp2_conn *conn;
+    ev_io rev;
+    ev_timer timer;
+    ev_prepare prepare;
+
+    enum wzpc_state state;
+    struct wzp_identity id;
+
+    /* Set from ngtcp2 callbacks, acted on after read_pkt returns. */
+    bool hs_completed;
+    bool alpn_mismatch;
+    bool got_stateless_reset;
+
+    bool dead; /* the QUIC connection is closing/draining/gone: no more I/O */
+
+    struct wzpc_stream *streams; /* in creation order */
+    struct wzpc_stream **streams_tail;
+    int64_t next_rx_bidi; /* next relay-opened bidi stream to deliver: 1, 5, 9, ... */
+
+    struct wzpc_dgram *dq[WZPC_DGRAM_QUEUE_MAX]; /* outgoing datagram ring */
+    size_t dq_head, dq_count;
+    struct wzp_buf rx_dgrams; /* [size_t len][bytes]... received during read_pkt */
+
+    bool close_seen, close_by_peer, close_is_app;
+    uint64_t close_code;
+    char close_reason[256];
+
+    struct wzpc_stats stats;
+};
+
+static void flush(struct wzpc_client *c);
+static void enter_closed(struct wzpc_client *c);
+
+/* ------------------------------------------------------------------ streams */
+
+static struct wzpc_stream *stream_find(struct wzpc_client *c, int64_t id)
+{
+    for (struct wzpc_stream *s = c->streams; s != NULL; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+static struct wzpc_stream *stream_add(struct wzpc_client *c, int64_t id, enum stream_kind kind)
+{
+    struct wzpc_stream *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->id = id;
+    s->kind = kind;
+    *c->streams_tail = s;
+    c->streams_tail = &s->next;
+    return s;
+}
+
+static void stream_free(struct wzpc_stream *s)
+{
+    free(s->tx);
+    wzp_buf_free(&s->rx);
+    free(s);
+}
+
+static bool stream_tx_done(const struct wzpc_stream *s)
+{
+    if (s->tx_dead)
+        return true;
+    return s->tx_acked >= s->tx_len && (s->tx_fin_sent || !s->tx_fin);
+}
+
+/*
+ * A local stream is released once its bytes are acknowledged (the relay may keep its
+ * own half open); a relay stream only once ngtcp2 closed it, so no late callback can
+ * recreate it, and after its frame was delivered.
+ */
+static bool stream_releasable(const struct wzpc_stream *s)
+{
+    switch (s->kind) {
+    case STREAM_LOCAL_BIDI:
+        return s->id >= 0 && (s->closed || stream_tx_done(s));
+    case STREAM_REMOTE_BIDI:
+        return s->closed && s->rx_delivered;
+    case STREAM_REMOTE_UNI:
+        return s->closed && (s->rx_delivered || !s->rx_end);
+    }
+    return false;
+}
+
+static void sweep_streams(struct wzpc_client *c)
+{
+    struct wzpc_stream **pp = &c->streams;
+
+    while (*pp != NULL) {
+        struct wzpc_stream *s = *pp;
+
+        if (stream_releasable(s)) {
+            *pp = s->next;
+            stream_free(s);
+        } else {
+            pp = &s->next;
+        }
+    }
+    c->streams_tail = &c->streams;
+    while (*c->streams_tail != NULL)
+        c->streams_tail = &(*c->streams_tail)->next;
+}
+
+/* Queue bytes (ownership taken) on a new local bidi stream; it opens during flush(). */
+static int queue_local_stream(struct wzpc_client *c, uint8_t *data, size_t len, bool fin)
+{
+    struct wzpc_stream *s = stream_add(c, -1, STREAM_LOCAL_BIDI);
+
+    if (s == NULL) {
+        free(data);
+        return WZP_ENOMEM;
+    }
+    s->tx = data;
+    s->tx_len = len;
+    s->tx_fin = fin;
+    return WZP_OK;
+}
+
+static bool is_remote_bidi(int64_t id)
+{
+    return (id & 3) == 1;
+}
+
+static bool is_remote_uni(int64_t id)
+{
+    return (id & 3) == 3;
+}
+
+/*
+ * The stream a relay-side event refers to, created on first sight. Returns NULL for
+ * our own streams that are already released, relay bidi streams already delivered and
+ * on allocation failure: their bytes are simply dropped.
+ */
+static struct wzpc_stream *stream_for_event(struct wzpc_client *c, int64_t id)
+{
+    struct wzpc_stream *s = stream_find(c, id);
+
+    if (s != NULL || (!is_remote_bidi(id) && !is_remote_uni(id)))
+        return s;
+    if (is_remote_bidi(id) && id < c->next_rx_bidi)
+        return NULL;
+    s = stream_add(c, id, is_remote_bidi(id) ? STREAM_REMOTE_BIDI : STREAM_REMOTE_UNI);
+    if (s != NULL && s->kind == STREAM_REMOTE_BIDI)
+        s->tx_fin = true; /* answer with an empty FIN on our half, like quinn */
+    return s;
+}
+
+/* Buffer bytes of a relay stream as far as they are useful. */
+static void stream_take_bytes(struct wzpc_stream *s, const uint8_t *data, size_t len)
+{
+    const uint8_t *body;
+    size_t body_len;
+
+    if (s->kind == STREAM_LOCAL_BIDI || s->rx_full || len == 0)
+        return;
+    if (s->kind == STREAM_REMOTE_UNI && s->rx.len + len > WZPC_UNI_MAX_BYTES) {
+        len = WZPC_UNI_MAX_BYTES - s->rx.len;
+        s->rx_full = true;
+    }
+    if (wzp_buf_append(&s->rx, data, len) != WZP_OK) {
+        s->rx_full = true; /* delivered as malformed / truncated */
+        return;
+    }
+    if (s->kind == STREAM_REMOTE_BIDI &&
+        wzp_signal_frame_peek(s->rx.data, s->rx.len, &body, &body_len) != WZP_EAGAIN)
+        s->rx_full = true;
+}
+
+/* ------------------------------------------------------------ state & close */
+
+static void set_state(struct wzpc_client *c, enum wzpc_state state)
+{
+    if (c->state == state || c->state == WZPC_CLOSED)
+        return;
+    LOG_DEBUG(MOD, "%s: state %d -> %d", c->id.fingerprint, c->state, state);
+    c->state = state;
+    if (c->cfg.on_state != NULL)
+        c->cfg.on_state(c, state, c->cfg.user_data);
+}
+
+static void enter_closed(struct wzpc_client *c)
+{
+    if (c->state == WZPC_CLOSED)
+        return;
+    c->dead = true;
+    ev_io_stop(c->loop, &c->rev);
+    ev_timer_stop(c->loop, &c->timer);
+    ev_prepare_stop(c->loop, &c->prepare);
+    set_state(c, WZPC_CLOSED);
+}
+
+static void record_close(struct wzpc_client *c, bool by_peer,
+                         const ngtcp2_connection_close_error *ccerr)
+{
+    size_t n = WZP_MIN(ccerr->reasonlen, sizeof(c->close_reason) - 1);
+
+    c->close_seen = true;
+    c->close_by_peer = by_peer;
+    c->close_is_app = ccerr->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+    c->close_code = ccerr->error_code;
+    if (n > 0)
+        memcpy(c->close_reason, ccerr->reason, n);
+    c->close_reason[n] = '\0';
+}
+
+static void send_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
+{
+    ssize_t n;
+
+    do {
+        n = send(c->fd, pkt, len, 0);
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the packet is lost and QUIC recovers. ECONNREFUSED: an ICMP error from
+     * an earlier packet, ignored like quinn does (the idle timer decides). */
+    if (n < 0)
+        LOG_DEBUG(MOD, "send: %s", strerror(errno));
+}
+
+/* Send CONNECTION_CLOSE (unless the connection is already gone) and stop all I/O. */
+static void close_with(struct wzpc_client *c, const ngtcp2_connection_close_error *ccerr)
+{
+    uint8_t buf[WZPC_TX_BUF_BYTES];
+    ngtcp2_path_storage ps;
+    ngtcp2_pkt_info pi;
+    ngtcp2_ssize n;
+
+    if (c->dead)
+        return;
+    c->dead = true;
+    record_close(c, false, ccerr);
+    if (ngtcp2_conn_is_in_closing_period(c->conn) || ngtcp2_conn_is_in_draining_period(c->conn))
+        return;
+    ngtcp2_path_storage_zero(&ps);
+    n = ngtcp2_conn_write_connection_close(c->conn, &ps.path, &pi, buf, sizeof(buf), ccerr,
+                                           wzp_now_ns());
+    if (n > 0)
+        send_packet(c, buf, (size_t)n);
+    else if (n < 0)
+        LOG_DEBUG(MOD, "write_connection_close: %s", ngtcp2_strerror((int)n));
+}
+
+static void close_liberr(struct wzpc_client *c, int liberr)
+{
+    ngtcp2_connection_close_error ccerr;
+
+    LOG_DEBUG(MOD, "%s: closing after ngtcp2 error: %s", c->id.fingerprint,
+              ngtcp2_strerror(liberr));
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
+    close_with(c, &ccerr);
+}
+
+static void close_tls_alert(struct wzpc_client *c, uint8_t alert)
+{
+    ngtcp2_connection_close_error ccerr;
+
+    LOG_DEBUG(MOD, "%s: closing after TLS alert %u", c->id.fingerprint, alert);
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
+    close_with(c, &ccerr);
+}
+
+/* ------------------------------------------------------------ ngtcp2 callbacks */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+    struct wzpc_client *c = ref->user_data;
+
+    return c->conn;
+}
+
+static void cb_rand(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx)
+{
+    (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int cb_new_connection_id(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
+                                void *user_data)
+{
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0 ||
+        gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid->datalen = cidlen;
+    return 0;
+}
+
+static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data)
+{
+    struct wzpc_client *c = user_data;
+    gnutls_datum_t sel;
+
+    if (c->alpn_len > 0 && (gnutls_alpn_get_selected_protocol(c->session, &sel) != 0 ||
+                            sel.size != c->alpn_len || memcmp(sel.data, c->alpn, sel.size))) {
+        c->alpn_mismatch = true;
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    c->hs_completed = true;
+    return 0;
+}
+
+static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                               uint64_t offset, const uint8_t *data, size_t datalen,
+                               void *user_data, void *stream_user_data)
+{
+    struct wzpc_client *c = user_data;
+    struct wzpc_stream *s = stream_for_event(c, stream_id);
+
+    if (s != NULL) {
+        stream_take_bytes(s, data, datalen);
+        if (flags & NGTCP2_STREAM_DATA_FLAG_FIN)
+            s->rx_end = true;
+    }
+    /* Everything is consumed right away (buffered or dropped): return the credit. */
+    ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
+    ngtcp2_conn_extend_max_offset(conn, datalen);
+    return 0;
+}
+
+static int cb_acked_stream_data_offset(ngtcp2_conn *conn, int64_t stream_id, uint64_t offset,
+                                       uint64_t datalen, void *user_data, void *stream_user_data)
+{
+    struct wzpc_stream *s = stream_find(user_data, stream_id);
+
+    if (s != NULL && offset + datalen > s->tx_acked)
+        s->tx_acked = (size_t)(offset + datalen);
+    return 0;
+}
+
+static int cb_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                           uint64_t app_error_code, void *user_data, void *stream_user_data)
+{
+    struct wzpc_client *c = user_data;
+    struct wzpc_stream *s = stream_find(c, stream_id);
+
+    if (s == NULL && is_remote_bidi(stream_id))
+        s = stream_for_event(c, stream_id); /* reset before any byte: skip it in order */
+    if (s != NULL) {
+        s->closed = true;
+        s->rx_end = true;
+        s->tx_dead = true;
+    }
+    return 0;
+}
+
+static int cb_stream_reset(ngtcp2_conn *conn, int64_t stream_id, uint64_t final_size,
+                           uint64_t app_error_code, void *user_data, void *stream_user_data)
+{
+    struct wzpc_stream *s = stream_for_event(user_data, stream_id);
+
+    if (s != NULL)
+        s->rx_end = true;
+    return 0;
+}
+
+static int cb_stream_stop_sending(ngtcp2_conn *conn, int64_t stream_id, uint64_t app_error_code,
+                                  void *user_data, void *stream_user_data)
+{
+    struct wzpc_stream *s = stream_find(user_data, stream_id);
+
+    if (s != NULL)
+        s->tx_dead = true; /* ngtcp2 resets our half itself */
+    return 0;
+}
+
+static int cb_recv_datagram(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data, size_t datalen,
+                            void *user_data)
+{
+    struct wzpc_client *c = user_data;
+
+    if (wzp_buf_append(&c->rx_dgrams, &datalen, sizeof(datalen)) != WZP_OK)
+        return 0;
+    if (wzp_buf_append(&c->rx_dgrams, data, datalen) != WZP_OK)
+        c->rx_dgrams.len -= sizeof(datalen);
+    return 0;
+}
+
+static int cb_recv_stateless_reset(ngtcp2_conn *conn, const ngtcp2_pkt_stateless_reset *sr,
+                                   void *user_data)
+{
+    struct wzpc_client *c = user_data;
+
+    c->got_stateless_reset = true;
+    return 0;
+}
+
+static void log_ngtcp2(void *user_data, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    LOG_TRACE("ngtcp2", "%s", line);
+}
+
+static void fill_callbacks(ngtcp2_callbacks *cb)
+{
+    memset(cb, 0, sizeof(*cb));
+    cb->client_initial = ngtcp2_crypto_client_initial_cb;
+    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->encrypt = ngtcp2_crypto_encrypt_cb;
+    cb->decrypt = ngtcp2_crypto_decrypt_cb;
+    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    cb->rand = cb_rand;
+    cb->get_new_connection_id = cb_new_connection_id;
+    cb->handshake_completed = cb_handshake_completed;
+    cb->recv_stream_data = cb_recv_stream_data;
+    cb->acked_stream_data_offset = cb_acked_stream_data_offset;
+    cb->stream_close = cb_stream_close;
+    cb->stream_reset = cb_stream_reset;
+    cb->stream_stop_sending = cb_stream_stop_sending;
+    cb->recv_datagram = cb_recv_datagram;
+    cb->recv_stateless_reset = cb_recv_stateless_reset;
+    /* No stream_open: ngtcp2 then re-issues remote stream credit as streams close. */
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static int setup_socket(struct wzpc_client *c, const char *host, uint16_t port)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&c->remote_addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&c->remote_addr;
+
+    memset(&c->remote_addr, 0, sizeof(c->remote_addr));
+    if (host != NULL && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        c->remote_addrlen = sizeof(*v4);
+    } else if (host != NULL && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        c->remote_addrlen = sizeof(*v6);
+    } else {
+        LOG_ERROR(MOD, "not an IPv4 or IPv6 literal: %s", host ? host : "(null)");
+        return WZP_EINVAL;
+    }
+    c->fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return WZP_EIO;
+    c->local_addrlen = sizeof(c->local_addr);
+    if (connect(c->fd, (struct sockaddr *)&c->remote_addr, c->remote_addrlen) != 0 ||
+        getsockname(c->fd, (struct sockaddr *)&c->local_addr, &c->local_addrlen) != 0) {
+        LOG_ERROR(MOD, "connect %s:%u: %s", host, port, strerror(errno));
+        return WZP_EIO;
+    }
+    return WZP_OK;
+}
+
+static int setup_tls(struct wzpc_client *c, const char *sni)
+{
+    gnutls_datum_t alpn = {c->alpn, (unsigned int)c->alpn_len};
+
+    /* No trust store and no gnutls_session_set_verify_cert(): like every WZP client,
+     * any relay certificate is accepted. */
+    if (gnutls_certificate_allocate_credentials(&c->cred) != 0)
+        return WZP_ENOMEM;
+    if (gnutls_init(&c->session,
+                    GNUTLS_CLIENT | GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA) != 0)
+        return WZP_ECRYPTO;
+    if (gnutls_priority_set_direct(c->session, tls_priority, NULL) != 0 ||
+        ngtcp2_crypto_gnutls_configure_client_session(c->session) != 0 ||
+        gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, c->cred) != 0)
+        return WZP_ECRYPTO;
+    gnutls_session_set_ptr(c->session, &c->conn_ref);
+    if (c->alpn_len > 0 &&
+        gnutls_alpn_set_protocols(c->session, &alpn, 1, GNUTLS_ALPN_MANDATORY) != 0)
+        return WZP_ECRYPTO;
+    if (sni != NULL && gnutls_server_name_set(c->session, GNUTLS_NAME_DNS, sni, strlen(sni)) != 0)
+        return WZP_EINVAL;
+    return WZP_OK;
+}
+
+static void fill_transport_params(ngtcp2_transport_params *p, uint32_t idle_ms)
+{
+    ngtcp2_transport_params_default(p);
+    p->initial_max_streams_bidi = 100;
+    p->initial_max_streams_uni = 100;
+    p->initial_max_data = 256 * 1024;
+    p->initial_max_stream_data_bidi_local = 64 * 1024;
+    p->initial_max_stream_data_bidi_remote = 64 * 1024;
+    p->initial_max_stream_data_uni = 64 * 1024;
+    p->max_idle_timeout = (uint64_t)idle_ms * NGTCP2_MILLISECONDS;
+    p->max_datagram_frame_size = 65535;
+}
+
+static int random_cid(ngtcp2_cid *cid, size_t len)
+{
+    cid->datalen = len;
+    return wzp_random(cid->data, len);
+}
+
+static int setup_quic(struct wzpc_client *c)
+{
+    ngtcp2_path path = {
+        {(struct sockaddr *)&c->local_addr, c->local_addrlen},
+        {(struct sockaddr *)&c->remote_addr, c->remote_addrlen},
+        NULL,
+    };
+    uint32_t idle_ms = c->cfg.idle_timeout_ms ? c->cfg.idle_timeout_ms : WZPC_DEFAULT_IDLE_MS;
+    ngtcp2_transport_params params;
+    ngtcp2_settings settings;
+    ngtcp2_callbacks cb;
+    ngtcp2_cid dcid, scid;
+
+    if (random_cid(&dcid, WZPC_DCID_LEN) != WZP_OK || random_cid(&scid, WZPC_SCID_LEN) != WZP_OK)
+        return WZP_ECRYPTO;
+    fill_callbacks(&cb);
+    ngtcp2_settings_default(&settings);
+    settings.initial_ts = wzp_now_ns();
+    if (wzp_log_threshold >= WZP_LOG_TRACE)
+        settings.log_printf = log_ngtcp2;
+    fill_transport_params(&params, idle_ms);
+    if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings,
+                               &params, NULL, c) != 0)
+        return WZP_ENOMEM;
+    ngtcp2_conn_set_tls_native_handle(c->conn, c->session);
+    ngtcp2_conn_set_keep_alive_timeout(c->conn, WZPC_KEEPALIVE);
+    return WZP_OK;
+}
+
+static int setup_identity(struct wzpc_client *c, const uint8_t *seed)
+{
+    uint8_t fresh[32];
+    int rc;
+
+    if (seed == NULL) {
+        rc = wzp_random(fresh, sizeof(fresh));
+        if (rc != WZP_OK)
+            return rc;
+        seed = fresh;
+    }
+    rc = wzp_identity_from_seed(&c->id, seed);
+    gnutls_memset(fresh, 0, sizeof(fresh));
+    return rc;
+}
+
+/* Copy what the config points at that is needed after wzpc_connect() returns. */
+static int copy_config(struct wzpc_client *c, const struct wzpc_config *cfg)
+{
+    const char *alpn = cfg->alpn != NULL ? cfg->alpn : "wzp";
+
+    c->cfg = *cfg;
+    c->cfg.host = NULL;
+    c->cfg.seed = NULL;
+    c->alpn_len = strlen(alpn);
+    if (c->alpn_len > sizeof(c->alpn))
+        return WZP_EINVAL;
+    memcpy(c->alpn, alpn, c->alpn_len);
+    c->cfg.alpn = NULL;
+    c->alias = cfg->alias ? strdup(cfg->alias) : NULL;
+    c->auth_token = cfg->auth_token ? strdup(cfg->auth_token) : NULL;
+    if ((cfg->alias && !c->alias) || (cfg->auth_token && !c->auth_token))
+        return WZP_ENOMEM;
+    c->cfg.alias = c->alias;
+    c->cfg.auth_token = c->auth_token;
+    c->cfg.sni = NULL; /* only setup_tls() uses it; GnuTLS keeps a copy */
+    return WZP_OK;
+}
+
+/* ------------------------------------------------------------------ write path */
+
+static void open_pending_streams(struct wzpc_client *c)
+{
+    for (struct wzpc_stream *s = c->streams; s != NULL; s = s->next) {
+        if (s->id >= 0)
+            continue;
+        if (ngtcp2_conn_open_bidi_stream(c->conn, &s->id, NULL) != 0) {
+            s->id = -1;
+            return; /* no stream credit yet: keep the FIFO order */
+        }
+    }
+}
+
+static bool stream_wants_write(const struct wzpc_stream *s)
+{
+    if (s->id < 0 || s->tx_dead || s->tx_blocked)
+        return false;
+    return s->tx_off < s->tx_len || (s->tx_fin && !s->tx_fin_sent);
+}
+
+static struct wzpc_stream *next_writable_stream(struct wzpc_client *c)
+{
+    for (struct wzpc_stream *s = c->streams; s != NULL; s = s->next)
+        if (stream_wants_write(s))
+            return s;
+    return NULL;
+}
+
+static void account_stream_write(struct wzpc_stream *s, ngtcp2_ssize ndata)
+{
+    if (ndata < 0)
+        return;
+    s->tx_off += (size_t)ndata;
+    if (s->tx_fin && s->tx_off == s->tx_len)
+        s->tx_fin_sent = true;
+}
+
+/* State of one flush(): where ngtcp2 writes, and what may still be tried. */
+struct flush_ctx {
+    ngtcp2_path_storage ps;
+    ngtcp2_pkt_info pi;
+    ngtcp2_tstamp ts;
+    uint8_t buf[WZPC_TX_BUF_BYTES];
+    bool dgram_blocked;
+};
+
+/* Returns the packet length to send, 0 to go on, or a fatal ngtcp2 error. */
+static ngtcp2_ssize write_stream_step(struct wzpc_client *c, struct flush_ctx *f,
+                                      struct wzpc_stream *s)
+{
+    ngtcp2_vec vec = {s->tx + s->tx_off, s->tx_len - s->tx_off};
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (s->tx_fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
+    ngtcp2_ssize ndata = -1;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf),
+                                               &ndata, flags, s->id, &vec, vec.len ? 1 : 0, f->ts);
+
+    switch (n) {
+    case NGTCP2_ERR_WRITE_MORE:
+        account_stream_write(s, ndata);
+        return 0;
+    case NGTCP2_ERR_STREAM_DATA_BLOCKED:
+        s->tx_blocked = true;
+        return 0;
+    case NGTCP2_ERR_STREAM_SHUT_WR:
+    case NGTCP2_ERR_STREAM_NOT_FOUND:
+        s->tx_dead = true;
+        return 0;
+    default:
+        break;
+    }
+    if (n >= 0)
+        account_stream_write(s, ndata);
+    if (n == 0)
+        s->tx_blocked = true; /* nothing fit (congestion): try again on the next flush */
+    return n;
+}
+
+static void dq_pop(struct wzpc_client *c)
+{
+    free(c->dq[c->dq_head]);
+    c->dq[c->dq_head] = NULL;
+    c->dq_head = (c->dq_head + 1) % WZPC_DGRAM_QUEUE_MAX;
+    c->dq_count--;
+}
+
+static void dq_clear(struct wzpc_client *c)
+{
+    while (c->dq_count > 0)
+        dq_pop(c);
+}
+
+static bool dgram_fits_path(struct wzpc_client *c, size_t len)
+{
+    return len + WZPC_DGRAM_OVERHEAD <= ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
+}
+
+/* Returns the packet length to send, 0 to go on, or a fatal ngtcp2 error. */
+static ngtcp2_ssize write_dgram_step(struct wzpc_client *c, struct flush_ctx *f)
+{
+    struct wzpc_dgram *d = c->dq[c->dq_head];
+    ngtcp2_vec vec = {d->data, d->len};
+    int accepted = 0;
+    ngtcp2_ssize n =
+        ngtcp2_conn_writev_datagram(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf), &accepted,
+                                    NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &vec, 1, f->ts);
+
+    if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
+        /* The relay takes no datagrams at all, or none this large. */
+        c->stats.datagrams_send_dropped++;
+        dq_pop(c);
+        return 0;
+    }
+    if (accepted) {
+        c->stats.datagrams_sent++;
+        dq_pop(c);
+    }
+    if (n == NGTCP2_ERR_WRITE_MORE)
+        return 0;
+    if (n == 0 && !accepted) {
+        f->dgram_blocked = true; /* congestion window full: keep it for later */
+        if (!dgram_fits_path(c, d->len)) {
+            c->stats.datagrams_send_dropped++; /* would never fit a packet */
+            dq_pop(c);
+        }
+    }
+    return n;
+}
+
+/* Finish a coalesced packet or write control frames (ACK, PING, retransmissions). */
+static ngtcp2_ssize write_plain_step(struct wzpc_client *c, struct flush_ctx *f)
+{
+    return ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf), NULL,
+                                     NGTCP2_WRITE_STREAM_FLAG_NONE, -1, NULL, 0, f->ts);
+}
+
+static void update_timer(struct wzpc_client *c)
+{
+    ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(c->conn);
+    ngtcp2_tstamp now = wzp_now_ns();
+
+    if (expiry == UINT64_MAX) {
+        ev_timer_stop(c->loop, &c->timer);
+        return;
+    }
+    c->timer.repeat = expiry <= now ? 1e-9 : (ev_tstamp)(expiry - now) / NGTCP2_SECONDS;
+    ev_timer_again(c->loop, &c->timer);
+}
+
+static void clear_tx_blocked(struct wzpc_client *c)
+{
+    for (struct wzpc_stream *s = c->streams; s != NULL; s = s->next)
+        s->tx_blocked = false;
+}
+
+/*
+ * The write loop: stream data first, then queued datagrams, then whatever ngtcp2 has
+ * on its own, coalescing with the MORE flags until ngtcp2 has nothing more to write.
+ */
+static void flush(struct wzpc_client *c)
+{
+    struct flush_ctx f;
+    bool can_send = c->state == WZPC_CONNECTED || c->state == WZPC_JOINED;
+
+    if (c->dead)
+        return;
+    ngtcp2_path_storage_zero(&f.ps);
+    memset(&f.pi, 0, sizeof(f.pi));
+    f.ts = wzp_now_ns();
+    f.dgram_blocked = false;
+    if (can_send)
+        open_pending_streams(c);
+    clear_tx_blocked(c);
+    for (;;) {
+        struct wzpc_stream *s = can_send ? next_writable_stream(c) : NULL;
+        ngtcp2_ssize n;
+
+        if (s != NULL)
+            n = write_stream_step(c, &f, s);
+        else if (can_send && c->dq_count > 0 && !f.dgram_blocked)
+            n = write_dgram_step(c, &f);
+        else if ((n = write_plain_step(c, &f)) == 0)
+            break;
+        if (n < 0) {
+            close_liberr(c, (int)n);
+            enter_closed(c);
+            return;
+        }
+        if (n > 0)
+            send_packet(c, f.buf, (size_t)n);
+    }
+    ngtcp2_conn_update_pkt_tx_time(c->conn, f.ts);
+    update_timer(c);
+}
+
+/* Arm a flush for the next loop iteration (user sends made outside our watchers). */
+static void schedule_flush(struct wzpc_client *c)
+{
+    if (!c->dead)
+        ev_prepare_start(c->loop, &c->prepare);
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+static int queue_signal(struct wzpc_client *c, const struct wzp_signal *sig)
+{
+    struct wzp_buf frame = WZP_BUF_INIT;
+    int rc = wzp_signal_encode_frame(sig, &frame);
+
+    if (rc != WZP_OK) {
+        wzp_buf_free(&frame);
+        return rc;
+    }
+    rc = queue_local_stream(c, frame.data, frame.len, true);
+    if (rc == WZP_OK)
+        c->stats.signals_sent++;
+    return rc;
+}
+
+static int queue_offer(struct wzpc_client *c)
+{
+    struct wzp_signal offer;
+    int rc = wzp_handshake_make_offer(&c->id, NULL, c->alias, &offer);
+
+    if (rc != WZP_OK)
+        return rc;
+    if (c->cfg.corrupt_offer_signature && offer.u.call_offer.signature.len > 0)
+        offer.u.call_offer.signature.data[0] ^= 0x01;
+    rc = queue_signal(c, &offer);
+    wzp_signal_clear(&offer);
+    return rc;
+}
+
+/* Room join: optional AuthToken, then the signed CallOffer, on streams 0 (and 4). */
+static void send_join(struct wzpc_client *c)
+{
+    int rc = WZP_OK;
+
+    if (c->auth_token != NULL) {
+        struct wzp_signal tok = {.type = WZP_SIG_AUTH_TOKEN};
+
+        tok.u.auth_token.token = c->auth_token;
+        rc = queue_signal(c, &tok);
+    }
+    if (rc == WZP_OK)
+        rc = queue_offer(c);
+    if (rc != WZP_OK) {
+        LOG_ERROR(MOD, "cannot build the join signals: %s", wzp_strerror(rc));
+        wzpc_close(c, 0, "client error");
+    }
+}
+
+static void on_handshake_done(struct wzpc_client *c)
+{
+    LOG_DEBUG(MOD, "%s: QUIC handshake complete", c->id.fingerprint);
+    set_state(c, WZPC_CONNECTED);
+    if (c->state == WZPC_CONNECTED && c->cfg.auto_join)
+        send_join(c);
+}
+
+static void deliver_datagrams(struct wzpc_client *c)
+{
+    size_t off = 0;
+
+    while (off < c->rx_dgrams.len && c->state != WZPC_CLOSED) {
+        size_t len;
+
+        memcpy(&len, c->rx_dgrams.data + off, sizeof(len));
+        off += sizeof(len);
+        c->stats.datagrams_received++;
+        if (c->cfg.on_datagram != NULL)
+            c->cfg.on_datagram(c, c->rx_dgrams.data + off, len, c->cfg.user_data);
+        off += len;
+    }
+    wzp_buf_reset(&c->rx_dgrams);
+}
+
+static void deliver_uni_streams(struct wzpc_client *c)
+{
+    for (struct wzpc_stream *s = c->streams; s != NULL && c->state != WZPC_CLOSED; s = s->next) {
+        if (s->kind != STREAM_REMOTE_UNI || !s->rx_end || s->rx_delivered)
+            continue;
+        s->rx_delivered = true;
+        if (c->cfg.on_uni_stream != NULL)
+            c->cfg.on_uni_stream(c, s->rx.data, s->rx.len, c->cfg.user_data);
+    }
+}
+
+/* A CallAnswer while CONNECTED: verify it and join, or hang up. */
+static void handle_answer(struct wzpc_client *c, const struct wzp_signal *sig)
+{
+    if (c->state != WZPC_CONNECTED || c->dead)
+        return;
+    if (wzp_handshake_verify_answer(sig) != WZP_OK) {
+        LOG_WARN(MOD, "%s: CallAnswer signature does not verify", c->id.fingerprint);
+        wzpc_close(c, 0, "bad answer");
+        return;
+    }
+    set_state(c, WZPC_JOINED);
+}
+
+static void handle_frame(struct wzpc_client *c, int64_t id, const uint8_t *body, size_t len)
+{
+    struct wzp_signal sig;
+    char err[160];
+
+    if (wzp_signal_parse(body, len, &sig, err, sizeof(err)) != WZP_OK) {
+        c->stats.signals_unparsable++;
+        LOG_WARN(MOD, "%s: unparsable signal on stream %lld: %s", c->id.fingerprint, (long long)id,
+                 err);
+        return;
+    }
+    c->stats.signals_received++;
+    LOG_DEBUG(MOD, "%s: signal %s on stream %lld", c->id.fingerprint,
+              wzp_signal_type_name(sig.type), (long long)id);
+    if (c->cfg.on_signal != NULL)
+        c->cfg.on_signal(c, &sig, c->cfg.user_data);
+    if (sig.type == WZP_SIG_CALL_ANSWER && c->state != WZPC_CLOSED)
+        handle_answer(c, &sig);
+    wzp_signal_clear(&sig);
+}
+
+/* Deliver relay signals strictly in the order the relay opened the streams. */
+static void deliver_signals(struct wzpc_client *c)
+{
+    while (c->state != WZPC_CLOSED) {
+        struct wzpc_stream *s = stream_find(c, c->next_rx_bidi);
+        const uint8_t *body = NULL;
+        size_t len = 0;
+        int rc;
+
+        if (s == NULL)
+            return;
+        rc = wzp_signal_frame_peek(s->rx.data, s->rx.len, &body, &len);
+        if (rc == WZP_EAGAIN && !s->rx_end && !s->rx_full)
+            return;
+        c->next_rx_bidi += 4;
+        s->rx_delivered = true;
+        if (rc == WZP_OK) {
+            handle_frame(c, s->id, body, len);
+        } else {
+            c->stats.signals_unparsable++;
+            LOG_WARN(MOD, "%s: stream %lld ended without a valid frame (%s)", c->id.fingerprint,
+                     (long long)s->id, wzp_strerror(rc));
+        }
+        wzp_buf_free(&s->rx);
+    }
+}
+
+/* Report what the last read_pkt()/handle_expiry() produced; runs outside ngtcp2. */
+static void dispatch(struct wzpc_client *c)
+{
+    if (c->hs_completed && c->state == WZPC_CONNECTING && !c->dead)
+        on_handshake_done(c);
+    deliver_datagrams(c);
+    deliver_uni_streams(c);
+    deliver_signals(c);
+    sweep_streams(c);
+}
+
+/* ------------------------------------------------------------------ read path */
+
+static void handle_read_error(struct wzpc_client *c, int rv)
+{
+    ngtcp2_connection_close_error ccerr;
+
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING:
+        if (!c->got_stateless_reset) {
+            ngtcp2_conn_get_connection_close_error(c->conn, &ccerr);
+            record_close(c, true, &ccerr);
+            LOG_DEBUG(MOD, "%s: relay closed: %s code 0x%llx \"%s\"", c->id.fingerprint,
+                      c->close_is_app ? "application" : "transport",
+                      (unsigned long long)c->close_code, c->close_reason);
+        }
+        c->dead = true;
+        break;
+    case NGTCP2_ERR_DROP_CONN:
+    case NGTCP2_ERR_RECV_VERSION_NEGOTIATION:
+        LOG_DEBUG(MOD, "%s: connection dropped: %s", c->id.fingerprint, ngtcp2_strerror(rv));
+        c->dead = true;
+        break;
+    case NGTCP2_ERR_CRYPTO:
+        close_tls_alert(c, ngtcp2_conn_get_tls_alert(c->conn));
+        break;
+    case NGTCP2_ERR_CALLBACK_FAILURE:
+        if (c->alpn_mismatch) {
+            LOG_WARN(MOD, "relay did not select ALPN \"%.*s\"", (int)c->alpn_len, c->alpn);
+            close_tls_alert(c, WZPC_TLS_ALERT_NO_ALPN);
+            break;
+        }
+        /* fall through */
+    default:
+        close_liberr(c, rv);
+        break;
+    }
+}
+
+/* One UDP datagram from the relay: feed ngtcp2, then report the results. */
+static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
+{
+    ngtcp2_path path = {
+        {(struct sockaddr *)&c->local_addr, c->local_addrlen},
+        {(struct sockaddr *)&c->remote_addr, c->remote_addrlen},
+        NULL,
+    };
+    ngtcp2_pkt_info pi = {0};
+    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, pkt, len, wzp_now_ns());
+
+    if (rv != 0)
+        handle_read_error(c, rv);
+    dispatch(c);
+    if (c->dead)
+        enter_closed(c);
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wzpc_client *c = w->data;
+    uint8_t buf[WZPC_RX_BUF_BYTES];
+
+    for (int i = 0; i < WZPC_RECV_BATCH && c->state != WZPC_CLOSED; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                LOG_DEBUG(MOD, "recv: %s", strerror(errno)); /* e.g. ICMP unreachable */
+            break;
+        }
+        handle_packet(c, buf, (size_t)n);
+    }
+    if (c->state != WZPC_CLOSED)
+        flush(c);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct wzpc_client *c = w->data;
+    int rv = ngtcp2_conn_handle_expiry(c->conn, wzp_now_ns());
+
+    if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+        LOG_DEBUG(MOD, "%s: %s", c->id.fingerprint, ngtcp2_strerror(rv));
+        c->dead = true; /* closes silently: nothing to send */
+    } else if (rv != 0) {
+        close_liberr(c, rv);
+    }
+    dispatch(c);
+    if (c->dead) {
+        enter_closed(c);
+        return;
+    }
+    if (c->state != WZPC_CLOSED)
+        flush(c);
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct wzpc_client *c = w->data;
+
+    ev_prepare_stop(loop, w);
+    flush(c);
+}
+
+static void init_watchers(struct wzpc_client *c)
+{
+    ev_io_init(&c->rev, read_cb, c->fd, EV_READ);
+    c->rev.data = c;
+    ev_timer_init(&c->timer, timer_cb, 0., 0.);
+    c->timer.data = c;
+    ev_prepare_init(&c->prepare, prepare_cb);
+    c->prepare.data = c;
+    ev_io_start(c->loop, &c->rev);
+    ev_prepare_start(c->loop, &c->prepare); /* sends the first Initial */
+}
+
+/* ------------------------------------------------------------------ public API */
+
+struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg)
+{
+    struct wzpc_client *c = calloc(1, sizeof(*c));
+    int rc;
+
+    if (c == NULL)
+        return NULL;
+    c->fd = -1;
+    c->streams_tail = &c->streams;
+    c->next_rx_bidi = 1;
+    c->conn_ref.get_conn = get_conn;
+    c->conn_ref.user_data = c;
+    c->loop = cfg->loop != NULL ? cfg->loop : EV_DEFAULT;
+    rc = copy_config(c, cfg);
+    if (rc == WZP_OK)
+        rc = setup_identity(c, cfg->seed);
+    if (rc == WZP_OK)
+        rc = setup_socket(c, cfg->host, cfg->port);
+    if (rc == WZP_OK)
+        rc = setup_tls(c, cfg->sni);
+    if (rc == WZP_OK)
+        rc = setup_quic(c);
+    if (rc != WZP_OK) {
+        LOG_ERROR(MOD, "cannot start a client: %s", wzp_strerror(rc));
+        wzpc_free(c);
+        return NULL;
+    }
+    init_watchers(c);
+    return c;
+}
+
+enum wzpc_state wzpc_state(const struct wzpc_client *c)
+{
+    return c->state;
+}
+
+int wzpc_send_signal(struct wzpc_client *c, const struct wzp_signal *sig)
+{
+    int rc;
+
+    if (c->state == WZPC_CLOSED)
+        return WZP_ESTATE;
+    rc = queue_signal(c, sig);
+    if (rc == WZP_OK)
+        schedule_flush(c);
+    return rc;
+}
+
+int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len, bool fin)
+{
+    uint8_t *copy = NULL;
+    int rc;
+
+    if (c->state == WZPC_CLOSED)
+        return WZP_ESTATE;
+    if (len == 0 && !fin)
+        return WZP_EINVAL;
+    if (len > 0) {
+        copy = malloc(len);
+        if (copy == NULL)
+            return WZP_ENOMEM;
+        memcpy(copy, data, len);
+    }
+    rc = queue_local_stream(c, copy, len, fin);
+    if (rc == WZP_OK)
+        schedule_flush(c);
+    return rc;
+}
+
+int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len)
+{
+    struct wzpc_dgram *d;
+
+    if (c->state != WZPC_CONNECTED && c->state != WZPC_JOINED) {
+        c->stats.datagrams_send_dropped++;
+        return WZP_ESTATE;
+    }
+    if (ngtcp2_conn_get_remote_transport_params(c->conn)->max_datagram_frame_size == 0) {
+        c->stats.datagrams_send_dropped++; /* the relay did not offer DATAGRAM support */
+        return WZP_ESTATE;
+    }
+    if (c->dq_count == WZPC_DGRAM_QUEUE_MAX) {
+        c->stats.datagrams_send_dropped++;
+        return WZP_EFULL;
+    }
+    d = malloc(sizeof(*d) + len);
+    if (d == NULL) {
+        c->stats.datagrams_send_dropped++;
+        return WZP_ENOMEM;
+    }
+    d->len = len;
+    if (len > 0)
+        memcpy(d->data, data, len);
+    c->dq[(c->dq_head + c->dq_count) % WZPC_DGRAM_QUEUE_MAX] = d;
+    c->dq_count++;
+    schedule_flush(c);
+    return WZP_OK;
+}
+
+void wzpc_close(struct wzpc_client *c, uint64_t app_code, const char *reason)
+{
+    ngtcp2_connection_close_error ccerr;
+    const char *r = reason != NULL ? reason : "";
+
+    if (c->state == WZPC_CLOSED)
+        return;
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_application_error(&ccerr, app_code, (const uint8_t *)r,
+                                                        strlen(r));
+    close_with(c, &ccerr);
+    enter_closed(c);
+}
+
+/*
+ * A close we sent (wzpc_close, or a local protocol/TLS error) also counts as a close
+ * frame: it returns true with *by_peer false.
+ */
+bool wzpc_close_info(const struct wzpc_client *c, bool *by_peer, bool *is_app, uint64_t *code,
+                     char *reason, size_t reasonlen)
+{
+    if (!c->close_seen)
+        return false;
+    if (by_peer != NULL)
+        *by_peer = c->close_by_peer;
+    if (is_app != NULL)
+        *is_app = c->close_is_app;
+    if (code != NULL)
+        *code = c->close_code;
+    if (reason != NULL && reasonlen > 0)
+        snprintf(reason, reasonlen, "%s", c->close_reason);
+    return true;
+}
+
+const struct wzpc_stats *wzpc_stats(const struct wzpc_client *c)
+{
+    return &c->stats;
+}
+
+const char *wzpc_fingerprint(const struct wzpc_client *c)
+{
+    return c->id.fingerprint;
+}
+
+void wzpc_free(struct wzpc_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->loop != NULL) {
+        ev_io_stop(c->loop, &c->rev);
+        ev_timer_stop(c->loop, &c->timer);
+        ev_prepare_stop(c->loop, &c->prepare);
+    }
+    if (c->conn != NULL)
+        ngtcp2_conn_del(c->conn);
+    if (c->session != NULL)
+        gnutls_deinit(c->session);
+    if (c->cred != NULL)
+        gnutls_certificate_free_credentials(c->cred);
+    if (c->fd >= 0)
+        close(c->fd);
+    while (c->streams != NULL) {
+        struct wzpc_stream *s = c->streams;
+
+        c->streams = s->next;
+        stream_free(s);
+    }
+    dq_clear(c);
+    wzp_buf_free(&c->rx_dgrams);
+    wzp_identity_free(&c->id);
+    free(c->alias);
+    free(c->auth_token);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ loop helpers */
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    *(bool *)w->data = true;
+}
+
+bool wzpc_run_until(struct ev_loop *loop, bool (*done)(void *arg), void *arg, uint32_t timeout_ms)
+{
+    bool expired = false;
+    ev_timer deadline;
+
+    if (done != NULL && done(arg))
+        return true;
+    ev_now_update(loop);
+    ev_timer_init(&deadline, deadline_cb, timeout_ms / 1000.0, 0.);
+    deadline.data = &expired;
+    ev_timer_start(loop, &deadline);
+    while (!expired && !(done != NULL && done(arg)))
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &deadline);
+    return done != NULL && done(arg);
+}
+
+void wzpc_run_for(struct ev_loop *loop, uint32_t ms)
+{
+    wzpc_run_until(loop, NULL, NULL, ms);
+}

@@ -1,0 +1,112 @@
+/*
+ * wzpc.h - a WarzonePhone client over ngtcp2 + GnuTLS + libev.
+ *
+ * Used by examples/wzp-client, the load generator and the integration tests. Several
+ * clients may share one libev loop; everything runs on the thread that runs the loop.
+ * A client is one QUIC connection: SNI = room (or "ping", "version", ...), ALPN "wzp",
+ * signals as one JSON frame per bidi stream, media as QUIC DATAGRAMs.
+ *
+ * Room flow when cfg.auto_join is true: after the QUIC handshake the client sends
+ * AuthToken (if cfg.auth_token) and a signed CallOffer, verifies the CallAnswer and
+ * enters WZPC_JOINED. Every signal received (including the CallAnswer) is reported via
+ * on_signal, in the order the relay opened the streams.
+ */
+#ifndef WZPC_H
+#define WZPC_H
+
+#include "signal.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum wzpc_state {
+    WZPC_CONNECTING = 0, /* QUIC/TLS handshake in progress */
+    WZPC_CONNECTED,      /* QUIC handshake complete (ALPN wzp negotiated) */
+    WZPC_JOINED,         /* CallAnswer received and its signature verified */
+    WZPC_CLOSED,         /* closed by either side, timed out or failed */
+};
+
+struct wzpc_client;
+
+struct wzpc_config {
+    struct ev_loop *loop;
+    const char *host; /* IPv4 or IPv6 literal, e.g. "127.0.0.1" */
+    uint16_t port;
+    const char *sni;              /* TLS server name (room); NULL = send no SNI */
+    const char *alpn;             /* NULL = "wzp"; "" = offer no ALPN (tests) */
+    const uint8_t *seed;          /* 32-byte identity seed; NULL = random */
+    const char *alias;            /* CallOffer alias; may be NULL */
+    const char *auth_token;       /* send AuthToken before CallOffer; NULL = don't */
+    bool auto_join;               /* send CallOffer after the handshake */
+    bool corrupt_offer_signature; /* tests: flip a bit in the CallOffer signature */
+    uint32_t idle_timeout_ms;     /* 0 = 30000 */
+
+    /* Callbacks (any may be NULL). The signal is only valid during the call. */
+    void (*on_state)(struct wzpc_client *c, enum wzpc_state state, void *user_data);
+    void (*on_signal)(struct wzpc_client *c, const struct wzp_signal *sig, void *user_data);
+    void (*on_datagram)(struct wzpc_client *c, const uint8_t *data, size_t len, void *user_data);
+    /* Raw bytes of a unidirectional stream from the relay when it ends (SNI "version"). */
+    void (*on_uni_stream)(struct wzpc_client *c, const uint8_t *data, size_t len, void *user_data);
+    void *user_data;
+};
+
+struct wzpc_stats {
+    uint64_t datagrams_sent;
+    uint64_t datagrams_send_dropped; /* local queue full / too big / not allowed yet */
+    uint64_t datagrams_received;
+    uint64_t signals_sent;
+    uint64_t signals_received;
+    uint64_t signals_unparsable;
+};
+
+/* Start connecting. NULL on immediate failure (bad address, socket error). */
+struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg);
+
+enum wzpc_state wzpc_state(const struct wzpc_client *c);
+
+/*
+ * The send calls below only queue (and copy): the bytes go out on the next iteration of
+ * the loop. Signals queued before WZPC_CONNECTED wait for the handshake.
+ */
+
+/* Send one signal on a new bidi stream (4-byte BE length + JSON, then FIN). */
+int wzpc_send_signal(struct wzpc_client *c, const struct wzp_signal *sig);
+
+/* Tests: send arbitrary bytes on a new bidi stream, with or without FIN. */
+int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len, bool fin);
+
+/* Queue one datagram (copied). WZP_EFULL when the local queue is full. */
+int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len);
+
+/* Close with an application error code and reason; the client ends in WZPC_CLOSED. */
+void wzpc_close(struct wzpc_client *c, uint64_t app_code, const char *reason);
+
+/*
+ * After WZPC_CLOSED: how the connection ended. *by_peer is true if the relay sent
+ * CONNECTION_CLOSE, false if this client sent it (wzpc_close, or a local QUIC/TLS
+ * error); *is_app tells an application close from a transport one.
+ * Returns false if no close frame was seen (idle or handshake timeout, stateless reset,
+ * connection dropped).
+ */
+bool wzpc_close_info(const struct wzpc_client *c, bool *by_peer, bool *is_app, uint64_t *code,
+                     char *reason, size_t reasonlen);
+
+const struct wzpc_stats *wzpc_stats(const struct wzpc_client *c);
+
+/* The client's identity fingerprint ("xxxx:...", 39 chars). */
+const char *wzpc_fingerprint(const struct wzpc_client *c);
+
+/* Release everything; sends nothing. Safe in any state (not from a callback). */
+void wzpc_free(struct wzpc_client *c);
+
+/*
+ * Run the loop until done(arg) returns true or timeout_ms passes.
+ * Returns true if done() became true.
+ */
+bool wzpc_run_until(struct ev_loop *loop, bool (*done)(void *arg), void *arg, uint32_t timeout_ms);
+
+/* Run the loop for a fixed time (lets traffic settle). */
+void wzpc_run_for(struct ev_loop *loop, uint32_t ms);
+
+#endif

@@ -1,0 +1,78 @@
+#!/bin/sh
+# bootstrap.sh - install dependencies (Debian 12), build, then run the relay or the tests.
+#
+#   scripts/bootstrap.sh run [relay options]   build and start the relay on defaults
+#   scripts/bootstrap.sh test                  build normal, ASan/UBSan and TSan trees and
+#                                              run the whole test suite in each
+#
+# Needs root for apt-get (it is skipped when every package is already installed).
+set -eu
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+PACKAGES="build-essential cmake pkg-config git libev-dev libngtcp2-dev \
+libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjansson-dev \
+libcriterion-dev gnutls-bin"
+# quinn (Rust) from Debian's crate packages, for the interop test against the stack real
+# clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
+INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev"
+
+install_packages() {
+    missing=""
+    for p in $PACKAGES "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing="$missing $p"
+    done
+    if ! command -v cargo >/dev/null 2>&1; then
+        missing="$missing cargo rustc"
+    fi
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "bootstrap: missing packages:$missing" >&2
+        echo "bootstrap: run as root (or: sudo apt-get install$missing)" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+}
+
+build() { # build DIR [cmake options]
+    dir=$1
+    shift
+    cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+}
+
+run_tests() { # run_tests DIR LABEL
+    echo "=== tests: $2 ==="
+    (cd "$1" && ctest --output-on-failure --timeout 600 -j "$JOBS")
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+run)
+    install_packages
+    build "$ROOT/build"
+    exec "$ROOT/build/wzp-relay" "$@"
+    ;;
+test)
+    install_packages $INTEROP_PACKAGES
+    build "$ROOT/build"
+    run_tests "$ROOT/build" "release"
+    build "$ROOT/build-asan" -DWZP_ASAN=ON
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_tests "$ROOT/build-asan" "ASan+UBSan"
+    build "$ROOT/build-tsan" -DWZP_TSAN=ON
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        run_tests "$ROOT/build-tsan" "TSan"
+    echo "=== all test suites passed ==="
+    ;;
+*)
+    echo "usage: $0 run [relay options] | test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,134 @@
+/* test_xq.c - SPSC ring, control queue and the per-connection media queue. */
+#include "xq.h"
+
+#include "common.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+
+Test(dgq, fifo_and_wraparound)
+{
+    struct wzp_dgq q;
+    cr_assert_eq(wzp_dgq_init(&q, 4096), WZP_OK);
+    uint8_t data[1000];
+    size_t len;
+    /* Many rounds of push/pop of varying odd and even sizes cross the ring end often. */
+    for (unsigned round = 0; round < 500; round++) {
+        size_t n = 1 + (round * 37) % 999;
+        memset(data, (int)(round & 0xff), n);
+        cr_assert_eq(wzp_dgq_push(&q, data, n), 0);
+        const uint8_t *p = wzp_dgq_peek(&q, &len);
+        cr_assert_not_null(p);
+        cr_assert_eq(len, n);
+        cr_assert_eq(p[0], round & 0xff);
+        cr_assert_eq(p[n - 1], round & 0xff);
+        wzp_dgq_pop(&q);
+        cr_assert_null(wzp_dgq_peek(&q, &len));
+    }
+    cr_assert_eq(q.count, 0);
+    wzp_dgq_destroy(&q);
+}
+
+Test(dgq, full_queue_drops_oldest)
+{
+    struct wzp_dgq q;
+    wzp_dgq_init(&q, 4096);
+    uint8_t data[100];
+    unsigned dropped = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        memset(data, (int)i, sizeof data);
+        dropped += wzp_dgq_push(&q, data, sizeof data);
+    }
+    /* 102 bytes per entry: 40 fit in 4096; the first 60 were dropped, oldest first. */
+    cr_assert_eq(dropped, 60);
+    cr_assert_eq(q.count, 40);
+    size_t len;
+    const uint8_t *p = wzp_dgq_peek(&q, &len);
+    cr_assert_eq(p[0], 60, "oldest kept entry is #60");
+    unsigned expect = 60;
+    while ((p = wzp_dgq_peek(&q, &len))) {
+        cr_assert_eq(p[0], expect++);
+        wzp_dgq_pop(&q);
+    }
+    cr_assert_eq(expect, 100);
+    wzp_dgq_destroy(&q);
+}
+
+Test(spsc, bounded)
+{
+    struct wzp_spsc q;
+    cr_assert_eq(wzp_spsc_init(&q, 4), WZP_OK);
+    for (int i = 0; i < 4; i++) {
+        struct wzp_xmsg *m = wzp_spsc_push_begin(&q);
+        cr_assert_not_null(m);
+        m->slot = (uint32_t)i;
+        wzp_spsc_push_commit(&q);
+    }
+    cr_assert_null(wzp_spsc_push_begin(&q), "full ring refuses");
+    struct wzp_xmsg *m = wzp_spsc_peek(&q);
+    cr_assert_eq(m->slot, 0);
+    wzp_spsc_pop_commit(&q);
+    cr_assert_not_null(wzp_spsc_push_begin(&q));
+    wzp_spsc_destroy(&q);
+}
+
+#define SPSC_MESSAGES 200000
+
+static void *producer(void *arg)
+{
+    struct wzp_spsc *q = arg;
+    for (uint32_t i = 0; i < SPSC_MESSAGES;) {
+        struct wzp_xmsg *m = wzp_spsc_push_begin(q);
+        if (!m)
+            continue;
+        m->slot = i;
+        m->len = (uint16_t)(i & 0x3ff);
+        memset(m->data, (int)(i & 0xff), 8);
+        wzp_spsc_push_commit(q);
+        i++;
+    }
+    return NULL;
+}
+
+Test(spsc, threads_in_order, .timeout = 60)
+{
+    static struct wzp_spsc q;
+    wzp_spsc_init(&q, 256);
+    pthread_t t;
+    pthread_create(&t, NULL, producer, &q);
+    for (uint32_t expect = 0; expect < SPSC_MESSAGES;) {
+        struct wzp_xmsg *m = wzp_spsc_peek(&q);
+        if (!m)
+            continue;
+        cr_assert_eq(m->slot, expect);
+        cr_assert_eq(m->len, expect & 0x3ff);
+        cr_assert_eq(m->data[7], expect & 0xff);
+        wzp_spsc_pop_commit(&q);
+        expect++;
+    }
+    pthread_join(t, NULL);
+    wzp_spsc_destroy(&q);
+}
+
+Test(ctlq, fifo_and_limit)
+{
+    struct wzp_ctlq q;
+    wzp_ctlq_init(&q, 3);
+    cr_assert_eq(wzp_ctlq_push(&q, WZP_CTL_SIGNAL, 1, 1, "a", 1), WZP_OK);
+    cr_assert_eq(wzp_ctlq_push(&q, WZP_CTL_SIGNAL, 2, 1, "bb", 2), WZP_OK);
+    cr_assert_eq(wzp_ctlq_push(&q, WZP_CTL_CLOSE, 3, 1, "ccc", 3), WZP_OK);
+    cr_assert_eq(wzp_ctlq_push(&q, WZP_CTL_CLOSE, 4, 1, "d", 1), WZP_EFULL);
+    struct wzp_ctlmsg *m = wzp_ctlq_take_all(&q);
+    for (uint32_t slot = 1; slot <= 3; slot++) {
+        cr_assert_not_null(m);
+        cr_assert_eq(m->slot, slot);
+        cr_assert_eq(m->len, slot);
+        struct wzp_ctlmsg *next = m->next;
+        free(m);
+        m = next;
+    }
+    cr_assert_null(m);
+    cr_assert_eq(wzp_ctlq_push(&q, WZP_CTL_SIGNAL, 5, 1, "e", 1), WZP_OK, "limit resets");
+    wzp_ctlq_destroy(&q);
+}
