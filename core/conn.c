@@ -335,7 +335,7 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
         return WZP_ENOMEM;
     ngtcp2_conn_set_keep_alive_timeout(c->qc, (uint64_t)WZP_KEEPALIVE_MS * NGTCP2_MILLISECONDS);
     struct wzp_relay *r = c->w->relay;
-    if (wzp_tls_server_session(&c->tls, r->cred, r->priority, &c->conn_ref))
+    if (wzp_tls_server_session(&c->tls, r->cred, r->priority, &c->tlsctx))
         return WZP_ECRYPTO;
     ngtcp2_conn_set_tls_native_handle(c->qc, c->tls);
     if (wzp_worker_cid_add(c->w, &scid, c) || wzp_worker_cid_add(c->w, &hd->dcid, c))
@@ -384,8 +384,8 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
         return NULL;
     }
     c->w = w;
-    c->conn_ref.get_conn = get_conn;
-    c->conn_ref.user_data = c;
+    c->tlsctx.conn_ref.get_conn = get_conn;
+    c->tlsctx.conn_ref.user_data = c;
     c->handshake_counted = true;
     c->created_ns = wzp_now_ns();
     memcpy(&c->remote, from, fromlen);
@@ -516,6 +516,17 @@ void wzp_conn_close(struct wzp_conn *c, const char *reason)
     conn_close_with(c, &ccerr);
 }
 
+static bool sni_is_reserved(const char *sni)
+{
+    return strcmp(sni, "_signal") == 0 || strcmp(sni, "_probe") == 0 ||
+           strcmp(sni, "_federation") == 0;
+}
+
+static bool sni_is_hostname(const char *sni)
+{
+    return strspn(sni, "abcdefghijklmnopqrstuvwxyz0123456789-.") == strlen(sni);
+}
+
 static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why)
 {
     ngtcp2_connection_close_error ccerr;
@@ -525,8 +536,19 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
         ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
         if (alert == GNUTLS_A_NO_APPLICATION_PROTOCOL)
             WZP_STAT_INC(&c->w->stats, conns_refused_alpn);
-        LOG_INFO(MOD, "%s: refused: TLS handshake failed (alert %u: %s)", c->peer, alert,
-                 gnutls_alert_get_name((gnutls_alert_description_t)alert));
+        if (alert == GNUTLS_A_ILLEGAL_PARAMETER && c->tlsctx.sni_present &&
+            !sni_is_hostname(c->tlsctx.sni)) {
+            /* GnuTLS refuses the name itself; see tls.h. */
+            WZP_STAT_INC(&c->w->stats, conns_refused_sni);
+            LOG_INFO(MOD, "%s: refused: SNI \"%s\" %s; the TLS library accepts only letters, "
+                     "digits, '-' and '.' in server names", c->peer, c->tlsctx.sni,
+                     sni_is_reserved(c->tlsctx.sni)
+                         ? "is reserved for a service this relay does not offer yet"
+                         : "is not a valid room name");
+        } else {
+            LOG_INFO(MOD, "%s: refused: TLS handshake failed (alert %u: %s)", c->peer, alert,
+                     gnutls_alert_get_name((gnutls_alert_description_t)alert));
+        }
     } else if (why) {
         ngtcp2_connection_close_error_set_transport_error(
             &ccerr, NGTCP2_CRYPTO_ERROR | GNUTLS_A_NO_APPLICATION_PROTOCOL, (const uint8_t *)why,
@@ -659,8 +681,12 @@ static void conn_on_handshake_done(struct wzp_conn *c)
 {
     struct wzp_relay *r = c->w->relay;
     release_handshake(c);
-    if (!wzp_tls_sni(c->tls, c->sni, sizeof c->sni))
-        snprintf(c->sni, sizeof c->sni, "default");
+    if (c->tlsctx.sni_invalid) {
+        WZP_STAT_INC(&c->w->stats, conns_refused_sni);
+        conn_refuse(c, "malformed TLS server name");
+        return;
+    }
+    snprintf(c->sni, sizeof c->sni, "%s", c->tlsctx.sni_present ? c->tlsctx.sni : "default");
     if (strcmp(c->sni, "ping") == 0) {
         LOG_DEBUG(MOD, "%s: ping", c->peer);
         wzp_conn_close(c, "");
@@ -670,8 +696,7 @@ static void conn_on_handshake_done(struct wzp_conn *c)
         conn_serve_version(c);
         return;
     }
-    if (strcmp(c->sni, "_signal") == 0 || strcmp(c->sni, "_probe") == 0 ||
-        strcmp(c->sni, "_federation") == 0) {
+    if (sni_is_reserved(c->sni)) {
         WZP_STAT_INC(&c->w->stats, conns_refused_sni);
         conn_refuse(c, "SNI %s is reserved for a service this relay does not offer yet", c->sni);
         return;

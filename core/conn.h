@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "quality.h"
 #include "room.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <ev.h>
@@ -54,7 +55,7 @@ struct wzp_out_stream {
 };
 
 struct wzp_conn {
-    ngtcp2_crypto_conn_ref conn_ref; /* first: the TLS layer finds us through it */
+    struct wzp_tls_ctx tlsctx; /* first: the TLS layer finds us through its conn_ref */
     struct wzp_worker *w;
     ngtcp2_conn *qc;
     gnutls_session_t tls;
@@ -64,7 +65,7 @@ struct wzp_conn {
     socklen_t remote_len;
     ngtcp2_cid client_dcid; /* the client's first DCID, also a key in the CID table */
     char peer[64];          /* "ip:port" for logs */
-    char sni[256];          /* lower-cased; room name for room connections */
+    char sni[WZP_SNI_MAX + 1]; /* lower-cased; the room name for room connections */
     ev_timer timer;
     uint64_t deadline_ns;   /* application deadline (join timeout, closing period) */
     uint64_t created_ns;

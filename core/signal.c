@@ -866,8 +866,9 @@ static int parse_message(struct pctx *c, json_t *v, struct wzp_signal *out)
     enum wzp_signal_type t = find_variant(name, len);
     if (!t)
         return fail(c, "unknown variant \"%s\"", excerpt(name, len, buf));
-    if (++c->depth > MAX_NESTING)
+    if (c->depth == MAX_NESTING)
         return fail(c, "messages nested more than %d deep", MAX_NESTING);
+    c->depth++;
 
     const struct variant *var = &variants[t];
     out->type = t;

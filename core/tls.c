@@ -12,8 +12,82 @@ const char *const wzp_tls_priority =
     "+CHACHA20-POLY1305:+AES-128-CCM:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"
     "+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE";
 
+int wzp_tls_parse_sni(struct wzp_tls_ctx *ctx, const uint8_t *data, size_t len)
+{
+    /* ServerNameList: u16 length, then entries of u8 type, u16 length, name. */
+    if (len < 2 || (size_t)((data[0] << 8) | data[1]) != len - 2)
+        return GNUTLS_E_UNEXPECTED_EXTENSIONS_LENGTH;
+    size_t off = 2;
+    while (off + 3 <= len) {
+        unsigned type = data[off];
+        size_t n = (size_t)((data[off + 1] << 8) | data[off + 2]);
+        off += 3;
+        if (off + n > len)
+            return GNUTLS_E_UNEXPECTED_EXTENSIONS_LENGTH;
+        if (type == 0 && !ctx->sni_present) {
+            ctx->sni_present = true;
+            if (n == 0 || n > WZP_SNI_MAX || memchr(data + off, 0, n)) {
+                ctx->sni_invalid = true;
+            } else {
+                for (size_t i = 0; i < n; i++)
+                    ctx->sni[i] = (char)tolower(data[off + i]);
+                ctx->sni[n] = '\0';
+            }
+        }
+        off += n;
+    }
+    return off == len ? 0 : GNUTLS_E_UNEXPECTED_EXTENSIONS_LENGTH;
+}
+
+/* Skip a length-prefixed vector of lenbytes (1 or 2) at *off; false if it overruns. */
+static bool skip_vec(const uint8_t *p, size_t len, size_t *off, unsigned lenbytes)
+{
+    if (*off + lenbytes > len)
+        return false;
+    size_t n = lenbytes == 1 ? p[*off] : (size_t)((p[*off] << 8) | p[*off + 1]);
+    *off += lenbytes + n;
+    return *off <= len;
+}
+
+int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t len)
+{
+    /* legacy_version(2) random(32) session_id<1> cipher_suites<2> compression<1> ext<2> */
+    size_t off = 34;
+    if (off > len || !skip_vec(p, len, &off, 1) || !skip_vec(p, len, &off, 2) ||
+        !skip_vec(p, len, &off, 1) || off + 2 > len)
+        return WZP_EINVAL;
+    size_t end = off + 2 + (size_t)((p[off] << 8) | p[off + 1]);
+    off += 2;
+    if (end > len)
+        return WZP_EINVAL;
+    while (off + 4 <= end) {
+        unsigned type = (unsigned)((p[off] << 8) | p[off + 1]);
+        size_t n = (size_t)((p[off + 2] << 8) | p[off + 3]);
+        off += 4;
+        if (off + n > end)
+            return WZP_EINVAL;
+        if (type == 0)
+            return wzp_tls_parse_sni(ctx, p + off, n) == 0 ? WZP_OK : WZP_EINVAL;
+        off += n;
+    }
+    return WZP_OK;
+}
+
+static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
+                             unsigned incoming, const gnutls_datum_t *msg)
+{
+    (void)htype;
+    (void)when;
+    if (incoming && msg && msg->size) {
+        struct wzp_tls_ctx *ctx = gnutls_session_get_ptr(s);
+        if (wzp_tls_client_hello_sni(ctx, msg->data, msg->size) != WZP_OK)
+            ctx->sni_invalid = true;
+    }
+    return 0;
+}
+
 int wzp_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
-                           gnutls_priority_t prio, ngtcp2_crypto_conn_ref *conn_ref)
+                           gnutls_priority_t prio, struct wzp_tls_ctx *ctx)
 {
     gnutls_session_t s;
     if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_AUTO_SEND_TICKET |
@@ -26,7 +100,9 @@ int wzp_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials
         gnutls_deinit(s);
         return WZP_ECRYPTO;
     }
-    gnutls_session_set_ptr(s, conn_ref);
+    gnutls_session_set_ptr(s, &ctx->conn_ref);
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE,
+                                       client_hello_hook);
     *out = s;
     return WZP_OK;
 }
@@ -37,18 +113,4 @@ bool wzp_tls_alpn_ok(gnutls_session_t s)
     if (gnutls_alpn_get_selected_protocol(s, &p) != 0)
         return false;
     return p.size == sizeof WZP_ALPN - 1 && memcmp(p.data, WZP_ALPN, p.size) == 0;
-}
-
-bool wzp_tls_sni(gnutls_session_t s, char *out, size_t outlen)
-{
-    size_t len = outlen;
-    unsigned type;
-    if (gnutls_server_name_get(s, out, &len, &type, 0) != 0 || type != GNUTLS_NAME_DNS)
-        return false;
-    if (len >= outlen)
-        return false;
-    out[len] = '\0';
-    for (size_t i = 0; i < len; i++)
-        out[i] = (char)tolower((unsigned char)out[i]);
-    return len > 0;
 }

@@ -9,26 +9,46 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define WZP_ALPN "wzp"
 
 /* The priority string QUIC needs (TLS 1.3, AEADs ngtcp2 supports). */
 extern const char *const wzp_tls_priority;
 
+#define WZP_SNI_MAX 255
+
 /*
- * Create a server session bound to conn_ref (which must outlive the session).
- * WZP_ECRYPTO on failure.
+ * Per-connection TLS context. The connection embeds it as its FIRST member, so the
+ * conn_ref GnuTLS hands to ngtcp2 is also the connection's address.
+ *
+ * SNI: we read the server_name extension from the ClientHello ourselves (a GnuTLS
+ * handshake hook runs before GnuTLS parses it) and keep the first host_name entry,
+ * lower-cased as rustls does on the server side. GnuTLS 3.7 then still validates the
+ * name itself and aborts the handshake (illegal_parameter) when it holds anything but
+ * letters, digits, '-' and '.': "_signal", "_probe" and "_federation" can never complete
+ * a handshake. Its server_name handler cannot be overridden (GNUTLS_E_ALREADY_REGISTERED),
+ * so with our own copy of the name the relay can at least log who was refused and why.
  */
+struct wzp_tls_ctx {
+    ngtcp2_crypto_conn_ref conn_ref; /* first */
+    char sni[WZP_SNI_MAX + 1];
+    bool sni_present;  /* a host_name entry was received */
+    bool sni_invalid;  /* present but malformed, too long or with a NUL byte */
+};
+
+/* Create a server session for ctx (which must outlive it). WZP_ECRYPTO on failure. */
 int wzp_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
-                           gnutls_priority_t prio, ngtcp2_crypto_conn_ref *conn_ref);
+                           gnutls_priority_t prio, struct wzp_tls_ctx *ctx);
+
+/* Parse a server_name extension body into ctx (exposed for unit tests). 0 or a
+ * GNUTLS_E_* code. */
+int wzp_tls_parse_sni(struct wzp_tls_ctx *ctx, const uint8_t *data, size_t len);
+
+/* Find the server_name extension in a ClientHello body and parse it into ctx. */
+int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *hello, size_t len);
 
 /* True if the negotiated ALPN is exactly "wzp". */
 bool wzp_tls_alpn_ok(gnutls_session_t s);
-
-/*
- * The SNI the client sent, lower-cased into out (NUL-terminated). Returns false if the
- * client sent none, or it does not fit.
- */
-bool wzp_tls_sni(gnutls_session_t s, char *out, size_t outlen);
 
 #endif

@@ -122,12 +122,24 @@ int relay_stop(struct relay_proc *r, unsigned timeout_ms)
             kill(r->pid, SIGKILL);
             waitpid(r->pid, &status, 0);
             r->pid = 0;
+            r->exit_status = -1;
             return -1;
         }
         sleep_ms(10);
     }
     r->pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r->exit_status;
+}
+
+void relay_finish(struct relay_proc *r)
+{
+    int rc = r->pid > 0 ? relay_stop(r, 3000) : r->exit_status;
+    bool sanitizer = relay_log_count(r, "Sanitizer") > 0;
+    if (rc != 0 || sanitizer) {
+        relay_dump_log(r);
+        cr_assert_fail("relay exit status %d%s", rc, sanitizer ? ", sanitizer report" : "");
+    }
 }
 
 uint64_t relay_counter(struct relay_proc *r, const char *name)
@@ -147,4 +159,152 @@ uint64_t relay_counter(struct relay_proc *r, const char *name)
     free(log);
     cr_assert(value != UINT64_MAX, "counter %s not found in the relay log", name);
     return value;
+}
+
+/* ---------------------------------------------------------------- test clients */
+
+#include "common.h"
+#include "media.h"
+
+static void tc_on_signal(struct wzpc_client *c, const struct wzp_signal *sig, void *ud)
+{
+    (void)c;
+    struct tc *t = ud;
+    switch (sig->type) {
+    case WZP_SIG_CALL_ANSWER:
+        t->answers++;
+        break;
+    case WZP_SIG_ROOM_UPDATE:
+        if (t->room_updates < TC_MAX_EVENTS)
+            t->update_counts[t->room_updates] = sig->u.room_update.count;
+        t->room_updates++;
+        memset(t->last_update, 0, sizeof t->last_update);
+        for (size_t i = 0; i < sig->u.room_update.participants.count && i < TC_MAX_SENDERS; i++)
+            snprintf(t->last_update[i], sizeof t->last_update[i], "%s",
+                     sig->u.room_update.participants.items[i].fingerprint);
+        break;
+    case WZP_SIG_QUALITY_DIRECTIVE:
+        if (t->directives < TC_MAX_EVENTS)
+            snprintf(t->directive_reasons[t->directives], 48, "%s",
+                     sig->u.quality_directive.reason ? sig->u.quality_directive.reason : "");
+        t->directives++;
+        break;
+    default:
+        t->other_signals++;
+    }
+}
+
+static void tc_on_datagram(struct wzpc_client *c, const uint8_t *data, size_t len, void *ud)
+{
+    (void)c;
+    struct tc *t = ud;
+    t->media_total++;
+    if (len < WZP_MEDIA_HEADER_BYTES + 3 || data[WZP_MEDIA_HEADER_BYTES] >= TC_MAX_SENDERS) {
+        t->media_malformed++;
+        return;
+    }
+    t->from[data[WZP_MEDIA_HEADER_BYTES]]++;
+}
+
+static void tc_on_uni(struct wzpc_client *c, const uint8_t *data, size_t len, void *ud)
+{
+    (void)c;
+    struct tc *t = ud;
+    t->uni_len = len < sizeof t->uni - 1 ? len : sizeof t->uni - 1;
+    memcpy(t->uni, data, t->uni_len);
+    t->uni[t->uni_len] = '\0';
+}
+
+void tc_connect(struct tc *t, struct ev_loop *loop, struct relay_proc *r, const char *room,
+                uint8_t id, struct wzpc_config *overrides)
+{
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    struct wzpc_config cfg;
+    if (overrides)
+        cfg = *overrides;
+    else
+        memset(&cfg, 0, sizeof cfg);
+    cfg.loop = loop;
+    if (!cfg.host)
+        cfg.host = "127.0.0.1";
+    if (!cfg.port)
+        cfg.port = r->port;
+    if (!overrides) {
+        cfg.sni = room;
+        cfg.auto_join = true;
+    }
+    char alias[16];
+    snprintf(alias, sizeof alias, "client-%u", id);
+    if (!cfg.alias)
+        cfg.alias = alias;
+    cfg.on_signal = tc_on_signal;
+    cfg.on_datagram = tc_on_datagram;
+    cfg.on_uni_stream = tc_on_uni;
+    cfg.user_data = t;
+    t->c = wzpc_connect(&cfg);
+    cr_assert_not_null(t->c, "wzpc_connect failed");
+}
+
+struct wait_state_arg {
+    struct tc *t;
+    enum wzpc_state state;
+};
+
+static bool reached_state(void *arg)
+{
+    struct wait_state_arg *a = arg;
+    enum wzpc_state s = wzpc_state(a->t->c);
+    return s == a->state || s == WZPC_CLOSED;
+}
+
+bool tc_wait_state(struct tc *t, struct ev_loop *loop, enum wzpc_state state, unsigned ms)
+{
+    struct wait_state_arg a = {t, state};
+    wzpc_run_until(loop, reached_state, &a, ms);
+    return wzpc_state(t->c) == state;
+}
+
+struct wait_updates_arg {
+    struct tc *t;
+    unsigned n;
+};
+
+static bool has_updates(void *arg)
+{
+    struct wait_updates_arg *a = arg;
+    return a->t->room_updates >= a->n || wzpc_state(a->t->c) == WZPC_CLOSED;
+}
+
+bool tc_wait_updates(struct tc *t, struct ev_loop *loop, unsigned n, unsigned ms)
+{
+    struct wait_updates_arg a = {t, n};
+    wzpc_run_until(loop, has_updates, &a, ms);
+    return t->room_updates >= n;
+}
+
+void tc_send_media(struct tc *t, const struct wzp_quality_report *report)
+{
+    uint8_t pkt[64];
+    struct wzp_media_header h = {.codec = WZP_CODEC_OPUS24K, .seq = t->seq,
+                                 .timestamp_ms = (uint32_t)t->seq * 20u,
+                                 .has_quality = report != NULL};
+    wzp_media_write_header(&h, pkt);
+    size_t len = WZP_MEDIA_HEADER_BYTES;
+    pkt[len++] = t->id;
+    pkt[len++] = (uint8_t)(t->seq >> 8);
+    pkt[len++] = (uint8_t)t->seq;
+    if (report) {
+        wzp_media_write_report(report, pkt + len);
+        len += WZP_QUALITY_REPORT_BYTES;
+    }
+    t->seq++;
+    cr_assert_eq(wzpc_send_datagram(t->c, pkt, len), WZP_OK);
+}
+
+void tc_free(struct tc *t)
+{
+    if (t->c)
+        wzpc_free(t->c);
+    t->c = NULL;
 }

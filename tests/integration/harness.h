@@ -13,6 +13,7 @@
 
 struct relay_proc {
     pid_t pid;
+    int exit_status; /* after relay_stop */
     uint16_t port;
     char dir[256];
     char log_path[300];
@@ -24,6 +25,10 @@ void relay_start(struct relay_proc *r, const char *const *extra_args);
 
 /* SIGTERM, wait up to timeout_ms. Returns the exit status, or -1 if it had to be killed. */
 int relay_stop(struct relay_proc *r, unsigned timeout_ms);
+
+/* Test teardown: stop the relay if it runs and fail the test (with its log) unless it
+ * exited 0 within 3 s and logged no sanitizer report. */
+void relay_finish(struct relay_proc *r);
 
 /* Ask the relay to log its counters (SIGUSR1) and return one counter's value. */
 uint64_t relay_counter(struct relay_proc *r, const char *name);
@@ -38,3 +43,44 @@ unsigned relay_log_count(struct relay_proc *r, const char *needle);
 void relay_dump_log(struct relay_proc *r);
 
 #endif
+
+/* ---- test clients: a wzpc client that records what it receives ---- */
+
+#include "wzpc.h"
+
+#define TC_MAX_SENDERS 16
+#define TC_MAX_EVENTS  64
+
+struct tc {
+    struct wzpc_client *c;
+    uint8_t id;                       /* written into every media payload it sends */
+    uint16_t seq;
+    unsigned room_updates;            /* RoomUpdate messages received */
+    uint32_t update_counts[TC_MAX_EVENTS]; /* their count fields, in order */
+    char last_update[TC_MAX_SENDERS][48];  /* fingerprints of the last RoomUpdate */
+    unsigned directives;
+    char directive_reasons[TC_MAX_EVENTS][48];
+    unsigned answers;
+    unsigned other_signals;
+    unsigned from[TC_MAX_SENDERS];    /* media received, by sender id */
+    unsigned media_total;
+    unsigned media_malformed;         /* payload not in the test format */
+    char uni[128];                    /* bytes of a uni stream (SNI "version") */
+    size_t uni_len;
+};
+
+/* Connect a test client to the relay (cfg fields left 0/NULL get defaults: host
+ * 127.0.0.1, the relay's port, ALPN wzp, auto_join). */
+void tc_connect(struct tc *t, struct ev_loop *loop, struct relay_proc *r, const char *room,
+                uint8_t id, struct wzpc_config *overrides);
+
+/* Run until the client reaches state (or CLOSED); false on timeout. */
+bool tc_wait_state(struct tc *t, struct ev_loop *loop, enum wzpc_state state, unsigned ms);
+
+/* Run until the client has received n RoomUpdates; false on timeout. */
+bool tc_wait_updates(struct tc *t, struct ev_loop *loop, unsigned n, unsigned ms);
+
+/* Send one valid media datagram carrying (id, seq); with_report adds a trailer. */
+void tc_send_media(struct tc *t, const struct wzp_quality_report *report);
+
+void tc_free(struct tc *t);

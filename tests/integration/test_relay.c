@@ -1,0 +1,325 @@
+/*
+ * test_relay.c - integration tests: the real wzp-relay binary on loopback, driven by
+ * real QUIC clients (examples/lib). Each test starts its own relay.
+ */
+#include "harness.h"
+
+#include "common.h"
+#include "media.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static struct ev_loop *loop;
+static struct relay_proc relay;
+
+/* Every test ends with a clean relay exit: a crash, a sanitizer report or a hang fails it. */
+static void stop_relay(void)
+{
+    relay_finish(&relay);
+}
+
+TestSuite(relay, .init = NULL, .fini = stop_relay, .timeout = 90);
+
+static void setup(const char *const *args)
+{
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+}
+
+static void join(struct tc *t, const char *room, uint8_t id)
+{
+    tc_connect(t, loop, &relay, room, id, NULL);
+    if (!tc_wait_state(t, loop, WZPC_JOINED, 5000)) {
+        relay_dump_log(&relay);
+        cr_assert_fail("client %u did not join %s", id, room);
+    }
+    cr_assert(tc_wait_updates(t, loop, 1, 3000), "client %u got no RoomUpdate", id);
+}
+
+/* Each client sends n packets, spread over a few loop iterations. */
+static void send_round(struct tc **clients, size_t nclients, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        for (size_t k = 0; k < nclients; k++)
+            tc_send_media(clients[k], NULL);
+        if (i % 10 == 9)
+            wzpc_run_for(loop, 20);
+    }
+}
+
+struct media_goal {
+    struct tc **clients;
+    size_t n;
+    const unsigned *expect;
+};
+
+static bool all_received(void *arg)
+{
+    struct media_goal *g = arg;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->clients[i]->media_total < g->expect[i])
+            return false;
+    return true;
+}
+
+static void run_fanout(const char *const *args)
+{
+    setup(args);
+    struct tc a, b, c, d, e;
+    join(&a, "alpha", 1);
+    join(&b, "alpha", 2);
+    join(&c, "alpha", 3);
+    join(&d, "beta", 4);
+    join(&e, "beta", 5);
+    struct tc *all[] = {&a, &b, &c, &d, &e};
+    const unsigned per_sender = 60;
+    send_round(all, 5, per_sender);
+    const unsigned expect[] = {2 * per_sender, 2 * per_sender, 2 * per_sender, per_sender,
+                               per_sender};
+    struct media_goal g = {all, 5, expect};
+    wzpc_run_until(loop, all_received, &g, 5000);
+    wzpc_run_for(loop, 200); /* anything extra (echo, cross-room) would show up now */
+    for (size_t i = 0; i < 5; i++) {
+        struct tc *t = all[i];
+        bool in_alpha = i < 3;
+        cr_assert_eq(t->media_malformed, 0);
+        for (uint8_t src = 1; src <= 5; src++) {
+            bool same_room = in_alpha == (src <= 3);
+            unsigned want = (src == t->id || !same_room) ? 0 : per_sender;
+            cr_expect_eq(t->from[src], want, "client %u got %u packets from %u, want %u", t->id,
+                         t->from[src], src, want);
+        }
+    }
+    for (size_t i = 0; i < 5; i++)
+        tc_free(all[i]);
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+}
+
+Test(relay, fanout_exact_one_worker)
+{
+    static const char *const args[] = {"--threads", "1", NULL};
+    run_fanout(args);
+}
+
+Test(relay, fanout_exact_two_workers)
+{
+    static const char *const args[] = {"--threads", "2", NULL};
+    run_fanout(args);
+}
+
+Test(relay, room_updates_in_join_order)
+{
+    setup(NULL);
+    struct tc a, b, c;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    join(&c, "room", 3);
+    cr_assert(tc_wait_updates(&a, loop, 3, 3000));
+    cr_assert(tc_wait_updates(&b, loop, 2, 3000));
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(a.room_updates, 3);
+    cr_assert_eq(b.room_updates, 2);
+    cr_assert_eq(c.room_updates, 1);
+    cr_assert_eq(a.update_counts[0], 1);
+    cr_assert_eq(a.update_counts[1], 2);
+    cr_assert_eq(a.update_counts[2], 3);
+    cr_assert_eq(b.update_counts[0], 2);
+    cr_assert_eq(b.update_counts[1], 3);
+    cr_assert_eq(c.update_counts[0], 3);
+    /* participants are listed in join order, identified by their key fingerprints */
+    cr_assert_str_eq(c.last_update[0], wzpc_fingerprint(a.c));
+    cr_assert_str_eq(c.last_update[1], wzpc_fingerprint(b.c));
+    cr_assert_str_eq(c.last_update[2], wzpc_fingerprint(c.c));
+    cr_assert_eq(a.answers, 1);
+    /* a leave updates the rest */
+    wzpc_close(b.c, 0, "hangup");
+    cr_assert(tc_wait_updates(&a, loop, 4, 3000));
+    cr_assert(tc_wait_updates(&c, loop, 2, 3000));
+    cr_assert_eq(a.update_counts[3], 2);
+    cr_assert_str_eq(a.last_update[1], wzpc_fingerprint(c.c));
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
+
+Test(relay, bad_signature_refused_without_room_update)
+{
+    setup(NULL);
+    struct tc a, bad;
+    join(&a, "room", 1);
+    struct wzpc_config cfg = {.sni = "room", .auto_join = true, .corrupt_offer_signature = true};
+    tc_connect(&bad, loop, &relay, "room", 2, &cfg);
+    cr_assert(tc_wait_state(&bad, loop, WZPC_CLOSED, 5000));
+    bool by_peer, is_app;
+    uint64_t code;
+    char reason[128];
+    cr_assert(wzpc_close_info(bad.c, &by_peer, &is_app, &code, reason, sizeof reason));
+    cr_assert(by_peer && is_app && code == 0, "closed with application code 0 by the relay");
+    cr_assert_eq(bad.answers, 0);
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(a.room_updates, 1, "no RoomUpdate for a refused join");
+    cr_assert(relay_log_wait(&relay, "CallOffer signature does not verify", 1000));
+    cr_assert_eq(relay_counter(&relay, "join_refused_signature"), 1);
+    tc_free(&a);
+    tc_free(&bad);
+}
+
+static bool media_at_least(void *arg)
+{
+    struct tc **p = arg;
+    return p[0]->media_total >= 20 && p[1]->media_total >= 20;
+}
+
+Test(relay, garbage_and_oversize_signals_refused_others_unaffected)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+
+    /* garbage before the CallOffer */
+    struct tc g, big;
+    struct wzpc_config raw = {.sni = "room"};
+    tc_connect(&g, loop, &relay, "room", 3, &raw);
+    cr_assert(tc_wait_state(&g, loop, WZPC_CONNECTED, 5000));
+    static const uint8_t garbage[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'};
+    wzpc_send_stream_raw(g.c, garbage, sizeof garbage, true);
+
+    /* a frame that announces 2 MiB */
+    tc_connect(&big, loop, &relay, "room", 4, &raw);
+    cr_assert(tc_wait_state(&big, loop, WZPC_CONNECTED, 5000));
+    static const uint8_t huge[] = {0, 0x20, 0, 0, '{'};
+    wzpc_send_stream_raw(big.c, huge, sizeof huge, false);
+
+    /* meanwhile a and b keep talking */
+    for (int round = 0; round < 5; round++) {
+        struct tc *pair[] = {&a, &b};
+        send_round(pair, 2, 5);
+        wzpc_run_for(loop, 50);
+    }
+    cr_assert(tc_wait_state(&g, loop, WZPC_CLOSED, 3000), "garbage sender closed");
+    cr_assert(tc_wait_state(&big, loop, WZPC_CLOSED, 3000), "oversize sender closed");
+    struct tc *pair[] = {&a, &b};
+    cr_assert(wzpc_run_until(loop, media_at_least, pair, 3000));
+    cr_assert_eq(a.from[2], 25);
+    cr_assert_eq(b.from[1], 25);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED);
+    cr_assert(relay_log_wait(&relay, "malformed signal", 1000));
+    cr_assert(relay_log_wait(&relay, "larger than 1 MiB", 1000));
+    cr_assert_eq(relay_counter(&relay, "signals_oversize"), 1);
+    cr_assert_eq(relay_counter(&relay, "join_refused_protocol"), 1);
+    cr_assert_eq(a.room_updates, 2, "refused clients never appear in the room");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&g);
+    tc_free(&big);
+}
+
+Test(relay, invalid_datagrams_never_forwarded)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    uint8_t pkt[32];
+    memset(pkt, 0, sizeof pkt);
+    /* short: 11 bytes */
+    wzpc_send_datagram(a.c, pkt, 11);
+    /* codec 12 */
+    pkt[0] = 12 << 2;
+    wzpc_send_datagram(a.c, pkt, 20);
+    /* Q flag set but only 15 bytes: no room for the trailer */
+    pkt[0] = 0x02;
+    wzpc_send_datagram(a.c, pkt, 15);
+    for (int i = 0; i < 10; i++)
+        tc_send_media(&a, NULL);
+    wzpc_run_for(loop, 500);
+    cr_assert_eq(b.media_total, 10, "only the 10 valid datagrams reach b");
+    cr_assert_eq(b.media_malformed, 0);
+    cr_assert_eq(relay_counter(&relay, "datagrams_invalid"), 3);
+    tc_free(&a);
+    tc_free(&b);
+}
+
+static bool has_directive(void *arg)
+{
+    struct tc *t = arg;
+    return t->directives > 0;
+}
+
+static void send_reports(struct tc *t, unsigned n, uint8_t loss, uint8_t rtt4)
+{
+    struct wzp_quality_report r = {loss, rtt4, 0, 200};
+    for (unsigned i = 0; i < n; i++) {
+        tc_send_media(t, &r);
+        wzpc_run_for(loop, 10);
+    }
+}
+
+Test(relay, quality_directive_on_heavy_loss_then_recovered_on_leave)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    /* 50 % loss: CATASTROPHIC after 3 consecutive reports */
+    send_reports(&a, 2, 128, 5);
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(b.directives, 0, "2 bad reports are not enough");
+    send_reports(&a, 1, 128, 5);
+    cr_assert(wzpc_run_until(loop, has_directive, &b, 3000));
+    cr_assert(wzpc_run_until(loop, has_directive, &a, 3000), "the reporter is told too");
+    cr_assert_str_eq(b.directive_reasons[0], "weakest link: Catastrophic");
+    cr_assert_str_eq(a.directive_reasons[0], "weakest link: Catastrophic");
+
+    /* late joiner gets the current directive */
+    struct tc c;
+    join(&c, "room", 3);
+    cr_assert(wzpc_run_until(loop, has_directive, &c, 3000), "late joiner gets the directive");
+    cr_assert_str_eq(c.directive_reasons[0], "weakest link: Catastrophic");
+
+    /* the weakest participant leaves: the room recovers */
+    wzpc_close(a.c, 0, "hangup");
+    cr_assert(tc_wait_updates(&b, loop, 3, 3000));
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(b.directives, 2);
+    cr_assert_str_eq(b.directive_reasons[1], "weakest link: Good");
+    cr_assert_eq(c.directives, 2);
+    cr_assert_str_eq(c.directive_reasons[1], "weakest link: Good");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
+
+Test(relay, clean_shutdown_closes_calls_and_exits_zero)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "other", 2);
+    uint64_t t0 = wzp_now_ns();
+    kill(relay.pid, SIGTERM);
+    cr_assert(tc_wait_state(&a, loop, WZPC_CLOSED, 2000));
+    cr_assert(tc_wait_state(&b, loop, WZPC_CLOSED, 2000));
+    bool by_peer, is_app;
+    uint64_t code;
+    char reason[64];
+    cr_assert(wzpc_close_info(a.c, &by_peer, &is_app, &code, reason, sizeof reason));
+    cr_assert(by_peer && is_app);
+    cr_assert_eq(code, 0);
+    cr_assert_str_eq(reason, "shutdown");
+    int status;
+    pid_t p = 0;
+    while (p == 0 && wzp_now_ns() - t0 < 2000000000ull) {
+        p = waitpid(relay.pid, &status, WNOHANG);
+        wzpc_run_for(loop, 10);
+    }
+    cr_assert_eq(p, relay.pid, "relay exits within 2 s");
+    relay.pid = 0;
+    relay.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    cr_assert_eq(relay.exit_status, 0);
+    tc_free(&a);
+    tc_free(&b);
+}
