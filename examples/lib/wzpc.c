@@ -1156,6 +1156,24 @@ static void init_watchers(struct wzpc_client *c)
 
 /* ------------------------------------------------------------------ public API */
 
+int wzpc_rebind(struct wzpc_client *c)
+{
+    int fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return WZP_EIO;
+    if (connect(fd, (struct sockaddr *)&c->remote_addr, c->remote_addrlen) != 0) {
+        close(fd);
+        return WZP_EIO;
+    }
+    /* Like a NAT rebinding: QUIC is not told; the relay sees a new source port. */
+    ev_io_stop(c->loop, &c->rev);
+    close(c->fd);
+    c->fd = fd;
+    ev_io_set(&c->rev, fd, EV_READ);
+    ev_io_start(c->loop, &c->rev);
+    return WZP_OK;
+}
+
 struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg)
 {
     struct wzpc_client *c = calloc(1, sizeof(*c));

@@ -79,6 +79,12 @@ int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len,
 /* Queue one datagram (copied). WZP_EFULL when the local queue is full. */
 int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len);
 
+/*
+ * Tests: simulate a NAT rebinding. Moves to a new UDP socket (new source port) without
+ * telling QUIC, so the relay sees the same connection arrive from a new address.
+ */
+int wzpc_rebind(struct wzpc_client *c);
+
 /* Close with an application error code and reason; the client ends in WZPC_CLOSED. */
 void wzpc_close(struct wzpc_client *c, uint64_t app_code, const char *reason);
 

@@ -302,6 +302,20 @@ void tc_send_media(struct tc *t, const struct wzp_quality_report *report)
     cr_assert_eq(wzpc_send_datagram(t->c, pkt, len), WZP_OK);
 }
 
+void tc_send_media_size(struct tc *t, size_t payload_bytes)
+{
+    uint8_t pkt[WZP_MEDIA_MAX_DATAGRAM_BYTES];
+    struct wzp_media_header h = {.codec = WZP_CODEC_OPUS64K, .seq = t->seq};
+    cr_assert(payload_bytes >= 3 && payload_bytes + WZP_MEDIA_HEADER_BYTES <= sizeof pkt);
+    wzp_media_write_header(&h, pkt);
+    memset(pkt + WZP_MEDIA_HEADER_BYTES, 0xab, payload_bytes);
+    pkt[WZP_MEDIA_HEADER_BYTES] = t->id;
+    pkt[WZP_MEDIA_HEADER_BYTES + 1] = (uint8_t)(t->seq >> 8);
+    pkt[WZP_MEDIA_HEADER_BYTES + 2] = (uint8_t)t->seq;
+    t->seq++;
+    cr_assert_eq(wzpc_send_datagram(t->c, pkt, WZP_MEDIA_HEADER_BYTES + payload_bytes), WZP_OK);
+}
+
 void tc_free(struct tc *t)
 {
     if (t->c)

@@ -83,4 +83,7 @@ bool tc_wait_updates(struct tc *t, struct ev_loop *loop, unsigned n, unsigned ms
 /* Send one valid media datagram carrying (id, seq); with_report adds a trailer. */
 void tc_send_media(struct tc *t, const struct wzp_quality_report *report);
 
+/* Same, with a payload of payload_bytes (>= 3). */
+void tc_send_media_size(struct tc *t, size_t payload_bytes);
+
 void tc_free(struct tc *t);

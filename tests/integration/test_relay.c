@@ -323,3 +323,78 @@ Test(relay, clean_shutdown_closes_calls_and_exits_zero)
     tc_free(&a);
     tc_free(&b);
 }
+
+static bool got_n(void *arg)
+{
+    struct tc **p = arg;
+    return p[0]->from[p[1]->id] >= 200;
+}
+
+Test(relay, slow_receiver_drops_its_own_oldest_and_never_stalls_the_sender)
+{
+    setup(NULL);
+    struct ev_loop *frozen = ev_loop_new(EVFLAG_AUTO);
+    struct tc a, b, c;
+    join(&a, "room", 1);
+    join(&c, "room", 3);
+    /* b joins on its own loop, which we then stop running: it reads and ACKs nothing */
+    tc_connect(&b, frozen, &relay, "room", 2, NULL);
+    cr_assert(tc_wait_state(&b, frozen, WZPC_JOINED, 5000));
+    cr_assert(tc_wait_updates(&a, loop, 3, 3000));
+    for (int i = 0; i < 200; i++) {
+        tc_send_media_size(&a, 1000);
+        if (i % 4 == 3)
+            wzpc_run_for(loop, 5);
+    }
+    struct tc *pair[] = {&c, &a};
+    cr_assert(wzpc_run_until(loop, got_n, pair, 10000), "c got %u of 200", c.from[1]);
+    cr_assert_eq(c.from[1], 200, "the fast receiver gets everything");
+    cr_assert_gt(relay_counter(&relay, "datagrams_queue_drops"), 0,
+                 "the frozen receiver's queue dropped");
+    /* b wakes up: it is still in the room and receives fresh media */
+    wzpc_run_for(frozen, 300);
+    unsigned before = b.from[1];
+    for (int i = 0; i < 20; i++)
+        tc_send_media(&a, NULL);
+    for (int i = 0; i < 30; i++) {
+        wzpc_run_for(loop, 10);
+        wzpc_run_for(frozen, 10);
+    }
+    cr_assert_eq(wzpc_state(b.c), WZPC_JOINED);
+    cr_assert_geq(b.from[1] - before, 20, "b receives again after catching up");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+    ev_loop_destroy(frozen);
+}
+
+Test(relay, rebinding_to_another_worker_reaches_the_owner)
+{
+    static const char *const args[] = {"--threads", "2", NULL};
+    setup(args);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    /* Each rebinding picks a new source port; SO_REUSEPORT hashes it to either worker.
+     * Keep rebinding until packets are steered (each try has about even odds). */
+    bool steered = false;
+    for (int attempt = 0; attempt < 24 && !steered; attempt++) {
+        cr_assert_eq(wzpc_rebind(a.c), WZP_OK);
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 100);
+        steered = relay_counter(&relay, "packets_steered_in") > 0;
+    }
+    cr_assert(steered, "no packet was ever steered between workers");
+    unsigned a0 = a.from[2], b0 = b.from[1];
+    for (int i = 0; i < 20; i++) {
+        tc_send_media(&a, NULL);
+        tc_send_media(&b, NULL);
+        wzpc_run_for(loop, 5);
+    }
+    wzpc_run_for(loop, 500);
+    cr_assert_eq(a.from[2] - a0, 20, "b -> a after the move");
+    cr_assert_geq(b.from[1] - b0, 20, "a -> b after the move");
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED);
+    tc_free(&a);
+    tc_free(&b);
+}

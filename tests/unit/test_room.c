@@ -2,10 +2,9 @@
 #include "room.h"
 
 #include "common.h"
+#include "concurrency.h"
 
 #include <criterion/criterion.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 
 static struct wzp_participant part(uint64_t id, enum wzp_tier tier)
@@ -89,73 +88,8 @@ Test(room, participant_ids_unique)
     cr_assert_neq(a, 0);
 }
 
-/*
- * Concurrency: joiner threads add and remove participants (write lock) while fan-out
- * threads walk the array (read lock) and check every entry is intact. Rooms are
- * acquired and released concurrently too. Run under TSan in CI.
- */
-#define JOINERS     4
-#define FANOUTS     2
-#define ITERATIONS  2000
-
-struct shared {
-    struct wzp_room_table t;
-    _Atomic bool stop;
-    _Atomic unsigned long walked;
-};
-
-static void *joiner(void *arg)
-{
-    struct shared *s = arg;
-    for (int i = 0; i < ITERATIONS; i++) {
-        struct wzp_room *r = wzp_room_acquire(&s->t, (i & 1) ? "odd" : "even");
-        struct wzp_participant p = part(wzp_participant_next_id(), (enum wzp_tier)(i % 6));
-        snprintf(p.alias, sizeof p.alias, "%llu", (unsigned long long)p.id);
-        pthread_rwlock_wrlock(&r->lock);
-        cr_assert_eq(wzp_room_add_locked(r, &p), WZP_OK);
-        pthread_rwlock_unlock(&r->lock);
-        pthread_rwlock_wrlock(&r->lock);
-        cr_assert_eq(wzp_room_remove_locked(r, p.id), WZP_OK);
-        pthread_rwlock_unlock(&r->lock);
-        wzp_room_release(&s->t, r);
-    }
-    return NULL;
-}
-
-static void *fanout(void *arg)
-{
-    struct shared *s = arg;
-    struct wzp_room *r = wzp_room_acquire(&s->t, "even");
-    while (!atomic_load(&s->stop)) {
-        pthread_rwlock_rdlock(&r->lock);
-        for (size_t i = 0; i < r->count; i++) {
-            char expect[32];
-            snprintf(expect, sizeof expect, "%llu", (unsigned long long)r->parts[i].id);
-            cr_assert_str_eq(r->parts[i].alias, expect, "entry torn under the read lock");
-        }
-        pthread_rwlock_unlock(&r->lock);
-        atomic_fetch_add(&s->walked, 1);
-    }
-    wzp_room_release(&s->t, r);
-    return NULL;
-}
-
+/* Concurrency: see tests/stress/concurrency.c (also run instrumented under TSan). */
 Test(room, concurrent_join_leave_fanout, .timeout = 60)
 {
-    static struct shared s;
-    memset(&s, 0, sizeof s);
-    wzp_room_table_init(&s.t, 16);
-    pthread_t j[JOINERS], f[FANOUTS];
-    for (int i = 0; i < FANOUTS; i++)
-        pthread_create(&f[i], NULL, fanout, &s);
-    for (int i = 0; i < JOINERS; i++)
-        pthread_create(&j[i], NULL, joiner, &s);
-    for (int i = 0; i < JOINERS; i++)
-        pthread_join(j[i], NULL);
-    atomic_store(&s.stop, true);
-    for (int i = 0; i < FANOUTS; i++)
-        pthread_join(f[i], NULL);
-    cr_assert_gt(atomic_load(&s.walked), 0);
-    cr_assert_eq(wzp_room_table_count(&s.t), 0, "every room freed after the last release");
-    wzp_room_table_destroy(&s.t);
+    cr_assert_eq(stress_rooms(4, 2, 2000), 0);
 }

@@ -2,9 +2,9 @@
 #include "xq.h"
 
 #include "common.h"
+#include "concurrency.h"
 
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <string.h>
 
 Test(dgq, fifo_and_wraparound)
@@ -73,42 +73,14 @@ Test(spsc, bounded)
     wzp_spsc_destroy(&q);
 }
 
-#define SPSC_MESSAGES 200000
-
-static void *producer(void *arg)
-{
-    struct wzp_spsc *q = arg;
-    for (uint32_t i = 0; i < SPSC_MESSAGES;) {
-        struct wzp_xmsg *m = wzp_spsc_push_begin(q);
-        if (!m)
-            continue;
-        m->slot = i;
-        m->len = (uint16_t)(i & 0x3ff);
-        memset(m->data, (int)(i & 0xff), 8);
-        wzp_spsc_push_commit(q);
-        i++;
-    }
-    return NULL;
-}
-
 Test(spsc, threads_in_order, .timeout = 60)
 {
-    static struct wzp_spsc q;
-    wzp_spsc_init(&q, 256);
-    pthread_t t;
-    pthread_create(&t, NULL, producer, &q);
-    for (uint32_t expect = 0; expect < SPSC_MESSAGES;) {
-        struct wzp_xmsg *m = wzp_spsc_peek(&q);
-        if (!m)
-            continue;
-        cr_assert_eq(m->slot, expect);
-        cr_assert_eq(m->len, expect & 0x3ff);
-        cr_assert_eq(m->data[7], expect & 0xff);
-        wzp_spsc_pop_commit(&q);
-        expect++;
-    }
-    pthread_join(t, NULL);
-    wzp_spsc_destroy(&q);
+    cr_assert_eq(stress_spsc(200000), 0);
+}
+
+Test(ctlq, many_producers_in_order, .timeout = 60)
+{
+    cr_assert_eq(stress_ctlq(4, 10000), 0);
 }
 
 Test(ctlq, fifo_and_limit)
