@@ -74,7 +74,8 @@ void relay_dump_log(struct relay_proc *r)
     free(log);
 }
 
-void relay_start(struct relay_proc *r, const char *const *extra_args)
+static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
+                         const char *const *extra_args)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "/tmp/wzp-it-XXXXXX");
@@ -84,6 +85,12 @@ void relay_start(struct relay_proc *r, const char *const *extra_args)
     char listen[64], identity[300];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", r->port);
     snprintf(identity, sizeof identity, "%s/identity", r->dir);
+    if (identity_content) {
+        FILE *f = fopen(identity, "w");
+        cr_assert_not_null(f);
+        fputs(identity_content, f);
+        fclose(f);
+    }
     const char *argv[64] = {WZP_RELAY_BIN, "--listen", listen, "-i", identity, "--log-level",
                             "debug"};
     int argc = 7;
@@ -100,12 +107,44 @@ void relay_start(struct relay_proc *r, const char *const *extra_args)
         _exit(127);
     }
     r->pid = pid;
+    return pid;
+}
+
+void relay_start(struct relay_proc *r, const char *const *extra_args)
+{
+    relay_start_with_identity(r, NULL, extra_args);
+}
+
+void relay_start_with_identity(struct relay_proc *r, const char *identity_content,
+                               const char *const *extra_args)
+{
+    pid_t pid = spawn_relay(r, identity_content, extra_args);
     if (!relay_log_wait(r, "listening on udp", 5000)) {
         relay_dump_log(r);
         kill(pid, SIGKILL);
         cr_assert_fail("relay did not start");
     }
     sleep_ms(50); /* workers enter their loops */
+}
+
+int relay_run_to_exit(struct relay_proc *r, const char *identity_content,
+                      const char *const *extra_args, unsigned timeout_ms)
+{
+    pid_t pid = spawn_relay(r, identity_content, extra_args);
+    int status;
+    for (unsigned waited = 0; waitpid(pid, &status, WNOHANG) != pid; waited += 10) {
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            r->pid = 0;
+            cr_assert_fail("relay did not exit within %u ms", timeout_ms);
+        }
+        sleep_ms(10);
+    }
+    r->pid = 0;
+    r->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r->exit_checked = true;
+    return r->exit_status;
 }
 
 int relay_stop(struct relay_proc *r, unsigned timeout_ms)
@@ -134,6 +173,8 @@ int relay_stop(struct relay_proc *r, unsigned timeout_ms)
 
 void relay_finish(struct relay_proc *r)
 {
+    if (r->exit_checked)
+        return;
     int rc = r->pid > 0 ? relay_stop(r, 3000) : r->exit_status;
     bool sanitizer = relay_log_count(r, "Sanitizer") > 0;
     if (rc != 0 || sanitizer) {

@@ -13,7 +13,8 @@
 
 struct relay_proc {
     pid_t pid;
-    int exit_status; /* after relay_stop */
+    int exit_status;  /* after relay_stop */
+    bool exit_checked; /* the test checked the exit status itself */
     uint16_t port;
     char dir[256];
     char log_path[300];
@@ -22,6 +23,16 @@ struct relay_proc {
 /* Start the relay with extra arguments (NULL-terminated list, may be NULL). Fails the test
  * on error. Waits until the relay logs that it is listening. */
 void relay_start(struct relay_proc *r, const char *const *extra_args);
+
+/* Same, with the identity file created first with the given content. */
+void relay_start_with_identity(struct relay_proc *r, const char *identity_content,
+                               const char *const *extra_args);
+
+/* Run the relay with the given arguments (after --listen and -i) expecting it to exit on
+ * its own within timeout_ms; returns its exit status and leaves its output in r->log_path.
+ * If identity_content is not NULL, the identity file is created with it first. */
+int relay_run_to_exit(struct relay_proc *r, const char *identity_content,
+                      const char *const *extra_args, unsigned timeout_ms);
 
 /* SIGTERM, wait up to timeout_ms. Returns the exit status, or -1 if it had to be killed. */
 int relay_stop(struct relay_proc *r, unsigned timeout_ms);

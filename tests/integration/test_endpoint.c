@@ -1,0 +1,181 @@
+/*
+ * test_endpoint.c - integration tests of the QUIC endpoint below the WZP layer: version
+ * negotiation, stateless reset, the handshake bound, and start-up errors.
+ */
+#include "harness.h"
+
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct ev_loop *loop;
+static struct relay_proc relay;
+
+static void stop_relay(void)
+{
+    relay_finish(&relay);
+}
+
+TestSuite(endpoint, .fini = stop_relay, .timeout = 90);
+
+/* Send one UDP datagram to the relay and wait up to 1 s for an answer. */
+static ssize_t udp_exchange(const uint8_t *pkt, size_t len, uint8_t *reply, size_t replylen)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(relay.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(sendto(fd, pkt, len, 0, (struct sockaddr *)&to, sizeof to), (ssize_t)len);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n = -1;
+    if (poll(&p, 1, 1000) == 1)
+        n = recv(fd, reply, replylen, 0);
+    close(fd);
+    return n;
+}
+
+Test(endpoint, unknown_version_gets_version_negotiation)
+{
+    relay_start(&relay, NULL);
+    uint8_t pkt[1200] = {0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                         8, 9, 9, 9, 9, 9, 9, 9, 9};
+    uint8_t reply[1500];
+    ssize_t n = udp_exchange(pkt, sizeof pkt, reply, sizeof reply);
+    cr_assert_gt(n, 0, "an answer");
+    cr_assert(reply[0] & 0x80, "long header");
+    cr_assert_eq(wzp_get_u32be(reply + 1), 0, "version 0 = Version Negotiation");
+    /* DCID of the reply = the client's SCID and vice versa */
+    cr_assert_eq(reply[5], 8);
+    cr_assert_eq(reply[6], 9);
+    cr_assert_eq(reply[14], 8);
+    cr_assert_eq(reply[15], 1);
+    bool has_v1 = false;
+    for (ssize_t off = 23; off + 4 <= n; off += 4)
+        has_v1 |= wzp_get_u32be(reply + off) == 1;
+    cr_assert(has_v1, "QUIC v1 is offered");
+    cr_assert_eq(relay_counter(&relay, "version_negotiations"), 1);
+}
+
+Test(endpoint, unknown_short_header_gets_stateless_reset)
+{
+    relay_start(&relay, NULL);
+    uint8_t pkt[80];
+    memset(pkt, 0x5a, sizeof pkt);
+    pkt[0] = 0x41;
+    pkt[1] = 0; /* DCID byte 0 names worker 0, which does not know this CID */
+    uint8_t reply[1500];
+    ssize_t n = udp_exchange(pkt, sizeof pkt, reply, sizeof reply);
+    cr_assert_gt(n, 0, "an answer");
+    cr_assert_lt(n, (ssize_t)sizeof pkt, "smaller than the packet that triggered it");
+    cr_assert_geq(n, 21, "long enough to be a stateless reset");
+    cr_assert_eq(reply[0] & 0xc0, 0x40, "looks like a short-header packet");
+    cr_assert_eq(relay_counter(&relay, "stateless_resets"), 1);
+    /* too small to answer without risking a loop: silence */
+    n = udp_exchange(pkt, 21, reply, sizeof reply);
+    cr_assert_eq(n, -1);
+}
+
+Test(endpoint, garbage_udp_is_ignored)
+{
+    relay_start(&relay, NULL);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc a;
+    tc_connect(&a, loop, &relay, "room", 1, NULL);
+    cr_assert(tc_wait_state(&a, loop, WZPC_JOINED, 5000));
+    uint8_t junk[3] = {0x00, 0x01, 0x02};
+    uint8_t reply[64];
+    cr_assert_eq(udp_exchange(junk, sizeof junk, reply, sizeof reply), -1, "no answer");
+    cr_assert_eq(relay_counter(&relay, "packets_undecodable"), 1);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED, "other calls unaffected");
+    tc_free(&a);
+}
+
+Test(endpoint, handshakes_in_progress_are_bounded)
+{
+    static const char *const args[] = {"--max-handshakes", "1", NULL};
+    relay_start(&relay, args);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    struct ev_loop *stalled = ev_loop_new(EVFLAG_AUTO);
+    /* The first client sends its Initial, then its loop stops: its handshake stays open. */
+    struct tc first, second;
+    tc_connect(&first, stalled, &relay, "room", 1, NULL);
+    ev_run(stalled, EVRUN_NOWAIT); /* sends the Initial, reads nothing back */
+    cr_assert(relay_log_wait(&relay, "new connection", 1000));
+    tc_connect(&second, loop, &relay, "room", 2, NULL);
+    cr_assert_not(tc_wait_state(&second, loop, WZPC_JOINED, 1000),
+                  "the second handshake waits while the first holds the only slot");
+    cr_assert_gt(relay_counter(&relay, "conns_refused_handshakes"), 0);
+    tc_free(&first);
+    tc_free(&second);
+    ev_loop_destroy(stalled);
+}
+
+Test(endpoint, corrupt_identity_is_a_clear_startup_error)
+{
+    int rc = relay_run_to_exit(&relay, "hello\n", NULL, 5000);
+    cr_assert_neq(rc, 0);
+    cr_assert(relay_log_count(&relay, "corrupt") > 0, "the error says the file is corrupt");
+    char path[300];
+    snprintf(path, sizeof path, "%s/identity", relay.dir);
+    FILE *f = fopen(path, "r");
+    char buf[16] = "";
+    cr_assert(fgets(buf, sizeof buf, f));
+    fclose(f);
+    cr_assert_str_eq(buf, "hello\n", "the file is left as it was");
+}
+
+static void read_first_line(const char *path, char *out, size_t outlen)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    cr_assert(fgets(out, (int)outlen, f));
+    fclose(f);
+}
+
+/* The "tls certificate fingerprint xx:..." part of a relay log. */
+static void log_fingerprint(struct relay_proc *r, char *out, size_t outlen)
+{
+    FILE *f = fopen(r->log_path, "r");
+    char line[512];
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "tls certificate fingerprint");
+        if (p)
+            snprintf(out, outlen, "%s", p);
+    }
+    fclose(f);
+    cr_assert_neq(out[0], '\0');
+}
+
+Test(endpoint, identity_is_stable_across_restarts)
+{
+    char seed[128], fp1[256], fp2[256], id_path[300];
+    relay_start(&relay, NULL);
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+    log_fingerprint(&relay, fp1, sizeof fp1);
+    snprintf(id_path, sizeof id_path, "%s/identity", relay.dir);
+    read_first_line(id_path, seed, sizeof seed);
+    cr_assert_eq(strlen(seed), 65, "64 hex digits and a newline");
+
+    relay_start_with_identity(&relay, seed, NULL);
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+    log_fingerprint(&relay, fp2, sizeof fp2);
+    cr_assert_str_eq(fp1, fp2, "same seed, same certificate");
+
+    relay_start(&relay, NULL); /* a fresh seed */
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+    log_fingerprint(&relay, fp2, sizeof fp2);
+    cr_assert_str_neq(fp1, fp2);
+}
+
+Test(endpoint, bad_flags_are_usage_errors)
+{
+    static const char *const args[] = {"--threads", "zero", NULL};
+    int rc = relay_run_to_exit(&relay, NULL, args, 5000);
+    cr_assert_eq(rc, 2);
+    cr_assert(relay_log_count(&relay, "--threads expects a number") > 0);
+}
