@@ -14,7 +14,10 @@ struct wzp_buf {
     size_t cap;
 };
 
-#define WZP_BUF_INIT {NULL, 0, 0}
+#define WZP_BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Make room for extra more bytes. WZP_ENOMEM on failure (the buffer is unchanged). */
 int wzp_buf_reserve(struct wzp_buf *b, size_t extra);

@@ -1,6 +1,7 @@
 /* common.c - status strings, clock and hex helpers shared by all modules. */
 #include "common.h"
 
+#include <errno.h>
 #include <time.h>
 
 const char *wzp_strerror(int status)
@@ -69,4 +70,28 @@ int wzp_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t len)
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return WZP_OK;
+}
+
+bool wzp_parse_uint(const char *text, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (text[0] < '0' || text[0] > '9')
+        return false;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+uint64_t wzp_fnv1a(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
 }

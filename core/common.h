@@ -8,6 +8,7 @@
 #ifndef WZP_COMMON_H
 #define WZP_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,6 +66,12 @@ static inline uint32_t wzp_get_u32be(const uint8_t *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
+
+/* Parse a decimal integer in [min, max] with nothing else around it. false if invalid. */
+bool wzp_parse_uint(const char *text, unsigned long min, unsigned long max, unsigned long *out);
+
+/* FNV-1a over len bytes: for hash tables keyed by short names and connection IDs. */
+uint64_t wzp_fnv1a(const void *data, size_t len);
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t wzp_now_ns(void);

@@ -81,8 +81,7 @@ static int make_cid(struct wzp_worker *w, ngtcp2_cid *cid, uint8_t *token)
     return WZP_OK;
 }
 
-static int cb_get_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
-                          void *ud)
+static int cb_get_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud)
 {
     struct wzp_conn *c = ud;
     (void)qc;
@@ -202,8 +201,8 @@ static struct wzp_out_stream *out_stream_find(struct wzp_conn *c, int64_t id)
     return NULL;
 }
 
-static int cb_acked_stream_data_offset(ngtcp2_conn *qc, int64_t id, uint64_t offset,
-                                       uint64_t len, void *ud, void *sud)
+static int cb_acked_stream_data_offset(ngtcp2_conn *qc, int64_t id, uint64_t offset, uint64_t len,
+                                       void *ud, void *sud)
 {
     (void)qc;
     (void)offset;
@@ -540,8 +539,10 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
             !sni_is_hostname(c->tlsctx.sni)) {
             /* GnuTLS refuses the name itself; see tls.h. */
             WZP_STAT_INC(&c->w->stats, conns_refused_sni);
-            LOG_INFO(MOD, "%s: refused: SNI \"%s\" %s; the TLS library accepts only letters, "
-                     "digits, '-' and '.' in server names", c->peer, c->tlsctx.sni,
+            LOG_INFO(MOD,
+                     "%s: refused: SNI \"%s\" %s; the TLS library accepts only letters, "
+                     "digits, '-' and '.' in server names",
+                     c->peer, c->tlsctx.sni,
                      sni_is_reserved(c->tlsctx.sni)
                          ? "is reserved for a service this relay does not offer yet"
                          : "is not a valid room name");
@@ -747,8 +748,8 @@ static void conn_read_error(struct wzp_conn *c, int rv)
     }
 }
 
-void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len,
-                    const struct sockaddr *from, socklen_t fromlen)
+void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const struct sockaddr *from,
+                    socklen_t fromlen)
 {
     if (c->state == WZP_CONN_DRAINING)
         return;
@@ -900,11 +901,11 @@ static int conn_write_loop(struct wzp_conn *c)
         } else if (d) {
             ngtcp2_vec v = {(uint8_t *)d, dlen};
             nwrite = ngtcp2_conn_writev_datagram(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES,
-                                                 &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0,
-                                                 &v, 1, ts);
+                                                 &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v,
+                                                 1, ts);
         } else {
-            nwrite = ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES,
-                                               NULL, 0, -1, NULL, 0, ts);
+            nwrite = ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES, NULL,
+                                               0, -1, NULL, 0, ts);
         }
         if (s && ndatalen >= 0) {
             s->sent += (size_t)ndatalen;

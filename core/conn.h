@@ -23,17 +23,17 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
-#define WZP_CONN_MAX_IN_STREAMS   16      /* client signal streams buffered at once */
-#define WZP_CONN_MAX_IN_BYTES     (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
-#define WZP_CONN_MAX_OUT_SIGNALS  256     /* queued outgoing signal frames */
-#define WZP_CONN_DGQ_BYTES        16384   /* outgoing media queue per receiver */
-#define WZP_CONN_VERSION_LINGER_MS 2000   /* "version": close when acked or after this */
+#define WZP_CONN_MAX_IN_STREAMS    16 /* client signal streams buffered at once */
+#define WZP_CONN_MAX_IN_BYTES      (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
+#define WZP_CONN_MAX_OUT_SIGNALS   256   /* queued outgoing signal frames */
+#define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver */
+#define WZP_CONN_VERSION_LINGER_MS 2000  /* "version": close when acked or after this */
 
 enum wzp_conn_state {
     WZP_CONN_HANDSHAKE = 0,
     WZP_CONN_AWAIT_OFFER,
     WZP_CONN_JOINED,
-    WZP_CONN_SERVING,  /* version reply in flight */
+    WZP_CONN_SERVING, /* version reply in flight */
     WZP_CONN_CLOSING,
     WZP_CONN_DRAINING,
 };
@@ -63,11 +63,11 @@ struct wzp_conn {
     enum wzp_conn_state state;
     struct sockaddr_storage remote;
     socklen_t remote_len;
-    ngtcp2_cid client_dcid; /* the client's first DCID, also a key in the CID table */
-    char peer[64];          /* "ip:port" for logs */
+    ngtcp2_cid client_dcid;    /* the client's first DCID, also a key in the CID table */
+    char peer[64];             /* "ip:port" for logs */
     char sni[WZP_SNI_MAX + 1]; /* lower-cased; the room name for room connections */
     ev_timer timer;
-    uint64_t deadline_ns;   /* application deadline (join timeout, closing period) */
+    uint64_t deadline_ns; /* application deadline (join timeout, closing period) */
     uint64_t created_ns;
     bool handshake_counted; /* holds one of relay->handshakes */
     bool session_reserved;  /* holds one of relay->sessions */
@@ -110,8 +110,8 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
                                  const struct sockaddr *from, socklen_t fromlen);
 
 /* Feed one UDP payload to the connection. It may be freed: do not touch it after. */
-void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len,
-                    const struct sockaddr *from, socklen_t fromlen);
+void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const struct sockaddr *from,
+                    socklen_t fromlen);
 
 /* Write everything pending (called once per loop iteration for dirty connections). */
 void wzp_conn_flush(struct wzp_conn *c);

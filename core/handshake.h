@@ -34,8 +34,7 @@ int wzp_handshake_make_offer(const struct wzp_identity *client, const uint8_t *e
 int wzp_handshake_verify_answer(const struct wzp_signal *answer);
 
 /* Session derivation (§5.2): key = HKDF(X25519(e, E_peer), "warzone-session-key"). */
-void wzp_session_key(const uint8_t eph_secret[32], const uint8_t peer_eph_pub[32],
-                     uint8_t key[32]);
+void wzp_session_key(const uint8_t eph_secret[32], const uint8_t peer_eph_pub[32], uint8_t key[32]);
 /* SAS = u32be(HKDF(shared, "warzone-sas-code", 4)) mod 10000. */
 uint32_t wzp_session_sas(const uint8_t eph_secret[32], const uint8_t peer_eph_pub[32]);
 

@@ -64,8 +64,8 @@ void wzp_fingerprint(const uint8_t pub[32], char *out);
 void wzp_ed25519_public(const uint8_t secret[32], uint8_t pub[32]);
 void wzp_ed25519_sign(const uint8_t secret[32], const uint8_t pub[32], const uint8_t *msg,
                       size_t len, uint8_t sig[64]);
-int wzp_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t len,
-                       const uint8_t *sig, size_t sig_len);
+int wzp_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t len, const uint8_t *sig,
+                       size_t sig_len);
 
 /* X25519: public = secret * G; shared = secret * peer. */
 void wzp_x25519_public(const uint8_t secret[32], uint8_t pub[32]);

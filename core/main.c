@@ -7,54 +7,51 @@
 #include "log.h"
 #include "relay.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <string.h>
 
-#define MOD "main"
+#define MOD                 "main"
 #define SHUTDOWN_TIMEOUT_MS 1500
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"Usage: wzp-relay [OPTIONS]\n"
-"\n"
-"A WarzonePhone-compatible QUIC media relay. Clients connect over QUIC (ALPN \"wzp\");\n"
-"the TLS server name picks the room; media is forwarded to everyone else in the room.\n"
-"\n"
-"Options:\n"
-"  --listen ADDR          UDP address to listen on (default 0.0.0.0:4433;\n"
-"                         IPv6: [::]:4433, which also accepts IPv4)\n"
-"  -i, --identity PATH    relay identity seed file (default ~/.wzp/relay-identity).\n"
-"                         Created with mode 0600 on first start; it fixes the relay's\n"
-"                         fingerprint and TLS certificate across restarts. A corrupt\n"
-"                         file is an error, never replaced.\n"
-"  --threads N            worker threads (default: number of CPUs, max %d)\n"
-"  --max-sessions N       room participants at once, joined or joining (default %d);\n"
-"                         checked before any handshake work is spent on a join\n"
-"  --max-handshakes N     QUIC handshakes in progress at once (default %d)\n"
-"  --max-connections N    QUIC connections of any kind (default %d)\n"
-"  --join-timeout MS      time a client has to send CallOffer after the QUIC\n"
-"                         handshake (default %d)\n"
-"  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
-"  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
-"  -V, --version          print the version and build hash, then exit\n"
-"  -h, --help             print this help, then exit\n"
-"\n"
-"Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
-"SIGUSR1 logs the relay's counters.\n",
-            WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
-            WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS);
+    fprintf(
+        out,
+        "Usage: wzp-relay [OPTIONS]\n"
+        "\n"
+        "A WarzonePhone-compatible QUIC media relay. Clients connect over QUIC (ALPN \"wzp\");\n"
+        "the TLS server name picks the room; media is forwarded to everyone else in the room.\n"
+        "\n"
+        "Options:\n"
+        "  --listen ADDR          UDP address to listen on (default 0.0.0.0:4433;\n"
+        "                         IPv6: [::]:4433, which also accepts IPv4)\n"
+        "  -i, --identity PATH    relay identity seed file (default ~/.wzp/relay-identity).\n"
+        "                         Created with mode 0600 on first start; it fixes the relay's\n"
+        "                         fingerprint and TLS certificate across restarts. A corrupt\n"
+        "                         file is an error, never replaced.\n"
+        "  --threads N            worker threads (default: number of CPUs, max %d)\n"
+        "  --max-sessions N       room participants at once, joined or joining (default %d);\n"
+        "                         checked before any handshake work is spent on a join\n"
+        "  --max-handshakes N     QUIC handshakes in progress at once (default %d)\n"
+        "  --max-connections N    QUIC connections of any kind (default %d)\n"
+        "  --join-timeout MS      time a client has to send CallOffer after the QUIC\n"
+        "                         handshake (default %d)\n"
+        "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
+        "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
+        "  -V, --version          print the version and build hash, then exit\n"
+        "  -h, --help             print this help, then exit\n"
+        "\n"
+        "Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
+        "SIGUSR1 logs the relay's counters.\n",
+        WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
+        WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS);
 }
 
-static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max,
-                      unsigned *out)
+static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(text, &end, 10);
-    if (errno || *end || text[0] == '\0' || text[0] == '-' || v < min || v > max) {
+    unsigned long v;
+    if (!wzp_parse_uint(text, min, max, &v)) {
         fprintf(stderr, "wzp-relay: %s expects a number from %u to %u, got \"%s\"\n", flag, min,
                 max, text);
         return -1;
@@ -131,8 +128,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         case OPT_LOG_LEVEL:
             lvl = wzp_log_parse_level(optarg);
             if (lvl < 0) {
-                fprintf(stderr, "wzp-relay: --log-level expects error, warn, info, debug or "
-                                "trace, got \"%s\"\n", optarg);
+                fprintf(stderr,
+                        "wzp-relay: --log-level expects error, warn, info, debug or "
+                        "trace, got \"%s\"\n",
+                        optarg);
                 return -1;
             }
             wzp_log_threshold = lvl;
@@ -185,7 +184,8 @@ int main(int argc, char **argv)
     LOG_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
              relay.cfg.identity_path);
     LOG_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
-    LOG_INFO(MOD, "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
+    LOG_INFO(MOD,
+             "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
              "join-timeout %u ms, idle-timeout %u ms",
              relay.cfg.max_sessions, relay.cfg.max_handshakes, relay.cfg.max_connections,
              relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *const codec_names[WZP_CODEC_COUNT] = {
-    "Opus24k", "Opus16k", "Opus6k", "Codec2_3200", "Codec2_1200",
+    "Opus24k",      "Opus16k", "Opus6k",  "Codec2_3200", "Codec2_1200",
     "ComfortNoise", "Opus32k", "Opus48k", "Opus64k",
 };
 
@@ -28,8 +28,8 @@ int wzp_codec_from_name(const char *name, size_t len, enum wzp_codec *out)
 
 const char *wzp_media_verdict_name(enum wzp_media_verdict v)
 {
-    static const char *const names[WZP_MEDIA_VERDICT_COUNT] = {
-        "ok", "short", "bad_codec", "no_trailer", "too_big"};
+    static const char *const names[WZP_MEDIA_VERDICT_COUNT] = {"ok", "short", "bad_codec",
+                                                               "no_trailer", "too_big"};
     return (unsigned)v < WZP_MEDIA_VERDICT_COUNT ? names[v] : "unknown";
 }
 

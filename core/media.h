@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WZP_MEDIA_HEADER_BYTES  12
+#define WZP_MEDIA_HEADER_BYTES   12
 #define WZP_QUALITY_REPORT_BYTES 4
 /* Largest datagram the relay accepts or forwards: fits the 1200-byte QUIC minimum path
  * MTU with room for the short header and DATAGRAM frame overhead. */
@@ -56,7 +56,7 @@ struct wzp_media_header {
     bool version; /* V bit */
     bool repair;  /* T bit */
     enum wzp_codec codec;
-    bool has_quality; /* Q bit */
+    bool has_quality;      /* Q bit */
     uint8_t fec_ratio_raw; /* 7 bits */
     uint16_t seq;
     uint32_t timestamp_ms;
@@ -69,10 +69,10 @@ struct wzp_media_header {
 /* Why a datagram was refused; indexes the relay's drop counters. */
 enum wzp_media_verdict {
     WZP_MEDIA_OK = 0,
-    WZP_MEDIA_SHORT,        /* fewer than 12 bytes */
-    WZP_MEDIA_BAD_CODEC,    /* codec id 9..15 */
-    WZP_MEDIA_NO_TRAILER,   /* Q set but fewer than 16 bytes */
-    WZP_MEDIA_TOO_BIG,      /* more than WZP_MEDIA_MAX_DATAGRAM_BYTES */
+    WZP_MEDIA_SHORT,      /* fewer than 12 bytes */
+    WZP_MEDIA_BAD_CODEC,  /* codec id 9..15 */
+    WZP_MEDIA_NO_TRAILER, /* Q set but fewer than 16 bytes */
+    WZP_MEDIA_TOO_BIG,    /* more than WZP_MEDIA_MAX_DATAGRAM_BYTES */
     WZP_MEDIA_VERDICT_COUNT,
 };
 

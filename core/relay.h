@@ -18,15 +18,15 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#define WZP_DEFAULT_PORT             4433
-#define WZP_DEFAULT_MAX_SESSIONS     100
-#define WZP_DEFAULT_MAX_HANDSHAKES   256
-#define WZP_DEFAULT_MAX_CONNECTIONS  10000
-#define WZP_DEFAULT_JOIN_TIMEOUT_MS  10000
-#define WZP_DEFAULT_IDLE_TIMEOUT_MS  30000
-#define WZP_HANDSHAKE_TIMEOUT_MS     10000
-#define WZP_KEEPALIVE_MS             5000
-#define WZP_MAX_WORKERS              64
+#define WZP_DEFAULT_PORT            4433
+#define WZP_DEFAULT_MAX_SESSIONS    100
+#define WZP_DEFAULT_MAX_HANDSHAKES  256
+#define WZP_DEFAULT_MAX_CONNECTIONS 10000
+#define WZP_DEFAULT_JOIN_TIMEOUT_MS 10000
+#define WZP_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define WZP_HANDSHAKE_TIMEOUT_MS    10000
+#define WZP_KEEPALIVE_MS            5000
+#define WZP_MAX_WORKERS             64
 
 struct wzp_config {
     char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */

@@ -17,15 +17,10 @@ uint64_t wzp_participant_next_id(void)
     return atomic_fetch_add_explicit(&next_participant_id, 1, memory_order_relaxed);
 }
 
-/* FNV-1a: room names are short and chosen by clients; the table is only hit at join/leave. */
+/* Room names are short and chosen by clients; the table is only hit at join and leave. */
 static size_t name_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (uint8_t)*s;
-        h *= 1099511628211ull;
-    }
-    return (size_t)h;
+    return (size_t)wzp_fnv1a(s, strlen(s));
 }
 
 int wzp_room_table_init(struct wzp_room_table *t, size_t nbuckets)

@@ -33,12 +33,12 @@ enum {
 };
 
 struct wzp_participant {
-    uint64_t id;            /* process-unique, never reused */
-    struct wzp_conn *conn;  /* only the owning worker dereferences this */
-    uint32_t worker;        /* owning worker index */
-    uint32_t slot, gen;     /* connection handle inside that worker */
-    uint32_t flags;         /* WZP_PART_* */
-    enum wzp_tier tier;     /* participant's current quality tier */
+    uint64_t id;           /* process-unique, never reused */
+    struct wzp_conn *conn; /* only the owning worker dereferences this */
+    uint32_t worker;       /* owning worker index */
+    uint32_t slot, gen;    /* connection handle inside that worker */
+    uint32_t flags;        /* WZP_PART_* */
+    enum wzp_tier tier;    /* participant's current quality tier */
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     char alias[WZP_ALIAS_MAX + 1];
     bool has_alias;
@@ -49,8 +49,8 @@ struct wzp_room {
     pthread_rwlock_t lock;
     struct wzp_participant *parts; /* join order; grown under the write lock */
     size_t count, cap;
-    enum wzp_tier tier;  /* current weakest-link tier announced to the room */
-    unsigned refs;       /* table references: one per member (guarded by table lock) */
+    enum wzp_tier tier;    /* current weakest-link tier announced to the room */
+    unsigned refs;         /* table references: one per member (guarded by table lock) */
     struct wzp_room *next; /* hash chain (table lock) */
 };
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WZP_SIGNAL_MAX_BYTES (1024 * 1024) /* JSON body cap, as upstream (reliable.rs) */
+#define WZP_SIGNAL_MAX_BYTES          (1024 * 1024) /* JSON body cap, as upstream (reliable.rs) */
 #define WZP_SIGNAL_FRAME_HEADER_BYTES 4
 
 enum wzp_signal_type {
@@ -273,8 +273,7 @@ int wzp_signal_encode_frame(const struct wzp_signal *s, struct wzp_buf *out);
  * frame is present, WZP_EAGAIN if more bytes are needed, WZP_ETOOBIG if the announced
  * length exceeds WZP_SIGNAL_MAX_BYTES.
  */
-int wzp_signal_frame_peek(const uint8_t *data, size_t len, const uint8_t **body,
-                          size_t *body_len);
+int wzp_signal_frame_peek(const uint8_t *data, size_t len, const uint8_t **body, size_t *body_len);
 
 /* Free everything wzp_signal_parse() allocated and zero the struct. */
 void wzp_signal_clear(struct wzp_signal *s);

@@ -20,7 +20,7 @@
     X(version_negotiations, "Version Negotiation packets sent")                                    \
     X(stateless_resets, "Stateless Reset packets sent")                                            \
     X(conns_accepted, "QUIC connections accepted")                                                 \
-    X(conns_refused_handshakes, "Initials dropped: too many concurrent handshakes")               \
+    X(conns_refused_handshakes, "Initials dropped: too many concurrent handshakes")                \
     X(conns_refused_limit, "Initials dropped: connection limit")                                   \
     X(conns_refused_alpn, "connections refused: ALPN is not wzp")                                  \
     X(conns_refused_sni, "connections refused: reserved or invalid SNI")                           \
@@ -30,7 +30,7 @@
     X(leaves, "participants left a room")                                                          \
     X(join_refused_sessions, "joins refused: max sessions reached")                                \
     X(join_refused_signature, "joins refused: bad CallOffer signature")                            \
-    X(join_refused_protocol, "joins refused: unexpected or malformed signal")                     \
+    X(join_refused_protocol, "joins refused: unexpected or malformed signal")                      \
     X(join_refused_auth, "joins refused: AuthToken while auth is off")                             \
     X(join_timeouts, "joins refused: no CallOffer in time")                                        \
     X(signals_received, "signal frames received")                                                  \
@@ -42,7 +42,7 @@
     X(datagrams_forwarded, "media datagrams written to receivers")                                 \
     X(datagrams_invalid, "media datagrams dropped: invalid header")                                \
     X(datagrams_not_joined, "media datagrams dropped: sender not in a room")                       \
-    X(datagrams_queue_drops, "media datagrams dropped: receiver queue full (oldest first)")       \
+    X(datagrams_queue_drops, "media datagrams dropped: receiver queue full (oldest first)")        \
     X(datagrams_too_big_for_path, "media datagrams dropped: larger than the receiver's path")      \
     X(quality_reports, "quality report trailers processed")                                        \
     X(tier_changes, "participant tier changes")                                                    \

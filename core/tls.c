@@ -73,8 +73,8 @@ int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t l
     return WZP_OK;
 }
 
-static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when,
-                             unsigned incoming, const gnutls_datum_t *msg)
+static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                             const gnutls_datum_t *msg)
 {
     (void)htype;
     (void)when;

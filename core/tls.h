@@ -33,8 +33,8 @@ extern const char *const wzp_tls_priority;
 struct wzp_tls_ctx {
     ngtcp2_crypto_conn_ref conn_ref; /* first */
     char sni[WZP_SNI_MAX + 1];
-    bool sni_present;  /* a host_name entry was received */
-    bool sni_invalid;  /* present but malformed, too long or with a NUL byte */
+    bool sni_present; /* a host_name entry was received */
+    bool sni_invalid; /* present but malformed, too long or with a NUL byte */
 };
 
 /* Create a server session for ctx (which must outlive it). WZP_ECRYPTO on failure. */

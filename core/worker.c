@@ -33,11 +33,7 @@ struct wzp_worker *wzp_worker_current(void)
 
 static size_t cid_hash(const uint8_t *cid, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= cid[i];
-        h *= 1099511628211ull;
-    }
+    uint64_t h = wzp_fnv1a(cid, len);
     return (size_t)(h ^ (h >> 29));
 }
 
@@ -78,8 +74,7 @@ struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, s
 
 /* ---------------------------------------------------------------- handles */
 
-int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot,
-                          uint32_t *gen)
+int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot, uint32_t *gen)
 {
     if (w->free_slot == UINT32_MAX) {
         uint32_t n = w->nslots ? w->nslots * 2 : 256;
@@ -179,41 +174,42 @@ static struct wzp_spsc *ring_to(struct wzp_worker *self, unsigned dst)
     return &self->relay->workers[dst]->inq[self->idx];
 }
 
-void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot,
-                                 uint32_t gen, const uint8_t *data, size_t len)
+/* Copy a message into our ring to worker dst; false (nothing queued) when it is full. */
+static bool ring_push(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
+                      uint32_t gen, const uint8_t *data, size_t len, const struct sockaddr *from,
+                      socklen_t fromlen)
 {
     struct wzp_spsc *q = ring_to(self, dst);
     struct wzp_xmsg *m = wzp_spsc_push_begin(q);
-    if (!m) {
-        WZP_STAT_INC(&self->stats, datagrams_queue_drops);
-        return;
-    }
-    m->type = WZP_XMSG_DATAGRAM;
+    if (!m)
+        return false;
+    m->type = type;
     m->slot = slot;
     m->gen = gen;
     m->len = (uint16_t)len;
+    if (from)
+        memcpy(&m->addr, from, fromlen);
+    m->addrlen = fromlen;
     memcpy(m->data, data, len);
     wzp_spsc_push_commit(q);
     self->wake_pending |= 1ull << dst;
+    return true;
+}
+
+void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen,
+                                 const uint8_t *data, size_t len)
+{
+    if (!ring_push(self, dst, WZP_XMSG_DATAGRAM, slot, gen, data, len, NULL, 0))
+        WZP_STAT_INC(&self->stats, datagrams_queue_drops);
 }
 
 static void steer_packet(struct wzp_worker *self, unsigned dst, const uint8_t *data, size_t len,
                          const struct sockaddr *from, socklen_t fromlen)
 {
-    struct wzp_spsc *q = ring_to(self, dst);
-    struct wzp_xmsg *m = wzp_spsc_push_begin(q);
-    if (!m) {
+    if (ring_push(self, dst, WZP_XMSG_PACKET, 0, 0, data, len, from, fromlen))
+        WZP_STAT_INC(&self->stats, packets_steered_out);
+    else
         WZP_STAT_INC(&self->stats, steer_queue_full);
-        return;
-    }
-    m->type = WZP_XMSG_PACKET;
-    m->len = (uint16_t)len;
-    memcpy(&m->addr, from, fromlen);
-    m->addrlen = fromlen;
-    memcpy(m->data, data, len);
-    wzp_spsc_push_commit(q);
-    self->wake_pending |= 1ull << dst;
-    WZP_STAT_INC(&self->stats, packets_steered_out);
 }
 
 int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
@@ -269,7 +265,8 @@ static bool reset_allowed(struct wzp_worker *w)
 static void send_stateless_reset(struct wzp_worker *w, const ngtcp2_version_cid *vc, size_t len,
                                  const struct sockaddr *from, socklen_t fromlen)
 {
-    const size_t min_reset = 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN;
+    const size_t min_reset =
+        1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN;
     if (len <= min_reset || !reset_allowed(w))
         return;
     ngtcp2_cid cid;
@@ -474,8 +471,10 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) != 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
     if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addrlen) != 0) {
-        snprintf(err, errlen, "cannot bind UDP %s: %s (is another relay running on this port? "
-                 "use --listen to pick another)", cfg->listen, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot bind UDP %s: %s (is another relay running on this port? "
+                 "use --listen to pick another)",
+                 cfg->listen, strerror(errno));
         close(fd);
         return WZP_EIO;
     }

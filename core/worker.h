@@ -61,14 +61,14 @@ struct wzp_worker {
     size_t cid_nbuckets;
     struct wzp_slot *slots;
     uint32_t nslots, free_slot;
-    struct wzp_conn *conns;      /* every live connection (doubly linked) */
-    struct wzp_conn *dirty;      /* connections with something to write */
+    struct wzp_conn *conns; /* every live connection (doubly linked) */
+    struct wzp_conn *dirty; /* connections with something to write */
     unsigned nconns;
 
     /* queues from every other worker (indexed by source) and the control queue */
-    struct wzp_spsc *inq;        /* array of nworkers rings; [idx] unused */
+    struct wzp_spsc *inq; /* array of nworkers rings; [idx] unused */
     struct wzp_ctlq ctl;
-    uint64_t wake_pending;       /* bit i: worker i has new messages from us */
+    uint64_t wake_pending; /* bit i: worker i has new messages from us */
 
     /* stateless reset rate limit */
     uint64_t reset_window_start_ns;
@@ -99,8 +99,7 @@ void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid);
 struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, size_t len);
 
 /* Handles (owner thread only). */
-int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot,
-                          uint32_t *gen);
+int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot, uint32_t *gen);
 void wzp_worker_slot_free(struct wzp_worker *w, uint32_t slot);
 struct wzp_conn *wzp_worker_slot_get(struct wzp_worker *w, uint32_t slot, uint32_t gen);
 
@@ -118,8 +117,8 @@ void wzp_worker_tx_flush(struct wzp_worker *w);
  * Media: copied into the destination's ring (dropped and counted when full).
  * Signal frame / close: through the destination's control queue.
  */
-void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot,
-                                 uint32_t gen, const uint8_t *data, size_t len);
+void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen,
+                                 const uint8_t *data, size_t len);
 int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
                         uint32_t gen, const void *data, size_t len);
 

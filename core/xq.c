@@ -70,8 +70,8 @@ void wzp_ctlq_destroy(struct wzp_ctlq *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen,
-                  const void *data, size_t len)
+int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen, const void *data,
+                  size_t len)
 {
     struct wzp_ctlmsg *m = malloc(sizeof *m + len);
     if (!m)

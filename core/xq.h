@@ -77,8 +77,8 @@ struct wzp_ctlq {
 void wzp_ctlq_init(struct wzp_ctlq *q, size_t limit);
 void wzp_ctlq_destroy(struct wzp_ctlq *q);
 /* Copy data into a new message; WZP_EFULL over the limit, WZP_ENOMEM. */
-int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen,
-                  const void *data, size_t len);
+int wzp_ctlq_push(struct wzp_ctlq *q, uint16_t type, uint32_t slot, uint32_t gen, const void *data,
+                  size_t len);
 /* Detach every queued message (FIFO order); the caller frees each with free(). */
 struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q);
 
@@ -88,7 +88,7 @@ struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q);
  */
 struct wzp_dgq {
     uint8_t *buf;
-    uint32_t cap; /* power of two */
+    uint32_t cap;        /* power of two */
     uint32_t head, tail; /* free-running byte offsets */
     uint32_t count;
 };

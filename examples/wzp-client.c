@@ -103,16 +103,7 @@ static void usage(FILE *out, const char *prog)
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
-    char *end;
-    unsigned long v;
-
-    if (s[0] < '0' || s[0] > '9')
-        return false;
-    v = strtoul(s, &end, 10);
-    if (*end != '\0' || v > max)
-        return false;
-    *out = v;
-    return true;
+    return wzp_parse_uint(s, 0, max, out);
 }
 
 static bool parse_seconds(const char *s, double *out)

@@ -91,8 +91,8 @@ static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
         fputs(identity_content, f);
         fclose(f);
     }
-    const char *argv[64] = {WZP_RELAY_BIN, "--listen", listen, "-i", identity, "--log-level",
-                            "debug"};
+    const char *argv[64] = {WZP_RELAY_BIN, "--listen",    listen, "-i",
+                            identity,      "--log-level", "debug"};
     int argc = 7;
     for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
         argv[argc++] = extra_args[i];
@@ -187,8 +187,7 @@ uint64_t relay_counter(struct relay_proc *r, const char *name)
 {
     unsigned before = relay_log_count(r, "stats:");
     kill(r->pid, SIGUSR1);
-    for (unsigned waited = 0; relay_log_count(r, "stats:") <= before && waited < 3000;
-         waited += 10)
+    for (unsigned waited = 0; relay_log_count(r, "stats:") <= before && waited < 3000; waited += 10)
         sleep_ms(10);
     char *log = read_log(r);
     char key[96];
@@ -327,7 +326,8 @@ bool tc_wait_updates(struct tc *t, struct ev_loop *loop, unsigned n, unsigned ms
 void tc_send_media(struct tc *t, const struct wzp_quality_report *report)
 {
     uint8_t pkt[64];
-    struct wzp_media_header h = {.codec = WZP_CODEC_OPUS24K, .seq = t->seq,
+    struct wzp_media_header h = {.codec = WZP_CODEC_OPUS24K,
+                                 .seq = t->seq,
                                  .timestamp_ms = (uint32_t)t->seq * 20u,
                                  .has_quality = report != NULL};
     wzp_media_write_header(&h, pkt);

@@ -13,7 +13,7 @@
 
 struct relay_proc {
     pid_t pid;
-    int exit_status;  /* after relay_stop */
+    int exit_status;   /* after relay_stop */
     bool exit_checked; /* the test checked the exit status itself */
     uint16_t port;
     char dir[256];
@@ -64,19 +64,19 @@ void relay_dump_log(struct relay_proc *r);
 
 struct tc {
     struct wzpc_client *c;
-    uint8_t id;                       /* written into every media payload it sends */
+    uint8_t id; /* written into every media payload it sends */
     uint16_t seq;
-    unsigned room_updates;            /* RoomUpdate messages received */
+    unsigned room_updates;                 /* RoomUpdate messages received */
     uint32_t update_counts[TC_MAX_EVENTS]; /* their count fields, in order */
     char last_update[TC_MAX_SENDERS][48];  /* fingerprints of the last RoomUpdate */
     unsigned directives;
     char directive_reasons[TC_MAX_EVENTS][48];
     unsigned answers;
     unsigned other_signals;
-    unsigned from[TC_MAX_SENDERS];    /* media received, by sender id */
+    unsigned from[TC_MAX_SENDERS]; /* media received, by sender id */
     unsigned media_total;
-    unsigned media_malformed;         /* payload not in the test format */
-    char uni[128];                    /* bytes of a uni stream (SNI "version") */
+    unsigned media_malformed; /* payload not in the test format */
+    char uni[128];            /* bytes of a uni stream (SNI "version") */
     size_t uni_len;
 };
 

@@ -45,7 +45,8 @@ static void expect_app_close(struct tc *t, const char *reason_part)
     cr_assert(is_app, "application close");
     cr_assert_eq(code, 0, "application code 0, as upstream");
     if (reason_part)
-        cr_assert(strstr(reason, reason_part), "reason \"%s\" mentions \"%s\"", reason, reason_part);
+        cr_assert(strstr(reason, reason_part), "reason \"%s\" mentions \"%s\"", reason,
+                  reason_part);
 }
 
 Test(admission, ping_is_closed_at_once)

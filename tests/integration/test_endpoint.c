@@ -27,7 +27,8 @@ TestSuite(endpoint, .fini = stop_relay, .timeout = 90);
 static ssize_t udp_exchange(const uint8_t *pkt, size_t len, uint8_t *reply, size_t replylen)
 {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(relay.port),
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons(relay.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(sendto(fd, pkt, len, 0, (struct sockaddr *)&to, sizeof to), (ssize_t)len);
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -41,8 +42,8 @@ static ssize_t udp_exchange(const uint8_t *pkt, size_t len, uint8_t *reply, size
 Test(endpoint, unknown_version_gets_version_negotiation)
 {
     relay_start(&relay, NULL);
-    uint8_t pkt[1200] = {0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8, 1, 2, 3, 4, 5, 6, 7, 8,
-                         8, 9, 9, 9, 9, 9, 9, 9, 9};
+    uint8_t pkt[1200] = {0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8, 1, 2, 3, 4, 5, 6,
+                         7,    8,    8,    9,    9,    9, 9, 9, 9, 9, 9};
     uint8_t reply[1500];
     ssize_t n = udp_exchange(pkt, sizeof pkt, reply, sizeof reply);
     cr_assert_gt(n, 0, "an answer");

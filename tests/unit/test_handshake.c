@@ -8,6 +8,7 @@
 #include "handshake.h"
 
 #include <criterion/criterion.h>
+#include "testutil.h"
 #include <nettle/sha2.h>
 #include <string.h>
 
@@ -19,19 +20,6 @@
     "420d9b9ea1d77724c83ec5017dbcaf48e8342323ca7c51384796bddda2d780ca"                             \
     "7112f4ad831c070ec75012cc02e5061afd44beb521634ea1f137f84645423c0d"
 #define VEC_SESSION_KEY "b2fa5213ed350d8e9847b7e25dd3a79107a4ab6aa753832e3d00bb6660fcf666"
-
-static void unhex(const char *hex, uint8_t *out, size_t len)
-{
-    cr_assert_eq(wzp_hex_decode(hex, strlen(hex), out, len), WZP_OK, "bad test hex %s", hex);
-}
-
-static void assert_bytes_hex(const uint8_t *got, size_t len, const char *want_hex)
-{
-    char hex[2 * 64 + 1];
-    cr_assert(len <= 64);
-    wzp_hex_encode(got, len, hex);
-    cr_assert_str_eq(hex, want_hex);
-}
 
 static void identity_for(struct wzp_identity *id, uint8_t byte)
 {

@@ -8,6 +8,7 @@
 #include "identity.h"
 
 #include <criterion/criterion.h>
+#include "testutil.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,19 +19,6 @@
 #include <unistd.h>
 
 /* ---- helpers ---- */
-
-static void unhex(const char *hex, uint8_t *out, size_t len)
-{
-    cr_assert_eq(wzp_hex_decode(hex, strlen(hex), out, len), WZP_OK, "bad test hex %s", hex);
-}
-
-static void assert_bytes_hex(const uint8_t *got, size_t len, const char *want_hex)
-{
-    char hex[2 * 64 + 1];
-    cr_assert(len <= 64);
-    wzp_hex_encode(got, len, hex);
-    cr_assert_str_eq(hex, want_hex);
-}
 
 static void seed_fill(uint8_t seed[32], uint8_t byte)
 {
