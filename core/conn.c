@@ -99,6 +99,24 @@ static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
     return 0;
 }
 
+/* ClientHello read, no key exchange yet: the cheap place to refuse (policy on_connect). */
+static int conn_on_client_hello(struct wzp_tls_ctx *ctx)
+{
+    struct wzp_conn *c = (struct wzp_conn *)ctx; /* tlsctx is the first member */
+    if (!c->w->policy)
+        return 0;
+    struct wzp_connect_info info = {.addr = c->peer,
+                                    .sni = ctx->sni_present && !ctx->sni_invalid ? ctx->sni : NULL};
+    struct wzp_decision d;
+    wzp_policy_on_connect(c->w->policy, &info, &d);
+    if (d.allow)
+        return 0;
+    c->policy_refused = true;
+    snprintf(c->fatal_reason, sizeof c->fatal_reason, "%s", d.reason);
+    WZP_STAT_INC(&c->w->stats, conns_refused_policy);
+    return -1;
+}
+
 static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)
 {
     struct wzp_conn *c = ud;
@@ -385,6 +403,8 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     c->w = w;
     c->tlsctx.conn_ref.get_conn = get_conn;
     c->tlsctx.conn_ref.user_data = c;
+    c->tlsctx.on_client_hello = conn_on_client_hello;
+    c->max_tier = -1;
     c->handshake_counted = true;
     c->created_ns = wzp_now_ns();
     memcpy(&c->remote, from, fromlen);
@@ -426,7 +446,7 @@ static void out_stream_free(struct wzp_out_stream *s)
 void wzp_conn_destroy(struct wzp_conn *c)
 {
     struct wzp_worker *w = c->w;
-    wzp_sfu_leave(c, "connection closed");
+    wzp_sfu_leave(c, "error");
     if (c->state == WZP_CONN_HANDSHAKE && c->qc && !ngtcp2_conn_get_handshake_completed(c->qc))
         WZP_STAT_INC(&w->stats, handshake_failures);
     release_handshake(c);
@@ -482,7 +502,7 @@ static void conn_close_with(struct wzp_conn *c, const ngtcp2_connection_close_er
 {
     if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
         return;
-    wzp_sfu_leave(c, "closed by relay");
+    wzp_sfu_leave(c, c->close_cause ? c->close_cause : "error");
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
@@ -530,7 +550,13 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
 {
     ngtcp2_connection_close_error ccerr;
     ngtcp2_connection_close_error_default(&ccerr);
-    if (liberr == NGTCP2_ERR_CRYPTO) {
+    if (c->policy_refused) {
+        ngtcp2_connection_close_error_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED,
+                                                          (const uint8_t *)c->fatal_reason,
+                                                          strlen(c->fatal_reason));
+        LOG_INFO(MOD, "%s: refused by policy (on_connect, sni %s): %s", c->peer,
+                 c->tlsctx.sni_present ? c->tlsctx.sni : "-", c->fatal_reason);
+    } else if (liberr == NGTCP2_ERR_CRYPTO) {
         uint8_t alert = ngtcp2_conn_get_tls_alert(c->qc);
         ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
         if (alert == GNUTLS_A_NO_APPLICATION_PROTOCOL)
@@ -727,7 +753,7 @@ static void conn_read_error(struct wzp_conn *c, int rv)
         ngtcp2_conn_get_connection_close_error(c->qc, &ccerr);
         LOG_DEBUG(MOD, "%s: closed by peer (code %llu)", c->peer,
                   (unsigned long long)ccerr.error_code);
-        wzp_sfu_leave(c, "closed by client");
+        wzp_sfu_leave(c, "closed");
         c->state = WZP_CONN_DRAINING;
         c->deadline_ns = wzp_now_ns() + closing_period_ns(c);
         conn_arm_timer(c);
@@ -1002,7 +1028,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
             LOG_DEBUG(MOD, "%s: %s", c->peer,
                       rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
-            wzp_sfu_leave(c, "timed out");
+            wzp_sfu_leave(c, "timed_out");
             wzp_conn_destroy(c);
             return;
         }

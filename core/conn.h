@@ -80,7 +80,9 @@ struct wzp_conn {
     struct wzp_out_stream *out_head, *out_tail;
     unsigned out_count;
     bool fatal_pending; /* set inside a callback: close after read_pkt returns */
-    char fatal_reason[96];
+    char fatal_reason[160];
+    bool policy_refused;     /* on_connect said no; fatal_reason says why */
+    const char *close_cause; /* leave reason for the policy: "shutdown", "kicked"; NULL = error */
 
     /* media */
     struct wzp_dgq dgq;
@@ -88,8 +90,10 @@ struct wzp_conn {
     /* room */
     struct wzp_room *room;
     uint64_t pid;
+    size_t part_hint; /* likely index of our entry in room->parts */
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     struct wzp_quality_ctl quality;
+    int max_tier; /* -1 or the policy's cap (enum wzp_tier) */
 
     /* closing */
     uint8_t *close_pkt;

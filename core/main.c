@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MOD                 "main"
 #define SHUTDOWN_TIMEOUT_MS 1500
@@ -39,13 +40,27 @@ static void usage(FILE *out)
         "                         handshake (default %d)\n"
         "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
+        "\n"
+        "Policy (LuaJIT; see doc/POLICY.md):\n"
+        "  -s, --script FILE      operator policy (default: policies/default.lua next to the\n"
+        "                         relay, which keeps upstream's behaviour). \"none\": no policy\n"
+        "  --check FILE           load and self-check a policy, print what it defines, exit\n"
+        "                         (0 = OK, 1 = error with file:line)\n"
+        "  --policy-budget-ms N   time budget per hook call (default %d)\n"
+        "  --policy-memory-mb N   memory cap per Lua state, one per worker (default %d)\n"
+        "  --policy-unsafe        give policies io, os, ffi and debug (off: sandboxed)\n"
+        "  --policy-jit           run policies with the JIT on (faster; time budgets then miss\n"
+        "                         compiled loops)\n"
+        "  --lua-dir DIR          directory of Lua helpers for require (default: lua/ next to\n"
+        "                         the relay)\n"
         "  -V, --version          print the version and build hash, then exit\n"
         "  -h, --help             print this help, then exit\n"
         "\n"
         "Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
         "SIGUSR1 logs the relay's counters.\n",
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
-        WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS);
+        WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS,
+        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
@@ -69,7 +84,16 @@ enum {
     OPT_JOIN_TIMEOUT,
     OPT_IDLE_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_CHECK,
+    OPT_POLICY_BUDGET,
+    OPT_POLICY_MEMORY,
+    OPT_POLICY_UNSAFE,
+    OPT_POLICY_JIT,
+    OPT_LUA_DIR,
 };
+
+static char check_path[PATH_MAX];
+static bool script_given;
 
 /* Returns 0 to run, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
 static int parse_args(int argc, char **argv, struct wzp_config *cfg)
@@ -84,12 +108,20 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"script", required_argument, NULL, 's'},
+        {"check", required_argument, NULL, OPT_CHECK},
+        {"policy-budget-ms", required_argument, NULL, OPT_POLICY_BUDGET},
+        {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
+        {"policy-unsafe", no_argument, NULL, OPT_POLICY_UNSAFE},
+        {"policy-jit", no_argument, NULL, OPT_POLICY_JIT},
+        {"lua-dir", required_argument, NULL, OPT_LUA_DIR},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch, lvl;
-    while ((ch = getopt_long(argc, argv, "i:Vh", opts, NULL)) != -1) {
+    unsigned mb;
+    while ((ch = getopt_long(argc, argv, "i:s:Vh", opts, NULL)) != -1) {
         switch (ch) {
         case OPT_LISTEN:
             if (wzp_config_set_listen(cfg, optarg) != WZP_OK) {
@@ -136,6 +168,32 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             }
             wzp_log_threshold = lvl;
             break;
+        case 's':
+            script_given = true;
+            snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s",
+                     strcmp(optarg, "none") == 0 ? "" : optarg);
+            break;
+        case OPT_CHECK:
+            snprintf(check_path, sizeof check_path, "%s", optarg);
+            break;
+        case OPT_POLICY_BUDGET:
+            if (parse_uint("--policy-budget-ms", optarg, 1, 60000, &cfg->policy_limits.budget_ms))
+                return -1;
+            break;
+        case OPT_POLICY_MEMORY:
+            if (parse_uint("--policy-memory-mb", optarg, 1, 65536, &mb))
+                return -1;
+            cfg->policy_limits.memory_bytes = (size_t)mb << 20;
+            break;
+        case OPT_POLICY_UNSAFE:
+            cfg->policy_limits.unsafe = true;
+            break;
+        case OPT_POLICY_JIT:
+            cfg->policy_limits.jit = true;
+            break;
+        case OPT_LUA_DIR:
+            snprintf(cfg->lua_dir, sizeof cfg->lua_dir, "%s", optarg);
+            break;
         case 'V':
             printf("wzp-relay %s (build %s)\n", WZP_VERSION, WZP_BUILD_HASH);
             return 1;
@@ -154,6 +212,52 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
     return 0;
 }
 
+/* <dir of the executable>/../<name>, or the source tree's, if it exists. */
+static void find_beside_relay(const char *name, const char *file, char *out, size_t outlen)
+{
+    char exe[PATH_MAX / 2];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    out[0] = '\0';
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(out, outlen, "%s/../%s%s", exe, name, file);
+            char canon[PATH_MAX];
+            if (realpath(out, canon)) {
+                snprintf(out, outlen, "%s", canon);
+                return;
+            }
+        }
+    }
+    snprintf(out, outlen, "%s/%s%s", WZP_SOURCE_DIR, name, file);
+    if (access(out, R_OK) != 0)
+        out[0] = '\0';
+}
+
+/* --check FILE: load and self-check a policy without starting the relay. */
+static int check_policy(const struct wzp_config *cfg)
+{
+    struct wzp_shdict shared;
+    wzp_shdict_init(&shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES);
+    struct wzp_policy_env env = {.shared = &shared,
+                                 .lua_dir = cfg->lua_dir[0] ? cfg->lua_dir : NULL};
+    struct wzp_policy *p;
+    char err[1024];
+    int rv = wzp_policy_load(&p, check_path, &cfg->policy_limits, &env, err, sizeof err);
+    if (rv == WZP_OK) {
+        char desc[512];
+        wzp_policy_describe(p, desc, sizeof desc);
+        printf("policy OK: %s\n", desc);
+        wzp_policy_free(p);
+    } else {
+        fprintf(stderr, "policy error: %s\n", err);
+    }
+    wzp_shdict_destroy(&shared);
+    return rv == WZP_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     struct wzp_config cfg;
@@ -161,6 +265,12 @@ int main(int argc, char **argv)
     int prv = parse_args(argc, argv, &cfg);
     if (prv)
         return prv > 0 ? 0 : 2;
+    if (!cfg.lua_dir[0])
+        find_beside_relay("lua", "", cfg.lua_dir, sizeof cfg.lua_dir);
+    if (check_path[0])
+        return check_policy(&cfg);
+    if (!script_given)
+        find_beside_relay("policies", "/default.lua", cfg.policy_path, sizeof cfg.policy_path);
 
     /* Workers inherit this mask; only the main thread takes signals, via sigwait. */
     sigset_t set;
@@ -184,6 +294,8 @@ int main(int argc, char **argv)
     LOG_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
              relay.cfg.identity_path);
     LOG_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
+    LOG_INFO(MOD, "policy: %s",
+             relay.cfg.policy_path[0] ? relay.cfg.policy_path : "none (upstream behaviour)");
     LOG_INFO(MOD,
              "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
              "join-timeout %u ms, idle-timeout %u ms",
@@ -200,7 +312,7 @@ int main(int argc, char **argv)
         if (sig == SIGUSR1) {
             wzp_relay_log_stats(&relay);
         } else if (sig == SIGHUP) {
-            LOG_INFO(MOD, "SIGHUP: nothing to reload in this build");
+            wzp_relay_reload_policy(&relay);
         } else {
             LOG_INFO(MOD, "%s: closing every connection and exiting",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");

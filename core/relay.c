@@ -28,6 +28,8 @@ void wzp_config_defaults(struct wzp_config *cfg)
     cfg->max_connections = WZP_DEFAULT_MAX_CONNECTIONS;
     cfg->join_timeout_ms = WZP_DEFAULT_JOIN_TIMEOUT_MS;
     cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->policy_limits.budget_ms = WZP_POLICY_DEFAULT_BUDGET_MS;
+    cfg->policy_limits.memory_bytes = (size_t)WZP_POLICY_DEFAULT_MEMORY_MB << 20;
 }
 
 int wzp_config_set_listen(struct wzp_config *cfg, const char *text)
@@ -102,6 +104,40 @@ static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
     return WZP_OK;
 }
 
+/* One state per worker, all or nothing; handed to the workers on success. */
+static int load_policies(struct wzp_relay *r, char *err, size_t errlen)
+{
+    struct wzp_policy *states[WZP_MAX_WORKERS] = {0};
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        if (wzp_policy_load(&states[i], r->cfg.policy_path, &r->cfg.policy_limits, &r->policy_env,
+                            err, errlen) != WZP_OK) {
+            for (unsigned k = 0; k < i; k++)
+                wzp_policy_free(states[k]);
+            return WZP_EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_worker_offer_policy(r->workers[i], states[i]);
+    return WZP_OK;
+}
+
+int wzp_relay_reload_policy(struct wzp_relay *r)
+{
+    char err[1024];
+    if (!r->cfg.policy_path[0]) {
+        LOG_INFO(MOD, "SIGHUP: no policy file configured (-s); nothing to reload");
+        return WZP_OK;
+    }
+    if (load_policies(r, err, sizeof err) != WZP_OK) {
+        atomic_fetch_add(&r->policy_reloads_failed, 1);
+        LOG_ERROR(MOD, "policy reload failed, keeping the running policy: %s", err);
+        return WZP_EINVAL;
+    }
+    atomic_fetch_add(&r->policy_reloads_ok, 1);
+    LOG_INFO(MOD, "policy reloaded from %s", r->cfg.policy_path);
+    return WZP_OK;
+}
+
 int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -119,7 +155,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
                     r->reset_secret, sizeof r->reset_secret);
     if ((rv = init_tls(r, err, errlen)))
         return rv;
-    if (wzp_room_table_init(&r->rooms, 1024)) {
+    if (wzp_shdict_init(&r->shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
+        wzp_room_table_init(&r->rooms, 1024)) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -138,6 +175,11 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
         if ((rv = wzp_worker_init(r->workers[i], r, i, err, errlen)))
             return rv;
     }
+    r->policy_env.shared = &r->shared;
+    r->policy_env.lua_dir = r->cfg.lua_dir[0] ? r->cfg.lua_dir : NULL;
+    r->policy_env.relay = r;
+    if (r->cfg.policy_path[0] && load_policies(r, err, errlen) != WZP_OK)
+        return WZP_EINVAL;
     return WZP_OK;
 }
 
@@ -184,6 +226,8 @@ void wzp_relay_free(struct wzp_relay *r)
     }
     if (r->rooms.buckets)
         wzp_room_table_destroy(&r->rooms);
+    if (r->shared.buckets)
+        wzp_shdict_destroy(&r->shared);
     if (r->priority)
         gnutls_priority_deinit(r->priority);
     if (r->cred)
@@ -207,5 +251,10 @@ void wzp_relay_log_stats(struct wzp_relay *r)
     }
     WZP_STATS_FIELDS(WZP_STATS_SUM)
 #undef WZP_STATS_SUM
+    if (off < sizeof line)
+        snprintf(line + off, sizeof line - off,
+                 " policy_reloads_ok=%llu policy_reloads_failed=%llu",
+                 (unsigned long long)atomic_load(&r->policy_reloads_ok),
+                 (unsigned long long)atomic_load(&r->policy_reloads_failed));
     LOG_INFO(MOD, "stats:%s", line);
 }

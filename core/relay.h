@@ -10,7 +10,9 @@
 #define WZP_RELAY_H
 
 #include "identity.h"
+#include "policy.h"
 #include "room.h"
+#include "shdict.h"
 
 #include <gnutls/gnutls.h>
 #include <limits.h>
@@ -27,6 +29,8 @@
 #define WZP_HANDSHAKE_TIMEOUT_MS    10000
 #define WZP_KEEPALIVE_MS            5000
 #define WZP_MAX_WORKERS             64
+#define WZP_SHARED_MAX_KEYS         100000
+#define WZP_SHARED_MAX_BYTES        (16u << 20)
 
 struct wzp_config {
     char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
@@ -39,6 +43,9 @@ struct wzp_config {
     unsigned max_connections; /* QUIC connections of any kind */
     unsigned join_timeout_ms; /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
+    char policy_path[PATH_MAX]; /* "" = no policy file: upstream behaviour */
+    char lua_dir[PATH_MAX];     /* helpers for require() */
+    struct wzp_policy_limits policy_limits;
 };
 
 /* Fill defaults (listen 0.0.0.0:4433, identity ~/.wzp/relay-identity, ...). */
@@ -62,6 +69,9 @@ struct wzp_relay {
     _Atomic unsigned handshakes; /* QUIC handshakes in progress */
     _Atomic unsigned connections;
     _Atomic bool stopping;
+    struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
+    struct wzp_policy_env policy_env;
+    _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
 };
 
 /* Load identity, set up TLS, bind every worker socket. err gets a message on failure. */
@@ -74,6 +84,14 @@ int wzp_relay_start(struct wzp_relay *r);
  */
 int wzp_relay_stop(struct wzp_relay *r, unsigned timeout_ms);
 void wzp_relay_free(struct wzp_relay *r);
+
+/*
+ * Load the configured policy aside (one state per worker); if every state loads and
+ * passes its self-check, hand them to the workers, which switch at their next loop
+ * iteration. On failure the running policy stays, the error is logged with file:line
+ * and counted. Called from the main thread (start-up and SIGHUP).
+ */
+int wzp_relay_reload_policy(struct wzp_relay *r);
 
 /* Log one line with the counters summed over workers. */
 void wzp_relay_log_stats(struct wzp_relay *r);

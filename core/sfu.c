@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "handshake.h"
 #include "log.h"
+#include "policy.h"
 
 #include <string.h>
 
@@ -138,6 +139,44 @@ static void fill_participant(struct wzp_conn *c, const struct wzp_signal *offer,
     }
 }
 
+/* Ask the policy; false (connection closed with the reason) if it refuses the join. */
+static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
+{
+    struct wzp_worker *w = c->w;
+    if (!w->policy)
+        return true;
+    struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
+    unsigned size = 0;
+    if (r) {
+        pthread_rwlock_rdlock(&r->lock);
+        size = (unsigned)r->count;
+        pthread_rwlock_unlock(&r->lock);
+        wzp_room_release(&w->relay->rooms, r);
+    }
+    struct wzp_join_info info = {.room = c->sni,
+                                 .fingerprint = p->fingerprint,
+                                 .alias = p->has_alias ? p->alias : NULL,
+                                 .addr = c->peer,
+                                 .room_size = size};
+    struct wzp_decision d;
+    wzp_policy_on_join(w->policy, &info, &d);
+    if (!d.allow) {
+        WZP_STAT_INC(&w->stats, join_refused_policy);
+        LOG_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
+                 c->sni, d.reason);
+        char reason[WZP_POLICY_REASON_MAX + 16];
+        snprintf(reason, sizeof reason, "denied: %s", d.reason);
+        wzp_conn_close(c, reason);
+        return false;
+    }
+    if (d.role != WZP_ROLE_SPEAKER)
+        p->flags |= WZP_PART_NO_SEND;
+    c->max_tier = d.max_tier;
+    if (d.max_tier >= 0 && (enum wzp_tier)d.max_tier < p->tier)
+        p->tier = (enum wzp_tier)d.max_tier;
+    return true;
+}
+
 void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
 {
     struct wzp_worker *w = c->w;
@@ -148,13 +187,15 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
         wzp_conn_close(c, "bad CallOffer signature");
         return;
     }
+    struct wzp_participant p;
+    fill_participant(c, offer, &p);
+    if (!policy_admits(c, &p))
+        return;
     if (send_answer(c) != WZP_OK) {
         LOG_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
         wzp_conn_close(c, "internal error");
         return;
     }
-    struct wzp_participant p;
-    fill_participant(c, offer, &p);
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
     if (!r) {
         wzp_conn_close(c, "internal error");
@@ -169,6 +210,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     }
     c->room = r;
     c->pid = p.id;
+    c->part_hint = r->count - 1;
     memcpy(c->fingerprint, p.fingerprint, sizeof c->fingerprint);
     c->state = WZP_CONN_JOINED;
     c->deadline_ns = 0;
@@ -178,9 +220,10 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     retier_locked(w, r, &p);
     pthread_rwlock_unlock(&r->lock);
     WZP_STAT_INC(&w->stats, joins);
-    LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)", p.fingerprint,
+    LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
-             p.has_alias ? "\"" : "", c->peer, r->name, count);
+             p.has_alias ? "\"" : "", c->peer, r->name, count,
+             (p.flags & WZP_PART_NO_SEND) ? " as a listener" : "");
 }
 
 void wzp_sfu_leave(struct wzp_conn *c, const char *why)
@@ -199,6 +242,11 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     pthread_rwlock_unlock(&r->lock);
     LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
              r->name, why, left);
+    if (w->policy) {
+        struct wzp_leave_info info = {
+            .room = r->name, .fingerprint = c->fingerprint, .addr = c->peer, .reason = why};
+        wzp_policy_on_leave(w->policy, &info);
+    }
     wzp_room_release(&w->relay->rooms, r);
     c->room = NULL;
     if (c->state == WZP_CONN_JOINED)
@@ -210,16 +258,43 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     WZP_STAT_INC(&w->stats, leaves);
 }
 
-static void on_tier_change(struct wzp_conn *c)
+/* The tier the room sees for c: the controller's, as the policy may override it, under
+ * the participant's cap. */
+static enum wzp_tier effective_tier(struct wzp_conn *c, const struct wzp_quality_report *rep)
+{
+    enum wzp_tier t = c->quality.tier;
+    if (c->w->policy) {
+        struct wzp_quality_info info = {
+            .room = c->sni, .fingerprint = c->fingerprint, .report = rep, .computed = t};
+        t = wzp_policy_on_quality(c->w->policy, &info);
+    }
+    if (c->max_tier >= 0 && (enum wzp_tier)c->max_tier < t)
+        t = (enum wzp_tier)c->max_tier;
+    return t;
+}
+
+static void on_tier_change(struct wzp_conn *c, const struct wzp_quality_report *rep)
 {
     struct wzp_room *r = c->room;
     WZP_STAT_INC(&c->w->stats, tier_changes);
+    enum wzp_tier t = effective_tier(c, rep);
     pthread_rwlock_wrlock(&r->lock);
     ssize_t i = wzp_room_find_locked(r, c->pid);
     if (i >= 0)
-        r->parts[i].tier = c->quality.tier;
+        r->parts[i].tier = t;
     retier_locked(c->w, r, NULL);
     pthread_rwlock_unlock(&r->lock);
+}
+
+/* Our entry's index: the cached hint when it still points at us, else a search. */
+static ssize_t find_self_locked(struct wzp_conn *c, const struct wzp_room *r)
+{
+    if (c->part_hint < r->count && r->parts[c->part_hint].id == c->pid)
+        return (ssize_t)c->part_hint;
+    ssize_t i = wzp_room_find_locked(r, c->pid);
+    if (i >= 0)
+        c->part_hint = (size_t)i;
+    return i;
 }
 
 void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
@@ -242,10 +317,16 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
         struct wzp_quality_report rep = {t[0], t[1], t[2], t[3]};
         WZP_STAT_INC(&w->stats, quality_reports);
         if (wzp_quality_observe(&c->quality, &rep, now_ms()))
-            on_tier_change(c);
+            on_tier_change(c, &rep);
     }
     struct wzp_room *r = c->room;
     pthread_rwlock_rdlock(&r->lock);
+    ssize_t self = find_self_locked(c, r);
+    if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
+        pthread_rwlock_unlock(&r->lock);
+        WZP_STAT_INC(&w->stats, datagrams_not_forwarded);
+        return;
+    }
     for (size_t i = 0; i < r->count; i++) {
         const struct wzp_participant *p = &r->parts[i];
         if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))

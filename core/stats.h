@@ -24,6 +24,7 @@
     X(conns_refused_limit, "Initials dropped: connection limit")                                   \
     X(conns_refused_alpn, "connections refused: ALPN is not wzp")                                  \
     X(conns_refused_sni, "connections refused: reserved or invalid SNI")                           \
+    X(conns_refused_policy, "connections refused by the policy's on_connect")                      \
     X(conns_closed, "connections freed")                                                           \
     X(handshake_failures, "QUIC/TLS handshakes that failed or timed out")                          \
     X(joins, "participants joined a room")                                                         \
@@ -32,6 +33,7 @@
     X(join_refused_signature, "joins refused: bad CallOffer signature")                            \
     X(join_refused_protocol, "joins refused: unexpected or malformed signal")                      \
     X(join_refused_auth, "joins refused: AuthToken while auth is off")                             \
+    X(join_refused_policy, "joins refused by the policy (on_join / on_action)")                    \
     X(join_timeouts, "joins refused: no CallOffer in time")                                        \
     X(signals_received, "signal frames received")                                                  \
     X(signals_malformed, "signal frames that failed to parse")                                     \
@@ -42,6 +44,7 @@
     X(datagrams_forwarded, "media datagrams written to receivers")                                 \
     X(datagrams_invalid, "media datagrams dropped: invalid header")                                \
     X(datagrams_not_joined, "media datagrams dropped: sender not in a room")                       \
+    X(datagrams_not_forwarded, "media datagrams of listeners and muted participants (not sent)")   \
     X(datagrams_queue_drops, "media datagrams dropped: receiver queue full (oldest first)")        \
     X(datagrams_too_big_for_path, "media datagrams dropped: larger than the receiver's path")      \
     X(quality_reports, "quality report trailers processed")                                        \

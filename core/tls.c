@@ -82,6 +82,8 @@ static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, 
         struct wzp_tls_ctx *ctx = gnutls_session_get_ptr(s);
         if (wzp_tls_client_hello_sni(ctx, msg->data, msg->size) != WZP_OK)
             ctx->sni_invalid = true;
+        if (ctx->on_client_hello && ctx->on_client_hello(ctx) != 0)
+            return GNUTLS_E_USER_ERROR;
     }
     return 0;
 }

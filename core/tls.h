@@ -35,6 +35,9 @@ struct wzp_tls_ctx {
     char sni[WZP_SNI_MAX + 1];
     bool sni_present; /* a host_name entry was received */
     bool sni_invalid; /* present but malformed, too long or with a NUL byte */
+    /* Called once the ClientHello is read, before any key exchange; non-zero refuses the
+     * handshake (the callee records why). May be NULL. */
+    int (*on_client_hello)(struct wzp_tls_ctx *ctx);
 };
 
 /* Create a server session for ctx (which must outlive it). WZP_ECRYPTO on failure. */

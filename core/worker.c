@@ -7,6 +7,7 @@
 #include "common.h"
 #include "conn.h"
 #include "log.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -412,14 +413,33 @@ static void worker_shutdown(struct wzp_worker *w)
     struct wzp_conn *c = w->conns;
     while (c) {
         struct wzp_conn *next = c->next;
-        if (c->state != WZP_CONN_CLOSING && c->state != WZP_CONN_DRAINING)
+        if (c->state != WZP_CONN_CLOSING && c->state != WZP_CONN_DRAINING) {
+            c->close_cause = "shutdown";
             wzp_conn_close(c, "shutdown");
+        }
         c = next;
     }
     wzp_worker_tx_flush(w);
     while (w->conns)
         wzp_conn_destroy(w->conns);
     ev_break(w->loop, EVBREAK_ALL);
+}
+
+void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p)
+{
+    struct wzp_policy *older = atomic_exchange(&w->policy_pending, p);
+    wzp_policy_free(older); /* never switched in: no worker used it */
+    ev_async_send(w->loop, &w->wake);
+}
+
+/* At a loop boundary: no hook of the old policy is running. */
+static void switch_policy(struct wzp_worker *w)
+{
+    struct wzp_policy *p = atomic_exchange(&w->policy_pending, NULL);
+    if (!p)
+        return;
+    wzp_policy_free(w->policy);
+    w->policy = p;
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
@@ -431,6 +451,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
         worker_shutdown(w);
         return;
     }
+    switch_policy(w);
     drain_rings(w);
     drain_ctl(w);
 }
@@ -532,6 +553,7 @@ static void *worker_main(void *arg)
 {
     struct wzp_worker *w = arg;
     current_worker = w;
+    switch_policy(w);
     ev_run(w->loop, 0);
     return NULL;
 }
@@ -565,6 +587,8 @@ void wzp_worker_free(struct wzp_worker *w)
             wzp_spsc_destroy(&w->inq[i]);
     free(w->inq);
     wzp_ctlq_destroy(&w->ctl);
+    wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
+    wzp_policy_free(w->policy);
     free(w->slots);
     if (w->loop)
         ev_loop_destroy(w->loop);

@@ -81,6 +81,10 @@ struct wzp_worker {
     uint8_t tx_buf[WZP_TX_BATCH][WZP_TX_PACKET_BYTES];
     unsigned tx_count;
 
+    /* policy: the state this worker uses, and the next one waiting to be switched in */
+    struct wzp_policy *policy;
+    _Atomic(struct wzp_policy *) policy_pending;
+
     struct wzp_stats stats;
 };
 
@@ -121,6 +125,9 @@ void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t
                                  const uint8_t *data, size_t len);
 int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
                         uint32_t gen, const void *data, size_t len);
+
+/* Hand a new policy state to the worker (any thread); it switches at its next wake-up. */
+void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p);
 
 /* Wake the workers we queued messages to since the last call. */
 void wzp_worker_kick_peers(struct wzp_worker *w);

@@ -8,7 +8,7 @@
 # on a free loopback UDP port with a throw-away identity, runs the scenarios, then stops the
 # relay with SIGTERM and requires exit status 0 within 3 s.
 #
-# Environment: CARGO (default: cargo), WZP_INTEROP_SCENARIOS (default: "fanout shared"
+# Environment: CARGO (default: cargo), WZP_INTEROP_SCENARIOS (default: "fanout shared churn"
 # where "shared" is fanout with all clients on one UDP socket), WZP_INTEROP_ARGS (extra
 # arguments for wzp-interop, e.g. -v).
 # Exit status: 0 pass, 1 fail (the relay log is printed), 77 skip (no cargo).
@@ -117,7 +117,7 @@ echo "interop: relay pid $RELAY_PID on 127.0.0.1:$PORT ${*:+(options: $*)}"
 # --- scenarios ---------------------------------------------------------------------------
 # shellcheck disable=SC2206
 EXTRA=(${WZP_INTEROP_ARGS:-})
-for scenario in ${WZP_INTEROP_SCENARIOS:-fanout shared}; do
+for scenario in ${WZP_INTEROP_SCENARIOS:-fanout shared churn}; do
     case $scenario in
     fanout) args=(fanout) ;;
     shared) args=(fanout --shared-endpoint) ;;

@@ -4,15 +4,21 @@
 //! Usage: wzp-interop --addr 127.0.0.1:PORT [options] [SCENARIO]
 //!
 //! Scenarios:
-//!   fanout (default)  A, B, C join room "interop-a", D, E join "interop-b"; check the
+//!   fanout (default)  A, B, C join room "interop-a" (C dials SNI "Interop-A", which the
+//!                     relay must lowercase), D, E join "interop-b"; check the
 //!                     CallAnswer of every join and every RoomUpdate; every client sends
 //!                     N media datagrams; each must receive exactly the datagrams of the
 //!                     other members of its own room; D leaves and E must be told.
+//!   churn             A stays in room "interop-churn" while B joins and leaves --cycles
+//!                     times (default 60): A must get every RoomUpdate, i.e. well over the
+//!                     100 bidi streams of initial credit, so the relay has to honour and
+//!                     wait for MAX_STREAMS credit from the client.
 //!   selftest          only the built-in crypto/JSON checks against the spec's test vectors.
 //!
 //! Options:
 //!   --addr ADDR               relay address (required unless SCENARIO is selftest)
 //!   --packets N               datagrams sent per client (default 50)
+//!   --cycles N                join/leave cycles in the churn scenario (default 60)
 //!   --relay-fingerprint FP    expected relay identity fingerprint (xxxx:xxxx:...)
 //!   --shared-endpoint         all clients share one UDP socket (the relay must demultiplex
 //!                             by connection ID, as the desktop client needs)
@@ -24,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,9 +66,14 @@ fn elapsed_ms() -> u128 {
     }
 }
 
+/// Progress lines are muted while a scenario repeats a step many times.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
 macro_rules! say {
     ($($arg:tt)*) => {
-        println!("[{:>6} ms] {}", elapsed_ms(), format!($($arg)*))
+        if !QUIET.load(Ordering::Relaxed) {
+            println!("[{:>6} ms] {}", elapsed_ms(), format!($($arg)*))
+        }
     };
 }
 
@@ -515,7 +527,8 @@ impl Client {
         let mut client = Client {
             name: name.to_string(),
             idx,
-            room: room.to_string(),
+            // The relay lowercases the SNI (as rustls does upstream): that is the room.
+            room: room.to_ascii_lowercase(),
             id,
             endpoint,
             conn,
@@ -721,6 +734,7 @@ struct Opts {
     addr: Option<SocketAddr>,
     scenario: String,
     packets: u16,
+    cycles: u32,
     relay_fp: Option<String>,
     shared_endpoint: bool,
     verbose: bool,
@@ -735,7 +749,9 @@ async fn fanout(o: &Opts) -> Res<()> {
     let plan: [(&str, &str); 5] = [
         ("A", "interop-a"),
         ("B", "interop-a"),
-        ("C", "interop-a"),
+        // C dials with a mixed-case SNI: the relay must lowercase it (spec 1.2), so C
+        // lands in the same room as A and B.
+        ("C", "Interop-A"),
         ("D", "interop-b"),
         ("E", "interop-b"),
     ];
@@ -939,6 +955,75 @@ async fn fanout(o: &Opts) -> Res<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scenario "churn"
+
+async fn churn(o: &Opts) -> Res<()> {
+    let addr = match o.addr {
+        Some(a) => a,
+        None => return Err("--addr is required".to_string()),
+    };
+    let room = "interop-churn";
+    let shared = if o.shared_endpoint { Some(new_endpoint()?) } else { None };
+    let ep = match &shared {
+        Some(e) => e.clone(),
+        None => new_endpoint()?,
+    };
+    let (mut a, _, _) = Client::join("A", 0, room, addr, ep, o.verbose).await?;
+    let a_member = a.participant();
+    a.expect_room_update(&[a_member.clone()]).await?;
+    say!("churn: B joins and leaves {} times (progress every 10)", o.cycles);
+    for i in 0..o.cycles {
+        QUIET.store(!o.verbose, Ordering::Relaxed);
+        let ep = match &shared {
+            Some(e) => e.clone(),
+            None => new_endpoint()?,
+        };
+        let step = async {
+            let (mut b, _, _) = Client::join("B", 1, room, addr, ep.clone(), o.verbose).await?;
+            let both = [a_member.clone(), b.participant()];
+            b.expect_room_update(&both).await?;
+            a.expect_room_update(&both).await?;
+            b.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+            a.expect_room_update(&[a_member.clone()]).await?;
+            let problems = b.stream_problems.lock().unwrap().clone();
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+            Ok::<(), String>(())
+        };
+        let r = step.await;
+        QUIET.store(false, Ordering::Relaxed);
+        if let Err(e) = r {
+            return Err(format!(
+                "cycle {} of {} (A has been sent {} relay streams so far): {}",
+                i + 1,
+                o.cycles,
+                1 + 2 * i + 1,
+                e
+            ));
+        }
+        if shared.is_none() {
+            let _ = timeout(Duration::from_millis(500), ep.wait_idle()).await;
+        }
+        if (i + 1) % 10 == 0 {
+            say!("churn: {} cycles done, A has read {} RoomUpdates", i + 1, 2 * (i + 1) + 1);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.expect_no_pending_signal()?;
+    let problems = a.stream_problems.lock().unwrap().clone();
+    if !problems.is_empty() {
+        return Err(format!("relay signal streams:\n  {}", problems.join("\n  ")));
+    }
+    if let Some(e) = a.conn.close_reason() {
+        return Err(format!("A: connection was closed by the relay: {}", e));
+    }
+    a.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+    let _ = timeout(Duration::from_secs(2), a.endpoint.wait_idle()).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Self test against the spec's test vectors (checks this client, not the relay)
 
 fn selftest() -> Res<()> {
@@ -1020,7 +1105,7 @@ fn selftest() -> Res<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--shared-endpoint] [-v] [fanout|selftest]"
+        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--cycles N] [--shared-endpoint] [-v] [fanout|churn|selftest]"
     );
     std::process::exit(2);
 }
@@ -1030,6 +1115,7 @@ fn parse_args() -> Opts {
         addr: None,
         scenario: "fanout".to_string(),
         packets: 50,
+        cycles: 60,
         relay_fp: None,
         shared_endpoint: false,
         verbose: false,
@@ -1053,6 +1139,16 @@ fn parse_args() -> Opts {
                     Ok(n) if n > 0 => o.packets = n,
                     _ => {
                         eprintln!("wzp-interop: bad --packets {:?}", v);
+                        usage()
+                    }
+                }
+            }
+            "--cycles" => {
+                let v = args.next().unwrap_or_else(|| usage());
+                match v.parse::<u32>() {
+                    Ok(n) if n > 0 => o.cycles = n,
+                    _ => {
+                        eprintln!("wzp-interop: bad --cycles {:?}", v);
                         usage()
                     }
                 }
@@ -1082,7 +1178,7 @@ fn main() {
         println!("PASS selftest");
         return;
     }
-    if o.scenario != "fanout" {
+    if o.scenario != "fanout" && o.scenario != "churn" {
         eprintln!("wzp-interop: unknown scenario {:?}", o.scenario);
         usage();
     }
@@ -1097,23 +1193,38 @@ fn main() {
         }
     };
     let result = rt.block_on(async {
-        match timeout(OVERALL_LIMIT, fanout(&o)).await {
+        let run = async {
+            if o.scenario == "churn" {
+                churn(&o).await
+            } else {
+                fanout(&o).await
+            }
+        };
+        match timeout(OVERALL_LIMIT, run).await {
             Ok(r) => r,
             Err(_) => Err(format!("scenario did not finish within {} s", OVERALL_LIMIT.as_secs())),
         }
     });
     match result {
         Ok(()) => {
-            println!(
-                "PASS fanout: 5 clients, 2 rooms, {} datagrams per client{}",
-                o.packets,
-                if o.shared_endpoint { ", one shared UDP socket" } else { "" }
-            );
+            if o.scenario == "churn" {
+                println!(
+                    "PASS churn: {} join/leave cycles, {} RoomUpdates to the client that stayed",
+                    o.cycles,
+                    2 * o.cycles + 1
+                );
+            } else {
+                println!(
+                    "PASS fanout: 5 clients, 2 rooms, {} datagrams per client{}",
+                    o.packets,
+                    if o.shared_endpoint { ", one shared UDP socket" } else { "" }
+                );
+            }
             rt.shutdown_timeout(Duration::from_millis(100));
             std::process::exit(0);
         }
         Err(e) => {
-            println!("FAIL fanout: {}", e);
+            println!("FAIL {}: {}", o.scenario, e);
             rt.shutdown_timeout(Duration::from_millis(100));
             std::process::exit(1);
         }

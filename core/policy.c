@@ -1,0 +1,693 @@
+/*
+ * policy.c - LuaJIT policy states: sandbox, budgets, memory cap, hooks and the wzp API
+ * (see policy.h for the contract).
+ */
+#include "policy.h"
+
+#include "common.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MOD              "policy"
+#define HOOK_COUNT_INSNS 1000 /* how often the budget check runs, in VM instructions */
+#define REQUIRE_NAME_MAX 128
+
+static const char *const hook_names[] = {"on_connect", "on_join", "on_leave", "on_quality",
+                                         "on_action"};
+enum { H_CONNECT, H_JOIN, H_LEAVE, H_QUALITY, H_ACTION, H_COUNT };
+
+struct wzp_policy {
+    lua_State *L;
+    char path[4096];
+    char dir[4096];
+    struct wzp_policy_limits lim;
+    struct wzp_policy_env env;
+    size_t mem_used;
+    bool mem_refused; /* the allocator refused a request during the current call */
+    uint64_t deadline_ns;
+    int hooks[H_COUNT]; /* registry refs, LUA_NOREF when absent */
+    struct wzp_policy_stats stats;
+};
+
+/* ---------------------------------------------------------------- allocator */
+
+static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct wzp_policy *p = ud;
+    if (nsize == 0) {
+        p->mem_used -= osize;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > osize && p->mem_used + (nsize - osize) > p->lim.memory_bytes) {
+        p->mem_refused = true;
+        return NULL;
+    }
+    void *q = realloc(ptr, nsize);
+    if (!q)
+        return NULL;
+    p->mem_used = p->mem_used - osize + nsize;
+    return q;
+}
+
+/* ---------------------------------------------------------------- budget */
+
+static struct wzp_policy *policy_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct wzp_policy *p = policy_of(L);
+    if (wzp_now_ns() > p->deadline_ns) {
+        p->stats.budget_exceeded++;
+        luaL_error(L, "time budget of %u ms exceeded", p->lim.budget_ms);
+    }
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+/*
+ * Call the function below nargs arguments on the stack with the budget armed. On error
+ * logs "<what>: <message + traceback>", counts it and returns false (stack: nothing);
+ * on success leaves nresults values.
+ */
+static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int nresults)
+{
+    lua_State *L = p->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    uint64_t t0 = wzp_now_ns();
+    p->deadline_ns = t0 + (uint64_t)p->lim.budget_ms * 1000000ull;
+    p->mem_refused = false;
+    int rv = lua_pcall(L, nargs, nresults, base);
+    p->deadline_ns = UINT64_MAX;
+    p->stats.calls++;
+    p->stats.latency_ns_total += wzp_now_ns() - t0;
+    lua_remove(L, base);
+    if (rv == 0)
+        return true;
+    p->stats.errors++;
+    if (rv == LUA_ERRMEM || p->mem_refused)
+        p->stats.memory_errors++;
+    LOG_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
+             rv == LUA_ERRMEM || p->mem_refused ? " (memory cap reached)" : "");
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return false;
+}
+
+/* ---------------------------------------------------------------- wzp API */
+
+static int api_log(lua_State *L)
+{
+    const char *level = luaL_checkstring(L, 1);
+    int lvl = wzp_log_parse_level(level);
+    if (lvl < 0)
+        return luaL_error(L, "wzp.log: unknown level '%s' (error, warn, info, debug)", level);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++) {
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        lua_getglobal(L, "tostring");
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    WZP_LOG(lvl, "policy", "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static int api_now_ms(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)(wzp_now_ns() / 1000000ull));
+    return 1;
+}
+
+static uint64_t ttl_arg(lua_State *L, int idx)
+{
+    lua_Number t = luaL_optnumber(L, idx, 0);
+    if (t < 0)
+        luaL_error(L, "ttl must be >= 0 (seconds)");
+    return (uint64_t)(t * 1000.0);
+}
+
+static struct wzp_shdict *shared_of(lua_State *L)
+{
+    struct wzp_policy *p = policy_of(L);
+    if (!p->env.shared)
+        luaL_error(L, "wzp.shared is not available here");
+    return p->env.shared;
+}
+
+static int shdict_error(lua_State *L, int rv, const char *key)
+{
+    if (rv == WZP_EFULL)
+        return luaL_error(L, "wzp.shared is full (key '%s')", key);
+    if (rv == WZP_EINVAL)
+        return luaL_error(L, "wzp.shared: bad key or value for '%s'", key);
+    return luaL_error(L, "wzp.shared: %s", wzp_strerror(rv));
+}
+
+/* wzp.shared.set(key, value [, ttl_seconds]) */
+static int api_shared_set(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    struct wzp_shval v = {0};
+    switch (lua_type(L, 2)) {
+    case LUA_TNUMBER:
+        v.type = WZP_SHVAL_NUMBER;
+        v.number = lua_tonumber(L, 2);
+        break;
+    case LUA_TBOOLEAN:
+        v.type = WZP_SHVAL_BOOLEAN;
+        v.boolean = lua_toboolean(L, 2);
+        break;
+    case LUA_TSTRING:
+        v.type = WZP_SHVAL_STRING;
+        v.string = lua_tolstring(L, 2, &v.len);
+        break;
+    case LUA_TNIL:
+        wzp_shdict_delete(shared_of(L), key);
+        return 0;
+    default:
+        return luaL_error(L, "wzp.shared.set: values are numbers, strings or booleans");
+    }
+    int rv = wzp_shdict_set(shared_of(L), key, &v, ttl_arg(L, 3), wzp_now_ns() / 1000000);
+    return rv ? shdict_error(L, rv, key) : 0;
+}
+
+static int api_shared_get(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    struct wzp_shval v;
+    int rv = wzp_shdict_get(shared_of(L), key, &v, wzp_now_ns() / 1000000);
+    if (rv == WZP_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rv)
+        return shdict_error(L, rv, key);
+    if (v.type == WZP_SHVAL_NUMBER)
+        lua_pushnumber(L, v.number);
+    else if (v.type == WZP_SHVAL_BOOLEAN)
+        lua_pushboolean(L, v.boolean);
+    else if (v.type == WZP_SHVAL_STRING)
+        lua_pushlstring(L, v.string, v.len);
+    else
+        lua_pushnil(L);
+    free((void *)v.string);
+    return 1;
+}
+
+/* wzp.shared.incr(key, delta [, init [, ttl_seconds]]) -> new value */
+static int api_shared_incr(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    double delta = luaL_checknumber(L, 2), out;
+    double init = luaL_optnumber(L, 3, 0);
+    int rv = wzp_shdict_incr(shared_of(L), key, delta, init, ttl_arg(L, 4), wzp_now_ns() / 1000000,
+                             &out);
+    if (rv)
+        return shdict_error(L, rv, key);
+    lua_pushnumber(L, out);
+    return 1;
+}
+
+static int api_shared_delete(lua_State *L)
+{
+    lua_pushboolean(L, wzp_shdict_delete(shared_of(L), luaL_checkstring(L, 1)) == WZP_OK);
+    return 1;
+}
+
+/* wzp.shared.ttl(key) -> seconds left, -1 without expiry, nil if absent */
+static int api_shared_ttl(lua_State *L)
+{
+    int64_t ttl;
+    if (wzp_shdict_ttl(shared_of(L), luaL_checkstring(L, 1), wzp_now_ns() / 1000000, &ttl)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, ttl < 0 ? -1 : (lua_Number)ttl / 1000.0);
+    return 1;
+}
+
+/* require(name): Lua files from the policy's directory, then the relay's lua/ directory. */
+static int api_require(lua_State *L)
+{
+    struct wzp_policy *p = policy_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    size_t n = strlen(name);
+    if (n == 0 || n > REQUIRE_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") != n)
+        return luaL_error(L, "require: invalid module name '%s'", name);
+    lua_getfield(L, LUA_REGISTRYINDEX, "wzp.loaded");
+    lua_getfield(L, -1, name);
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    char rel[REQUIRE_NAME_MAX + 8], path[8300];
+    snprintf(rel, sizeof rel, "%s", name);
+    for (char *c = rel; *c; c++)
+        if (*c == '.')
+            *c = '/';
+    const char *dirs[] = {p->dir, p->env.lua_dir};
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        if (!dirs[i])
+            continue;
+        snprintf(path, sizeof path, "%s/%s.lua", dirs[i], rel);
+        if (stat(path, &st) != 0)
+            continue;
+        if (luaL_loadfilex(L, path, "t") != 0)
+            return lua_error(L);
+        lua_pushstring(L, name);
+        lua_call(L, 1, 1);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushboolean(L, 1);
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+        return 1;
+    }
+    return luaL_error(L, "require: module '%s' not found in %s or %s", name, p->dir,
+                      p->env.lua_dir ? p->env.lua_dir : "(no lua dir)");
+}
+
+static void register_api(lua_State *L)
+{
+    static const luaL_Reg wzp_fns[] = {
+        {"log", api_log},
+        {"now_ms", api_now_ms},
+        {NULL, NULL},
+    };
+    static const luaL_Reg shared_fns[] = {
+        {"get", api_shared_get},       {"set", api_shared_set}, {"incr", api_shared_incr},
+        {"delete", api_shared_delete}, {"ttl", api_shared_ttl}, {NULL, NULL},
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, wzp_fns);
+    lua_newtable(L);
+    luaL_register(L, NULL, shared_fns);
+    lua_setfield(L, -2, "shared");
+    lua_setglobal(L, "wzp");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "wzp.loaded");
+}
+
+/* ---------------------------------------------------------------- sandbox */
+
+static void sandbox(lua_State *L, bool unsafe)
+{
+    luaL_openlibs(L);
+    if (unsafe)
+        return;
+    static const char *const remove_globals[] = {"io",      "debug",    "ffi",      "package",
+                                                 "dofile",  "loadfile", "load",     "loadstring",
+                                                 "require", "module",   "newproxy", "gcinfo"};
+    for (size_t i = 0; i < WZP_ARRAY_LEN(remove_globals); i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, remove_globals[i]);
+    }
+    /* os: keep only the clock and time functions */
+    lua_getglobal(L, "os");
+    lua_newtable(L);
+    static const char *const keep_os[] = {"time", "clock", "date", "difftime"};
+    for (size_t i = 0; i < WZP_ARRAY_LEN(keep_os); i++) {
+        lua_getfield(L, -2, keep_os[i]);
+        lua_setfield(L, -2, keep_os[i]);
+    }
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+    /* ffi and jit must not be reachable through package.loaded either */
+    lua_pushcfunction(L, api_require);
+    lua_setglobal(L, "require");
+}
+
+/* ---------------------------------------------------------------- load */
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    snprintf(err, errlen, fmt, a, b);
+}
+
+static bool check_hooks(struct wzp_policy *p, char *err, size_t errlen)
+{
+    lua_State *L = p->L;
+    for (int i = 0; i < H_COUNT; i++) {
+        p->hooks[i] = LUA_NOREF;
+        lua_getglobal(L, hook_names[i]);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (!lua_isfunction(L, -1)) {
+            set_err(err, errlen, "%s: %s must be a function", p->path, hook_names[i]);
+            lua_pop(L, 1);
+            return false;
+        }
+        p->hooks[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return true;
+}
+
+static bool run_self_check(struct wzp_policy *p, char *err, size_t errlen)
+{
+    lua_State *L = p->L;
+    lua_getglobal(L, "self_check");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return true;
+    }
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        set_err(err, errlen, "%s: self_check must be a function%s", p->path, "");
+        return false;
+    }
+    if (!policy_pcall(p, "self_check", 0, 2)) {
+        set_err(err, errlen, "%s: self_check raised an error (see the log)%s", p->path, "");
+        return false;
+    }
+    bool ok = !(lua_isboolean(L, -2) && !lua_toboolean(L, -2));
+    if (!ok)
+        snprintf(err, errlen, "%s: self_check failed: %s", p->path,
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "returned false");
+    lua_pop(L, 2);
+    return ok;
+}
+
+int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_policy_limits *lim,
+                    const struct wzp_policy_env *env, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct wzp_policy *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
+    p->lim = *lim;
+    p->env = *env;
+    p->deadline_ns = UINT64_MAX;
+    snprintf(p->path, sizeof p->path, "%s", path);
+    snprintf(p->dir, sizeof p->dir, "%s", path);
+    char *slash = strrchr(p->dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(p->dir, sizeof p->dir, ".");
+    p->L = lua_newstate(policy_alloc, p);
+    if (!p->L) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        free(p);
+        return WZP_ENOMEM;
+    }
+    lua_State *L = p->L;
+    sandbox(L, lim->unsafe);
+    register_api(L);
+    if (!lim->jit)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT_INSNS);
+    if (luaL_loadfilex(L, path, "t") != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        wzp_policy_free(p);
+        return WZP_EINVAL;
+    }
+    if (!policy_pcall(p, path, 0, 0)) {
+        snprintf(err, errlen, "%s: error while loading (see the log above)", path);
+        wzp_policy_free(p);
+        return WZP_EINVAL;
+    }
+    if (!check_hooks(p, err, errlen) || !run_self_check(p, err, errlen)) {
+        wzp_policy_free(p);
+        return WZP_EINVAL;
+    }
+    *out = p;
+    return WZP_OK;
+}
+
+void wzp_policy_free(struct wzp_policy *p)
+{
+    if (!p)
+        return;
+    if (p->L)
+        lua_close(p->L);
+    free(p);
+}
+
+const char *wzp_policy_path(const struct wzp_policy *p)
+{
+    return p->path;
+}
+
+const struct wzp_policy_stats *wzp_policy_stats(const struct wzp_policy *p)
+{
+    return &p->stats;
+}
+
+bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name)
+{
+    for (int i = 0; i < H_COUNT; i++)
+        if (strcmp(hook_names[i], name) == 0)
+            return p->hooks[i] != LUA_NOREF;
+    return false;
+}
+
+void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen)
+{
+    size_t off = (size_t)snprintf(out, outlen, "%s: hooks", p->path);
+    bool any = false;
+    for (int i = 0; i < H_COUNT && off < outlen; i++) {
+        if (p->hooks[i] == LUA_NOREF)
+            continue;
+        off += (size_t)snprintf(out + off, outlen - off, " %s", hook_names[i]);
+        any = true;
+    }
+    if (!any && off < outlen)
+        snprintf(out + off, outlen - off, " (none: upstream behaviour)");
+}
+
+/* ---------------------------------------------------------------- hooks */
+
+static void set_field_str(lua_State *L, const char *k, const char *v)
+{
+    if (!v)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_field_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static bool push_hook(struct wzp_policy *p, int hook)
+{
+    if (!p || p->hooks[hook] == LUA_NOREF)
+        return false;
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->hooks[hook]);
+    return true;
+}
+
+static void decision_default(struct wzp_decision *d)
+{
+    memset(d, 0, sizeof *d);
+    d->allow = true;
+    d->role = WZP_ROLE_SPEAKER;
+    d->max_tier = -1;
+}
+
+static void deny(struct wzp_decision *d, const char *reason)
+{
+    d->allow = false;
+    snprintf(d->reason, sizeof d->reason, "%s", reason);
+}
+
+static bool parse_role(const char *s, enum wzp_role *out)
+{
+    static const char *const names[] = {"speaker", "listener", "muted"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum wzp_role)i;
+            return true;
+        }
+    return false;
+}
+
+/* Read a decision table at the top of the stack. false (with d->reason) if malformed. */
+static bool parse_decision_table(lua_State *L, struct wzp_decision *d)
+{
+    lua_getfield(L, -1, "allow");
+    if (!lua_isnil(L, -1))
+        d->allow = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "reason");
+    if (lua_isstring(L, -1))
+        snprintf(d->reason, sizeof d->reason, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "role");
+    bool ok = true;
+    if (!lua_isnil(L, -1) && !(lua_isstring(L, -1) && parse_role(lua_tostring(L, -1), &d->role))) {
+        deny(d, "policy returned an unknown role (speaker, listener, muted)");
+        ok = false;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "max_tier");
+    if (ok && !lua_isnil(L, -1)) {
+        int t = lua_isstring(L, -1) ? wzp_tier_from_name(lua_tostring(L, -1)) : -1;
+        if (t < 0) {
+            deny(d, "policy returned an unknown max_tier");
+            ok = false;
+        }
+        d->max_tier = t;
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+/*
+ * Turn the two results of an admission hook into a decision: nil or true = allow,
+ * false [, reason] = deny, a table = allow/reason/role/max_tier fields.
+ */
+static void parse_admission(lua_State *L, struct wzp_decision *d)
+{
+    int t = lua_type(L, -2);
+    if (t == LUA_TNIL || (t == LUA_TBOOLEAN && lua_toboolean(L, -2))) {
+        /* allowed */
+    } else if (t == LUA_TBOOLEAN) {
+        deny(d, lua_isstring(L, -1) ? lua_tostring(L, -1) : "denied by policy");
+    } else if (t == LUA_TTABLE) {
+        lua_pushvalue(L, -2);
+        parse_decision_table(L, d);
+        lua_pop(L, 1);
+        if (!d->allow && !d->reason[0])
+            snprintf(d->reason, sizeof d->reason, "denied by policy");
+    } else {
+        deny(d, "policy returned neither a boolean nor a table");
+    }
+    lua_pop(L, 2);
+}
+
+static void call_admission(struct wzp_policy *p, const char *what, struct wzp_decision *d)
+{
+    if (policy_pcall(p, what, 1, 2))
+        parse_admission(p->L, d);
+    else
+        deny(d, "policy error"); /* admission fails closed */
+}
+
+void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *c,
+                           struct wzp_decision *d)
+{
+    decision_default(d);
+    if (!push_hook(p, H_CONNECT))
+        return;
+    lua_createtable(p->L, 0, 2);
+    set_field_str(p->L, "addr", c->addr);
+    set_field_str(p->L, "sni", c->sni);
+    call_admission(p, "on_connect", d);
+}
+
+static void push_join_info(lua_State *L, const struct wzp_join_info *j, const char *action)
+{
+    lua_createtable(L, 0, 6);
+    set_field_str(L, "action", action);
+    set_field_str(L, "room", j->room);
+    set_field_str(L, "fingerprint", j->fingerprint);
+    set_field_str(L, "alias", j->alias);
+    set_field_str(L, "addr", j->addr);
+    set_field_num(L, "room_size", j->room_size);
+}
+
+/* on_action for "join" and "send_media"; a refused send_media makes a listener. */
+static void apply_actions(struct wzp_policy *p, const struct wzp_join_info *j,
+                          struct wzp_decision *d)
+{
+    static const char *const actions[] = {"join", "send_media"};
+    for (int i = 0; i < 2 && d->allow; i++) {
+        if (!push_hook(p, H_ACTION))
+            return;
+        push_join_info(p->L, j, actions[i]);
+        struct wzp_decision a;
+        decision_default(&a);
+        call_admission(p, "on_action", &a);
+        if (a.allow)
+            continue;
+        if (i == 0)
+            *d = a;
+        else if (d->role == WZP_ROLE_SPEAKER)
+            d->role = WZP_ROLE_LISTENER;
+    }
+}
+
+void wzp_policy_on_join(struct wzp_policy *p, const struct wzp_join_info *j, struct wzp_decision *d)
+{
+    decision_default(d);
+    if (push_hook(p, H_JOIN)) {
+        push_join_info(p->L, j, "join");
+        call_admission(p, "on_join", d);
+    }
+    if (d->allow)
+        apply_actions(p, j, d);
+}
+
+void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l)
+{
+    if (!push_hook(p, H_LEAVE))
+        return;
+    lua_createtable(p->L, 0, 4);
+    set_field_str(p->L, "room", l->room);
+    set_field_str(p->L, "fingerprint", l->fingerprint);
+    set_field_str(p->L, "addr", l->addr);
+    set_field_str(p->L, "reason", l->reason);
+    policy_pcall(p, "on_leave", 1, 0);
+}
+
+enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q)
+{
+    if (!push_hook(p, H_QUALITY))
+        return q->computed;
+    lua_State *L = p->L;
+    lua_createtable(L, 0, 7);
+    set_field_str(L, "room", q->room);
+    set_field_str(L, "fingerprint", q->fingerprint);
+    set_field_num(L, "loss_pct", wzp_report_loss_percent(q->report));
+    set_field_num(L, "rtt_ms", wzp_report_rtt_ms(q->report));
+    set_field_num(L, "jitter_ms", q->report->jitter_ms);
+    set_field_str(L, "tier", wzp_tier_name(q->computed));
+    if (!policy_pcall(p, "on_quality", 1, 1))
+        return q->computed; /* quality fails open */
+    enum wzp_tier t = q->computed;
+    if (lua_isstring(L, -1)) {
+        int parsed = wzp_tier_from_name(lua_tostring(L, -1));
+        if (parsed >= 0)
+            t = (enum wzp_tier)parsed;
+        else
+            LOG_WARN(MOD, "on_quality returned unknown tier '%s'; keeping %s", lua_tostring(L, -1),
+                     wzp_tier_name(q->computed));
+    }
+    lua_pop(L, 1);
+    return t;
+}

@@ -1,0 +1,124 @@
+/*
+ * policy.h - operator policy in LuaJIT.
+ *
+ * One struct wzp_policy is one Lua state running one policy file. Each worker owns its
+ * own (no global Lua lock); a state is only ever used by one thread at a time. Hooks run
+ * at events (connect, join, leave, quality change, timers), never per packet: their
+ * decisions land in participant flags that the C fan-out reads.
+ *
+ * Safety: every call is a lua_pcall with a traceback. Policy code runs with the JIT off
+ * so an instruction-count hook can enforce a per-call time budget (LuaJIT never runs
+ * count hooks inside compiled traces), and under a memory cap enforced by the state's
+ * allocator. By default the sandbox has no io, os (but os.time/os.clock/os.date), ffi,
+ * debug, package.loadlib, load/loadstring/dofile/loadfile; `require` loads only Lua
+ * files from the policy's directory and the relay's lua/ directory.
+ *
+ * Failure modes: admission hooks (on_connect, on_join, on_action) fail closed with a
+ * reason; on_quality fails open (the computed tier stands); on_leave and timers only
+ * log. Every error is logged with the traceback and counted.
+ */
+#ifndef WZP_POLICY_H
+#define WZP_POLICY_H
+
+#include "quality.h"
+#include "shdict.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WZP_POLICY_DEFAULT_BUDGET_MS 20
+#define WZP_POLICY_DEFAULT_MEMORY_MB 64
+#define WZP_POLICY_REASON_MAX        128
+#define WZP_POLICY_MAX_METRICS       64
+
+struct wzp_policy_limits {
+    unsigned budget_ms;  /* per hook call */
+    size_t memory_bytes; /* per Lua state */
+    bool unsafe;         /* opt in to io, os, ffi, debug, package.loadlib */
+    bool jit;            /* opt in to the JIT (budgets then miss compiled loops) */
+};
+
+/* Process-wide things every policy state shares. */
+struct wzp_policy_env {
+    struct wzp_shdict *shared; /* wzp.shared */
+    const char *lua_dir;       /* the relay's lua/ helpers, for require */
+    void *relay;               /* struct wzp_relay *, for the room API (may be NULL) */
+};
+
+/* Counters of one state (read by the stats log; written by its thread only). */
+struct wzp_policy_stats {
+    uint64_t calls, errors, budget_exceeded, memory_errors;
+    uint64_t latency_ns_total;
+};
+
+struct wzp_policy;
+
+/*
+ * Create a state, load path (file:line on syntax errors), check that the hooks it
+ * defines are functions and run its self_check() if it defines one. On error returns
+ * WZP_EINVAL with a message in err and creates nothing.
+ */
+int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_policy_limits *lim,
+                    const struct wzp_policy_env *env, char *err, size_t errlen);
+void wzp_policy_free(struct wzp_policy *p);
+const char *wzp_policy_path(const struct wzp_policy *p);
+const struct wzp_policy_stats *wzp_policy_stats(const struct wzp_policy *p);
+
+/* on_connect: before the TLS handshake does any key exchange. */
+struct wzp_connect_info {
+    const char *addr; /* "ip:port" */
+    const char *sni;  /* lower-cased; NULL if none */
+};
+
+/* Role a join decision gives a participant. */
+enum wzp_role {
+    WZP_ROLE_SPEAKER = 0, /* sends and receives (default) */
+    WZP_ROLE_LISTENER,    /* receives; its media is not forwarded */
+    WZP_ROLE_MUTED,       /* as listener, set by a moderator */
+};
+
+struct wzp_join_info {
+    const char *room;
+    const char *fingerprint;
+    const char *alias; /* NULL if none */
+    const char *addr;
+    unsigned room_size; /* participants already in the room */
+};
+
+struct wzp_decision {
+    bool allow;
+    char reason[WZP_POLICY_REASON_MAX];
+    enum wzp_role role;
+    int max_tier; /* -1: no cap, else enum wzp_tier */
+};
+
+struct wzp_leave_info {
+    const char *room;
+    const char *fingerprint;
+    const char *addr;
+    const char *reason; /* "closed", "timed_out", "kicked", "shutdown", "refused" */
+};
+
+struct wzp_quality_info {
+    const char *room;
+    const char *fingerprint;
+    const struct wzp_quality_report *report;
+    enum wzp_tier computed; /* what the controller decided */
+};
+
+/* Each hook returns the decision; if the policy does not define it, upstream's behaviour. */
+void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *c,
+                           struct wzp_decision *d);
+void wzp_policy_on_join(struct wzp_policy *p, const struct wzp_join_info *j,
+                        struct wzp_decision *d);
+void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l);
+/* Returns the tier to use (the computed one unless the policy overrides it). */
+enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q);
+
+bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
+
+/* Log a one-line summary of what the policy defines (hooks, timers). */
+void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,8 @@
+-- default.lua - the relay's default policy: upstream WarzonePhone behaviour.
+--
+-- Every hook is optional, and a hook the policy does not define means "do what the
+-- upstream relay does": admit every connection and every join that passes the
+-- CallOffer signature check, give everyone the speaker role, keep the quality tier the
+-- controller computes (weakest link across the room). This file therefore defines no
+-- hooks; it exists so that operators start from a file that loads, and as the place to
+-- begin a policy of their own. See doc/POLICY.md for every hook and API function.
