@@ -31,7 +31,8 @@ struct wzp_policy {
     size_t mem_used;
     bool mem_refused; /* the allocator refused a request during the current call */
     uint64_t deadline_ns;
-    int hooks[H_COUNT]; /* registry refs, LUA_NOREF when absent */
+    char last_error[512]; /* first line of the last error, for load-time messages */
+    int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
     struct wzp_policy_stats stats;
 };
 
@@ -106,6 +107,8 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     p->stats.errors++;
     if (rv == LUA_ERRMEM || p->mem_refused)
         p->stats.memory_errors++;
+    const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
+    snprintf(p->last_error, sizeof p->last_error, "%.*s", (int)strcspn(msg, "\n"), msg);
     LOG_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
              rv == LUA_ERRMEM || p->mem_refused ? " (memory cap reached)" : "");
     lua_pop(L, 1);
@@ -386,7 +389,7 @@ static bool run_self_check(struct wzp_policy *p, char *err, size_t errlen)
         return false;
     }
     if (!policy_pcall(p, "self_check", 0, 2)) {
-        set_err(err, errlen, "%s: self_check raised an error (see the log)%s", p->path, "");
+        set_err(err, errlen, "%s: self_check raised an error: %s", p->path, p->last_error);
         return false;
     }
     bool ok = !(lua_isboolean(L, -2) && !lua_toboolean(L, -2));
@@ -434,7 +437,7 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
         return WZP_EINVAL;
     }
     if (!policy_pcall(p, path, 0, 0)) {
-        snprintf(err, errlen, "%s: error while loading (see the log above)", path);
+        snprintf(err, errlen, "%s: error while loading: %s", path, p->last_error);
         wzp_policy_free(p);
         return WZP_EINVAL;
     }

@@ -474,6 +474,31 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 
 /* ---------------------------------------------------------------- setup */
 
+/*
+ * SO_REUSEPORT lets every worker bind the same port, but it would also let a second relay
+ * (same user) join the group and silently take half the clients. A socket bound without
+ * SO_REUSEPORT fails if anyone holds the port, so worker 0 binds one first, briefly.
+ */
+static int check_port_free(const struct wzp_config *cfg, char *err, size_t errlen)
+{
+    int fd = socket(cfg->listen_addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return WZP_EIO;
+    }
+    int rv = bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addrlen);
+    int e = errno;
+    close(fd);
+    if (rv != 0) {
+        snprintf(err, errlen,
+                 "cannot bind UDP %s: %s (is another relay running on this port? "
+                 "use --listen to pick another)",
+                 cfg->listen, strerror(e));
+        return WZP_EIO;
+    }
+    return WZP_OK;
+}
+
 static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
 {
     const struct wzp_config *cfg = &w->relay->cfg;
@@ -534,7 +559,9 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
             return WZP_ENOMEM;
         }
     wzp_ctlq_init(&w->ctl, WZP_CTLQ_LIMIT);
-    int rv = open_socket(w, err, errlen);
+    int rv = idx == 0 ? check_port_free(&r->cfg, err, errlen) : WZP_OK;
+    if (rv == WZP_OK)
+        rv = open_socket(w, err, errlen);
     if (rv)
         return rv;
     ev_io_init(&w->rx, rx_cb, w->fd, EV_READ);

@@ -17,7 +17,7 @@ libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjans
 libcriterion-dev gnutls-bin"
 # quinn (Rust) from Debian's crate packages, for the interop test against the stack real
 # clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
-INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev"
+INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev librust-serde-json-dev"
 
 install_packages() {
     missing=""

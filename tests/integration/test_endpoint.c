@@ -180,3 +180,15 @@ Test(endpoint, bad_flags_are_usage_errors)
     cr_assert_eq(rc, 2);
     cr_assert(relay_log_count(&relay, "--threads expects a number") > 0);
 }
+
+Test(endpoint, second_relay_on_the_same_port_refuses_to_start)
+{
+    relay_start(&relay, NULL);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", relay.port);
+    const char *const args[] = {"--listen", listen, NULL};
+    struct relay_proc second;
+    int rc = relay_run_to_exit(&second, NULL, args, 5000);
+    cr_assert_eq(rc, 1, "SO_REUSEPORT must not let a second relay share the port");
+    cr_assert(relay_log_count(&second, "Address already in use") > 0);
+}

@@ -1,0 +1,394 @@
+/* test_policy.c - the LuaJIT policy engine: loading, decisions, failure modes, budgets,
+ * memory cap, sandbox, require, and the shared dictionary across threads. */
+#include "policy.h"
+
+#include "common.h"
+#include "shdict.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+static struct wzp_shdict shared;
+static struct wzp_policy_env env;
+static struct wzp_policy_limits limits;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/wzp-policy-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    wzp_shdict_init(&shared, 1000, 1 << 20);
+    env = (struct wzp_policy_env){.shared = &shared, .lua_dir = NULL};
+    limits = (struct wzp_policy_limits){.budget_ms = 50, .memory_bytes = 16u << 20};
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    wzp_shdict_destroy(&shared);
+}
+
+TestSuite(policy, .init = setup, .fini = teardown, .timeout = 30);
+
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static struct wzp_policy *load(const char *text)
+{
+    struct wzp_policy *p;
+    char err[512];
+    int rv = wzp_policy_load(&p, write_file("p.lua", text), &limits, &env, err, sizeof err);
+    cr_assert_eq(rv, WZP_OK, "load failed: %s", err);
+    return p;
+}
+
+static void load_fails(const char *text, const char *expect)
+{
+    struct wzp_policy *p;
+    char err[512] = "";
+    int rv = wzp_policy_load(&p, write_file("p.lua", text), &limits, &env, err, sizeof err);
+    cr_assert_eq(rv, WZP_EINVAL);
+    cr_assert_null(p);
+    cr_assert(strstr(err, expect), "error \"%s\" should mention \"%s\"", err, expect);
+}
+
+static const struct wzp_join_info join_info = {
+    .room = "lobby", .fingerprint = "aaaa:bbbb", .alias = "alice", .addr = "1.2.3.4:5",
+    .room_size = 3};
+
+static struct wzp_decision join(struct wzp_policy *p)
+{
+    struct wzp_decision d;
+    wzp_policy_on_join(p, &join_info, &d);
+    return d;
+}
+
+Test(policy, empty_policy_allows_everything)
+{
+    struct wzp_policy *p = load("-- nothing\n");
+    uint64_t calls = wzp_policy_stats(p)->calls; /* loading the file ran the chunk */
+    struct wzp_decision d = join(p);
+    cr_assert(d.allow);
+    cr_assert_eq(d.role, WZP_ROLE_SPEAKER);
+    cr_assert_eq(d.max_tier, -1);
+    cr_assert_eq(wzp_policy_stats(p)->calls, calls, "no hook, no call");
+    wzp_policy_free(p);
+}
+
+Test(policy, syntax_error_reports_file_and_line)
+{
+    load_fails("local x = 1\nfunction on_join(j)\n  return (\nend\n", "p.lua:4:");
+}
+
+Test(policy, runtime_error_while_loading)
+{
+    load_fails("local t = nil\nlocal y = t.x\n", "p.lua:2: attempt to index local 't'");
+}
+
+Test(policy, hook_must_be_a_function)
+{
+    load_fails("on_join = 42\n", "on_join must be a function");
+}
+
+Test(policy, self_check_can_refuse)
+{
+    load_fails("function self_check() return false, 'rooms table empty' end\n",
+               "self_check failed: rooms table empty");
+    struct wzp_policy *p = load("function self_check() return true end\n");
+    wzp_policy_free(p);
+}
+
+Test(policy, join_arguments_reach_lua)
+{
+    struct wzp_policy *p = load(
+        "function on_join(j)\n"
+        "  if j.room == 'lobby' and j.fingerprint == 'aaaa:bbbb' and j.alias == 'alice'\n"
+        "     and j.addr == '1.2.3.4:5' and j.room_size == 3 and j.action == 'join' then\n"
+        "    return true end\n"
+        "  return false, 'bad args'\n"
+        "end\n");
+    cr_assert(join(p).allow);
+    wzp_policy_free(p);
+}
+
+Test(policy, deny_with_reason)
+{
+    struct wzp_policy *p = load("function on_join(j) return false, 'room is closed' end\n");
+    struct wzp_decision d = join(p);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "room is closed");
+    wzp_policy_free(p);
+    p = load("function on_join(j) return false end\n");
+    cr_assert_str_eq(join(p).reason, "denied by policy");
+    wzp_policy_free(p);
+}
+
+Test(policy, table_decision_role_and_tier_cap)
+{
+    struct wzp_policy *p =
+        load("function on_join(j) return { role = 'listener', max_tier = 'Degraded' } end\n");
+    struct wzp_decision d = join(p);
+    cr_assert(d.allow);
+    cr_assert_eq(d.role, WZP_ROLE_LISTENER);
+    cr_assert_eq(d.max_tier, WZP_TIER_DEGRADED);
+    wzp_policy_free(p);
+    p = load("function on_join(j) return { allow = false, reason = 'full' } end\n");
+    d = join(p);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "full");
+    wzp_policy_free(p);
+}
+
+Test(policy, malformed_decisions_fail_closed)
+{
+    struct wzp_policy *p = load("function on_join(j) return { role = 'boss' } end\n");
+    struct wzp_decision d = join(p);
+    cr_assert_not(d.allow);
+    cr_assert(strstr(d.reason, "unknown role"));
+    wzp_policy_free(p);
+    p = load("function on_join(j) return 42 end\n");
+    cr_assert_not(join(p).allow);
+    wzp_policy_free(p);
+    p = load("function on_join(j) return { max_tier = 'Ultra' } end\n");
+    cr_assert_not(join(p).allow);
+    wzp_policy_free(p);
+}
+
+Test(policy, script_error_fails_closed_and_is_counted)
+{
+    struct wzp_policy *p = load("function on_join(j) error('boom') end\n");
+    uint64_t calls = wzp_policy_stats(p)->calls;
+    struct wzp_decision d = join(p);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "policy error");
+    cr_assert_eq(wzp_policy_stats(p)->errors, 1);
+    cr_assert_eq(wzp_policy_stats(p)->calls, calls + 1);
+    wzp_policy_free(p);
+}
+
+Test(policy, on_action_refusing_send_media_makes_a_listener)
+{
+    struct wzp_policy *p = load("function on_action(a)\n"
+                                "  if a.action == 'send_media' then return false end\n"
+                                "  return true\n"
+                                "end\n");
+    struct wzp_decision d = join(p);
+    cr_assert(d.allow);
+    cr_assert_eq(d.role, WZP_ROLE_LISTENER);
+    wzp_policy_free(p);
+    p = load("function on_action(a) return a.action ~= 'join', 'no joins today' end\n");
+    d = join(p);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "no joins today");
+    wzp_policy_free(p);
+}
+
+Test(policy, on_connect)
+{
+    struct wzp_policy *p = load("function on_connect(c)\n"
+                                "  if c.addr:match('^10%.') then return false, 'no private' end\n"
+                                "  return c.sni ~= 'forbidden'\n"
+                                "end\n");
+    struct wzp_decision d;
+    wzp_policy_on_connect(p, &(struct wzp_connect_info){"10.0.0.1:4", "room"}, &d);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "no private");
+    wzp_policy_on_connect(p, &(struct wzp_connect_info){"1.2.3.4:4", "forbidden"}, &d);
+    cr_assert_not(d.allow);
+    wzp_policy_on_connect(p, &(struct wzp_connect_info){"1.2.3.4:4", NULL}, &d);
+    cr_assert(d.allow, "no SNI: c.sni is nil, not 'forbidden'");
+    wzp_policy_free(p);
+}
+
+static enum wzp_tier quality(struct wzp_policy *p, enum wzp_tier computed)
+{
+    struct wzp_quality_report r = {51, 25, 3, 200}; /* 20 % loss, 100 ms */
+    struct wzp_quality_info q = {"lobby", "aaaa:bbbb", &r, computed};
+    return wzp_policy_on_quality(p, &q);
+}
+
+Test(policy, on_quality_override_and_fail_open)
+{
+    struct wzp_policy *p = load(
+        "function on_quality(q)\n"
+        "  if q.loss_pct > 19 and q.loss_pct < 21 and q.rtt_ms == 100 and q.tier == 'Catastrophic'\n"
+        "  then return 'Degraded' end\n"
+        "end\n");
+    cr_assert_eq(quality(p, WZP_TIER_CATASTROPHIC), WZP_TIER_DEGRADED);
+    cr_assert_eq(quality(p, WZP_TIER_GOOD), WZP_TIER_GOOD, "nil keeps the computed tier");
+    wzp_policy_free(p);
+    p = load("function on_quality(q) error('oops') end\n");
+    cr_assert_eq(quality(p, WZP_TIER_DEGRADED), WZP_TIER_DEGRADED, "errors fail open");
+    wzp_policy_free(p);
+    p = load("function on_quality(q) return 'Fantastic' end\n");
+    cr_assert_eq(quality(p, WZP_TIER_GOOD), WZP_TIER_GOOD, "unknown tier ignored");
+    wzp_policy_free(p);
+}
+
+Test(policy, time_budget_stops_a_runaway_hook)
+{
+    limits.budget_ms = 30;
+    struct wzp_policy *p = load("function on_join(j) while true do end end\n");
+    uint64_t t0 = wzp_now_ns();
+    struct wzp_decision d = join(p);
+    uint64_t ms = (wzp_now_ns() - t0) / 1000000;
+    cr_assert_not(d.allow, "a runaway admission hook fails closed");
+    cr_assert_geq(ms, 30);
+    cr_assert_lt(ms, 1000, "stopped near the budget, took %llu ms", (unsigned long long)ms);
+    cr_assert_eq(wzp_policy_stats(p)->budget_exceeded, 1);
+    wzp_policy_free(p);
+}
+
+Test(policy, time_budget_holds_for_loops_that_would_be_jit_compiled)
+{
+    /* A hot numeric loop is exactly what LuaJIT compiles (and then skips count hooks). */
+    limits.budget_ms = 30;
+    struct wzp_policy *p = load("function on_join(j)\n"
+                                "  local x = 0\n"
+                                "  for i = 1, 1e12 do x = x + i % 7 end\n"
+                                "  return true\n"
+                                "end\n");
+    uint64_t t0 = wzp_now_ns();
+    cr_assert_not(join(p).allow);
+    cr_assert_lt((wzp_now_ns() - t0) / 1000000, 1000);
+    wzp_policy_free(p);
+}
+
+Test(policy, state_survives_a_budget_error)
+{
+    limits.budget_ms = 20;
+    struct wzp_policy *p = load("n = 0\n"
+                                "function on_join(j)\n"
+                                "  n = n + 1\n"
+                                "  if n == 1 then while true do end end\n"
+                                "  return true\n"
+                                "end\n");
+    cr_assert_not(join(p).allow);
+    cr_assert(join(p).allow, "the next call runs normally");
+    wzp_policy_free(p);
+}
+
+Test(policy, memory_cap_holds_and_state_recovers)
+{
+    limits.memory_bytes = 8u << 20;
+    struct wzp_policy *p = load("function on_join(j)\n"
+                                "  local t = {}\n"
+                                "  for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end\n"
+                                "end\n"
+                                "function on_leave(l) ok = true end\n");
+    cr_assert_not(join(p).allow);
+    cr_assert_eq(wzp_policy_stats(p)->memory_errors, 1);
+    struct wzp_leave_info l = {"lobby", "aaaa:bbbb", "1.2.3.4:5", "closed"};
+    wzp_policy_on_leave(p, &l);
+    cr_assert_eq(wzp_policy_stats(p)->errors, 1, "after the cap, calls work again");
+    wzp_policy_free(p);
+}
+
+Test(policy, sandbox_hides_dangerous_libraries)
+{
+    struct wzp_policy *p = load(
+        "function self_check()\n"
+        "  for _, name in ipairs({'io', 'ffi', 'debug', 'package', 'dofile', 'loadfile',\n"
+        "                         'load', 'loadstring', 'module'}) do\n"
+        "    if _G[name] ~= nil then return false, name .. ' is visible' end\n"
+        "  end\n"
+        "  if os.execute or os.exit or os.getenv or os.remove then return false, 'os' end\n"
+        "  if type(os.time()) ~= 'number' then return false, 'os.time' end\n"
+        "  if jit and jit.status() then return false, 'jit is on' end\n"
+        "  return true\n"
+        "end\n");
+    wzp_policy_free(p);
+}
+
+Test(policy, unsafe_opt_in)
+{
+    limits.unsafe = true;
+    struct wzp_policy *p = load("function self_check() return io ~= nil and os.getenv ~= nil end\n");
+    wzp_policy_free(p);
+}
+
+Test(policy, require_loads_lua_files_beside_the_policy_only)
+{
+    write_file("helpers.lua", "return { answer = function() return 42 end }\n");
+    struct wzp_policy *p = load("local h = require('helpers')\n"
+                                "function self_check() return h.answer() == 42 end\n");
+    wzp_policy_free(p);
+    load_fails("require('../etc/passwd')\n", "invalid module name");
+    load_fails("require('nothere')\n", "not found");
+}
+
+Test(policy, log_and_clock)
+{
+    struct wzp_policy *p = load("function self_check()\n"
+                                "  wzp.log('debug', 'hello', 1, true)\n"
+                                "  return wzp.now_ms() > 0\n"
+                                "end\n");
+    wzp_policy_free(p);
+    load_fails("wzp.log('loud', 'x')\n", "error while loading");
+}
+
+Test(policy, shared_dictionary_from_lua)
+{
+    struct wzp_policy *p = load(
+        "function self_check()\n"
+        "  wzp.shared.set('s', 'v')\n"
+        "  wzp.shared.set('b', true)\n"
+        "  assert(wzp.shared.get('s') == 'v' and wzp.shared.get('b') == true)\n"
+        "  assert(wzp.shared.incr('n', 2) == 2 and wzp.shared.incr('n', 3) == 5)\n"
+        "  assert(wzp.shared.incr('fresh', 1, 10) == 11)\n"
+        "  wzp.shared.set('t', 1, 60)\n"
+        "  local ttl = wzp.shared.ttl('t')\n"
+        "  assert(ttl > 59 and ttl <= 60)\n"
+        "  assert(wzp.shared.ttl('s') == -1 and wzp.shared.ttl('none') == nil)\n"
+        "  assert(wzp.shared.delete('s') and wzp.shared.get('s') == nil)\n"
+        "  assert(not pcall(wzp.shared.incr, 'b', 1))\n"
+        "  return true\n"
+        "end\n");
+    wzp_policy_free(p);
+    struct wzp_shval v;
+    cr_assert_eq(wzp_shdict_get(&shared, "n", &v, 0), WZP_OK, "visible from C");
+    cr_assert_eq(v.number, 5);
+}
+
+struct thread_arg {
+    struct wzp_policy *p;
+};
+
+static void *join_many(void *arg)
+{
+    struct wzp_policy *p = arg;
+    for (int i = 0; i < 5000; i++) {
+        struct wzp_decision d;
+        wzp_policy_on_join(p, &join_info, &d);
+    }
+    return NULL;
+}
+
+Test(policy, shared_dictionary_across_worker_states)
+{
+    const char *text = "function on_join(j) wzp.shared.incr('joins', 1) end\n";
+    struct wzp_policy *a = load(text), *b = load(text);
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, join_many, a);
+    pthread_create(&tb, NULL, join_many, b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    struct wzp_shval v;
+    cr_assert_eq(wzp_shdict_get(&shared, "joins", &v, 0), WZP_OK);
+    cr_assert_eq(v.number, 10000, "two states in two threads, one dictionary");
+    wzp_policy_free(a);
+    wzp_policy_free(b);
+}
