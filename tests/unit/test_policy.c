@@ -65,9 +65,11 @@ static void load_fails(const char *text, const char *expect)
     cr_assert(strstr(err, expect), "error \"%s\" should mention \"%s\"", err, expect);
 }
 
-static const struct wzp_join_info join_info = {
-    .room = "lobby", .fingerprint = "aaaa:bbbb", .alias = "alice", .addr = "1.2.3.4:5",
-    .room_size = 3};
+static const struct wzp_join_info join_info = {.room = "lobby",
+                                               .fingerprint = "aaaa:bbbb",
+                                               .alias = "alice",
+                                               .addr = "1.2.3.4:5",
+                                               .room_size = 3};
 
 static struct wzp_decision join(struct wzp_policy *p)
 {
@@ -113,13 +115,13 @@ Test(policy, self_check_can_refuse)
 
 Test(policy, join_arguments_reach_lua)
 {
-    struct wzp_policy *p = load(
-        "function on_join(j)\n"
-        "  if j.room == 'lobby' and j.fingerprint == 'aaaa:bbbb' and j.alias == 'alice'\n"
-        "     and j.addr == '1.2.3.4:5' and j.room_size == 3 and j.action == 'join' then\n"
-        "    return true end\n"
-        "  return false, 'bad args'\n"
-        "end\n");
+    struct wzp_policy *p =
+        load("function on_join(j)\n"
+             "  if j.room == 'lobby' and j.fingerprint == 'aaaa:bbbb' and j.alias == 'alice'\n"
+             "     and j.addr == '1.2.3.4:5' and j.room_size == 3 and j.action == 'join' then\n"
+             "    return true end\n"
+             "  return false, 'bad args'\n"
+             "end\n");
     cr_assert(join(p).allow);
     wzp_policy_free(p);
 }
@@ -222,11 +224,11 @@ static enum wzp_tier quality(struct wzp_policy *p, enum wzp_tier computed)
 
 Test(policy, on_quality_override_and_fail_open)
 {
-    struct wzp_policy *p = load(
-        "function on_quality(q)\n"
-        "  if q.loss_pct > 19 and q.loss_pct < 21 and q.rtt_ms == 100 and q.tier == 'Catastrophic'\n"
-        "  then return 'Degraded' end\n"
-        "end\n");
+    struct wzp_policy *p = load("function on_quality(q)\n"
+                                "  if q.loss_pct > 19 and q.loss_pct < 21 and q.rtt_ms == 100 and "
+                                "q.tier == 'Catastrophic'\n"
+                                "  then return 'Degraded' end\n"
+                                "end\n");
     cr_assert_eq(quality(p, WZP_TIER_CATASTROPHIC), WZP_TIER_DEGRADED);
     cr_assert_eq(quality(p, WZP_TIER_GOOD), WZP_TIER_GOOD, "nil keeps the computed tier");
     wzp_policy_free(p);
@@ -299,24 +301,25 @@ Test(policy, memory_cap_holds_and_state_recovers)
 
 Test(policy, sandbox_hides_dangerous_libraries)
 {
-    struct wzp_policy *p = load(
-        "function self_check()\n"
-        "  for _, name in ipairs({'io', 'ffi', 'debug', 'package', 'dofile', 'loadfile',\n"
-        "                         'load', 'loadstring', 'module'}) do\n"
-        "    if _G[name] ~= nil then return false, name .. ' is visible' end\n"
-        "  end\n"
-        "  if os.execute or os.exit or os.getenv or os.remove then return false, 'os' end\n"
-        "  if type(os.time()) ~= 'number' then return false, 'os.time' end\n"
-        "  if jit and jit.status() then return false, 'jit is on' end\n"
-        "  return true\n"
-        "end\n");
+    struct wzp_policy *p =
+        load("function self_check()\n"
+             "  for _, name in ipairs({'io', 'ffi', 'debug', 'package', 'dofile', 'loadfile',\n"
+             "                         'load', 'loadstring', 'module'}) do\n"
+             "    if _G[name] ~= nil then return false, name .. ' is visible' end\n"
+             "  end\n"
+             "  if os.execute or os.exit or os.getenv or os.remove then return false, 'os' end\n"
+             "  if type(os.time()) ~= 'number' then return false, 'os.time' end\n"
+             "  if jit and jit.status() then return false, 'jit is on' end\n"
+             "  return true\n"
+             "end\n");
     wzp_policy_free(p);
 }
 
 Test(policy, unsafe_opt_in)
 {
     limits.unsafe = true;
-    struct wzp_policy *p = load("function self_check() return io ~= nil and os.getenv ~= nil end\n");
+    struct wzp_policy *p =
+        load("function self_check() return io ~= nil and os.getenv ~= nil end\n");
     wzp_policy_free(p);
 }
 
@@ -342,21 +345,21 @@ Test(policy, log_and_clock)
 
 Test(policy, shared_dictionary_from_lua)
 {
-    struct wzp_policy *p = load(
-        "function self_check()\n"
-        "  wzp.shared.set('s', 'v')\n"
-        "  wzp.shared.set('b', true)\n"
-        "  assert(wzp.shared.get('s') == 'v' and wzp.shared.get('b') == true)\n"
-        "  assert(wzp.shared.incr('n', 2) == 2 and wzp.shared.incr('n', 3) == 5)\n"
-        "  assert(wzp.shared.incr('fresh', 1, 10) == 11)\n"
-        "  wzp.shared.set('t', 1, 60)\n"
-        "  local ttl = wzp.shared.ttl('t')\n"
-        "  assert(ttl > 59 and ttl <= 60)\n"
-        "  assert(wzp.shared.ttl('s') == -1 and wzp.shared.ttl('none') == nil)\n"
-        "  assert(wzp.shared.delete('s') and wzp.shared.get('s') == nil)\n"
-        "  assert(not pcall(wzp.shared.incr, 'b', 1))\n"
-        "  return true\n"
-        "end\n");
+    struct wzp_policy *p =
+        load("function self_check()\n"
+             "  wzp.shared.set('s', 'v')\n"
+             "  wzp.shared.set('b', true)\n"
+             "  assert(wzp.shared.get('s') == 'v' and wzp.shared.get('b') == true)\n"
+             "  assert(wzp.shared.incr('n', 2) == 2 and wzp.shared.incr('n', 3) == 5)\n"
+             "  assert(wzp.shared.incr('fresh', 1, 10) == 11)\n"
+             "  wzp.shared.set('t', 1, 60)\n"
+             "  local ttl = wzp.shared.ttl('t')\n"
+             "  assert(ttl > 59 and ttl <= 60)\n"
+             "  assert(wzp.shared.ttl('s') == -1 and wzp.shared.ttl('none') == nil)\n"
+             "  assert(wzp.shared.delete('s') and wzp.shared.get('s') == nil)\n"
+             "  assert(not pcall(wzp.shared.incr, 'b', 1))\n"
+             "  return true\n"
+             "end\n");
     wzp_policy_free(p);
     struct wzp_shval v;
     cr_assert_eq(wzp_shdict_get(&shared, "n", &v, 0), WZP_OK, "visible from C");
