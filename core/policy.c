@@ -33,6 +33,11 @@ struct wzp_policy {
     uint64_t deadline_ns;
     char last_error[512]; /* first line of the last error, for load-time messages */
     int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
+    struct {
+        uint64_t interval_ms, next_ms;
+        int ref;
+    } timers[WZP_POLICY_MAX_TIMERS];
+    size_t ntimers;
     struct wzp_policy_stats stats;
 };
 
@@ -66,6 +71,14 @@ static struct wzp_policy *policy_of(lua_State *L)
     return ud;
 }
 
+/* The policy's clock: the ops' one when given (synthetic time in policy tests). */
+static uint64_t policy_now_ms(const struct wzp_policy *p)
+{
+    if (p->env.ops && p->env.ops->now_ms)
+        return p->env.ops->now_ms(p->env.ops_ctx);
+    return wzp_now_ns() / 1000000;
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -95,10 +108,11 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     uint64_t t0 = wzp_now_ns();
-    p->deadline_ns = t0 + (uint64_t)p->lim.budget_ms * 1000000ull;
+    uint64_t outer_deadline = p->deadline_ns; /* a hook called from Lua (policy tests) */
+    p->deadline_ns = WZP_MIN(outer_deadline, t0 + (uint64_t)p->lim.budget_ms * 1000000ull);
     p->mem_refused = false;
     int rv = lua_pcall(L, nargs, nresults, base);
-    p->deadline_ns = UINT64_MAX;
+    p->deadline_ns = outer_deadline;
     p->stats.calls++;
     p->stats.latency_ns_total += wzp_now_ns() - t0;
     lua_remove(L, base);
@@ -142,7 +156,7 @@ static int api_log(lua_State *L)
 
 static int api_now_ms(lua_State *L)
 {
-    lua_pushnumber(L, (lua_Number)(wzp_now_ns() / 1000000ull));
+    lua_pushnumber(L, (lua_Number)policy_now_ms(policy_of(L)));
     return 1;
 }
 
@@ -195,7 +209,7 @@ static int api_shared_set(lua_State *L)
     default:
         return luaL_error(L, "wzp.shared.set: values are numbers, strings or booleans");
     }
-    int rv = wzp_shdict_set(shared_of(L), key, &v, ttl_arg(L, 3), wzp_now_ns() / 1000000);
+    int rv = wzp_shdict_set(shared_of(L), key, &v, ttl_arg(L, 3), policy_now_ms(policy_of(L)));
     return rv ? shdict_error(L, rv, key) : 0;
 }
 
@@ -203,7 +217,7 @@ static int api_shared_get(lua_State *L)
 {
     const char *key = luaL_checkstring(L, 1);
     struct wzp_shval v;
-    int rv = wzp_shdict_get(shared_of(L), key, &v, wzp_now_ns() / 1000000);
+    int rv = wzp_shdict_get(shared_of(L), key, &v, policy_now_ms(policy_of(L)));
     if (rv == WZP_ENOTFOUND) {
         lua_pushnil(L);
         return 1;
@@ -228,8 +242,8 @@ static int api_shared_incr(lua_State *L)
     const char *key = luaL_checkstring(L, 1);
     double delta = luaL_checknumber(L, 2), out;
     double init = luaL_optnumber(L, 3, 0);
-    int rv = wzp_shdict_incr(shared_of(L), key, delta, init, ttl_arg(L, 4), wzp_now_ns() / 1000000,
-                             &out);
+    int rv = wzp_shdict_incr(shared_of(L), key, delta, init, ttl_arg(L, 4),
+                             policy_now_ms(policy_of(L)), &out);
     if (rv)
         return shdict_error(L, rv, key);
     lua_pushnumber(L, out);
@@ -246,7 +260,7 @@ static int api_shared_delete(lua_State *L)
 static int api_shared_ttl(lua_State *L)
 {
     int64_t ttl;
-    if (wzp_shdict_ttl(shared_of(L), luaL_checkstring(L, 1), wzp_now_ns() / 1000000, &ttl)) {
+    if (wzp_shdict_ttl(shared_of(L), luaL_checkstring(L, 1), policy_now_ms(policy_of(L)), &ttl)) {
         lua_pushnil(L);
         return 1;
     }
@@ -298,11 +312,168 @@ static int api_require(lua_State *L)
                       p->env.lua_dir ? p->env.lua_dir : "(no lua dir)");
 }
 
+/* ---- room API */
+
+static const char *const role_names[WZP_ROLE_COUNT] = {"speaker", "listener", "muted"};
+
+const char *wzp_role_name(enum wzp_role role)
+{
+    return (unsigned)role < WZP_ROLE_COUNT ? role_names[role] : "?";
+}
+
+static const struct wzp_policy_ops *ops_of(lua_State *L, void **ctx)
+{
+    struct wzp_policy *p = policy_of(L);
+    if (!p->env.ops)
+        luaL_error(L, "the room API is not available here");
+    *ctx = p->env.ops_ctx;
+    return p->env.ops;
+}
+
+#define API_MAX_ROOMS        1024
+#define API_MAX_PARTICIPANTS 4096
+
+static int api_rooms(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    static _Thread_local char names[API_MAX_ROOMS][256];
+    static _Thread_local size_t sizes[API_MAX_ROOMS];
+    size_t n = WZP_MIN(ops->rooms(ctx, names, sizes, API_MAX_ROOMS), (size_t)API_MAX_ROOMS);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, names[i]);
+        lua_setfield(L, -2, "name");
+        lua_pushnumber(L, (lua_Number)sizes[i]);
+        lua_setfield(L, -2, "size");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static int api_participants(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    const char *room = luaL_checkstring(L, 1);
+    static _Thread_local struct wzp_participant_view v[API_MAX_PARTICIPANTS];
+    size_t n = WZP_MIN(ops->participants(ctx, room, v, API_MAX_PARTICIPANTS),
+                       (size_t)API_MAX_PARTICIPANTS);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 7);
+        lua_pushnumber(L, (lua_Number)v[i].id);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, v[i].fingerprint);
+        lua_setfield(L, -2, "fingerprint");
+        if (v[i].has_alias) {
+            lua_pushstring(L, v[i].alias);
+            lua_setfield(L, -2, "alias");
+        }
+        lua_pushstring(L, wzp_role_name(v[i].role));
+        lua_setfield(L, -2, "role");
+        lua_pushstring(L, wzp_tier_name(v[i].tier));
+        lua_setfield(L, -2, "tier");
+        lua_pushnumber(L, (lua_Number)v[i].packets);
+        lua_setfield(L, -2, "packets");
+        lua_pushnumber(L, (lua_Number)v[i].last_media_ms);
+        lua_setfield(L, -2, "last_media_ms");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static uint64_t id_arg(lua_State *L, int idx)
+{
+    lua_Number n = luaL_checknumber(L, idx);
+    if (n < 1 || n != (lua_Number)(uint64_t)n)
+        luaL_error(L, "participant id must be a positive integer");
+    return (uint64_t)n;
+}
+
+static int api_kick(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    uint64_t id = id_arg(L, 1);
+    const char *reason = luaL_optstring(L, 2, "kicked by policy");
+    lua_pushboolean(L, ops->kick(ctx, id, reason) == WZP_OK);
+    return 1;
+}
+
+static int api_set_role(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    uint64_t id = id_arg(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    for (int r = 0; r < WZP_ROLE_COUNT; r++)
+        if (strcmp(name, role_names[r]) == 0) {
+            lua_pushboolean(L, ops->set_role(ctx, id, (enum wzp_role)r) == WZP_OK);
+            return 1;
+        }
+    return luaL_error(L, "wzp.set_role: unknown role '%s' (speaker, listener, muted)", name);
+}
+
+static int api_send_directive(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    const char *room = luaL_checkstring(L, 1);
+    const char *tier = luaL_checkstring(L, 2);
+    int t = wzp_tier_from_name(tier);
+    if (t < 0)
+        return luaL_error(L, "wzp.send_directive: unknown tier '%s'", tier);
+    lua_pushboolean(
+        L, ops->send_directive(ctx, room, (enum wzp_tier)t, luaL_optstring(L, 3, NULL)) == WZP_OK);
+    return 1;
+}
+
+/* wzp.every(ms, fn): call fn every ms milliseconds (on the timer worker). */
+static int api_every(lua_State *L)
+{
+    struct wzp_policy *p = policy_of(L);
+    lua_Number ms = luaL_checknumber(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (ms < WZP_POLICY_MIN_TIMER_MS)
+        return luaL_error(L, "wzp.every: the interval must be at least %d ms",
+                          WZP_POLICY_MIN_TIMER_MS);
+    if (p->ntimers >= WZP_POLICY_MAX_TIMERS)
+        return luaL_error(L, "wzp.every: at most %d timers", WZP_POLICY_MAX_TIMERS);
+    lua_pushvalue(L, 2);
+    p->timers[p->ntimers].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->timers[p->ntimers].interval_ms = (uint64_t)ms;
+    p->timers[p->ntimers].next_ms = policy_now_ms(p) + (uint64_t)ms;
+    p->ntimers++;
+    return 0;
+}
+
+uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms)
+{
+    uint64_t next = UINT64_MAX;
+    for (size_t i = 0; i < p->ntimers; i++) {
+        if (p->timers[i].next_ms <= now_ms) {
+            lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->timers[i].ref);
+            policy_pcall(p, "timer", 0, 0); /* errors are logged; the timer keeps running */
+            p->timers[i].next_ms = now_ms + p->timers[i].interval_ms;
+        }
+        next = WZP_MIN(next, p->timers[i].next_ms);
+    }
+    return next;
+}
+
 static void register_api(lua_State *L)
 {
     static const luaL_Reg wzp_fns[] = {
         {"log", api_log},
         {"now_ms", api_now_ms},
+        {"rooms", api_rooms},
+        {"participants", api_participants},
+        {"kick", api_kick},
+        {"set_role", api_set_role},
+        {"send_directive", api_send_directive},
+        {"every", api_every},
         {NULL, NULL},
     };
     static const luaL_Reg shared_fns[] = {
@@ -530,9 +701,8 @@ static void deny(struct wzp_decision *d, const char *reason)
 
 static bool parse_role(const char *s, enum wzp_role *out)
 {
-    static const char *const names[] = {"speaker", "listener", "muted"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, names[i]) == 0) {
+    for (int i = 0; i < WZP_ROLE_COUNT; i++)
+        if (strcmp(s, role_names[i]) == 0) {
             *out = (enum wzp_role)i;
             return true;
         }
@@ -615,7 +785,8 @@ void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *
 
 static void push_join_info(lua_State *L, const struct wzp_join_info *j, const char *action)
 {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
+    set_field_num(L, "id", (double)j->id);
     set_field_str(L, "action", action);
     set_field_str(L, "room", j->room);
     set_field_str(L, "fingerprint", j->fingerprint);

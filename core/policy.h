@@ -39,11 +39,50 @@ struct wzp_policy_limits {
     bool jit;            /* opt in to the JIT (budgets then miss compiled loops) */
 };
 
+/* Role a join decision gives a participant. */
+enum wzp_role {
+    WZP_ROLE_SPEAKER = 0, /* sends and receives (default) */
+    WZP_ROLE_LISTENER,    /* receives; its media is not forwarded */
+    WZP_ROLE_MUTED,       /* as listener, set by a moderator */
+    WZP_ROLE_COUNT,
+};
+
+const char *wzp_role_name(enum wzp_role role);
+
+/* What the room API shows of a participant. */
+struct wzp_participant_view {
+    uint64_t id;
+    char fingerprint[48];
+    char alias[132];
+    bool has_alias;
+    enum wzp_role role;
+    enum wzp_tier tier;
+    uint64_t packets;       /* media packets sent (comfort noise excluded) */
+    uint64_t last_media_ms; /* wzp.now_ms() clock; 0 = never */
+};
+
+/*
+ * The relay behind the room API (wzp.rooms, wzp.participants, wzp.kick, wzp.set_role,
+ * wzp.send_directive). Implemented by the SFU for the running relay, and by the policy
+ * test harness with synthetic rooms. Returns follow the WZP_E* convention.
+ */
+struct wzp_policy_ops {
+    size_t (*rooms)(void *ctx, char (*names)[256], size_t *sizes, size_t max);
+    size_t (*participants)(void *ctx, const char *room, struct wzp_participant_view *out,
+                           size_t max);
+    int (*kick)(void *ctx, uint64_t id, const char *reason);
+    int (*set_role)(void *ctx, uint64_t id, enum wzp_role role);
+    int (*send_directive)(void *ctx, const char *room, enum wzp_tier tier, const char *reason);
+    /* optional: the clock wzp.now_ms and wzp.every use (default: monotonic ms) */
+    uint64_t (*now_ms)(void *ctx);
+};
+
 /* Process-wide things every policy state shares. */
 struct wzp_policy_env {
-    struct wzp_shdict *shared; /* wzp.shared */
-    const char *lua_dir;       /* the relay's lua/ helpers, for require */
-    void *relay;               /* struct wzp_relay *, for the room API (may be NULL) */
+    struct wzp_shdict *shared;        /* wzp.shared */
+    const char *lua_dir;              /* the relay's lua/ helpers, for require */
+    const struct wzp_policy_ops *ops; /* NULL: the room API raises an error */
+    void *ops_ctx;
 };
 
 /* Counters of one state (read by the stats log; written by its thread only). */
@@ -71,14 +110,8 @@ struct wzp_connect_info {
     const char *sni;  /* lower-cased; NULL if none */
 };
 
-/* Role a join decision gives a participant. */
-enum wzp_role {
-    WZP_ROLE_SPEAKER = 0, /* sends and receives (default) */
-    WZP_ROLE_LISTENER,    /* receives; its media is not forwarded */
-    WZP_ROLE_MUTED,       /* as listener, set by a moderator */
-};
-
 struct wzp_join_info {
+    uint64_t id; /* the participant id the room API uses */
     const char *room;
     const char *fingerprint;
     const char *alias; /* NULL if none */
@@ -117,6 +150,13 @@ void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l);
 enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q);
 
 bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
+
+#define WZP_POLICY_MAX_TIMERS   32
+#define WZP_POLICY_MIN_TIMER_MS 10
+
+/* Run the timers (wzp.every) that are due; returns when the next one is due
+ * (UINT64_MAX: none). Only one worker runs timers (see doc/POLICY.md). */
+uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms);
 
 /* Log a one-line summary of what the policy defines (hooks, timers). */
 void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen);

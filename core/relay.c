@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "sfu.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -177,7 +178,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     }
     r->policy_env.shared = &r->shared;
     r->policy_env.lua_dir = r->cfg.lua_dir[0] ? r->cfg.lua_dir : NULL;
-    r->policy_env.relay = r;
+    r->policy_env.ops = &wzp_sfu_policy_ops;
+    r->policy_env.ops_ctx = r;
     if (r->cfg.policy_path[0] && load_policies(r, err, errlen) != WZP_OK)
         return WZP_EINVAL;
     return WZP_OK;

@@ -56,13 +56,68 @@ void wzp_room_table_destroy(struct wzp_room_table *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Table lock held. */
+static struct wzp_room *find_locked(struct wzp_room_table *t, const char *name)
+{
+    struct wzp_room *r = t->buckets[name_hash(name) % t->nbuckets];
+    while (r && strcmp(r->name, name) != 0)
+        r = r->next;
+    return r;
+}
+
+struct wzp_room *wzp_room_lookup(struct wzp_room_table *t, const char *name)
+{
+    pthread_mutex_lock(&t->lock);
+    struct wzp_room *r = find_locked(t, name);
+    if (r)
+        r->refs++;
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+struct wzp_room *wzp_room_of_participant(struct wzp_room_table *t, uint64_t id)
+{
+    pthread_mutex_lock(&t->lock);
+    for (size_t b = 0; b < t->nbuckets; b++) {
+        for (struct wzp_room *r = t->buckets[b]; r; r = r->next) {
+            pthread_rwlock_rdlock(&r->lock);
+            bool found = wzp_room_find_locked(r, id) >= 0;
+            pthread_rwlock_unlock(&r->lock);
+            if (found) {
+                r->refs++;
+                pthread_mutex_unlock(&t->lock);
+                return r;
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+size_t wzp_room_table_list(struct wzp_room_table *t, char (*names)[WZP_ROOM_NAME_MAX + 1],
+                           size_t *sizes, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t b = 0; b < t->nbuckets; b++) {
+        for (struct wzp_room *r = t->buckets[b]; r; r = r->next, n++) {
+            if (n >= max)
+                continue;
+            snprintf(names[n], sizeof names[n], "%s", r->name);
+            pthread_rwlock_rdlock(&r->lock);
+            sizes[n] = r->count;
+            pthread_rwlock_unlock(&r->lock);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
 struct wzp_room *wzp_room_acquire(struct wzp_room_table *t, const char *name)
 {
     size_t b = name_hash(name) % t->nbuckets;
     pthread_mutex_lock(&t->lock);
-    struct wzp_room *r = t->buckets[b];
-    while (r && strcmp(r->name, name) != 0)
-        r = r->next;
+    struct wzp_room *r = find_locked(t, name);
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) {

@@ -18,6 +18,7 @@
 #include "quality.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,7 +39,12 @@ struct wzp_participant {
     uint32_t worker;       /* owning worker index */
     uint32_t slot, gen;    /* connection handle inside that worker */
     uint32_t flags;        /* WZP_PART_* */
+    uint8_t role;          /* enum wzp_role (policy.h); listener/muted also set NO_SEND */
     enum wzp_tier tier;    /* participant's current quality tier */
+    /* Activity, written by the owning worker under the read lock (single writer): media
+     * packets other than comfort noise, and when the last one arrived. */
+    _Atomic uint64_t packets;
+    _Atomic uint64_t last_media_ms;
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     char alias[WZP_ALIAS_MAX + 1];
     bool has_alias;
@@ -63,6 +69,19 @@ struct wzp_room_table {
 
 int wzp_room_table_init(struct wzp_room_table *t, size_t nbuckets);
 void wzp_room_table_destroy(struct wzp_room_table *t); /* rooms must be empty */
+
+/* Find an existing room and take a reference; NULL if there is none. */
+struct wzp_room *wzp_room_lookup(struct wzp_room_table *t, const char *name);
+
+/*
+ * Find the room holding participant id and take a reference to it (NULL if none).
+ * Walks every room (control plane only: policy kicks and role changes).
+ */
+struct wzp_room *wzp_room_of_participant(struct wzp_room_table *t, uint64_t id);
+
+/* Copy up to max room names (and sizes) into the arrays; returns how many rooms exist. */
+size_t wzp_room_table_list(struct wzp_room_table *t, char (*names)[WZP_ROOM_NAME_MAX + 1],
+                           size_t *sizes, size_t max);
 
 /* Find or create a room and take a reference. NULL on allocation failure. */
 struct wzp_room *wzp_room_acquire(struct wzp_room_table *t, const char *name);

@@ -153,7 +153,8 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
         pthread_rwlock_unlock(&r->lock);
         wzp_room_release(&w->relay->rooms, r);
     }
-    struct wzp_join_info info = {.room = c->sni,
+    struct wzp_join_info info = {.id = p->id,
+                                 .room = c->sni,
                                  .fingerprint = p->fingerprint,
                                  .alias = p->has_alias ? p->alias : NULL,
                                  .addr = c->peer,
@@ -169,6 +170,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
         wzp_conn_close(c, reason);
         return false;
     }
+    p->role = (uint8_t)d.role;
     if (d.role != WZP_ROLE_SPEAKER)
         p->flags |= WZP_PART_NO_SEND;
     c->max_tier = d.max_tier;
@@ -322,6 +324,14 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
     struct wzp_room *r = c->room;
     pthread_rwlock_rdlock(&r->lock);
     ssize_t self = find_self_locked(c, r);
+    if (self >= 0 && ((data[0] >> 2) & 0x0f) != WZP_CODEC_COMFORT_NOISE) {
+        /* activity for policies (last-N speakers): we are the only writer of our entry */
+        struct wzp_participant *me = &r->parts[self];
+        atomic_store_explicit(&me->packets,
+                              atomic_load_explicit(&me->packets, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&me->last_media_ms, now_ms(), memory_order_relaxed);
+    }
     if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
         pthread_rwlock_unlock(&r->lock);
         WZP_STAT_INC(&w->stats, datagrams_not_forwarded);
@@ -338,3 +348,119 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
     }
     pthread_rwlock_unlock(&r->lock);
 }
+
+/* ---------------------------------------------------------------- policy room API */
+
+static size_t api_rooms(void *ctx, char (*names)[256], size_t *sizes, size_t max)
+{
+    struct wzp_relay *r = ctx;
+    return wzp_room_table_list(&r->rooms, names, sizes, max);
+}
+
+static size_t api_participants(void *ctx, const char *name, struct wzp_participant_view *out,
+                               size_t max)
+{
+    struct wzp_relay *relay = ctx;
+    struct wzp_room *r = wzp_room_lookup(&relay->rooms, name);
+    if (!r)
+        return 0;
+    pthread_rwlock_rdlock(&r->lock);
+    size_t n = WZP_MIN(r->count, max);
+    for (size_t i = 0; i < n; i++) {
+        const struct wzp_participant *p = &r->parts[i];
+        struct wzp_participant_view *v = &out[i];
+        v->id = p->id;
+        snprintf(v->fingerprint, sizeof v->fingerprint, "%s", p->fingerprint);
+        snprintf(v->alias, sizeof v->alias, "%s", p->alias);
+        v->has_alias = p->has_alias;
+        v->role = (enum wzp_role)p->role;
+        v->tier = p->tier;
+        v->packets = atomic_load_explicit(&p->packets, memory_order_relaxed);
+        v->last_media_ms = atomic_load_explicit(&p->last_media_ms, memory_order_relaxed);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    wzp_room_release(&relay->rooms, r);
+    return n;
+}
+
+static int api_kick(void *ctx, uint64_t id, const char *reason)
+{
+    struct wzp_relay *relay = ctx;
+    struct wzp_worker *w = wzp_worker_current();
+    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    if (!r || !w) {
+        if (r)
+            wzp_room_release(&relay->rooms, r);
+        return WZP_ENOTFOUND;
+    }
+    int rv = WZP_ENOTFOUND;
+    pthread_rwlock_rdlock(&r->lock);
+    ssize_t i = wzp_room_find_locked(r, id);
+    if (i >= 0) {
+        const struct wzp_participant *p = &r->parts[i];
+        rv = wzp_worker_send_ctl(w, p->worker, WZP_CTL_KICK, p->slot, p->gen, reason,
+                                 strlen(reason) + 1);
+        LOG_INFO(MOD, "policy kicks %s from room %s: %s", p->fingerprint, r->name, reason);
+    }
+    pthread_rwlock_unlock(&r->lock);
+    wzp_room_release(&relay->rooms, r);
+    return rv;
+}
+
+static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
+{
+    struct wzp_relay *relay = ctx;
+    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    if (!r)
+        return WZP_ENOTFOUND;
+    pthread_rwlock_wrlock(&r->lock);
+    ssize_t i = wzp_room_find_locked(r, id);
+    if (i >= 0) {
+        struct wzp_participant *p = &r->parts[i];
+        if (p->role != role)
+            LOG_DEBUG(MOD, "policy: %s in room %s is now a %s", p->fingerprint, r->name,
+                      wzp_role_name(role));
+        p->role = (uint8_t)role;
+        if (role == WZP_ROLE_SPEAKER)
+            p->flags &= ~(uint32_t)WZP_PART_NO_SEND;
+        else
+            p->flags |= WZP_PART_NO_SEND;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    wzp_room_release(&relay->rooms, r);
+    return i >= 0 ? WZP_OK : WZP_ENOTFOUND;
+}
+
+static int api_send_directive(void *ctx, const char *name, enum wzp_tier tier, const char *reason)
+{
+    struct wzp_relay *relay = ctx;
+    struct wzp_worker *w = wzp_worker_current();
+    struct wzp_room *r = wzp_room_lookup(&relay->rooms, name);
+    if (!r || !w) {
+        if (r)
+            wzp_room_release(&relay->rooms, r);
+        return WZP_ENOTFOUND;
+    }
+    struct wzp_signal sig = {.type = WZP_SIG_QUALITY_DIRECTIVE};
+    sig.u.quality_directive.recommended_profile = *wzp_tier_profile(tier);
+    sig.u.quality_directive.reason = (char *)reason;
+    struct wzp_buf frame = WZP_BUF_INIT;
+    int rv = wzp_signal_encode_frame(&sig, &frame);
+    if (rv == WZP_OK) {
+        pthread_rwlock_wrlock(&r->lock);
+        broadcast_locked(w, r, &frame);
+        WZP_STAT_ADD(&w->stats, directives_sent, r->count);
+        pthread_rwlock_unlock(&r->lock);
+    }
+    wzp_buf_free(&frame);
+    wzp_room_release(&relay->rooms, r);
+    return rv;
+}
+
+const struct wzp_policy_ops wzp_sfu_policy_ops = {
+    .rooms = api_rooms,
+    .participants = api_participants,
+    .kick = api_kick,
+    .set_role = api_set_role,
+    .send_directive = api_send_directive,
+};

@@ -7,6 +7,7 @@
 #ifndef WZP_SFU_H
 #define WZP_SFU_H
 
+#include "policy.h"
 #include "signal.h"
 
 struct wzp_conn;
@@ -19,5 +20,9 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why);
 
 /* A DATAGRAM from c: validate, read the quality trailer, forward to the room. */
 void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
+
+/* The room API behind the policies' wzp.* functions (ctx: struct wzp_relay *). Must be
+ * called from a worker thread, with no room lock held (hooks and timers satisfy this). */
+extern const struct wzp_policy_ops wzp_sfu_policy_ops;
 
 #endif

@@ -397,8 +397,11 @@ static void drain_ctl(struct wzp_worker *w)
         struct wzp_conn *c = wzp_worker_slot_get(w, m->slot, m->gen);
         if (c && m->type == WZP_CTL_SIGNAL)
             wzp_conn_queue_signal(c, m->data, m->len);
-        else if (c && m->type == WZP_CTL_CLOSE)
+        else if (c && (m->type == WZP_CTL_CLOSE || m->type == WZP_CTL_KICK)) {
+            if (m->type == WZP_CTL_KICK)
+                c->close_cause = "kicked";
             wzp_conn_close(c, (const char *)m->data);
+        }
         free(m);
         m = next;
     }
@@ -410,6 +413,7 @@ static void worker_shutdown(struct wzp_worker *w)
         return;
     w->stopped = true;
     ev_io_stop(w->loop, &w->rx);
+    ev_timer_stop(w->loop, &w->policy_timer);
     struct wzp_conn *c = w->conns;
     while (c) {
         struct wzp_conn *next = c->next;
@@ -432,6 +436,26 @@ void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p)
     ev_async_send(w->loop, &w->wake);
 }
 
+/* Worker 0 runs the policy's timers (wzp.every); the timer fires at the next due one. */
+static void arm_policy_timer(struct wzp_worker *w, uint64_t next_ms)
+{
+    ev_timer_stop(w->loop, &w->policy_timer);
+    if (w->idx != 0 || next_ms == UINT64_MAX)
+        return;
+    uint64_t now = wzp_now_ns() / 1000000;
+    ev_timer_set(&w->policy_timer, next_ms > now ? (double)(next_ms - now) / 1e3 : 0., 0.);
+    ev_timer_start(w->loop, &w->policy_timer);
+}
+
+static void policy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct wzp_worker *w = t->data;
+    if (w->policy)
+        arm_policy_timer(w, wzp_policy_run_timers(w->policy, wzp_now_ns() / 1000000));
+}
+
 /* At a loop boundary: no hook of the old policy is running. */
 static void switch_policy(struct wzp_worker *w)
 {
@@ -440,6 +464,7 @@ static void switch_policy(struct wzp_worker *w)
         return;
     wzp_policy_free(w->policy);
     w->policy = p;
+    arm_policy_timer(w, wzp_policy_run_timers(p, 0)); /* now = 0: nothing due yet */
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
@@ -570,6 +595,8 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_async_init(&w->wake, wake_cb);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
+    ev_timer_init(&w->policy_timer, policy_timer_cb, 0., 0.);
+    w->policy_timer.data = w;
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);

@@ -53,6 +53,7 @@ struct wzp_worker {
     ev_io rx;
     ev_async wake;
     ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
+    ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
     _Atomic bool stop_requested;
     bool stopped;
 

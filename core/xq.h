@@ -58,6 +58,7 @@ void wzp_spsc_pop_commit(struct wzp_spsc *q);
 enum wzp_ctl_type {
     WZP_CTL_SIGNAL = 1, /* send data (a complete signal frame) on a new stream */
     WZP_CTL_CLOSE,      /* close the connection; data = reason */
+    WZP_CTL_KICK,       /* close on the policy's order; data = reason */
 };
 
 struct wzp_ctlmsg {

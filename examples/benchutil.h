@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
@@ -165,11 +166,14 @@ static inline void bu_hist_print_ms(FILE *out, const char *label, const struct b
 
 /* ------------------------------------------------------------------ /proc */
 
-/* One look at another process: CPU seconds used so far (utime + stime, all threads) and
- * resident set size. ok is false if the process is gone or unreadable. */
+/* One look at another process: CPU seconds used so far (utime + stime, all threads, in
+ * clock ticks of 10 ms), the same from the scheduler in ns (sum over its threads of
+ * /proc/PID/task/TID/schedstat; 0 if unavailable) and resident set size. ok is false
+ * if the process is gone or unreadable. */
 struct bu_proc_sample {
     bool ok;
     double cpu_s;
+    double sched_s;
     unsigned long rss_kb;
 };
 
@@ -217,13 +221,76 @@ static inline bool bu_proc_rss(pid_t pid, unsigned long *rss_kb)
     return p != NULL && sscanf(p + 7, " %lu", rss_kb) == 1;
 }
 
+/* Sum of the first schedstat field (ns on CPU) over the threads alive now. */
+static inline double bu_proc_sched_s(pid_t pid)
+{
+    char path[96], buf[128];
+    unsigned long long ns, sum = 0;
+    struct dirent *e;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat", (int)pid, e->d_name);
+        if (bu_read_file(path, buf, sizeof(buf)) && sscanf(buf, "%llu", &ns) == 1)
+            sum += ns;
+    }
+    closedir(d);
+    return (double)sum / 1e9;
+}
+
 static inline struct bu_proc_sample bu_proc_sample(pid_t pid)
 {
     struct bu_proc_sample s = {0};
 
-    if (pid > 0)
+    if (pid > 0) {
         s.ok = bu_proc_cpu(pid, &s.cpu_s) && bu_proc_rss(pid, &s.rss_kb);
+        s.sched_s = bu_proc_sched_s(pid);
+    }
     return s;
+}
+
+/* Machine-wide CPU time from the first line of /proc/stat, in clock ticks. */
+struct bu_sys_cpu {
+    bool ok;
+    unsigned long long total, idle, softirq;
+};
+
+static inline struct bu_sys_cpu bu_sys_cpu(void)
+{
+    struct bu_sys_cpu s = {0};
+    unsigned long long v[8] = {0};
+    char buf[512];
+
+    if (!bu_read_file("/proc/stat", buf, sizeof(buf)) ||
+        sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) != 8)
+        return s;
+    for (int i = 0; i < 8; i++)
+        s.total += v[i];
+    s.idle = v[3] + v[4]; /* idle + iowait */
+    s.softirq = v[6];
+    s.ok = true;
+    return s;
+}
+
+/* {"cpus": N, "busy": .., "softirq": ..}: fractions of all CPUs between two samples. */
+static inline void bu_sys_cpu_json(FILE *out, struct bu_sys_cpu a, struct bu_sys_cpu b)
+{
+    double total = (double)(b.total - a.total);
+
+    if (!a.ok || !b.ok || total <= 0) {
+        fprintf(out, "null");
+        return;
+    }
+    fprintf(out, "{\"cpus\": %ld, \"busy\": %.3f, \"softirq\": %.3f}",
+            sysconf(_SC_NPROCESSORS_ONLN), 1.0 - (double)(b.idle - a.idle) / total,
+            (double)(b.softirq - a.softirq) / total);
 }
 
 /* ------------------------------------------------------------------ parsing */

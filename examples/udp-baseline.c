@@ -619,6 +619,7 @@ struct measure {
     struct bu_proc_sample idle, fwd_begin, fwd_end;
     uint64_t forwarded_begin, forwarded_end;
     double self_begin, self_end;
+    struct bu_sys_cpu sys_begin, sys_end;
 };
 
 static uint64_t forwarded_total(const struct fwd_shared *s, unsigned threads)
@@ -631,9 +632,10 @@ static uint64_t forwarded_total(const struct fwd_shared *s, unsigned threads)
 }
 
 static void edge(const struct clients *c, const struct fwd_shared *s, pid_t child, uint64_t *t,
-                 struct bu_proc_sample *ps, uint64_t *fwd, double *self)
+                 struct bu_proc_sample *ps, uint64_t *fwd, double *self, struct bu_sys_cpu *sys)
 {
     *t = bu_now_ns();
+    *sys = bu_sys_cpu();
     *ps = bu_proc_sample(child);
     *fwd = forwarded_total(s, c->o->threads);
     *self = bu_self_cpu_s();
@@ -654,11 +656,12 @@ static void run_media(struct clients *c, const struct fwd_shared *s, pid_t child
 
         if (!began && now >= c->window_start) {
             began = true;
-            edge(c, s, child, &m->begin, &m->fwd_begin, &m->forwarded_begin, &m->self_begin);
+            edge(c, s, child, &m->begin, &m->fwd_begin, &m->forwarded_begin, &m->self_begin,
+                 &m->sys_begin);
         }
         if (!ended && now >= c->window_end) {
             ended = true;
-            edge(c, s, child, &m->end, &m->fwd_end, &m->forwarded_end, &m->self_end);
+            edge(c, s, child, &m->end, &m->fwd_end, &m->forwarded_end, &m->self_end, &m->sys_end);
         }
         send_due(c);
         poll_once(c, 1);
@@ -684,6 +687,7 @@ static void print_result(const struct clients *c, const struct measure *m)
     const struct options *o = c->o;
     double win = (double)(m->end - m->begin) / 1e9;
     double cpu = m->fwd_end.cpu_s - m->fwd_begin.cpu_s;
+    double sched = m->fwd_end.sched_s - m->fwd_begin.sched_s;
     uint64_t fwd = m->forwarded_end - m->forwarded_begin, exp = expected(c);
     FILE *out = o->json ? stdout : stderr;
 
@@ -692,7 +696,7 @@ static void print_result(const struct clients *c, const struct measure *m)
             "%llu pkts in the window, %.2f CPU s (%.2f us per packet)\n",
             o->rooms, o->participants, o->speakers, (unsigned long long)exp,
             (unsigned long long)c->st.delivered, ratio((double)c->st.delivered, (double)exp),
-            (unsigned long long)fwd, cpu, 1e6 * ratio(cpu, (double)fwd));
+            (unsigned long long)fwd, cpu, 1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd));
     bu_hist_print_ms(stderr, "latency:", &c->st.latency);
     if (!o->json)
         return;
@@ -702,15 +706,19 @@ static void print_result(const struct clients *c, const struct measure *m)
             "  \"window_s\": %.3f, \"sent\": %llu, \"sent_window\": %llu, \"expected\": %llu,\n"
             "  \"delivered\": %llu, \"delivery_ratio\": %.6f, \"misrouted\": %llu,\n"
             "  \"forwarded_window\": %llu, \"forwarded_per_s\": %.1f,\n"
-            "  \"forwarder\": {\"cpu_s\": %.3f, \"cpu_us_per_pkt\": %.4f, \"rss_idle_kb\": %lu, "
-            "\"rss_end_kb\": %lu},\n  \"clients_cpu_s\": %.3f,\n  \"latency_ms\": ",
+            "  \"forwarder\": {\"cpu_s\": %.3f, \"sched_cpu_s\": %.4f, \"cpu_us_per_pkt\": %.4f,\n"
+            "                \"rss_idle_kb\": %lu, \"rss_end_kb\": %lu},\n"
+            "  \"clients_cpu_s\": %.3f,\n  \"latency_ms\": ",
             o->rooms, o->participants, o->speakers, o->rate, o->size, o->threads, win,
             (unsigned long long)c->st.sent, (unsigned long long)c->st.sent_window,
             (unsigned long long)exp, (unsigned long long)c->st.delivered,
             ratio((double)c->st.delivered, (double)exp), (unsigned long long)c->st.misrouted,
-            (unsigned long long)fwd, ratio((double)fwd, win), cpu, 1e6 * ratio(cpu, (double)fwd),
-            m->idle.rss_kb, m->fwd_end.rss_kb, m->self_end - m->self_begin);
+            (unsigned long long)fwd, ratio((double)fwd, win), cpu, sched,
+            1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd), m->idle.rss_kb, m->fwd_end.rss_kb,
+            m->self_end - m->self_begin);
     bu_hist_json_ms(out, &c->st.latency);
+    fprintf(out, ",\n  \"machine\": ");
+    bu_sys_cpu_json(out, m->sys_begin, m->sys_end);
     fprintf(out, "\n}\n");
 }
 

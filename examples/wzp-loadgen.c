@@ -46,7 +46,8 @@
 #define MAX_CLIENTS         100000
 #define PAYLOAD_MIN         16 /* index + sequence + timestamp */
 #define PAYLOAD_MAX         (WZP_MEDIA_MAX_DATAGRAM_BYTES - WZP_MEDIA_HEADER_BYTES)
-#define TICK_S              0.001     /* media timer period */
+#define TICK_S              0.001     /* shortest media timer period */
+#define IDLE_TICK_S         0.005     /* phase polling while not sending */
 #define START_DELAY_NS      50000000u /* t0 is this far after the controller decides */
 #define STOP_TAIL_NS        100000000u
 #define DEFAULT_CONCURRENCY 200
@@ -537,8 +538,9 @@ static void send_one(struct gen *g, struct client *cl, uint64_t due)
 }
 
 /* The k-th send of this thread is due at t0 + offset + k * period / speakers: speakers
- * take turns, evenly spread over the period, each sending once per period. */
-static void send_due(struct gen *g)
+ * take turns, evenly spread over the period, each sending once per period. Returns the
+ * seconds until the next send is due (IDLE_TICK_S when sending is over). */
+static double send_due(struct gen *g)
 {
     uint64_t now = bu_now_ns();
 
@@ -551,12 +553,13 @@ static void send_due(struct gen *g)
             break;
         }
         if (due > now)
-            break;
+            return (double)(due - now) / 1e9;
         cl = g->speakers[g->slot % g->nspeakers];
         g->slot++;
         if (cl->st == CL_JOINED)
             send_one(g, cl, due);
     }
+    return IDLE_TICK_S;
 }
 
 /* First tick of the media phase: drop joins still pending, list receivers and speakers. */
@@ -630,10 +633,14 @@ static void close_all(struct gen *g)
     reap(g);
 }
 
+/* One timer per loop: polls the phase and sends media. It fires when the next packet is
+ * due (at most every TICK_S: libev's epoll backend sleeps in whole milliseconds), so a
+ * light scenario costs few wake-ups. */
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct gen *g = w->data;
     int phase = atomic_load_explicit(&g->app->phase, memory_order_acquire);
+    double next = IDLE_TICK_S;
 
     if (phase == PHASE_STOP) {
         close_all(g);
@@ -643,8 +650,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (phase == PHASE_MEDIA) {
         if (!g->media_started)
             media_begin(g);
-        send_due(g);
+        next = send_due(g);
     }
+    ev_timer_set(w, next > TICK_S ? next : TICK_S, 0.);
+    ev_timer_start(loop, w);
 }
 
 /* After every loop iteration: free closed clients, open more while joining. */
@@ -662,7 +671,7 @@ static void *gen_main(void *arg)
 {
     struct gen *g = arg;
 
-    ev_timer_init(&g->tick, tick_cb, TICK_S, TICK_S);
+    ev_timer_init(&g->tick, tick_cb, TICK_S, 0.);
     g->tick.data = g;
     ev_check_init(&g->check, check_cb);
     g->check.data = g;
@@ -721,13 +730,16 @@ static void gen_teardown(struct gen *g)
 struct measure {
     uint64_t run_start, joins_done, begin, end;
     double gen_cpu_begin, gen_cpu_end;
+    struct bu_sys_cpu sys_begin, sys_end;
     struct bu_proc_sample relay_idle, relay_joined, relay_begin, relay_end;
 };
 
-static void mark_edge(struct app *a, uint64_t *when, double *gen_cpu, struct bu_proc_sample *relay)
+static void mark_edge(struct app *a, uint64_t *when, double *gen_cpu, struct bu_sys_cpu *sys,
+                      struct bu_proc_sample *relay)
 {
     *when = bu_now_ns();
     *gen_cpu = bu_self_cpu_s();
+    *sys = bu_sys_cpu();
     *relay = bu_proc_sample(a->o.relay_pid);
     if (a->o.relay_stats)
         kill(a->o.relay_pid, SIGUSR1);
@@ -762,10 +774,10 @@ static void run_media(struct app *a, struct measure *m)
     atomic_store_explicit(&a->phase, PHASE_MEDIA, memory_order_release);
     if (!bu_sleep_until(tl->window_start, &interrupted))
         return;
-    mark_edge(a, &m->begin, &m->gen_cpu_begin, &m->relay_begin);
+    mark_edge(a, &m->begin, &m->gen_cpu_begin, &m->sys_begin, &m->relay_begin);
     if (!bu_sleep_until(tl->window_end, &interrupted))
         return;
-    mark_edge(a, &m->end, &m->gen_cpu_end, &m->relay_end);
+    mark_edge(a, &m->end, &m->gen_cpu_end, &m->sys_end, &m->relay_end);
     bu_sleep_until(tl->send_end + STOP_TAIL_NS, &interrupted);
 }
 
@@ -773,10 +785,10 @@ static void run_storm(struct app *a, struct measure *m)
 {
     uint64_t deadline = m->run_start + (uint64_t)(a->o.join_timeout * 1e9);
 
-    mark_edge(a, &m->begin, &m->gen_cpu_begin, &m->relay_begin);
+    mark_edge(a, &m->begin, &m->gen_cpu_begin, &m->sys_begin, &m->relay_begin);
     if (!wait_joins(a, deadline) && !interrupted)
         fprintf(stderr, "wzp-loadgen: storm not finished after %.0f s\n", a->o.join_timeout);
-    mark_edge(a, &m->end, &m->gen_cpu_end, &m->relay_end);
+    mark_edge(a, &m->end, &m->gen_cpu_end, &m->sys_end, &m->relay_end);
     m->joins_done = m->end;
 }
 
@@ -888,10 +900,11 @@ static void json_relay(FILE *out, pid_t pid, const struct measure *m, double win
         return;
     }
     fprintf(out,
-            "  \"relay\": {\"pid\": %d, \"cpu_s\": %.3f, \"cpu_util\": %.3f, "
-            "\"rss_idle_kb\": %lu, \"rss_joined_kb\": %lu, \"rss_end_kb\": %lu},\n",
-            (int)pid, cpu, ratio(cpu, window_s), m->relay_idle.rss_kb, m->relay_joined.rss_kb,
-            m->relay_end.rss_kb);
+            "  \"relay\": {\"pid\": %d, \"cpu_s\": %.3f, \"sched_cpu_s\": %.4f, "
+            "\"cpu_util\": %.3f,\n            \"rss_idle_kb\": %lu, \"rss_joined_kb\": %lu, "
+            "\"rss_end_kb\": %lu},\n",
+            (int)pid, cpu, m->relay_end.sched_s - m->relay_begin.sched_s, ratio(cpu, window_s),
+            m->relay_idle.rss_kb, m->relay_joined.rss_kb, m->relay_end.rss_kb);
 }
 
 /* A JSON string body: quotes, backslashes and control characters escaped. */
@@ -955,7 +968,9 @@ static void print_json_media(FILE *out, const struct app *a, const struct result
     bu_hist_json_ms(out, &s->lag);
     fprintf(out, ",\n");
     json_relay(out, a->o.relay_pid, m, win);
-    fprintf(out, "  \"complete\": %s\n}\n", interrupted ? "false" : "true");
+    fprintf(out, "  \"machine\": ");
+    bu_sys_cpu_json(out, m->sys_begin, m->sys_end);
+    fprintf(out, ",\n  \"complete\": %s\n}\n", interrupted ? "false" : "true");
 }
 
 static void print_json_storm(FILE *out, const struct app *a, const struct result *r,
@@ -969,7 +984,9 @@ static void print_json_storm(FILE *out, const struct app *a, const struct result
     fprintf(out, "  \"storm_wall_s\": %.3f, \"joins_per_s\": %.1f, \"gen_cpu_s\": %.3f,\n", wall,
             ratio((double)r->st.joined, wall), gen_cpu);
     json_relay(out, a->o.relay_pid, m, wall);
-    fprintf(out, "  \"complete\": %s\n}\n", interrupted ? "false" : "true");
+    fprintf(out, "  \"machine\": ");
+    bu_sys_cpu_json(out, m->sys_begin, m->sys_end);
+    fprintf(out, ",\n  \"complete\": %s\n}\n", interrupted ? "false" : "true");
 }
 
 static void print_relay_text(FILE *out, const struct measure *m, double span_s, uint64_t per)

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""bench.py - the wzp-relay benchmark suite (run it through tests/bench/run.sh).
+
+For every scenario it starts build/wzp-relay on a free loopback port with a temporary
+identity, runs build/wzp-loadgen against it (the generator samples the relay's CPU and
+RSS from /proc at the edges of the measured window and sends it SIGUSR1 there, so the
+relay's log holds a counters line at each edge), stops the relay, then runs
+build/udp-baseline with the same traffic pattern (raw UDP, no QUIC) for the ratio.
+Results go to a table on stdout and to a JSON file (default BUILD/bench/results.json).
+
+Scenarios (full): 1x2, 10x5, 50x10, 1x100 with 5 speakers, 50x10 again with a
+different relay thread count (1 vs 2), and a connection storm at rising concurrency.
+--smoke runs a small version of each for ~2 s and fails (exit 1) only if something did
+not work or delivery was below --min-delivery; timings never fail a run. In a
+sanitizer build tree the smoke skips itself (exit 77). Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SKIP = 77
+
+# name, rooms, participants, speakers (None = all), relay threads (None = --threads)
+FULL = [
+    ("1x2", 1, 2, None, None),
+    ("10x5", 10, 5, None, None),
+    ("50x10", 50, 10, None, None),
+    ("1x100/5", 1, 100, 5, None),
+]
+SMOKE = [
+    ("1x2", 1, 2, None, None),
+    ("4x5", 4, 5, None, None),
+    ("10x10", 10, 10, None, None),
+    ("1x30/3", 1, 30, 3, None),
+]
+STORM_FULL = {"joins": 400, "levels": [1, 8, 32, 128, 200], "rooms": 10}
+STORM_SMOKE = {"joins": 60, "levels": [16], "rooms": 4}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description="wzp-relay benchmark suite")
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--smoke", action="store_true", help="short functional run (CI)")
+    ap.add_argument("--duration", type=float, help="measured seconds per scenario (10; smoke 2)")
+    ap.add_argument("--warmup", type=float, help="seconds before the window (1; smoke 0.5)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="relay worker threads (default: online CPUs)")
+    ap.add_argument("--gen-threads", type=int, default=1, help="wzp-loadgen threads (default 1)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every scenario N times and report medians (default 1)")
+    ap.add_argument("--only", help="comma-separated scenario names (e.g. 50x10,storm)")
+    ap.add_argument("--out", help="JSON result file (default BUILD/bench/results.json)")
+    ap.add_argument("--no-build", action="store_true", help="do not run cmake --build first")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the raw-UDP runs")
+    ap.add_argument("--no-compare", action="store_true", help="skip the 1-vs-2 thread run")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record the relay during 50x10 and summarise it")
+    ap.add_argument("--min-delivery", type=float,
+                    help="fail if any delivery ratio is below this (smoke default 0.99)")
+    a = ap.parse_args()
+    a.duration = a.duration or (2.0 if a.smoke else 10.0)
+    a.warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.0)
+    if a.min_delivery is None and a.smoke:
+        a.min_delivery = 0.99
+    a.out = a.out or os.path.join(a.build_dir, "bench", "results.json")
+    return a
+
+
+# ------------------------------------------------------------------ build and tools
+
+def cache_flag(build_dir, name):
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            return re.search(r"^%s:BOOL=(ON|TRUE|1)$" % name, f.read(), re.M) is not None
+    except OSError:
+        return False
+
+
+def ensure_built(a):
+    bins = [os.path.join(a.build_dir, b) for b in ("wzp-relay", "wzp-loadgen", "udp-baseline")]
+    if not a.no_build:
+        if not os.path.exists(os.path.join(a.build_dir, "CMakeCache.txt")):
+            subprocess.run(["cmake", "-S", ROOT, "-B", a.build_dir], check=True,
+                           stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", a.build_dir, "-j", str(os.cpu_count() or 2),
+                        "--target", "wzp-relay", "wzp-loadgen", "udp-baseline"], check=True,
+                       stdout=subprocess.DEVNULL)
+    missing = [b for b in bins if not os.access(b, os.X_OK)]
+    if missing:
+        raise SystemExit("bench: missing programs: %s (build first)" % " ".join(missing))
+    return bins
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ the relay
+
+class Relay:
+    """One relay process on a fresh port, logging to a file."""
+
+    def __init__(self, binary, workdir, name, threads):
+        self.port = free_udp_port()
+        safe = re.sub(r"[^A-Za-z0-9.-]", "_", name)
+        self.log_path = os.path.join(workdir, "relay-%s.log" % safe)
+        args = [binary, "--listen", "127.0.0.1:%d" % self.port,
+                "-i", os.path.join(workdir, "identity"), "--threads", str(threads),
+                "--max-sessions", "5000", "--max-connections", "20000"]
+        self.logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while "listening on" not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("relay did not start:\n" + self.text())
+            time.sleep(0.02)
+
+    def text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM; returns the exit status (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.logf.close()
+                return None
+        self.logf.close()
+        return self.proc.returncode
+
+    def counters(self):
+        """Every 'stats:' line of the log, as dicts, in order."""
+        out = []
+        for line in self.text().splitlines():
+            if " stats: " in line or line.endswith(" stats:"):
+                out.append({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)})
+        return out
+
+
+def counter_delta(lines, name):
+    """Change of a counter between the window-start and window-end lines."""
+    if len(lines) < 2 or name not in lines[0]:
+        return None
+    return lines[1][name] - lines[0][name]
+
+
+# ------------------------------------------------------------------ runs
+
+def run_json(cmd, timeout, logpath):
+    with open(logpath, "a") as err:
+        err.write("$ %s\n" % " ".join(cmd))
+        err.flush()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout, text=True)
+    try:
+        return p.returncode, json.loads(p.stdout)
+    except ValueError:
+        return p.returncode, None
+
+
+def perf_start(pid, workdir):
+    if shutil.which("perf") is None:
+        log("bench: perf not found; --perf ignored")
+        return None
+    data = os.path.join(workdir, "perf-relay.data")
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
+                          "-p", str(pid), "-o", data], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    return p, data
+
+
+def perf_finish(handle, outdir):
+    """Stop perf and write the top libraries and functions to outdir/perf-50x10.txt."""
+    p, data = handle
+    p.send_signal(signal.SIGINT)
+    p.wait(30)
+    path = os.path.join(outdir, "perf-50x10.txt")
+    with open(path, "w") as out:
+        for sort in ("dso", "dso,sym"):
+            r = subprocess.run(["perf", "report", "-i", data, "--no-children", "-g", "none",
+                                "--percent-limit", "0.7", "--sort", sort], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            out.write("\n".join(l for l in r.stdout.splitlines()
+                                if l.strip() and not l.startswith("#")) + "\n\n")
+    return path
+
+
+def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf=False):
+    """One loadgen run against a fresh relay, plus the matching raw-UDP run."""
+    relay_bin, loadgen, baseline = bins
+    speakers = parts if speakers is None else speakers
+    shape = ["--rooms", str(rooms), "--participants", str(parts), "--speakers", str(speakers),
+             "--duration", str(a.duration), "--warmup", str(a.warmup)]
+    relay = Relay(relay_bin, workdir, name, threads)
+    handle = perf_start(relay.proc.pid, workdir) if perf else None
+    cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads", str(a.gen_threads),
+           "--relay-pid", str(relay.proc.pid), "--relay-stats"] + shape
+    timeout = 120 + 3 * a.duration
+    try:
+        rc, gen = run_json(cmd, timeout, os.path.join(workdir, "loadgen.log"))
+    finally:
+        perf_path = perf_finish(handle, os.path.dirname(a.out)) if handle else None
+        status = relay.stop()
+    res = {"name": name, "rooms": rooms, "participants": parts, "speakers": speakers,
+           "relay_threads": threads, "loadgen_rc": rc, "relay_exit": status, "loadgen": gen,
+           "relay_counters": relay.counters()[:2], "relay_log": relay.log_path}
+    if perf_path:
+        res["perf_report"] = perf_path
+    if not a.no_baseline:
+        cmd = [baseline, "--json", "--threads", str(threads)] + shape
+        res["baseline_rc"], res["baseline"] = run_json(cmd, timeout,
+                                                       os.path.join(workdir, "baseline.log"))
+    return res
+
+
+def storm_scenario(a, bins, workdir, joins, concurrency, rooms):
+    relay_bin, loadgen, _ = bins
+    name = "storm c=%d" % concurrency
+    relay = Relay(relay_bin, workdir, name, a.threads)
+    cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads", str(a.gen_threads),
+           "--storm", str(joins), "--concurrency", str(concurrency), "--rooms", str(rooms),
+           "--relay-pid", str(relay.proc.pid), "--join-timeout", "120"]
+    try:
+        rc, gen = run_json(cmd, 180, os.path.join(workdir, "loadgen.log"))
+    finally:
+        status = relay.stop()
+    return {"name": name, "concurrency": concurrency, "joins": joins, "loadgen_rc": rc,
+            "relay_exit": status, "loadgen": gen, "relay_log": relay.log_path}
+
+
+# ------------------------------------------------------------------ figures
+
+def g(d, *path):
+    for k in path:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
+
+
+def div(a, b):
+    return a / b if a is not None and b else None
+
+
+def media_figures(r):
+    """The per-scenario figures the table and the JSON summary show."""
+    gen, base = r.get("loadgen"), r.get("baseline")
+    win = g(gen, "window_s")
+    relay_cpu = g(gen, "relay", "cpu_s")
+    fwd_relay = counter_delta(r["relay_counters"], "datagrams_forwarded")
+    tx_pkts = counter_delta(r["relay_counters"], "udp_tx_packets")
+    fwd = fwd_relay if fwd_relay else g(gen, "delivered")
+    joined = g(gen, "joined")
+    rss_end, rss_idle = g(gen, "relay", "rss_end_kb"), g(gen, "relay", "rss_idle_kb")
+    f = {
+        "delivered_per_s": div(g(gen, "delivered"), win),
+        "forwarded_per_s_relay": div(fwd_relay, win),
+        "delivery_ratio": g(gen, "delivery_ratio"),
+        "relay_cpu_s": relay_cpu,
+        "relay_cpu_util": g(gen, "relay", "cpu_util"),
+        "relay_cpu_us_per_dgram": div(relay_cpu * 1e6, fwd) if relay_cpu is not None else None,
+        "udp_packets_per_dgram": div(tx_pkts, fwd_relay),
+        "gen_cpu_s": g(gen, "gen_cpu_s"),
+        "machine_busy": g(gen, "machine", "busy"),
+        "lat_p50_ms": g(gen, "latency_ms", "p50"), "lat_p90_ms": g(gen, "latency_ms", "p90"),
+        "lat_p99_ms": g(gen, "latency_ms", "p99"), "lat_max_ms": g(gen, "latency_ms", "max"),
+        "join_p50_ms": g(gen, "join_ms", "p50"), "join_p99_ms": g(gen, "join_ms", "p99"),
+        "relay_rss_kb": rss_end,
+        "relay_rss_kb_per_participant": div(rss_end - rss_idle, joined)
+        if rss_end is not None and rss_idle is not None else None,
+        "raw_forwarded_per_s": g(base, "forwarded_per_s"),
+        "raw_cpu_us_per_pkt": g(base, "forwarder", "cpu_us_per_pkt"),
+        "raw_delivery_ratio": g(base, "delivery_ratio"),
+        "raw_lat_p50_ms": g(base, "latency_ms", "p50"),
+        "raw_lat_p99_ms": g(base, "latency_ms", "p99"),
+    }
+    # Forwarded per CPU-second, relay / raw: 1.0 = as cheap as raw UDP fan-out.
+    f["efficiency_vs_raw"] = div(f["raw_cpu_us_per_pkt"], f["relay_cpu_us_per_dgram"])
+    f["cpu_s_per_million"] = f["relay_cpu_us_per_dgram"]  # same number, other unit
+    return f
+
+
+def storm_figures(r):
+    gen = r.get("loadgen")
+    joined, cpu = g(gen, "joined"), g(gen, "relay", "cpu_s")
+    return {"joins_per_s": g(gen, "joins_per_s"), "joined": joined,
+            "failures": g(gen, "join_failures"), "join_p50_ms": g(gen, "join_ms", "p50"),
+            "join_p99_ms": g(gen, "join_ms", "p99"),
+            "relay_cpu_ms_per_join": div(cpu * 1e3, joined) if cpu is not None else None,
+            "gen_cpu_s": g(gen, "gen_cpu_s"), "machine_busy": g(gen, "machine", "busy")}
+
+
+def median_figures(runs):
+    """Median of every figure over repeated runs (None where a run had no value)."""
+    out = {}
+    for k in runs[0]:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        out[k] = statistics.median(vals) if vals else None
+    return out
+
+
+# ------------------------------------------------------------------ checks and output
+
+def check_media(r, min_delivery):
+    problems = []
+    gen, base = r.get("loadgen"), r.get("baseline")
+    if gen is None or r["loadgen_rc"] != 0:
+        return ["loadgen failed (exit %s)" % r["loadgen_rc"]]
+    if gen["joined"] != gen["clients"]:
+        problems.append("%d of %d clients joined (%s)" % (gen["joined"], gen["clients"],
+                                                          gen["first_failure"]))
+    if gen["misrouted"] or gen["malformed"]:
+        problems.append("misrouted %d, malformed %d" % (gen["misrouted"], gen["malformed"]))
+    if gen["expected"] == 0 or gen["delivery_ratio"] < min_delivery:
+        problems.append("delivery %.4f below %.2f" % (gen["delivery_ratio"], min_delivery))
+    if r["relay_exit"] != 0:
+        problems.append("relay exit status %s" % r["relay_exit"])
+    if len(r["relay_counters"]) < 2:
+        problems.append("no relay counters at the window edges")
+    if "baseline_rc" in r and (base is None or r["baseline_rc"] != 0):
+        problems.append("udp-baseline failed (exit %s)" % r["baseline_rc"])
+    elif base is not None and base["delivery_ratio"] < min_delivery:
+        problems.append("raw-UDP delivery %.4f" % base["delivery_ratio"])
+    return problems
+
+
+def check_storm(r, min_delivery):
+    gen = r.get("loadgen")
+    if gen is None or r["loadgen_rc"] != 0:
+        return ["storm loadgen failed (exit %s)" % r["loadgen_rc"]]
+    problems = []
+    if gen["joined"] < min_delivery * gen["clients"]:
+        problems.append("storm: %d of %d joins (%s)" % (gen["joined"], gen["clients"],
+                                                        gen["first_failure"]))
+    if r["relay_exit"] != 0:
+        problems.append("relay exit status %s" % r["relay_exit"])
+    return problems
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def print_tables(media, storms):
+    cols = [("scenario", 12, None, "s"), ("thr", 3, "relay_threads", "d"),
+            ("fwd/s", 8, "forwarded_per_s_relay", ".0f"), ("deliv", 7, "delivery_ratio", ".4f"),
+            ("cpu us/dg", 9, "relay_cpu_us_per_dgram", ".2f"),
+            ("raw us/pk", 9, "raw_cpu_us_per_pkt", ".2f"),
+            ("vs raw", 6, "efficiency_vs_raw", ".2f"),
+            ("p50 ms", 7, "lat_p50_ms", ".3f"), ("p90 ms", 7, "lat_p90_ms", ".3f"),
+            ("p99 ms", 7, "lat_p99_ms", ".3f"), ("max ms", 7, "lat_max_ms", ".2f"),
+            ("raw p99", 7, "raw_lat_p99_ms", ".3f"), ("RSS MB", 6, "relay_rss_kb", None),
+            ("kB/part", 7, "relay_rss_kb_per_participant", ".1f"),
+            ("gen/rly", 7, None, None), ("busy", 5, "machine_busy", ".2f")]
+    print(" ".join(c[0].rjust(c[1]) for c in cols))
+    for m in media:
+        f = m["figures"]
+        cells = []
+        for title, width, key, spec in cols:
+            if title == "scenario":
+                v = m["name"]
+            elif title == "thr":
+                v = format(m["relay_threads"], "d")
+            elif title == "RSS MB":
+                v = fmt(div(f["relay_rss_kb"], 1024), ".1f")
+            elif title == "gen/rly":
+                v = fmt(div(f["gen_cpu_s"], f["relay_cpu_s"]), ".2f")
+            else:
+                v = fmt(f.get(key), spec)
+            cells.append(v.rjust(width))
+        print(" ".join(cells))
+    if storms:
+        print()
+        print("%-14s %9s %8s %9s %9s %12s %5s" % ("storm", "joins/s", "failed", "p50 ms",
+                                                 "p99 ms", "relay ms/join", "busy"))
+        for s in storms:
+            f = s["figures"]
+            print("%-14s %9s %8s %9s %9s %12s %5s" % (
+                s["name"], fmt(f["joins_per_s"], ".0f"), fmt(f["failures"], ".0f"),
+                fmt(f["join_p50_ms"], ".1f"), fmt(f["join_p99_ms"], ".1f"),
+                fmt(f["relay_cpu_ms_per_join"], ".2f"), fmt(f["machine_busy"], ".2f")))
+
+
+def machine_info():
+    info = {"cpus": os.cpu_count(), "kernel": os.uname().release}
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
+        for key in ("Model name", "Hypervisor vendor", "L3 cache"):
+            m = re.search(r"^%s:\s*(.+)$" % key, out, re.M)
+            if m:
+                info[key.lower().replace(" ", "_")] = m.group(1).strip()
+    except OSError:
+        pass
+    return info
+
+
+# ------------------------------------------------------------------ main
+
+def plan(a):
+    scen = list(SMOKE if a.smoke else FULL)
+    if not a.smoke and not a.no_compare:
+        other = 1 if a.threads != 1 else 2
+        scen.append(("50x10 t%d" % other, 50, 10, None, other))
+    storm = STORM_SMOKE if a.smoke else STORM_FULL
+    if a.only:
+        names = a.only.split(",")
+        scen = [s for s in scen if s[0] in names or s[0].split(" ")[0] in names]
+        storm = storm if "storm" in names else None
+    return scen, storm
+
+
+def run_all(a, bins, workdir):
+    scen, storm = plan(a)
+    media, storms, problems = [], [], []
+    for name, rooms, parts, speakers, threads in scen:
+        runs = []
+        for i in range(a.repeat):
+            log("bench: %s (run %d/%d)" % (name, i + 1, a.repeat))
+            r = media_scenario(a, bins, workdir, name, rooms, parts, speakers,
+                               threads or a.threads, perf=a.perf and name == "50x10" and i == 0)
+            r["figures"] = media_figures(r)
+            problems += ["%s: %s" % (name, p) for p in check_media(r, a.min_delivery or 0)]
+            runs.append(r)
+        media.append({"name": name, "relay_threads": runs[0]["relay_threads"],
+                      "figures": median_figures([r["figures"] for r in runs]), "runs": runs})
+    for level in (storm["levels"] if storm else []):
+        runs = []
+        for i in range(a.repeat):
+            log("bench: storm, concurrency %d (run %d/%d)" % (level, i + 1, a.repeat))
+            r = storm_scenario(a, bins, workdir, storm["joins"], level, storm["rooms"])
+            r["figures"] = storm_figures(r)
+            problems += ["%s: %s" % (r["name"], p) for p in check_storm(r, a.min_delivery or 0)]
+            runs.append(r)
+        storms.append({"name": runs[0]["name"], "concurrency": level,
+                       "figures": median_figures([r["figures"] for r in runs]), "runs": runs})
+    return media, storms, problems
+
+
+def main():
+    a = parse_args()
+    if cache_flag(a.build_dir, "WZP_ASAN") or cache_flag(a.build_dir, "WZP_TSAN"):
+        log("bench: %s is a sanitizer build; timings there mean nothing and the relay is too "
+            "slow for the load, so the benchmark skips itself" % a.build_dir)
+        return SKIP
+    bins = ensure_built(a)
+    workdir = os.path.join(os.path.dirname(a.out), "logs")  # relay logs, identity
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    t0 = time.time()
+    media, storms, problems = run_all(a, bins, workdir)
+    doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+           "mode": "smoke" if a.smoke else "full", "duration_s": a.duration,
+           "warmup_s": a.warmup, "repeat": a.repeat, "relay_threads": a.threads,
+           "gen_threads": a.gen_threads, "machine": machine_info(), "scenarios": media,
+           "storm": storms, "problems": problems, "elapsed_s": round(time.time() - t0, 1)}
+    with open(a.out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print_tables(media, storms)
+    print("\nresults: %s (logs in %s); %.0f s" % (a.out, workdir, time.time() - t0))
+    if problems:
+        print("\nPROBLEMS:\n  " + "\n  ".join(problems))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
