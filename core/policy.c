@@ -337,8 +337,9 @@ static int api_rooms(lua_State *L)
 {
     void *ctx;
     const struct wzp_policy_ops *ops = ops_of(L, &ctx);
-    static _Thread_local char names[API_MAX_ROOMS][256];
-    static _Thread_local size_t sizes[API_MAX_ROOMS];
+    /* scratch space owned by Lua's GC, so an error on the way cannot leak it */
+    char(*names)[256] = lua_newuserdata(L, API_MAX_ROOMS * sizeof *names);
+    size_t *sizes = lua_newuserdata(L, API_MAX_ROOMS * sizeof *sizes);
     size_t n = WZP_MIN(ops->rooms(ctx, names, sizes, API_MAX_ROOMS), (size_t)API_MAX_ROOMS);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
@@ -349,7 +350,28 @@ static int api_rooms(lua_State *L)
         lua_setfield(L, -2, "size");
         lua_rawseti(L, -2, (int)i + 1);
     }
-    return 1;
+    return 1; /* the table; the scratch userdata below it is garbage */
+}
+
+static void push_participant(lua_State *L, const struct wzp_participant_view *v)
+{
+    lua_createtable(L, 0, 7);
+    lua_pushnumber(L, (lua_Number)v->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, v->fingerprint);
+    lua_setfield(L, -2, "fingerprint");
+    if (v->has_alias) {
+        lua_pushstring(L, v->alias);
+        lua_setfield(L, -2, "alias");
+    }
+    lua_pushstring(L, wzp_role_name(v->role));
+    lua_setfield(L, -2, "role");
+    lua_pushstring(L, wzp_tier_name(v->tier));
+    lua_setfield(L, -2, "tier");
+    lua_pushnumber(L, (lua_Number)v->packets);
+    lua_setfield(L, -2, "packets");
+    lua_pushnumber(L, (lua_Number)v->last_media_ms);
+    lua_setfield(L, -2, "last_media_ms");
 }
 
 static int api_participants(lua_State *L)
@@ -357,28 +379,12 @@ static int api_participants(lua_State *L)
     void *ctx;
     const struct wzp_policy_ops *ops = ops_of(L, &ctx);
     const char *room = luaL_checkstring(L, 1);
-    static _Thread_local struct wzp_participant_view v[API_MAX_PARTICIPANTS];
+    struct wzp_participant_view *v = lua_newuserdata(L, API_MAX_PARTICIPANTS * sizeof *v);
     size_t n = WZP_MIN(ops->participants(ctx, room, v, API_MAX_PARTICIPANTS),
                        (size_t)API_MAX_PARTICIPANTS);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
-        lua_createtable(L, 0, 7);
-        lua_pushnumber(L, (lua_Number)v[i].id);
-        lua_setfield(L, -2, "id");
-        lua_pushstring(L, v[i].fingerprint);
-        lua_setfield(L, -2, "fingerprint");
-        if (v[i].has_alias) {
-            lua_pushstring(L, v[i].alias);
-            lua_setfield(L, -2, "alias");
-        }
-        lua_pushstring(L, wzp_role_name(v[i].role));
-        lua_setfield(L, -2, "role");
-        lua_pushstring(L, wzp_tier_name(v[i].tier));
-        lua_setfield(L, -2, "tier");
-        lua_pushnumber(L, (lua_Number)v[i].packets);
-        lua_setfield(L, -2, "packets");
-        lua_pushnumber(L, (lua_Number)v[i].last_media_ms);
-        lua_setfield(L, -2, "last_media_ms");
+        push_participant(L, &v[i]);
         lua_rawseti(L, -2, (int)i + 1);
     }
     return 1;

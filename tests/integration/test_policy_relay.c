@@ -216,3 +216,50 @@ Test(policy_relay, twenty_clients_through_fifty_reloads)
     for (int i = 0; i < CLIENTS; i++)
         tc_free(&t[i]);
 }
+
+static bool closed(void *arg)
+{
+    return wzpc_state(((struct tc *)arg)->c) == WZPC_CLOSED;
+}
+
+Test(policy_relay, timers_kick_mute_and_see_activity)
+{
+    start_with_policy(
+        "done = {}\n"
+        "wzp.every(50, function()\n"
+        "  for _, r in ipairs(wzp.rooms()) do\n"
+        "    for _, p in ipairs(wzp.participants(r.name)) do\n"
+        "      if p.alias == 'client-3' and not done[p.id] then\n"
+        "        done[p.id] = wzp.kick(p.id, 'bye 3')\n"
+        "      elseif p.alias == 'client-2' and p.role == 'speaker' then\n"
+        "        wzp.set_role(p.id, 'muted')\n"
+        "      elseif p.alias == 'client-1' and p.packets >= 10 and not done.seen then\n"
+        "        done.seen = true\n"
+        "        wzp.log('info', 'activity', p.alias, p.packets, p.last_media_ms > 0)\n"
+        "      end\n"
+        "    end\n"
+        "  end\n"
+        "end)\n"
+        "function on_leave(l) wzp.log('info', 'left', l.reason) end\n",
+        "2");
+    struct tc a, b, c;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    join(&c, "room", 3);
+    cr_assert(wzpc_run_until(loop, closed, &c, 3000), "the timer kicked client 3");
+    expect_app_close(&c, "bye 3");
+    cr_assert(relay_log_wait(&relay, "left kicked", 1000), "on_leave saw reason kicked");
+    wzpc_run_for(loop, 200); /* the timer has muted client 2 by now */
+    for (int i = 0; i < 10; i++) {
+        tc_send_media(&a, NULL);
+        tc_send_media(&b, NULL);
+        wzpc_run_for(loop, 5);
+    }
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(a.from[2], 0, "muted by the timer");
+    cr_assert_eq(b.from[1], 10, "the muted participant still hears");
+    cr_assert(relay_log_wait(&relay, "activity client-1 10 true", 2000));
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
