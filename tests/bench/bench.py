@@ -262,11 +262,18 @@ def div(a, b):
     return a / b if a is not None and b else None
 
 
+def relay_cpu_s(gen):
+    """Relay CPU seconds in the window: the scheduler's ns count when there is one (the
+    10 ms ticks of utime+stime are too coarse for light scenarios), else utime+stime."""
+    sched = g(gen, "relay", "sched_cpu_s")
+    return sched if sched else g(gen, "relay", "cpu_s")
+
+
 def media_figures(r):
     """The per-scenario figures the table and the JSON summary show."""
     gen, base = r.get("loadgen"), r.get("baseline")
     win = g(gen, "window_s")
-    relay_cpu = g(gen, "relay", "cpu_s")
+    relay_cpu = relay_cpu_s(gen)
     fwd_relay = counter_delta(r["relay_counters"], "datagrams_forwarded")
     tx_pkts = counter_delta(r["relay_counters"], "udp_tx_packets")
     fwd = fwd_relay if fwd_relay else g(gen, "delivered")
@@ -297,12 +304,14 @@ def media_figures(r):
     # Forwarded per CPU-second, relay / raw: 1.0 = as cheap as raw UDP fan-out.
     f["efficiency_vs_raw"] = div(f["raw_cpu_us_per_pkt"], f["relay_cpu_us_per_dgram"])
     f["cpu_s_per_million"] = f["relay_cpu_us_per_dgram"]  # same number, other unit
+    # Cross-check: the relay's own count of forwarded datagrams vs what clients received.
+    f["relay_count_vs_delivered"] = div(fwd_relay, g(gen, "delivered"))
     return f
 
 
 def storm_figures(r):
     gen = r.get("loadgen")
-    joined, cpu = g(gen, "joined"), g(gen, "relay", "cpu_s")
+    joined, cpu = g(gen, "joined"), relay_cpu_s(gen)
     return {"joins_per_s": g(gen, "joins_per_s"), "joined": joined,
             "failures": g(gen, "join_failures"), "join_p50_ms": g(gen, "join_ms", "p50"),
             "join_p99_ms": g(gen, "join_ms", "p99"),
@@ -335,8 +344,11 @@ def check_media(r, min_delivery):
         problems.append("delivery %.4f below %.2f" % (gen["delivery_ratio"], min_delivery))
     if r["relay_exit"] != 0:
         problems.append("relay exit status %s" % r["relay_exit"])
-    if len(r["relay_counters"]) < 2:
+    ratio = r["figures"]["relay_count_vs_delivered"]
+    if len(r["relay_counters"]) < 2 or ratio is None:
         problems.append("no relay counters at the window edges")
+    elif abs(ratio - 1) > 0.1:
+        problems.append("relay counted %.3f x the datagrams clients received" % ratio)
     if "baseline_rc" in r and (base is None or r["baseline_rc"] != 0):
         problems.append("udp-baseline failed (exit %s)" % r["baseline_rc"])
     elif base is not None and base["delivery_ratio"] < min_delivery:
