@@ -871,3 +871,23 @@ enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quali
     lua_pop(L, 1);
     return t;
 }
+
+/* ---------------------------------------------------------------- test harness */
+
+lua_State *wzp_policy_lua_state(struct wzp_policy *p)
+{
+    return p->L;
+}
+
+int wzp_policy_pcall_budget(struct wzp_policy *p, int nargs, int nresults, int errfunc,
+                            unsigned budget_ms)
+{
+    uint64_t outer_deadline = p->deadline_ns;
+    p->deadline_ns = WZP_MIN(outer_deadline, wzp_now_ns() + (uint64_t)budget_ms * 1000000ull);
+    p->mem_refused = false;
+    int rv = lua_pcall(p->L, nargs, nresults, errfunc);
+    p->deadline_ns = outer_deadline;
+    if (rv != 0)
+        lua_gc(p->L, LUA_GCCOLLECT, 0);
+    return rv;
+}

@@ -161,4 +161,16 @@ uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms);
 /* Log a one-line summary of what the policy defines (hooks, timers). */
 void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen);
 
+/*
+ * Test harness only (core/policytest.c, wzp-relay --test-policy): the policy's Lua
+ * state, so that a test file can be loaded into it and call the hooks; and lua_pcall of
+ * the function below nargs arguments on that state with a time budget of budget_ms
+ * instead of the per-hook one (hooks it calls get their own budget, capped by this one).
+ * Returns lua_pcall's status; errfunc as in lua_pcall. Not for the relay's use.
+ */
+struct lua_State;
+struct lua_State *wzp_policy_lua_state(struct wzp_policy *p);
+int wzp_policy_pcall_budget(struct wzp_policy *p, int nargs, int nresults, int errfunc,
+                            unsigned budget_ms);
+
 #endif

@@ -14,7 +14,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES="build-essential cmake pkg-config git libev-dev libngtcp2-dev \
 libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjansson-dev \
-libcriterion-dev gnutls-bin"
+libcriterion-dev gnutls-bin clang libclang-rt-14-dev"
 # quinn (Rust) from Debian's crate packages, for the interop test against the stack real
 # clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
 INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev librust-serde-json-dev"
@@ -69,6 +69,17 @@ test)
     build "$ROOT/build-tsan" -DWZP_TSAN=ON
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_tests "$ROOT/build-tsan" "TSan"
+    echo "=== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-15} s per parser) ==="
+    CC=clang build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF
+    for f in "$ROOT"/build-fuzz/fuzz_*; do
+        name=$(basename "$f" | sed 's/^fuzz_//')
+        work=$(mktemp -d)
+        cp "$ROOT/tests/fuzz/corpus/$name"/* "$work"/ 2>/dev/null || true
+        "$f" -max_total_time="${FUZZ_SECONDS:-15}" -max_len=4096 "$work" >"$work.log" 2>&1 \
+            || { tail -40 "$work.log"; exit 1; }
+        grep -h "^Done" "$work.log"
+        rm -rf "$work" "$work.log"
+    done
     echo "=== all test suites passed ==="
     ;;
 *)

@@ -304,6 +304,13 @@ def media_figures(r):
     # Forwarded per CPU-second, relay / raw: 1.0 = as cheap as raw UDP fan-out.
     f["efficiency_vs_raw"] = div(f["raw_cpu_us_per_pkt"], f["relay_cpu_us_per_dgram"])
     f["cpu_s_per_million"] = f["relay_cpu_us_per_dgram"]  # same number, other unit
+    # Cores used by everything else on the machine during the window (a shared machine
+    # is noisy): busy CPUs minus relay, generator and softirq time.
+    cpus, busy, sirq = g(gen, "machine", "cpus"), f["machine_busy"], g(gen, "machine", "softirq")
+    if None not in (cpus, busy, sirq, relay_cpu, f["gen_cpu_s"]) and win:
+        f["other_cores"] = max(0.0, (busy - sirq) * cpus - (relay_cpu + f["gen_cpu_s"]) / win)
+    else:
+        f["other_cores"] = None
     # Cross-check: the relay's own count of forwarded datagrams vs what clients received.
     f["relay_count_vs_delivered"] = div(fwd_relay, g(gen, "delivered"))
     return f
@@ -383,7 +390,8 @@ def print_tables(media, storms):
             ("p99 ms", 7, "lat_p99_ms", ".3f"), ("max ms", 7, "lat_max_ms", ".2f"),
             ("raw p99", 7, "raw_lat_p99_ms", ".3f"), ("RSS MB", 6, "relay_rss_kb", None),
             ("kB/part", 7, "relay_rss_kb_per_participant", ".1f"),
-            ("gen/rly", 7, None, None), ("busy", 5, "machine_busy", ".2f")]
+            ("gen/rly", 7, None, None), ("busy", 5, "machine_busy", ".2f"),
+            ("other", 5, "other_cores", ".2f")]
     print(" ".join(c[0].rjust(c[1]) for c in cols))
     for m in media:
         f = m["figures"]
@@ -470,10 +478,15 @@ def run_all(a, bins, workdir):
 
 def main():
     a = parse_args()
-    if cache_flag(a.build_dir, "WZP_ASAN") or cache_flag(a.build_dir, "WZP_TSAN"):
-        log("bench: %s is a sanitizer build; timings there mean nothing and the relay is too "
-            "slow for the load, so the benchmark skips itself" % a.build_dir)
+    if cache_flag(a.build_dir, "WZP_TSAN"):
+        log("bench: %s is a ThreadSanitizer build: the relay is too slow there for the load "
+            "to mean anything, so the benchmark skips itself" % a.build_dir)
         return SKIP
+    if cache_flag(a.build_dir, "WZP_ASAN"):
+        if not a.smoke:
+            log("bench: %s is an AddressSanitizer build: only --smoke runs there" % a.build_dir)
+            return SKIP
+        log("bench: AddressSanitizer build: functional smoke only, timings are meaningless")
     bins = ensure_built(a)
     workdir = os.path.join(os.path.dirname(a.out), "logs")  # relay logs, identity
     shutil.rmtree(workdir, ignore_errors=True)
