@@ -70,7 +70,7 @@ test)
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_tests "$ROOT/build-tsan" "TSan"
     echo "=== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-15} s per parser) ==="
-    CC=clang build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF
+    build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF -DCMAKE_C_COMPILER=clang
     for f in "$ROOT"/build-fuzz/fuzz_*; do
         name=$(basename "$f" | sed 's/^fuzz_//')
         work=$(mktemp -d)
