@@ -733,6 +733,11 @@ static void conn_on_handshake_done(struct wzp_conn *c)
         conn_refuse(c, "invalid room name (allowed: a-z 0-9 - _ . up to 253 characters)");
         return;
     }
+    if (atomic_load(&r->draining)) {
+        WZP_STAT_INC(&c->w->stats, join_refused_draining);
+        conn_refuse(c, "relay is draining: connect to another relay");
+        return;
+    }
     if (!wzp_relay_reserve_session(r)) {
         WZP_STAT_INC(&c->w->stats, join_refused_sessions);
         conn_refuse(c, "max sessions (%u) reached", r->cfg.max_sessions);
@@ -942,6 +947,7 @@ static int conn_write_loop(struct wzp_conn *c)
         if (accepted) {
             wzp_dgq_pop(&c->dgq);
             WZP_STAT_INC(&c->w->stats, datagrams_forwarded);
+            WZP_STAT_ADD(&c->w->stats, bytes_forwarded, dlen);
         }
         if (nwrite == NGTCP2_ERR_WRITE_MORE)
             continue;

@@ -3,12 +3,16 @@
  * turn signals into actions (SIGTERM/SIGINT: close every call and exit 0; SIGUSR1: log
  * counters).
  */
+#include "admin.h"
 #include "common.h"
 #include "log.h"
+#include "policytest.h"
 #include "relay.h"
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,11 +45,25 @@ static void usage(FILE *out)
         "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
         "\n"
+        "Operations:\n"
+        "  --metrics-port N       serve /metrics, /health, /ready, /rooms and /admin/* over\n"
+        "                         HTTP on this TCP port (default: off)\n"
+        "  --metrics-bind ADDR    address of that server (default 127.0.0.1)\n"
+        "  --admin-token TOKEN    bearer token for POST /admin/kick, /admin/drain,\n"
+        "                         /admin/reload (default: none, admin actions disabled)\n"
+        "  --drain-timeout SEC    after a drain starts (SIGUSR2 or /admin/drain), exit when\n"
+        "                         the last call ends or after this long (default %d)\n"
+        "\n"
         "Policy (LuaJIT; see doc/POLICY.md):\n"
         "  -s, --script FILE      operator policy (default: policies/default.lua next to the\n"
         "                         relay, which keeps upstream's behaviour). \"none\": no policy\n"
         "  --check FILE           load and self-check a policy, print what it defines, exit\n"
         "                         (0 = OK, 1 = error with file:line)\n"
+        "  --test-policy FILE TESTS\n"
+        "                         run the policy tests in TESTS (Lua) against FILE with\n"
+        "                         synthetic rooms and clock, no network; prints one line per\n"
+        "                         test and \"N passed, N failed\" (exit 0 = all passed,\n"
+        "                         1 = some failed, 2 = a file does not load)\n"
         "  --policy-budget-ms N   time budget per hook call (default %d)\n"
         "  --policy-memory-mb N   memory cap per Lua state, one per worker (default %d)\n"
         "  --policy-unsafe        give policies io, os, ffi and debug (off: sandboxed)\n"
@@ -57,10 +75,12 @@ static void usage(FILE *out)
         "  -h, --help             print this help, then exit\n"
         "\n"
         "Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
+        "SIGHUP reloads the policy (the running one stays if the new one fails to load);\n"
+        "SIGUSR2 starts a drain (new joins refused, exit when the last call ends);\n"
         "SIGUSR1 logs the relay's counters.\n",
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS,
-        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
@@ -85,14 +105,20 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_CHECK,
+    OPT_TEST_POLICY,
     OPT_POLICY_BUDGET,
     OPT_POLICY_MEMORY,
     OPT_POLICY_UNSAFE,
     OPT_POLICY_JIT,
     OPT_LUA_DIR,
+    OPT_METRICS_PORT,
+    OPT_METRICS_BIND,
+    OPT_ADMIN_TOKEN,
+    OPT_DRAIN_TIMEOUT,
 };
 
 static char check_path[PATH_MAX];
+static char test_policy_path[PATH_MAX], test_file_path[PATH_MAX];
 static bool script_given;
 
 /* Returns 0 to run, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -110,11 +136,16 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"script", required_argument, NULL, 's'},
         {"check", required_argument, NULL, OPT_CHECK},
+        {"test-policy", required_argument, NULL, OPT_TEST_POLICY},
         {"policy-budget-ms", required_argument, NULL, OPT_POLICY_BUDGET},
         {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
         {"policy-unsafe", no_argument, NULL, OPT_POLICY_UNSAFE},
         {"policy-jit", no_argument, NULL, OPT_POLICY_JIT},
         {"lua-dir", required_argument, NULL, OPT_LUA_DIR},
+        {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+        {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
+        {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -176,6 +207,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         case OPT_CHECK:
             snprintf(check_path, sizeof check_path, "%s", optarg);
             break;
+        case OPT_TEST_POLICY:
+            snprintf(test_policy_path, sizeof test_policy_path, "%s", optarg);
+            break;
         case OPT_POLICY_BUDGET:
             if (parse_uint("--policy-budget-ms", optarg, 1, 60000, &cfg->policy_limits.budget_ms))
                 return -1;
@@ -191,6 +225,20 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         case OPT_POLICY_JIT:
             cfg->policy_limits.jit = true;
             break;
+        case OPT_METRICS_PORT:
+            if (parse_uint("--metrics-port", optarg, 1, 65535, &cfg->metrics_port))
+                return -1;
+            break;
+        case OPT_METRICS_BIND:
+            snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", optarg);
+            break;
+        case OPT_ADMIN_TOKEN:
+            snprintf(cfg->admin_token, sizeof cfg->admin_token, "%s", optarg);
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            if (parse_uint("--drain-timeout", optarg, 1, 86400, &cfg->drain_timeout_s))
+                return -1;
+            break;
         case OPT_LUA_DIR:
             snprintf(cfg->lua_dir, sizeof cfg->lua_dir, "%s", optarg);
             break;
@@ -204,6 +252,14 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             fprintf(stderr, "Try 'wzp-relay --help' for the list of options.\n");
             return -1;
         }
+    }
+    if (test_policy_path[0]) {
+        /* --test-policy FILE TESTS: TESTS is the one operand */
+        if (optind != argc - 1) {
+            fprintf(stderr, "wzp-relay: --test-policy expects a policy file and a test file\n");
+            return -1;
+        }
+        snprintf(test_file_path, sizeof test_file_path, "%s", argv[optind++]);
     }
     if (optind < argc) {
         fprintf(stderr, "wzp-relay: unexpected argument \"%s\"; try --help\n", argv[optind]);
@@ -258,6 +314,52 @@ static int check_policy(const struct wzp_config *cfg)
     return rv == WZP_OK ? 0 : 1;
 }
 
+static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
+{
+    if (atomic_exchange(&r->draining, true))
+        return;
+    *deadline_ms = wzp_now_ns() / 1000000 + (uint64_t)r->cfg.drain_timeout_s * 1000;
+    LOG_INFO(MOD,
+             "draining: new joins are refused; %u session%s left; exiting when the last "
+             "call ends or in %u s",
+             atomic_load(&r->sessions), atomic_load(&r->sessions) == 1 ? "" : "s",
+             r->cfg.drain_timeout_s);
+}
+
+/* Serve signals until one says stop (or a drain completes). */
+static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
+{
+    uint64_t drain_deadline_ms = 0;
+    for (;;) {
+        struct timespec tick = {0, 200 * 1000000L};
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (atomic_load(&r->draining)) {
+            if (atomic_load(&r->sessions) == 0) {
+                LOG_INFO(MOD, "drain complete: no call left");
+                return;
+            }
+            if (wzp_now_ns() / 1000000 >= drain_deadline_ms) {
+                LOG_INFO(MOD, "drain deadline reached with %u session(s) left",
+                         atomic_load(&r->sessions));
+                return;
+            }
+        }
+        if (sig < 0)
+            continue;
+        if (sig == SIGUSR1) {
+            wzp_relay_log_stats(r);
+        } else if (sig == SIGUSR2) {
+            start_drain(r, &drain_deadline_ms);
+        } else if (sig == SIGHUP) {
+            wzp_relay_reload_policy(r);
+        } else {
+            LOG_INFO(MOD, "%s: closing every connection and exiting",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct wzp_config cfg;
@@ -269,6 +371,10 @@ int main(int argc, char **argv)
         find_beside_relay("lua", "", cfg.lua_dir, sizeof cfg.lua_dir);
     if (check_path[0])
         return check_policy(&cfg);
+    if (test_policy_path[0])
+        return wzp_policytest_run(test_policy_path, test_file_path, &cfg.policy_limits,
+                                  cfg.lua_dir[0] ? cfg.lua_dir : NULL, WZP_POLICYTEST_BUDGET_MS,
+                                  stdout, stderr);
     if (!script_given)
         find_beside_relay("policies", "/default.lua", cfg.policy_path, sizeof cfg.policy_path);
 
@@ -279,6 +385,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -305,20 +412,19 @@ int main(int argc, char **argv)
         LOG_ERROR(MOD, "cannot start worker threads");
         return 1;
     }
-    for (;;) {
-        int sig;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGUSR1) {
-            wzp_relay_log_stats(&relay);
-        } else if (sig == SIGHUP) {
-            wzp_relay_reload_policy(&relay);
-        } else {
-            LOG_INFO(MOD, "%s: closing every connection and exiting",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            break;
+    if (relay.cfg.metrics_port) {
+        if (wzp_admin_start(&relay.admin, &relay, err, sizeof err) != WZP_OK) {
+            LOG_ERROR(MOD, "cannot start: %s", err);
+            wzp_relay_stop(&relay, SHUTDOWN_TIMEOUT_MS);
+            return 1;
         }
+        LOG_INFO(MOD, "metrics and admin on http://%s:%u/ (admin actions %s)",
+                 relay.cfg.metrics_bind, relay.cfg.metrics_port,
+                 relay.cfg.admin_token[0] ? "need the bearer token" : "disabled");
     }
+    wait_for_signals(&relay, &set);
+    wzp_admin_stop(relay.admin);
+    relay.admin = NULL;
     int rv = wzp_relay_stop(&relay, SHUTDOWN_TIMEOUT_MS);
     wzp_relay_log_stats(&relay);
     if (rv != WZP_OK) {

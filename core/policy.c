@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "stats.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -38,8 +39,11 @@ struct wzp_policy {
         int ref;
     } timers[WZP_POLICY_MAX_TIMERS];
     size_t ntimers;
-    struct wzp_policy_stats stats;
+    struct wzp_policy_stats own_stats;
+    struct wzp_policy_stats *stats; /* own_stats, or the worker's (wzp_policy_count_into) */
 };
+
+#define PSTAT_ADD(p, field, n) WZP_STAT_ADD((p)->stats, field, n)
 
 /* ---------------------------------------------------------------- allocator */
 
@@ -84,7 +88,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     struct wzp_policy *p = policy_of(L);
     if (wzp_now_ns() > p->deadline_ns) {
-        p->stats.budget_exceeded++;
+        PSTAT_ADD(p, budget_exceeded, 1);
         luaL_error(L, "time budget of %u ms exceeded", p->lim.budget_ms);
     }
 }
@@ -113,14 +117,14 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     p->mem_refused = false;
     int rv = lua_pcall(L, nargs, nresults, base);
     p->deadline_ns = outer_deadline;
-    p->stats.calls++;
-    p->stats.latency_ns_total += wzp_now_ns() - t0;
+    PSTAT_ADD(p, calls, 1);
+    PSTAT_ADD(p, latency_ns_total, wzp_now_ns() - t0);
     lua_remove(L, base);
     if (rv == 0)
         return true;
-    p->stats.errors++;
+    PSTAT_ADD(p, errors, 1);
     if (rv == LUA_ERRMEM || p->mem_refused)
-        p->stats.memory_errors++;
+        PSTAT_ADD(p, memory_errors, 1);
     const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
     snprintf(p->last_error, sizeof p->last_error, "%.*s", (int)strcspn(msg, "\n"), msg);
     LOG_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
@@ -588,6 +592,7 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
     }
     p->lim = *lim;
     p->env = *env;
+    p->stats = &p->own_stats;
     p->deadline_ns = UINT64_MAX;
     snprintf(p->path, sizeof p->path, "%s", path);
     snprintf(p->dir, sizeof p->dir, "%s", path);
@@ -642,7 +647,12 @@ const char *wzp_policy_path(const struct wzp_policy *p)
 
 const struct wzp_policy_stats *wzp_policy_stats(const struct wzp_policy *p)
 {
-    return &p->stats;
+    return p->stats;
+}
+
+void wzp_policy_count_into(struct wzp_policy *p, struct wzp_policy_stats *sink)
+{
+    p->stats = sink;
 }
 
 bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name)

@@ -23,6 +23,7 @@
 #include "quality.h"
 #include "shdict.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,10 +86,14 @@ struct wzp_policy_env {
     void *ops_ctx;
 };
 
-/* Counters of one state (read by the stats log; written by its thread only). */
+/*
+ * Counters of policy calls. Written only by the thread that runs the state (relaxed
+ * atomic stores), readable from any thread. A worker points every state it runs at its
+ * own counters (wzp_policy_count_into), so they add up across reloads.
+ */
 struct wzp_policy_stats {
-    uint64_t calls, errors, budget_exceeded, memory_errors;
-    uint64_t latency_ns_total;
+    _Atomic uint64_t calls, errors, budget_exceeded, memory_errors;
+    _Atomic uint64_t latency_ns_total;
 };
 
 struct wzp_policy;
@@ -103,6 +108,8 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
 void wzp_policy_free(struct wzp_policy *p);
 const char *wzp_policy_path(const struct wzp_policy *p);
 const struct wzp_policy_stats *wzp_policy_stats(const struct wzp_policy *p);
+/* Count this state's calls into sink from now on (sink must outlive the state). */
+void wzp_policy_count_into(struct wzp_policy *p, struct wzp_policy_stats *sink);
 
 /* on_connect: before the TLS handshake does any key exchange. */
 struct wzp_connect_info {

@@ -29,6 +29,8 @@ void wzp_config_defaults(struct wzp_config *cfg)
     cfg->max_connections = WZP_DEFAULT_MAX_CONNECTIONS;
     cfg->join_timeout_ms = WZP_DEFAULT_JOIN_TIMEOUT_MS;
     cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
+    snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "127.0.0.1");
+    cfg->drain_timeout_s = WZP_DEFAULT_DRAIN_TIMEOUT_S;
     cfg->policy_limits.budget_ms = WZP_POLICY_DEFAULT_BUDGET_MS;
     cfg->policy_limits.memory_bytes = (size_t)WZP_POLICY_DEFAULT_MEMORY_MB << 20;
 }

@@ -28,6 +28,7 @@
 #define WZP_DEFAULT_IDLE_TIMEOUT_MS 30000
 #define WZP_HANDSHAKE_TIMEOUT_MS    10000
 #define WZP_KEEPALIVE_MS            5000
+#define WZP_DEFAULT_DRAIN_TIMEOUT_S 600
 #define WZP_MAX_WORKERS             64
 #define WZP_SHARED_MAX_KEYS         100000
 #define WZP_SHARED_MAX_BYTES        (16u << 20)
@@ -44,6 +45,10 @@ struct wzp_config {
     unsigned join_timeout_ms; /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
     char policy_path[PATH_MAX]; /* "" = no policy file: upstream behaviour */
+    unsigned metrics_port;      /* 0: no HTTP server */
+    char metrics_bind[64];      /* address of the HTTP server (default 127.0.0.1) */
+    char admin_token[256];      /* "" = admin actions disabled */
+    unsigned drain_timeout_s;   /* drain: exit at the latest after this */
     char lua_dir[PATH_MAX];     /* helpers for require() */
     struct wzp_policy_limits policy_limits;
 };
@@ -55,6 +60,7 @@ void wzp_config_defaults(struct wzp_config *cfg);
 int wzp_config_set_listen(struct wzp_config *cfg, const char *text);
 
 struct wzp_worker;
+struct wzp_admin;
 
 struct wzp_relay {
     struct wzp_config cfg;
@@ -72,6 +78,8 @@ struct wzp_relay {
     struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
     struct wzp_policy_env policy_env;
     _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
+    _Atomic bool draining;   /* new joins refused; exit when the last call ends */
+    struct wzp_admin *admin; /* HTTP metrics/admin server, or NULL */
 };
 
 /* Load identity, set up TLS, bind every worker socket. err gets a message on failure. */

@@ -45,6 +45,9 @@ struct wzp_participant {
      * packets other than comfort noise, and when the last one arrived. */
     _Atomic uint64_t packets;
     _Atomic uint64_t last_media_ms;
+    /* The participant's last QualityReport (same single writer), for metrics. */
+    _Atomic uint8_t loss_pct, rtt_4ms;
+    _Atomic bool has_report;
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     char alias[WZP_ALIAS_MAX + 1];
     bool has_alias;

@@ -107,6 +107,16 @@ static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
     wzp_buf_free(&frame);
 }
 
+static void record_handshake(struct wzp_worker *w, uint64_t ns)
+{
+    static const double bounds[WZP_HANDSHAKE_NBUCKETS] = WZP_HANDSHAKE_BUCKETS;
+    size_t i = 0;
+    while (i < WZP_HANDSHAKE_NBUCKETS && (double)ns / 1e9 > bounds[i])
+        i++;
+    WZP_STAT_INC(&w->stats, handshake_bucket[i]);
+    WZP_STAT_ADD(&w->stats, handshake_ns_sum, ns);
+}
+
 static int send_answer(struct wzp_conn *c)
 {
     struct wzp_signal answer;
@@ -222,6 +232,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     retier_locked(w, r, &p);
     pthread_rwlock_unlock(&r->lock);
     WZP_STAT_INC(&w->stats, joins);
+    record_handshake(w, wzp_now_ns() - c->created_ns);
     LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
              p.has_alias ? "\"" : "", c->peer, r->name, count,
@@ -314,8 +325,9 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
                   wzp_media_verdict_name(v));
         return;
     }
+    const uint8_t *trailer = NULL;
     if (data[0] & 0x02) {
-        const uint8_t *t = data + len - WZP_QUALITY_REPORT_BYTES;
+        const uint8_t *t = trailer = data + len - WZP_QUALITY_REPORT_BYTES;
         struct wzp_quality_report rep = {t[0], t[1], t[2], t[3]};
         WZP_STAT_INC(&w->stats, quality_reports);
         if (wzp_quality_observe(&c->quality, &rep, now_ms()))
@@ -331,6 +343,12 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
                               atomic_load_explicit(&me->packets, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         atomic_store_explicit(&me->last_media_ms, now_ms(), memory_order_relaxed);
+    }
+    if (self >= 0 && trailer) {
+        struct wzp_participant *me = &r->parts[self];
+        atomic_store_explicit(&me->loss_pct, trailer[0], memory_order_relaxed);
+        atomic_store_explicit(&me->rtt_4ms, trailer[1], memory_order_relaxed);
+        atomic_store_explicit(&me->has_report, true, memory_order_relaxed);
     }
     if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
         pthread_rwlock_unlock(&r->lock);
@@ -383,28 +401,30 @@ static size_t api_participants(void *ctx, const char *name, struct wzp_participa
     return n;
 }
 
-static int api_kick(void *ctx, uint64_t id, const char *reason)
+int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason)
 {
-    struct wzp_relay *relay = ctx;
-    struct wzp_worker *w = wzp_worker_current();
     struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
-    if (!r || !w) {
-        if (r)
-            wzp_room_release(&relay->rooms, r);
+    if (!r)
         return WZP_ENOTFOUND;
-    }
     int rv = WZP_ENOTFOUND;
     pthread_rwlock_rdlock(&r->lock);
     ssize_t i = wzp_room_find_locked(r, id);
     if (i >= 0) {
         const struct wzp_participant *p = &r->parts[i];
-        rv = wzp_worker_send_ctl(w, p->worker, WZP_CTL_KICK, p->slot, p->gen, reason,
-                                 strlen(reason) + 1);
-        LOG_INFO(MOD, "policy kicks %s from room %s: %s", p->fingerprint, r->name, reason);
+        struct wzp_worker *owner = relay->workers[p->worker];
+        rv = wzp_ctlq_push(&owner->ctl, WZP_CTL_KICK, p->slot, p->gen, reason, strlen(reason) + 1);
+        if (rv == WZP_OK)
+            ev_async_send(owner->loop, &owner->wake);
+        LOG_INFO(MOD, "kick: %s from room %s: %s", p->fingerprint, r->name, reason);
     }
     pthread_rwlock_unlock(&r->lock);
     wzp_room_release(&relay->rooms, r);
     return rv;
+}
+
+static int api_kick(void *ctx, uint64_t id, const char *reason)
+{
+    return wzp_sfu_kick(ctx, id, reason);
 }
 
 static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)

@@ -21,6 +21,12 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why);
 /* A DATAGRAM from c: validate, read the quality trailer, forward to the room. */
 void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
 
+struct wzp_relay;
+
+/* Close participant id's connection (reason in the close and the log), from any thread.
+ * WZP_ENOTFOUND if no such participant. */
+int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason);
+
 /* The room API behind the policies' wzp.* functions (ctx: struct wzp_relay *). Must be
  * called from a worker thread, with no room lock held (hooks and timers satisfy this). */
 extern const struct wzp_policy_ops wzp_sfu_policy_ops;

@@ -34,6 +34,7 @@
     X(join_refused_protocol, "joins refused: unexpected or malformed signal")                      \
     X(join_refused_auth, "joins refused: AuthToken while auth is off")                             \
     X(join_refused_policy, "joins refused by the policy (on_join / on_action)")                    \
+    X(join_refused_draining, "joins refused: the relay is draining")                               \
     X(join_timeouts, "joins refused: no CallOffer in time")                                        \
     X(signals_received, "signal frames received")                                                  \
     X(signals_malformed, "signal frames that failed to parse")                                     \
@@ -42,6 +43,7 @@
     X(signal_backlog_closes, "connections closed: client not reading signals")                     \
     X(datagrams_received, "media datagrams received")                                              \
     X(datagrams_forwarded, "media datagrams written to receivers")                                 \
+    X(bytes_forwarded, "bytes of media datagrams written to receivers")                            \
     X(datagrams_invalid, "media datagrams dropped: invalid header")                                \
     X(datagrams_not_joined, "media datagrams dropped: sender not in a room")                       \
     X(datagrams_not_forwarded, "media datagrams of listeners and muted participants (not sent)")   \
@@ -51,10 +53,20 @@
     X(tier_changes, "participant tier changes")                                                    \
     X(directives_sent, "QualityDirective messages queued")
 
+/* Upper bounds (seconds) of the handshake-duration histogram, as upstream's. */
+#define WZP_HANDSHAKE_BUCKETS                                                                      \
+    {                                                                                              \
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5                                    \
+    }
+#define WZP_HANDSHAKE_NBUCKETS 10
+
 struct wzp_stats {
 #define WZP_STATS_DECLARE(name, help) _Atomic uint64_t name;
     WZP_STATS_FIELDS(WZP_STATS_DECLARE)
 #undef WZP_STATS_DECLARE
+    /* first Initial -> CallAnswer queued, for joined participants */
+    _Atomic uint64_t handshake_bucket[WZP_HANDSHAKE_NBUCKETS + 1]; /* last: +Inf */
+    _Atomic uint64_t handshake_ns_sum;
 };
 
 /* Single-writer increment: no locked instruction on the hot path. */

@@ -463,6 +463,7 @@ static void switch_policy(struct wzp_worker *w)
     if (!p)
         return;
     wzp_policy_free(w->policy);
+    wzp_policy_count_into(p, &w->policy_stats);
     w->policy = p;
     arm_policy_timer(w, wzp_policy_run_timers(p, 0)); /* now = 0: nothing due yet */
 }

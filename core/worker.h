@@ -85,6 +85,7 @@ struct wzp_worker {
     /* policy: the state this worker uses, and the next one waiting to be switched in */
     struct wzp_policy *policy;
     _Atomic(struct wzp_policy *) policy_pending;
+    struct wzp_policy_stats policy_stats; /* every state this worker ran, cumulative */
 
     struct wzp_stats stats;
 };

@@ -286,6 +286,7 @@ Test(policy, state_survives_a_budget_error)
 Test(policy, memory_cap_holds_and_state_recovers)
 {
     limits.memory_bytes = 8u << 20;
+    limits.budget_ms = 20000; /* the cap, not the clock, must stop it (even on a slow box) */
     struct wzp_policy *p = load("function on_join(j)\n"
                                 "  local t = {}\n"
                                 "  for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end\n"

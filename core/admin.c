@@ -1,0 +1,457 @@
+/* admin.c - HTTP metrics, health and administration (see admin.h). */
+#include "admin.h"
+
+#include "buf.h"
+#include "common.h"
+#include "log.h"
+#include "relay.h"
+#include "sfu.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MOD                        "admin"
+#define ADMIN_MAX_CONNECTIONS      64
+#define ADMIN_CONNECTION_TIMEOUT_S 10
+#define METRICS_MAX_SESSIONS       200 /* bound on per-session series */
+
+struct wzp_admin {
+    struct MHD_Daemon *daemon;
+    struct wzp_relay *relay;
+};
+
+/* ---------------------------------------------------------------- metrics */
+
+static uint64_t sum_stat(struct wzp_relay *r, size_t offset)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        _Atomic uint64_t *f = (_Atomic uint64_t *)((char *)&r->workers[i]->stats + offset);
+        sum += atomic_load_explicit(f, memory_order_relaxed);
+    }
+    return sum;
+}
+
+#define STAT(r, field) sum_stat(r, offsetof(struct wzp_stats, field))
+
+static void metric(struct wzp_buf *b, const char *name, const char *type, const char *help,
+                   double value)
+{
+    wzp_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                   value);
+}
+
+static void metric_header(struct wzp_buf *b, const char *name, const char *type, const char *help)
+{
+    wzp_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void upstream_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    metric(b, "wzp_relay_active_sessions", "gauge", "Room sessions (joined or joining).",
+           atomic_load(&r->sessions));
+    metric(b, "wzp_relay_active_rooms", "gauge", "Rooms with at least one participant.",
+           (double)wzp_room_table_count(&r->rooms));
+    metric(b, "wzp_relay_packets_forwarded_total", "counter",
+           "Media datagrams written to receivers (one per receiver).",
+           (double)STAT(r, datagrams_forwarded));
+    metric(b, "wzp_relay_bytes_forwarded_total", "counter",
+           "Bytes of media datagrams written to receivers (whole datagrams).",
+           (double)STAT(r, bytes_forwarded));
+    static const double bounds[WZP_HANDSHAKE_NBUCKETS] = WZP_HANDSHAKE_BUCKETS;
+    metric_header(b, "wzp_relay_handshake_duration_seconds", "histogram",
+                  "From a client's first packet to its CallAnswer, for joined participants.");
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= WZP_HANDSHAKE_NBUCKETS; i++) {
+        cum += STAT(r, handshake_bucket[i]);
+        if (i < WZP_HANDSHAKE_NBUCKETS)
+            wzp_buf_printf(b, "wzp_relay_handshake_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                           bounds[i], (unsigned long long)cum);
+        else
+            wzp_buf_printf(b, "wzp_relay_handshake_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                           (unsigned long long)cum);
+    }
+    wzp_buf_printf(b, "wzp_relay_handshake_duration_seconds_sum %.9f\n",
+                   (double)STAT(r, handshake_ns_sum) / 1e9);
+    wzp_buf_printf(b, "wzp_relay_handshake_duration_seconds_count %llu\n", (unsigned long long)cum);
+}
+
+/* Per-session loss and RTT from each participant's last QualityReport, labelled by
+ * participant id, at most METRICS_MAX_SESSIONS series (bounded cardinality). */
+static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    static char names[1024][256];
+    static size_t sizes[1024];
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    struct wzp_buf loss = WZP_BUF_INIT, rtt = WZP_BUF_INIT;
+    size_t emitted = 0;
+    pthread_mutex_lock(&lock); /* MHD runs one thread, but keep the scratch safe */
+    size_t n = WZP_MIN(wzp_room_table_list(&r->rooms, names, sizes, 1024), (size_t)1024);
+    for (size_t i = 0; i < n && emitted < METRICS_MAX_SESSIONS; i++) {
+        struct wzp_room *room = wzp_room_lookup(&r->rooms, names[i]);
+        if (!room)
+            continue;
+        pthread_rwlock_rdlock(&room->lock);
+        for (size_t k = 0; k < room->count && emitted < METRICS_MAX_SESSIONS; k++) {
+            const struct wzp_participant *p = &room->parts[k];
+            if (!atomic_load_explicit(&p->has_report, memory_order_relaxed))
+                continue;
+            uint8_t l = atomic_load_explicit(&p->loss_pct, memory_order_relaxed);
+            uint8_t t = atomic_load_explicit(&p->rtt_4ms, memory_order_relaxed);
+            wzp_buf_printf(&loss, "wzp_relay_session_loss_pct{session_id=\"%llu\"} %.2f\n",
+                           (unsigned long long)p->id, l / 255.0 * 100.0);
+            wzp_buf_printf(&rtt, "wzp_relay_session_rtt_ms{session_id=\"%llu\"} %u\n",
+                           (unsigned long long)p->id, t * 4u);
+            emitted++;
+        }
+        pthread_rwlock_unlock(&room->lock);
+        wzp_room_release(&r->rooms, room);
+    }
+    pthread_mutex_unlock(&lock);
+    metric_header(b, "wzp_relay_session_loss_pct", "gauge",
+                  "Loss a participant last reported (at most 200 sessions).");
+    wzp_buf_append(b, loss.data, loss.len);
+    metric_header(b, "wzp_relay_session_rtt_ms", "gauge",
+                  "RTT a participant last reported (at most 200 sessions).");
+    wzp_buf_append(b, rtt.data, rtt.len);
+    wzp_buf_free(&loss);
+    wzp_buf_free(&rtt);
+}
+
+static void labelled(struct wzp_buf *b, const char *name, const char *label, const char *value,
+                     uint64_t v)
+{
+    wzp_buf_printf(b, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}
+
+static void drop_and_refusal_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    metric_header(b, "wzp_relay_datagrams_dropped_total", "counter",
+                  "Media datagrams not forwarded, by reason.");
+    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "invalid",
+             STAT(r, datagrams_invalid));
+    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "not_joined",
+             STAT(r, datagrams_not_joined));
+    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "receiver_queue_full",
+             STAT(r, datagrams_queue_drops));
+    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "too_big_for_path",
+             STAT(r, datagrams_too_big_for_path));
+    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "listener",
+             STAT(r, datagrams_not_forwarded));
+    metric_header(b, "wzp_relay_refusals_total", "counter",
+                  "Connections and joins refused, by reason.");
+    struct {
+        const char *reason;
+        uint64_t v;
+    } refusals[] = {
+        {"handshake_limit", STAT(r, conns_refused_handshakes)},
+        {"connection_limit", STAT(r, conns_refused_limit)},
+        {"alpn", STAT(r, conns_refused_alpn)},
+        {"sni", STAT(r, conns_refused_sni)},
+        {"policy_connect", STAT(r, conns_refused_policy)},
+        {"max_sessions", STAT(r, join_refused_sessions)},
+        {"signature", STAT(r, join_refused_signature)},
+        {"protocol", STAT(r, join_refused_protocol)},
+        {"auth", STAT(r, join_refused_auth)},
+        {"policy_join", STAT(r, join_refused_policy)},
+        {"draining", STAT(r, join_refused_draining)},
+        {"join_timeout", STAT(r, join_timeouts)},
+        {"signal_backlog", STAT(r, signal_backlog_closes)},
+        {"signal_oversize", STAT(r, signals_oversize)},
+    };
+    for (size_t i = 0; i < WZP_ARRAY_LEN(refusals); i++)
+        labelled(b, "wzp_relay_refusals_total", "reason", refusals[i].reason, refusals[i].v);
+}
+
+static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    metric_header(b, "wzp_relay_worker_packets_received_total", "counter",
+                  "UDP packets received, per worker.");
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_buf_printf(b, "wzp_relay_worker_packets_received_total{worker=\"%u\"} %llu\n", i,
+                       (unsigned long long)atomic_load(&r->workers[i]->stats.udp_rx_packets));
+    metric_header(b, "wzp_relay_worker_packets_sent_total", "counter",
+                  "UDP packets sent, per worker.");
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_buf_printf(b, "wzp_relay_worker_packets_sent_total{worker=\"%u\"} %llu\n", i,
+                       (unsigned long long)atomic_load(&r->workers[i]->stats.udp_tx_packets));
+    metric_header(b, "wzp_relay_worker_control_queue_depth", "gauge",
+                  "Control messages waiting for each worker.");
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        pthread_mutex_lock(&r->workers[i]->ctl.lock);
+        size_t depth = r->workers[i]->ctl.count;
+        pthread_mutex_unlock(&r->workers[i]->ctl.lock);
+        wzp_buf_printf(b, "wzp_relay_worker_control_queue_depth{worker=\"%u\"} %zu\n", i, depth);
+    }
+    metric(b, "wzp_relay_packets_steered_total", "counter",
+           "Packets handed to the worker that owns their connection.",
+           (double)STAT(r, packets_steered_out));
+}
+
+static uint64_t sum_policy(struct wzp_relay *r, size_t offset)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        sum += atomic_load_explicit(
+            (_Atomic uint64_t *)((char *)&r->workers[i]->policy_stats + offset),
+            memory_order_relaxed);
+    return sum;
+}
+
+#define PSTAT(r, field) sum_policy(r, offsetof(struct wzp_policy_stats, field))
+
+static void policy_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    metric(b, "wzp_relay_policy_calls_total", "counter", "Policy hook and timer calls.",
+           (double)PSTAT(r, calls));
+    metric(b, "wzp_relay_policy_errors_total", "counter",
+           "Policy calls that raised an error (including budget and memory).",
+           (double)PSTAT(r, errors));
+    metric(b, "wzp_relay_policy_budget_exceeded_total", "counter",
+           "Policy calls stopped by the time budget.", (double)PSTAT(r, budget_exceeded));
+    metric(b, "wzp_relay_policy_memory_errors_total", "counter",
+           "Policy calls that hit the memory cap.", (double)PSTAT(r, memory_errors));
+    metric(b, "wzp_relay_policy_call_seconds_total", "counter", "Time spent in policy calls.",
+           (double)PSTAT(r, latency_ns_total) / 1e9);
+    metric_header(b, "wzp_relay_policy_reloads_total", "counter", "Policy reloads by result.");
+    labelled(b, "wzp_relay_policy_reloads_total", "result", "ok",
+             atomic_load(&r->policy_reloads_ok));
+    labelled(b, "wzp_relay_policy_reloads_total", "result", "failed",
+             atomic_load(&r->policy_reloads_failed));
+}
+
+char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
+{
+    struct wzp_buf b = WZP_BUF_INIT;
+    upstream_metrics(&b, r);
+    session_metrics(&b, r);
+    drop_and_refusal_metrics(&b, r);
+    worker_metrics(&b, r);
+    policy_metrics(&b, r);
+    metric(&b, "wzp_relay_joins_total", "counter", "Participants that joined a room.",
+           (double)STAT(r, joins));
+    metric(&b, "wzp_relay_leaves_total", "counter", "Participants that left a room.",
+           (double)STAT(r, leaves));
+    metric(&b, "wzp_relay_connections", "gauge", "QUIC connections of any kind.",
+           atomic_load(&r->connections));
+    metric(&b, "wzp_relay_draining", "gauge", "1 while the relay drains.",
+           atomic_load(&r->draining) ? 1 : 0);
+    *len = b.len;
+    wzp_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* ---------------------------------------------------------------- JSON views */
+
+static char *rooms_json(struct wzp_relay *r)
+{
+    static char names[1024][256];
+    static size_t sizes[1024];
+    json_t *arr = json_array();
+    size_t n = WZP_MIN(wzp_room_table_list(&r->rooms, names, sizes, 1024), (size_t)1024);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I}", "name", names[i], "participants", (json_int_t)sizes[i]));
+    char *s = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return s;
+}
+
+static char *room_json(struct wzp_relay *r, const char *name)
+{
+    struct wzp_room *room = wzp_room_lookup(&r->rooms, name);
+    if (!room)
+        return NULL;
+    json_t *parts = json_array();
+    pthread_rwlock_rdlock(&room->lock);
+    for (size_t i = 0; i < room->count; i++) {
+        const struct wzp_participant *p = &room->parts[i];
+        json_t *o =
+            json_pack("{s:I, s:s, s:s, s:s, s:I}", "id", (json_int_t)p->id, "fingerprint",
+                      p->fingerprint, "role", wzp_role_name((enum wzp_role)p->role), "tier",
+                      wzp_tier_name(p->tier), "packets", (json_int_t)atomic_load(&p->packets));
+        json_object_set_new(o, "alias", p->has_alias ? json_string(p->alias) : json_null());
+        json_object_set_new(o, "worker", json_integer(p->worker));
+        if (atomic_load(&p->has_report)) {
+            json_object_set_new(o, "loss_pct", json_real(atomic_load(&p->loss_pct) / 2.55));
+            json_object_set_new(o, "rtt_ms", json_integer(atomic_load(&p->rtt_4ms) * 4));
+        }
+        json_array_append_new(parts, o);
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:o}", "name", room->name, "tier",
+                            wzp_tier_name(room->tier), "participants", parts);
+    pthread_rwlock_unlock(&room->lock);
+    wzp_room_release(&r->rooms, room);
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return s;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", type);
+    enum MHD_Result rv = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return rv;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+    return reply(conn, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *conn, char *json)
+{
+    if (!json)
+        return reply_text(conn, MHD_HTTP_NOT_FOUND, "no such room\n");
+    enum MHD_Result rv = reply(conn, MHD_HTTP_OK, "application/json", json, strlen(json));
+    free(json);
+    return rv;
+}
+
+/* Constant-time comparison of the bearer token. */
+static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
+{
+    const char *token = a->relay->cfg.admin_token;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!token[0] || !h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    size_t n = strlen(token);
+    if (strlen(h) != n)
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(h[i] ^ token[i]);
+    return diff == 0;
+}
+
+static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *conn,
+                                    const char *url)
+{
+    if (!a->relay->cfg.admin_token[0])
+        return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                          "admin actions are disabled: start the relay with --admin-token\n");
+    if (!authorized(a, conn)) {
+        LOG_WARN(MOD, "refused %s: missing or wrong bearer token", url);
+        return reply_text(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token\n");
+    }
+    if (strcmp(url, "/admin/drain") == 0) {
+        kill(getpid(), SIGUSR2); /* the main thread runs the drain */
+        return reply_text(conn, MHD_HTTP_ACCEPTED, "draining\n");
+    }
+    if (strcmp(url, "/admin/reload") == 0) {
+        kill(getpid(), SIGHUP); /* the main thread reloads, as for the signal */
+        return reply_text(conn, MHD_HTTP_ACCEPTED, "reloading; see the log for the result\n");
+    }
+    if (strcmp(url, "/admin/kick") == 0) {
+        const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+        unsigned long v;
+        if (!id || !wzp_parse_uint(id, 1, ~0ul, &v))
+            return reply_text(conn, MHD_HTTP_BAD_REQUEST, "kick needs ?id=<participant id>\n");
+        const char *reason = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "reason");
+        if (wzp_sfu_kick(a->relay, v, reason ? reason : "kicked by an administrator") != WZP_OK)
+            return reply_text(conn, MHD_HTTP_NOT_FOUND, "no such participant\n");
+        return reply_text(conn, MHD_HTTP_OK, "kicked\n");
+    }
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "unknown admin action\n");
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **state)
+{
+    (void)version;
+    (void)upload;
+    struct wzp_admin *a = cls;
+    if (!*state) { /* first call: headers only */
+        *state = a;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0; /* bodies are ignored */
+        return MHD_YES;
+    }
+    struct wzp_relay *r = a->relay;
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strncmp(url, "/admin/", 7) == 0)
+        return post ? admin_action(a, conn, url)
+                    : reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "admin actions need POST\n");
+    if (!get)
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+    if (strcmp(url, "/metrics") == 0) {
+        size_t len;
+        char *text = wzp_admin_metrics_text(r, &len);
+        enum MHD_Result rv = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len);
+        free(text);
+        return rv;
+    }
+    if (strcmp(url, "/health") == 0)
+        return reply_text(conn, MHD_HTTP_OK, atomic_load(&r->draining) ? "ok draining\n" : "ok\n");
+    if (strcmp(url, "/ready") == 0)
+        return atomic_load(&r->draining)
+                   ? reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n")
+                   : reply_text(conn, MHD_HTTP_OK, "ready\n");
+    if (strcmp(url, "/rooms") == 0)
+        return reply_json(conn, rooms_json(r));
+    if (strncmp(url, "/rooms/", 7) == 0)
+        return reply_json(conn, room_json(r, url + 7));
+    return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                      "not found: /metrics /health /ready /rooms /rooms/NAME /admin/...\n");
+}
+
+int wzp_admin_start(struct wzp_admin **out, struct wzp_relay *relay, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    if (inet_pton(AF_INET, relay->cfg.metrics_bind, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)relay->cfg.metrics_port);
+    } else if (inet_pton(AF_INET6, relay->cfg.metrics_bind, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)relay->cfg.metrics_port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "--metrics-bind: not an IP address: %s", relay->cfg.metrics_bind);
+        return WZP_EINVAL;
+    }
+    struct wzp_admin *a = calloc(1, sizeof *a);
+    if (!a)
+        return WZP_ENOMEM;
+    a->relay = relay;
+    a->daemon = MHD_start_daemon(
+        flags, (uint16_t)relay->cfg.metrics_port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    if (!a->daemon) {
+        snprintf(err, errlen,
+                 "cannot start the HTTP server on %s port %u (in use? try another "
+                 "--metrics-port)",
+                 relay->cfg.metrics_bind, relay->cfg.metrics_port);
+        free(a);
+        return WZP_EIO;
+    }
+    *out = a;
+    return WZP_OK;
+}
+
+void wzp_admin_stop(struct wzp_admin *a)
+{
+    if (!a)
+        return;
+    MHD_stop_daemon(a->daemon);
+    free(a);
+}
