@@ -89,6 +89,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     struct wzp_policy *p = policy_of(L);
     if (wzp_now_ns() > p->deadline_ns) {
         PSTAT_ADD(p, budget_exceeded, 1);
+        lua_Debug where;
+        if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
+            luaL_error(L, "%s:%d: time budget of %u ms exceeded", where.short_src,
+                       where.currentline, p->lim.budget_ms);
         luaL_error(L, "time budget of %u ms exceeded", p->lim.budget_ms);
     }
 }
@@ -208,7 +212,7 @@ static int api_shared_set(lua_State *L)
         v.string = lua_tolstring(L, 2, &v.len);
         break;
     case LUA_TNIL:
-        wzp_shdict_delete(shared_of(L), key);
+        wzp_shdict_delete(shared_of(L), key, policy_now_ms(policy_of(L)));
         return 0;
     default:
         return luaL_error(L, "wzp.shared.set: values are numbers, strings or booleans");
@@ -256,7 +260,8 @@ static int api_shared_incr(lua_State *L)
 
 static int api_shared_delete(lua_State *L)
 {
-    lua_pushboolean(L, wzp_shdict_delete(shared_of(L), luaL_checkstring(L, 1)) == WZP_OK);
+    lua_pushboolean(L, wzp_shdict_delete(shared_of(L), luaL_checkstring(L, 1),
+                                         policy_now_ms(policy_of(L))) == WZP_OK);
     return 1;
 }
 
@@ -507,9 +512,9 @@ static void sandbox(lua_State *L, bool unsafe)
     luaL_openlibs(L);
     if (unsafe)
         return;
-    static const char *const remove_globals[] = {"io",      "debug",    "ffi",      "package",
-                                                 "dofile",  "loadfile", "load",     "loadstring",
-                                                 "require", "module",   "newproxy", "gcinfo"};
+    static const char *const remove_globals[] = {
+        "io",         "debug",   "ffi",    "package",  "dofile", "loadfile", "load",
+        "loadstring", "require", "module", "newproxy", "gcinfo", "jit"};
     for (size_t i = 0; i < WZP_ARRAY_LEN(remove_globals); i++) {
         lua_pushnil(L);
         lua_setglobal(L, remove_globals[i]);
@@ -674,7 +679,9 @@ void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen)
         any = true;
     }
     if (!any && off < outlen)
-        snprintf(out + off, outlen - off, " (none: upstream behaviour)");
+        off += (size_t)snprintf(out + off, outlen - off, " (none: upstream behaviour)");
+    if (p->ntimers && off < outlen)
+        snprintf(out + off, outlen - off, "; %zu timer%s", p->ntimers, p->ntimers == 1 ? "" : "s");
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -847,7 +854,8 @@ void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l)
 {
     if (!push_hook(p, H_LEAVE))
         return;
-    lua_createtable(p->L, 0, 4);
+    lua_createtable(p->L, 0, 5);
+    set_field_num(p->L, "id", (double)l->id);
     set_field_str(p->L, "room", l->room);
     set_field_str(p->L, "fingerprint", l->fingerprint);
     set_field_str(p->L, "addr", l->addr);
@@ -860,7 +868,8 @@ enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quali
     if (!push_hook(p, H_QUALITY))
         return q->computed;
     lua_State *L = p->L;
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
+    set_field_num(L, "id", (double)q->id);
     set_field_str(L, "room", q->room);
     set_field_str(L, "fingerprint", q->fingerprint);
     set_field_num(L, "loss_pct", wzp_report_loss_percent(q->report));

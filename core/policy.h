@@ -134,13 +134,15 @@ struct wzp_decision {
 };
 
 struct wzp_leave_info {
+    uint64_t id;
     const char *room;
     const char *fingerprint;
     const char *addr;
-    const char *reason; /* "closed", "timed_out", "kicked", "shutdown", "refused" */
+    const char *reason; /* "closed", "timed_out", "kicked", "shutdown", "error" */
 };
 
 struct wzp_quality_info {
+    uint64_t id;
     const char *room;
     const char *fingerprint;
     const struct wzp_quality_report *report;

@@ -132,8 +132,10 @@ static void leave_part(struct pt_world *w, size_t i, const char *reason)
     snprintf(room, sizeof room, "%s", w->parts[i].room);
     snprintf(fp, sizeof fp, "%s", w->parts[i].fingerprint);
     snprintf(addr, sizeof addr, "%s", w->parts[i].addr);
+    uint64_t pid = w->parts[i].id;
     remove_part(w, i);
-    struct wzp_leave_info info = {.room = room, .fingerprint = fp, .addr = addr, .reason = reason};
+    struct wzp_leave_info info = {
+        .id = pid, .room = room, .fingerprint = fp, .addr = addr, .reason = reason};
     wzp_policy_on_leave(w->policy, &info);
 }
 
@@ -458,7 +460,7 @@ static int t_quality(lua_State *L)
     snprintf(room, sizeof room, "%s", w->parts[i].room);
     snprintf(fp, sizeof fp, "%s", w->parts[i].fingerprint);
     struct wzp_quality_info info = {
-        .room = room, .fingerprint = fp, .report = &rep, .computed = computed};
+        .id = id, .room = room, .fingerprint = fp, .report = &rep, .computed = computed};
     enum wzp_tier t = wzp_policy_on_quality(w->policy, &info);
     enum wzp_tier eff = t;
     ssize_t j = find_part(w, id); /* the hook may have changed the world */

@@ -236,7 +236,9 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
              p.has_alias ? "\"" : "", c->peer, r->name, count,
-             (p.flags & WZP_PART_NO_SEND) ? " as a listener" : "");
+             p.role == WZP_ROLE_LISTENER ? " as a listener"
+             : p.role == WZP_ROLE_MUTED  ? " muted"
+                                         : "");
 }
 
 void wzp_sfu_leave(struct wzp_conn *c, const char *why)
@@ -256,8 +258,11 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
              r->name, why, left);
     if (w->policy) {
-        struct wzp_leave_info info = {
-            .room = r->name, .fingerprint = c->fingerprint, .addr = c->peer, .reason = why};
+        struct wzp_leave_info info = {.id = c->pid,
+                                      .room = r->name,
+                                      .fingerprint = c->fingerprint,
+                                      .addr = c->peer,
+                                      .reason = why};
         wzp_policy_on_leave(w->policy, &info);
     }
     wzp_room_release(&w->relay->rooms, r);
@@ -277,8 +282,11 @@ static enum wzp_tier effective_tier(struct wzp_conn *c, const struct wzp_quality
 {
     enum wzp_tier t = c->quality.tier;
     if (c->w->policy) {
-        struct wzp_quality_info info = {
-            .room = c->sni, .fingerprint = c->fingerprint, .report = rep, .computed = t};
+        struct wzp_quality_info info = {.id = c->pid,
+                                        .room = c->sni,
+                                        .fingerprint = c->fingerprint,
+                                        .report = rep,
+                                        .computed = t};
         t = wzp_policy_on_quality(c->w->policy, &info);
     }
     if (c->max_tier >= 0 && (enum wzp_tier)c->max_tier < t)

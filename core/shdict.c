@@ -200,10 +200,10 @@ int wzp_shdict_incr(struct wzp_shdict *d, const char *key, double delta, double 
     return rv;
 }
 
-int wzp_shdict_delete(struct wzp_shdict *d, const char *key)
+int wzp_shdict_delete(struct wzp_shdict *d, const char *key, uint64_t now_ms)
 {
     pthread_mutex_lock(&d->lock);
-    struct wzp_shentry **pp = find_slot(d, key, strlen(key), wzp_now_ns() / 1000000);
+    struct wzp_shentry **pp = find_slot(d, key, strlen(key), now_ms);
     int rv = WZP_ENOTFOUND;
     if (*pp) {
         struct wzp_shentry *e = *pp;

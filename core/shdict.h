@@ -59,7 +59,7 @@ int wzp_shdict_get(struct wzp_shdict *d, const char *key, struct wzp_shval *v, u
 int wzp_shdict_incr(struct wzp_shdict *d, const char *key, double delta, double init,
                     uint64_t ttl_ms, uint64_t now_ms, double *out);
 /* Remove a key; WZP_ENOTFOUND if absent. */
-int wzp_shdict_delete(struct wzp_shdict *d, const char *key);
+int wzp_shdict_delete(struct wzp_shdict *d, const char *key, uint64_t now_ms);
 /* Remaining ttl of a key in ms (-1: no expiry), or WZP_ENOTFOUND. */
 int wzp_shdict_ttl(struct wzp_shdict *d, const char *key, uint64_t now_ms, int64_t *ttl_ms);
 /* Drop every expired key; returns how many. */

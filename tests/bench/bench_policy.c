@@ -22,24 +22,22 @@ struct policy_case {
 
 static const struct policy_case cases[] = {
     {"no hooks (default.lua)", "-- upstream behaviour\n"},
-    {"acl (table lookups)",
-     "local deny = { ['dead:beef'] = true }\n"
-     "local rooms = { lobby = true, stage = true }\n"
-     "function on_join(j)\n"
-     "  if deny[j.fingerprint] then return false, 'denied' end\n"
-     "  if not rooms[j.room] then return false, 'unknown room' end\n"
-     "  return { role = j.alias == 'guest' and 'listener' or 'speaker' }\n"
-     "end\n"
-     "function on_quality(q)\n"
-     "  if q.loss_pct > 50 then return 'Catastrophic' end\n"
-     "end\n"},
-    {"rate limit (shared dict)",
-     "function on_join(j)\n"
-     "  local ip = j.addr:match('^(.*):%d+$')\n"
-     "  local n = wzp.shared.incr('join:' .. ip, 1, 0, 10)\n"
-     "  if n > 1e9 then return false, 'slow down' end\n"
-     "end\n"
-     "function on_quality(q) return nil end\n"},
+    {"acl (table lookups)", "local deny = { ['dead:beef'] = true }\n"
+                            "local rooms = { lobby = true, stage = true }\n"
+                            "function on_join(j)\n"
+                            "  if deny[j.fingerprint] then return false, 'denied' end\n"
+                            "  if not rooms[j.room] then return false, 'unknown room' end\n"
+                            "  return { role = j.alias == 'guest' and 'listener' or 'speaker' }\n"
+                            "end\n"
+                            "function on_quality(q)\n"
+                            "  if q.loss_pct > 50 then return 'Catastrophic' end\n"
+                            "end\n"},
+    {"rate limit (shared dict)", "function on_join(j)\n"
+                                 "  local ip = j.addr:match('^(.*):%d+$')\n"
+                                 "  local n = wzp.shared.incr('join:' .. ip, 1, 0, 10)\n"
+                                 "  if n > 1e9 then return false, 'slow down' end\n"
+                                 "end\n"
+                                 "function on_quality(q) return nil end\n"},
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -75,8 +73,12 @@ static void run_case(const struct policy_case *pc, bool jit, size_t iterations)
         exit(1);
     }
     uint64_t *ns = malloc(iterations * sizeof *ns);
-    struct wzp_join_info j = {.id = 1, .room = "lobby", .fingerprint = "aaaa:bbbb",
-                              .alias = "guest", .addr = "192.0.2.7:5000", .room_size = 4};
+    struct wzp_join_info j = {.id = 1,
+                              .room = "lobby",
+                              .fingerprint = "aaaa:bbbb",
+                              .alias = "guest",
+                              .addr = "192.0.2.7:5000",
+                              .room_size = 4};
     for (size_t i = 0; i < iterations; i++) {
         struct wzp_decision d;
         uint64_t t0 = wzp_now_ns();
@@ -85,7 +87,7 @@ static void run_case(const struct policy_case *pc, bool jit, size_t iterations)
     }
     report(pc->name, "on_join", jit, ns, iterations);
     struct wzp_quality_report r = {40, 30, 5, 200};
-    struct wzp_quality_info q = {"lobby", "aaaa:bbbb", &r, WZP_TIER_DEGRADED};
+    struct wzp_quality_info q = {1, "lobby", "aaaa:bbbb", &r, WZP_TIER_DEGRADED};
     for (size_t i = 0; i < iterations; i++) {
         uint64_t t0 = wzp_now_ns();
         (void)wzp_policy_on_quality(p, &q);
@@ -104,8 +106,8 @@ int main(int argc, char **argv)
     if (iterations < 100)
         iterations = 100;
     printf("policy hook latency, %zu calls each (µs; one thread)\n\n", iterations);
-    printf("| %-26s | %-10s | %-3s | %8s | %8s | %8s |\n", "policy", "hook", "jit", "median",
-           "p99", "max");
+    printf("| %-26s | %-10s | %-3s | %8s | %8s | %8s |\n", "policy", "hook", "jit", "median", "p99",
+           "max");
     printf("|%s|%s|%s|%s|%s|%s|\n", "----------------------------", "------------", "-----",
            "----------", "----------", "----------");
     for (size_t i = 0; i < WZP_ARRAY_LEN(cases); i++) {

@@ -85,12 +85,12 @@ Test(shdict, bounded)
     memset(big, 'x', sizeof big);
     struct wzp_shval s = {.type = WZP_SHVAL_STRING, .string = big, .len = sizeof big};
     cr_assert_eq(wzp_shdict_set(&d, "a", &s, 0, 0), WZP_EFULL, "byte limit");
-    cr_assert_eq(wzp_shdict_delete(&d, "b"), WZP_OK);
+    cr_assert_eq(wzp_shdict_delete(&d, "b", 0), WZP_OK);
     cr_assert_eq(wzp_shdict_set(&d, "c", &n, 0, 0), WZP_OK, "room again after a delete");
     char key[300];
     memset(key, 'k', sizeof key - 1);
     key[sizeof key - 1] = '\0';
     cr_assert_eq(wzp_shdict_set(&d, key, &n, 0, 0), WZP_EINVAL, "key too long");
-    cr_assert_eq(wzp_shdict_delete(&d, "zzz"), WZP_ENOTFOUND);
+    cr_assert_eq(wzp_shdict_delete(&d, "zzz", 0), WZP_ENOTFOUND);
     wzp_shdict_destroy(&d);
 }
