@@ -5,6 +5,7 @@
  */
 #include "admin.h"
 #include "common.h"
+#include "config_file.h"
 #include "log.h"
 #include "policytest.h"
 #include "relay.h"
@@ -29,6 +30,8 @@ static void usage(FILE *out)
         "the TLS server name picks the room; media is forwarded to everyone else in the room.\n"
         "\n"
         "Options:\n"
+        "  -c, --config FILE      TOML config file; upstream relay.toml files work unchanged.\n"
+        "                         Flags given on the command line override the file\n"
         "  --listen ADDR          UDP address to listen on (default 0.0.0.0:4433;\n"
         "                         IPv6: [::]:4433, which also accepts IPv4)\n"
         "  -i, --identity PATH    relay identity seed file (default ~/.wzp/relay-identity).\n"
@@ -126,6 +129,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
 {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"config", required_argument, NULL, 'c'},
         {"identity", required_argument, NULL, 'i'},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
@@ -152,7 +156,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
     };
     int ch, lvl;
     unsigned mb;
-    while ((ch = getopt_long(argc, argv, "i:s:Vh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:i:s:Vh", opts, NULL)) != -1) {
         switch (ch) {
         case OPT_LISTEN:
             if (wzp_config_set_listen(cfg, optarg) != WZP_OK) {
@@ -199,6 +203,8 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             }
             wzp_log_threshold = lvl;
             break;
+        case 'c':
+            break; /* read before the other flags: see apply_config_file */
         case 's':
             script_given = true;
             snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s",
@@ -360,10 +366,113 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
     }
 }
 
+/* Upstream keys this relay accepts but does not act on yet: said once, at start. */
+static void warn_unimplemented(const char *path, const struct wzp_file_config *f)
+{
+    struct {
+        bool set;
+        const char *key, *what;
+    } keys[] = {
+        {f->set.ws_port || f->set.static_dir, "ws_port/static_dir", "the WebSocket bridge"},
+        {f->set.remote_relay, "remote_relay", "forward mode"},
+        {f->set.probe_targets || f->set.probe_mesh, "probe_targets/probe_mesh", "relay probes"},
+        {f->set.trunking_enabled && f->trunking_enabled, "trunking_enabled",
+         "trunking (upstream's trunk frames cannot be decoded by clients)"},
+        {f->set.peers || f->set.trusted || f->set.global_rooms, "peers/trusted/global_rooms",
+         "federation"},
+        {f->set.debug_tap, "debug_tap", "the debug tap"},
+        {f->set.event_log, "event_log", "the event log"},
+        {f->set.log_format && f->log_format != WZP_FILE_LOG_TEXT, "log_format", "JSON logs"},
+    };
+    for (size_t i = 0; i < WZP_ARRAY_LEN(keys); i++)
+        if (keys[i].set)
+            LOG_WARN(MOD, "%s: %s is accepted but ignored: %s is not implemented yet", path,
+                     keys[i].key, keys[i].what);
+}
+
+/* Copy what the file sets into cfg; flags parsed afterwards override it. */
+static int apply_file(const char *path, const struct wzp_file_config *f, struct wzp_config *cfg)
+{
+    if (f->set.auth_url) {
+        fprintf(stderr,
+                "wzp-relay: %s: auth_url is set, but featherChat authentication is not "
+                "implemented in this relay yet; refusing to start without the authentication "
+                "you asked for (remove auth_url to run without it)\n",
+                path);
+        return -1;
+    }
+    if (f->set.listen_addr && wzp_config_set_listen(cfg, f->listen_addr) != WZP_OK) {
+        fprintf(stderr, "wzp-relay: %s: listen_addr \"%s\" is not IP:PORT\n", path, f->listen_addr);
+        return -1;
+    }
+#define COPY_UINT(key, field)                                                                      \
+    if (f->set.key)                                                                                \
+        cfg->field = f->key;
+    COPY_UINT(max_sessions, max_sessions)
+    COPY_UINT(metrics_port, metrics_port)
+    COPY_UINT(threads, threads)
+    COPY_UINT(max_handshakes, max_handshakes)
+    COPY_UINT(max_connections, max_connections)
+    COPY_UINT(join_timeout_ms, join_timeout_ms)
+    COPY_UINT(idle_timeout_ms, idle_timeout_ms)
+#undef COPY_UINT
+    if (f->set.identity)
+        snprintf(cfg->identity_path, sizeof cfg->identity_path, "%s", f->identity);
+    if (f->set.metrics_bind)
+        snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", f->metrics_bind);
+    if (f->set.admin_token)
+        snprintf(cfg->admin_token, sizeof cfg->admin_token, "%s", f->admin_token);
+    if (f->set.policy) {
+        script_given = true;
+        snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s",
+                 strcmp(f->policy, "none") == 0 ? "" : f->policy);
+    }
+    if (f->set.log_level)
+        wzp_log_threshold = (int)f->log_level;
+    return 0;
+}
+
+/* -c FILE is read before the other flags so that flags override the file. */
+static int apply_config_file(int argc, char **argv, struct wzp_config *cfg)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        else if (strcmp(argv[i], "--") == 0)
+            break;
+    }
+    if (!path)
+        return 0;
+    struct wzp_file_config f;
+    char err[512];
+    int rv = wzp_config_file_load(path, &f, err, sizeof err);
+    if (rv == WZP_ENOTFOUND) {
+        fprintf(stderr,
+                "wzp-relay: config file %s does not exist (examples/relay.toml is a "
+                "commented example to start from)\n",
+                path);
+        return -1;
+    }
+    if (rv != WZP_OK) {
+        fprintf(stderr, "wzp-relay: %s\n", err);
+        return -1;
+    }
+    rv = apply_file(path, &f, cfg);
+    if (rv == 0)
+        warn_unimplemented(path, &f);
+    wzp_config_file_free(&f);
+    return rv;
+}
+
 int main(int argc, char **argv)
 {
     struct wzp_config cfg;
     wzp_config_defaults(&cfg);
+    if (apply_config_file(argc, argv, &cfg) != 0)
+        return 2;
     int prv = parse_args(argc, argv, &cfg);
     if (prv)
         return prv > 0 ? 0 : 2;
