@@ -43,7 +43,7 @@ build() { # build DIR [cmake options]
     dir=$1
     shift
     cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-    cmake --build "$dir" -j "$JOBS"
+    cmake --build "$dir" -j "$JOBS" ${TARGET:+--target "$TARGET"}
 }
 
 run_tests() { # run_tests DIR LABEL
@@ -70,7 +70,8 @@ test)
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_tests "$ROOT/build-tsan" "TSan"
     echo "=== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-15} s per parser) ==="
-    build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF -DCMAKE_C_COMPILER=clang
+    TARGET=fuzzers build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF \
+        -DCMAKE_C_COMPILER=clang
     for f in "$ROOT"/build-fuzz/fuzz_*; do
         name=$(basename "$f" | sed 's/^fuzz_//')
         work=$(mktemp -d)
