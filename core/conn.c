@@ -556,6 +556,8 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
                                                           strlen(c->fatal_reason));
         LOG_INFO(MOD, "%s: refused by policy (on_connect, sni %s): %s", c->peer,
                  c->tlsctx.sni_present ? c->tlsctx.sni : "-", c->fatal_reason);
+        wzp_sfu_event_refusal(c->peer, c->tlsctx.sni_present ? c->tlsctx.sni : NULL, NULL,
+                              c->fatal_reason);
     } else if (liberr == NGTCP2_ERR_CRYPTO) {
         uint8_t alert = ngtcp2_conn_get_tls_alert(c->qc);
         ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
@@ -601,6 +603,7 @@ static void conn_refuse(struct wzp_conn *c, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     LOG_INFO(MOD, "%s: refused (sni %s): %s", c->peer, c->sni[0] ? c->sni : "-", why);
+    wzp_sfu_event_refusal(c->peer, c->sni, c->fingerprint[0] ? c->fingerprint : NULL, why);
     wzp_conn_close(c, why);
 }
 

@@ -1,4 +1,9 @@
-/* log.c - see log.h. Lines look like: 2026-11-29T02:07:04.123Z INFO  room: message */
+/*
+ * log.c - see log.h. Text lines look like
+ *   2026-11-29T02:07:04.123Z INFO  room: message
+ * and JSON lines (--log-format json) like
+ *   {"ts":"2026-11-29T02:07:04.123Z","level":"info","module":"room","msg":"message"}
+ */
 #include "log.h"
 
 #include <stdarg.h>
@@ -9,38 +14,70 @@
 #include <unistd.h>
 
 int wzp_log_threshold = WZP_LOG_INFO;
+bool wzp_log_json;
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG", "TRACE"};
+static const char *const level_lower[] = {"error", "warn", "info", "debug", "trace"};
 
 int wzp_log_parse_level(const char *name)
 {
-    static const char *const lower[] = {"error", "warn", "info", "debug", "trace"};
     for (int i = 0; i < 5; i++)
-        if (strcmp(name, lower[i]) == 0)
+        if (strcasecmp(name, level_lower[i]) == 0)
             return i;
     return -1;
 }
 
-void wzp_log_write(int level, const char *module, const char *fmt, ...)
+void wzp_log_timestamp(char out[32])
 {
-    char line[2048];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line,
-                     "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s %s: ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), level_names[level], module);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
+}
+
+size_t wzp_json_escape(const char *in, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 7 < outlen; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[*p >> 4];
+            out[o + 5] = hex[*p & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void wzp_log_write(int level, const char *module, const char *fmt, ...)
+{
+    char msg[1536], line[4096], ts[32];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n +
-                 (m < 0 ? 0
-                        : ((size_t)m < sizeof line - (size_t)n - 2 ? (size_t)m
-                                                                   : sizeof line - (size_t)n - 2));
+    wzp_log_timestamp(ts);
+    int n;
+    if (wzp_log_json) {
+        char esc[sizeof msg * 2];
+        wzp_json_escape(msg, esc, sizeof esc);
+        n = snprintf(line, sizeof line - 1,
+                     "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}", ts,
+                     level_lower[level], module, esc);
+    } else {
+        n = snprintf(line, sizeof line - 1, "%s %-5s %s: %s", ts, level_names[level], module, msg);
+    }
+    size_t len = n < 0 ? 0 : ((size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2);
     line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
+    ssize_t w = write(STDERR_FILENO, line, len); /* one write: lines never interleave */
     (void)w;
 }

@@ -7,6 +7,9 @@
 #ifndef WZP_LOG_H
 #define WZP_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 enum wzp_log_level {
     WZP_LOG_ERROR = 0,
     WZP_LOG_WARN = 1,
@@ -16,6 +19,13 @@ enum wzp_log_level {
 };
 
 extern int wzp_log_threshold; /* messages above this level are skipped */
+extern bool wzp_log_json;     /* one JSON object per line instead of text */
+
+/* "2026-11-29T02:07:04.123Z" (UTC, ms). */
+void wzp_log_timestamp(char out[32]);
+
+/* JSON string escaping of in (without quotes) into out; returns the length written. */
+size_t wzp_json_escape(const char *in, char *out, size_t outlen);
 
 /* Parse "error|warn|info|debug|trace"; returns the level or -1. */
 int wzp_log_parse_level(const char *name);

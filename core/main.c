@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "common.h"
 #include "config_file.h"
+#include "eventlog.h"
 #include "log.h"
 #include "policytest.h"
 #include "relay.h"
@@ -54,6 +55,10 @@ static void usage(FILE *out)
         "  --metrics-bind ADDR    address of that server (default 127.0.0.1)\n"
         "  --admin-token TOKEN    bearer token for POST /admin/kick, /admin/drain,\n"
         "                         /admin/reload (default: none, admin actions disabled)\n"
+        "  --event-log PATH       append JSON lines for joins, leaves, refusals, tier changes,\n"
+        "                         reloads and drains (reopened on SIGHUP, for log rotation)\n"
+        "  --log-format FORMAT    text (default) or json (one JSON object per line)\n"
+        "  --debug-tap ROOM       log every media packet and signal of ROOM (\"*\": all rooms)\n"
         "  --drain-timeout SEC    after a drain starts (SIGUSR2 or /admin/drain), exit when\n"
         "                         the last call ends or after this long (default %d)\n"
         "\n"
@@ -118,6 +123,9 @@ enum {
     OPT_METRICS_BIND,
     OPT_ADMIN_TOKEN,
     OPT_DRAIN_TIMEOUT,
+    OPT_EVENT_LOG,
+    OPT_LOG_FORMAT,
+    OPT_DEBUG_TAP,
 };
 
 static char check_path[PATH_MAX];
@@ -150,6 +158,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
         {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+        {"event-log", required_argument, NULL, OPT_EVENT_LOG},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"debug-tap", required_argument, NULL, OPT_DEBUG_TAP},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -245,6 +256,20 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             if (parse_uint("--drain-timeout", optarg, 1, 86400, &cfg->drain_timeout_s))
                 return -1;
             break;
+        case OPT_EVENT_LOG:
+            snprintf(cfg->event_log, sizeof cfg->event_log, "%s", optarg);
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "wzp-relay: --log-format expects text or json, got \"%s\"\n",
+                        optarg);
+                return -1;
+            }
+            wzp_log_json = strcmp(optarg, "json") == 0;
+            break;
+        case OPT_DEBUG_TAP:
+            snprintf(cfg->debug_tap, sizeof cfg->debug_tap, "%s", optarg);
+            break;
         case OPT_LUA_DIR:
             snprintf(cfg->lua_dir, sizeof cfg->lua_dir, "%s", optarg);
             break;
@@ -325,6 +350,10 @@ static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
     if (atomic_exchange(&r->draining, true))
         return;
     *deadline_ms = wzp_now_ns() / 1000000 + (uint64_t)r->cfg.drain_timeout_s * 1000;
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "drain");
+    wzp_event_int(&ev, "sessions", (long long)atomic_load(&r->sessions));
+    wzp_event_emit(&ev);
     LOG_INFO(MOD,
              "draining: new joins are refused; %u session%s left; exiting when the last "
              "call ends or in %u s",
@@ -357,6 +386,9 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
         } else if (sig == SIGUSR2) {
             start_drain(r, &drain_deadline_ms);
         } else if (sig == SIGHUP) {
+            char err[512];
+            if (wzp_eventlog_reopen(err, sizeof err) != WZP_OK)
+                LOG_ERROR(MOD, "SIGHUP: %s; events are not logged until the next SIGHUP", err);
             wzp_relay_reload_policy(r);
         } else {
             LOG_INFO(MOD, "%s: closing every connection and exiting",
@@ -380,9 +412,6 @@ static void warn_unimplemented(const char *path, const struct wzp_file_config *f
          "trunking (upstream's trunk frames cannot be decoded by clients)"},
         {f->set.peers || f->set.trusted || f->set.global_rooms, "peers/trusted/global_rooms",
          "federation"},
-        {f->set.debug_tap, "debug_tap", "the debug tap"},
-        {f->set.event_log, "event_log", "the event log"},
-        {f->set.log_format && f->log_format != WZP_FILE_LOG_TEXT, "log_format", "JSON logs"},
     };
     for (size_t i = 0; i < WZP_ARRAY_LEN(keys); i++)
         if (keys[i].set)
@@ -429,6 +458,12 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
     }
     if (f->set.log_level)
         wzp_log_threshold = (int)f->log_level;
+    if (f->set.log_format)
+        wzp_log_json = f->log_format == WZP_FILE_LOG_JSON;
+    if (f->set.event_log)
+        snprintf(cfg->event_log, sizeof cfg->event_log, "%s", f->event_log);
+    if (f->set.debug_tap)
+        snprintf(cfg->debug_tap, sizeof cfg->debug_tap, "%s", f->debug_tap);
     return 0;
 }
 
@@ -500,6 +535,10 @@ int main(int argc, char **argv)
 
     static struct wzp_relay relay;
     char err[512] = "";
+    if (cfg.event_log[0] && wzp_eventlog_open(cfg.event_log, err, sizeof err) != WZP_OK) {
+        LOG_ERROR(MOD, "cannot start: %s", err);
+        return 1;
+    }
     if (wzp_relay_init(&relay, &cfg, err, sizeof err) != WZP_OK) {
         LOG_ERROR(MOD, "cannot start: %s", err);
         wzp_relay_free(&relay);
@@ -517,10 +556,19 @@ int main(int argc, char **argv)
              "join-timeout %u ms, idle-timeout %u ms",
              relay.cfg.max_sessions, relay.cfg.max_handshakes, relay.cfg.max_connections,
              relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms);
+    if (relay.cfg.debug_tap[0])
+        LOG_INFO(MOD, "debug tap on room %s: every packet is logged", relay.cfg.debug_tap);
     if (wzp_relay_start(&relay) != WZP_OK) {
         LOG_ERROR(MOD, "cannot start worker threads");
         return 1;
     }
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "start");
+    wzp_event_str(&ev, "version", WZP_VERSION);
+    wzp_event_str(&ev, "build", WZP_BUILD_HASH);
+    wzp_event_str(&ev, "listen", relay.cfg.listen);
+    wzp_event_str(&ev, "fingerprint", relay.identity.fingerprint);
+    wzp_event_emit(&ev);
     if (relay.cfg.metrics_port) {
         if (wzp_admin_start(&relay.admin, &relay, err, sizeof err) != WZP_OK) {
             LOG_ERROR(MOD, "cannot start: %s", err);
@@ -541,6 +589,9 @@ int main(int argc, char **argv)
         return 1;
     }
     wzp_relay_free(&relay);
+    wzp_event_begin(&ev, "stop");
+    wzp_event_emit(&ev);
+    wzp_eventlog_close();
     LOG_INFO(MOD, "stopped");
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "relay.h"
 
 #include "common.h"
+#include "eventlog.h"
 #include "log.h"
 #include "sfu.h"
 #include "tls.h"
@@ -131,13 +132,21 @@ int wzp_relay_reload_policy(struct wzp_relay *r)
         LOG_INFO(MOD, "SIGHUP: no policy file configured (-s); nothing to reload");
         return WZP_OK;
     }
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "reload");
+    wzp_event_str(&ev, "policy", r->cfg.policy_path);
     if (load_policies(r, err, sizeof err) != WZP_OK) {
         atomic_fetch_add(&r->policy_reloads_failed, 1);
         LOG_ERROR(MOD, "policy reload failed, keeping the running policy: %s", err);
+        wzp_event_str(&ev, "result", "failed");
+        wzp_event_str(&ev, "error", err);
+        wzp_event_emit(&ev);
         return WZP_EINVAL;
     }
     atomic_fetch_add(&r->policy_reloads_ok, 1);
     LOG_INFO(MOD, "policy reloaded from %s", r->cfg.policy_path);
+    wzp_event_str(&ev, "result", "ok");
+    wzp_event_emit(&ev);
     return WZP_OK;
 }
 

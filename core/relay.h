@@ -49,6 +49,8 @@ struct wzp_config {
     char metrics_bind[64];      /* address of the HTTP server (default 127.0.0.1) */
     char admin_token[256];      /* "" = admin actions disabled */
     unsigned drain_timeout_s;   /* drain: exit at the latest after this */
+    char debug_tap[WZP_ROOM_NAME_MAX + 1]; /* room name or "*": log every packet there */
+    char event_log[PATH_MAX];   /* "" = no event log */
     char lua_dir[PATH_MAX];     /* helpers for require() */
     struct wzp_policy_limits policy_limits;
 };

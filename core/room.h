@@ -59,6 +59,7 @@ struct wzp_room {
     struct wzp_participant *parts; /* join order; grown under the write lock */
     size_t count, cap;
     enum wzp_tier tier;    /* current weakest-link tier announced to the room */
+    _Atomic bool tap;      /* --debug-tap matches this room: log every packet */
     unsigned refs;         /* table references: one per member (guarded by table lock) */
     struct wzp_room *next; /* hash chain (table lock) */
 };

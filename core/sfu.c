@@ -11,6 +11,7 @@
 #include "common.h"
 #include "conn.h"
 #include "handshake.h"
+#include "eventlog.h"
 #include "log.h"
 #include "policy.h"
 
@@ -70,6 +71,9 @@ static int encode_directive(enum wzp_tier tier, struct wzp_buf *out)
 
 static void send_room_update_locked(struct wzp_worker *w, struct wzp_room *r)
 {
+    if (atomic_load_explicit(&r->tap, memory_order_relaxed))
+        LOG_INFO("tap", "room %s: RoomUpdate count %zu to %zu participants", r->name, r->count,
+                 r->count);
     struct wzp_buf frame = WZP_BUF_INIT;
     if (encode_room_update_locked(r, &frame) == WZP_OK)
         broadcast_locked(w, r, &frame);
@@ -97,6 +101,12 @@ static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
     if (changed) {
         LOG_INFO(MOD, "room %s: tier %s -> %s", r->name, wzp_tier_name(r->tier),
                  wzp_tier_name(weakest));
+        struct wzp_event ev;
+        wzp_event_begin(&ev, "tier");
+        wzp_event_str(&ev, "room", r->name);
+        wzp_event_str(&ev, "from", wzp_tier_name(r->tier));
+        wzp_event_str(&ev, "to", wzp_tier_name(weakest));
+        wzp_event_emit(&ev);
         r->tier = weakest;
         broadcast_locked(w, r, &frame);
         WZP_STAT_ADD(&w->stats, directives_sent, r->count);
@@ -149,6 +159,20 @@ static void fill_participant(struct wzp_conn *c, const struct wzp_signal *offer,
     }
 }
 
+void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *fingerprint,
+                           const char *reason)
+{
+    if (!wzp_eventlog_enabled())
+        return;
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "refusal");
+    wzp_event_str(&ev, "addr", addr);
+    wzp_event_str(&ev, "sni", sni && sni[0] ? sni : NULL);
+    wzp_event_str(&ev, "fingerprint", fingerprint);
+    wzp_event_str(&ev, "reason", reason);
+    wzp_event_emit(&ev);
+}
+
 /* Ask the policy; false (connection closed with the reason) if it refuses the join. */
 static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
 {
@@ -175,6 +199,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
         WZP_STAT_INC(&w->stats, join_refused_policy);
         LOG_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
                  c->sni, d.reason);
+        wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, d.reason);
         char reason[WZP_POLICY_REASON_MAX + 16];
         snprintf(reason, sizeof reason, "denied: %s", d.reason);
         wzp_conn_close(c, reason);
@@ -196,6 +221,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
         WZP_STAT_INC(&w->stats, join_refused_signature);
         LOG_INFO(MOD, "%s: refused (room %s): CallOffer signature does not verify", c->peer,
                  c->sni);
+        wzp_sfu_event_refusal(c->peer, c->sni, NULL, "bad CallOffer signature");
         wzp_conn_close(c, "bad CallOffer signature");
         return;
     }
@@ -231,7 +257,20 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     send_room_update_locked(w, r);
     retier_locked(w, r, &p);
     pthread_rwlock_unlock(&r->lock);
+    if (w->relay->cfg.debug_tap[0] && (strcmp(w->relay->cfg.debug_tap, "*") == 0 ||
+                                       strcmp(w->relay->cfg.debug_tap, r->name) == 0))
+        atomic_store(&r->tap, true);
     WZP_STAT_INC(&w->stats, joins);
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "join");
+    wzp_event_int(&ev, "id", (long long)p.id);
+    wzp_event_str(&ev, "room", r->name);
+    wzp_event_str(&ev, "fingerprint", p.fingerprint);
+    wzp_event_str(&ev, "alias", p.has_alias ? p.alias : NULL);
+    wzp_event_str(&ev, "addr", c->peer);
+    wzp_event_str(&ev, "role", wzp_role_name((enum wzp_role)p.role));
+    wzp_event_int(&ev, "participants", (long long)count);
+    wzp_event_emit(&ev);
     record_handshake(w, wzp_now_ns() - c->created_ns);
     LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
@@ -257,6 +296,15 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     pthread_rwlock_unlock(&r->lock);
     LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
              r->name, why, left);
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "leave");
+    wzp_event_int(&ev, "id", (long long)c->pid);
+    wzp_event_str(&ev, "room", r->name);
+    wzp_event_str(&ev, "fingerprint", c->fingerprint);
+    wzp_event_str(&ev, "addr", c->peer);
+    wzp_event_str(&ev, "reason", why);
+    wzp_event_int(&ev, "remaining", (long long)left);
+    wzp_event_emit(&ev);
     if (w->policy) {
         struct wzp_leave_info info = {.id = c->pid,
                                       .room = r->name,
@@ -305,6 +353,20 @@ static void on_tier_change(struct wzp_conn *c, const struct wzp_quality_report *
         r->parts[i].tier = t;
     retier_locked(c->w, r, NULL);
     pthread_rwlock_unlock(&r->lock);
+}
+
+/* --debug-tap: one line per media packet of a tapped room (read lock held). */
+static void tap_packet(const struct wzp_conn *c, const struct wzp_room *r, const uint8_t *data,
+                       size_t len)
+{
+    struct wzp_media_header h;
+    struct wzp_quality_report q;
+    if (wzp_media_parse(data, len, &h, &q) != WZP_MEDIA_OK)
+        return;
+    LOG_INFO("tap", "room %s from %s (%s): seq %u codec %s ts %u fec %u/%u%s len %zu fanout %zu%s",
+             r->name, c->fingerprint, c->peer, h.seq, wzp_codec_name(h.codec), h.timestamp_ms,
+             h.fec_block, h.fec_symbol, h.repair ? " repair" : "", len, r->count ? r->count - 1 : 0,
+             h.has_quality ? " +quality" : "");
 }
 
 /* Our entry's index: the cached hint when it still points at us, else a search. */
@@ -363,6 +425,8 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
         WZP_STAT_INC(&w->stats, datagrams_not_forwarded);
         return;
     }
+    if (atomic_load_explicit(&r->tap, memory_order_relaxed))
+        tap_packet(c, r, data, len);
     for (size_t i = 0; i < r->count; i++) {
         const struct wzp_participant *p = &r->parts[i];
         if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))

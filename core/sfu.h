@@ -23,6 +23,10 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
 
 struct wzp_relay;
 
+/* Event log line for a refused connection or join (fields may be NULL). */
+void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *fingerprint,
+                           const char *reason);
+
 /* Close participant id's connection (reason in the close and the log), from any thread.
  * WZP_ENOTFOUND if no such participant. */
 int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason);

@@ -202,3 +202,97 @@ Test(operations, drain_refuses_new_joins_keeps_calls_and_exits)
     tc_free(&b);
     tc_free(&late);
 }
+
+#include <jansson.h>
+
+/* Every line of a file parses as a JSON object with "ts" and the key `must`. Returns the
+ * number of lines; counts lines whose `must` field equals `value` into *matches. */
+static unsigned json_lines(const char *path, const char *must, const char *value, unsigned *matches)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s exists", path);
+    char line[8192];
+    unsigned n = 0;
+    *matches = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *o = json_loads(line, 0, &e);
+        cr_assert_not_null(o, "line %u of %s is JSON: %s (%s)", n + 1, path, e.text, line);
+        cr_assert(json_is_string(json_object_get(o, "ts")));
+        json_t *v = json_object_get(o, must);
+        cr_assert(json_is_string(v), "has \"%s\": %s", must, line);
+        if (value && strcmp(json_string_value(v), value) == 0)
+            (*matches)++;
+        json_decref(o);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+Test(operations, event_log_is_json_lines_and_survives_rotation)
+{
+    char dir[64] = "/tmp/wzp-ev-XXXXXX", path[128], rotated[140];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/events.jsonl", dir);
+    snprintf(rotated, sizeof rotated, "%s.1", path);
+    const char *const args[] = {"--event-log", path, NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b, bad;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    struct wzpc_config cfg = {.sni = "room", .auto_join = true, .corrupt_offer_signature = true};
+    tc_connect(&bad, loop, &relay, "room", 3, &cfg);
+    cr_assert(tc_wait_state(&bad, loop, WZPC_CLOSED, 5000));
+    wzpc_close(b.c, 0, "hangup");
+    cr_assert(tc_wait_updates(&a, loop, 3, 3000));
+    cr_assert_eq(rename(path, rotated), 0); /* logrotate moves the file ... */
+    kill(relay.pid, SIGHUP);                /* ... and signals the relay */
+    cr_assert(relay_log_wait(&relay, "policy reloaded", 2000));
+    struct tc c;
+    join(&c, "room", 4);
+    unsigned m;
+    cr_assert_geq(json_lines(rotated, "event", "start", &m), 5);
+    cr_assert_eq(m, 1);
+    json_lines(rotated, "event", "join", &m);
+    cr_assert_eq(m, 2, "two joins before the rotation");
+    json_lines(rotated, "event", "refusal", &m);
+    cr_assert_eq(m, 1, "the bad signature");
+    json_lines(rotated, "event", "leave", &m);
+    cr_assert_eq(m, 1);
+    json_lines(path, "event", "join", &m);
+    cr_assert_eq(m, 1, "the join after the rotation is in the new file");
+    json_lines(path, "event", "reload", &m);
+    cr_assert_eq(m, 1);
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&bad);
+    tc_free(&c);
+}
+
+Test(operations, json_log_format_and_debug_tap)
+{
+    const char *const args[] = {"--log-format", "json", "--debug-tap", "tapped", NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b, other;
+    join(&a, "tapped", 1);
+    join(&b, "tapped", 2);
+    join(&other, "quiet", 3);
+    for (int i = 0; i < 5; i++) {
+        tc_send_media(&a, NULL);
+        tc_send_media(&other, NULL);
+    }
+    wzpc_run_for(loop, 300);
+    cr_assert(relay_log_wait(&relay, "room tapped from", 2000));
+    cr_assert_eq(relay_log_count(&relay, "room tapped from"), 5, "one tap line per packet");
+    cr_assert_eq(relay_log_count(&relay, "room quiet from"), 0, "other rooms are not tapped");
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+    unsigned m;
+    json_lines(relay.log_path, "level", "info", &m);
+    cr_assert_gt(m, 5, "every relay log line is a JSON object");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&other);
+}
