@@ -188,6 +188,19 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
         pthread_mutex_unlock(&r->workers[i]->ctl.lock);
         wzp_buf_printf(b, "wzp_relay_worker_control_queue_depth{worker=\"%u\"} %zu\n", i, depth);
     }
+    metric_header(b, "wzp_relay_worker_media_queue_depth", "gauge",
+                  "Media messages from other workers waiting in each worker's rings.");
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        size_t depth = 0;
+        for (unsigned src = 0; src < r->nworkers; src++) {
+            if (src == i)
+                continue;
+            struct wzp_spsc *q = &r->workers[i]->inq[src];
+            depth += atomic_load_explicit(&q->tail, memory_order_relaxed) -
+                     atomic_load_explicit(&q->head, memory_order_relaxed);
+        }
+        wzp_buf_printf(b, "wzp_relay_worker_media_queue_depth{worker=\"%u\"} %zu\n", i, depth);
+    }
     metric(b, "wzp_relay_packets_steered_total", "counter",
            "Packets handed to the worker that owns their connection.",
            (double)STAT(r, packets_steered_out));
@@ -218,6 +231,14 @@ static void policy_metrics(struct wzp_buf *b, struct wzp_relay *r)
            "Policy calls that hit the memory cap.", (double)PSTAT(r, memory_errors));
     metric(b, "wzp_relay_policy_call_seconds_total", "counter", "Time spent in policy calls.",
            (double)PSTAT(r, latency_ns_total) / 1e9);
+    metric_header(b, "wzp_relay_policy_metric_total", "counter",
+                  "Counters policies keep with wzp.metric(name, n).");
+    for (size_t i = 0; i < WZP_POLICY_MAX_METRICS; i++) {
+        const char *name = wzp_policy_metric_name(&r->policy_metrics, i);
+        if (name)
+            wzp_buf_printf(b, "wzp_relay_policy_metric_total{name=\"%s\"} %.17g\n", name,
+                           wzp_policy_metric_value(&r->policy_metrics, i));
+    }
     metric_header(b, "wzp_relay_policy_reloads_total", "counter", "Policy reloads by result.");
     labelled(b, "wzp_relay_policy_reloads_total", "result", "ok",
              atomic_load(&r->policy_reloads_ok));

@@ -328,8 +328,10 @@ static int check_policy(const struct wzp_config *cfg)
 {
     struct wzp_shdict shared;
     wzp_shdict_init(&shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES);
-    struct wzp_policy_env env = {.shared = &shared,
-                                 .lua_dir = cfg->lua_dir[0] ? cfg->lua_dir : NULL};
+    static struct wzp_policy_metrics metrics;
+    wzp_policy_metrics_init(&metrics);
+    struct wzp_policy_env env = {
+        .shared = &shared, .lua_dir = cfg->lua_dir[0] ? cfg->lua_dir : NULL, .metrics = &metrics};
     struct wzp_policy *p;
     char err[1024];
     int rv = wzp_policy_load(&p, check_path, &cfg->policy_limits, &env, err, sizeof err);

@@ -445,6 +445,58 @@ static int api_send_directive(lua_State *L)
     return 1;
 }
 
+void wzp_policy_metrics_init(struct wzp_policy_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->lock, NULL);
+}
+
+const char *wzp_policy_metric_name(struct wzp_policy_metrics *m, size_t i)
+{
+    pthread_mutex_lock(&m->lock);
+    const char *name = i < m->count ? m->names[i] : NULL;
+    pthread_mutex_unlock(&m->lock);
+    return name;
+}
+
+double wzp_policy_metric_value(struct wzp_policy_metrics *m, size_t i)
+{
+    pthread_mutex_lock(&m->lock);
+    double v = i < m->count ? m->values[i] : 0;
+    pthread_mutex_unlock(&m->lock);
+    return v;
+}
+
+/* wzp.metric(name [, n]): add n (default 1) to a policy counter; returns the new value. */
+static int api_metric(lua_State *L)
+{
+    struct wzp_policy_metrics *m = policy_of(L)->env.metrics;
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_Number n = luaL_optnumber(L, 2, 1);
+    if (!m)
+        return luaL_error(L, "wzp.metric is not available here");
+    if (len == 0 || len > WZP_POLICY_METRIC_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != len)
+        return luaL_error(L, "wzp.metric: name '%s' must be 1-%d letters, digits or '_'", name,
+                          WZP_POLICY_METRIC_NAME_MAX);
+    pthread_mutex_lock(&m->lock);
+    size_t i = 0;
+    while (i < m->count && strcmp(m->names[i], name) != 0)
+        i++;
+    if (i == m->count && m->count < WZP_POLICY_MAX_METRICS)
+        memcpy(m->names[m->count++], name, len + 1);
+    double v = 0;
+    bool ok = i < m->count;
+    if (ok)
+        v = m->values[i] += n;
+    pthread_mutex_unlock(&m->lock);
+    if (!ok)
+        return luaL_error(L, "wzp.metric: at most %d names", WZP_POLICY_MAX_METRICS);
+    lua_pushnumber(L, v);
+    return 1;
+}
+
 /* wzp.every(ms, fn): call fn every ms milliseconds (on the timer worker). */
 static int api_every(lua_State *L)
 {
@@ -489,6 +541,7 @@ static void register_api(lua_State *L)
         {"set_role", api_set_role},
         {"send_directive", api_send_directive},
         {"every", api_every},
+        {"metric", api_metric},
         {NULL, NULL},
     };
     static const luaL_Reg shared_fns[] = {

@@ -23,6 +23,7 @@
 #include "quality.h"
 #include "shdict.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,11 +79,31 @@ struct wzp_policy_ops {
     uint64_t (*now_ms)(void *ctx);
 };
 
+/*
+ * Counters policies keep with wzp.metric(name, n): at most WZP_POLICY_MAX_METRICS names
+ * (letters, digits, '_', up to 48 characters), registered on first use, kept across
+ * reloads, exported by /metrics. Values are doubles updated under a mutex (control plane).
+ */
+#define WZP_POLICY_METRIC_NAME_MAX 48
+
+struct wzp_policy_metrics {
+    pthread_mutex_t lock;
+    char names[WZP_POLICY_MAX_METRICS][WZP_POLICY_METRIC_NAME_MAX + 1];
+    double values[WZP_POLICY_MAX_METRICS];
+    size_t count;
+};
+
+void wzp_policy_metrics_init(struct wzp_policy_metrics *m);
+/* The i-th registered name, or NULL; its current value. */
+const char *wzp_policy_metric_name(struct wzp_policy_metrics *m, size_t i);
+double wzp_policy_metric_value(struct wzp_policy_metrics *m, size_t i);
+
 /* Process-wide things every policy state shares. */
 struct wzp_policy_env {
-    struct wzp_shdict *shared;        /* wzp.shared */
-    const char *lua_dir;              /* the relay's lua/ helpers, for require */
-    const struct wzp_policy_ops *ops; /* NULL: the room API raises an error */
+    struct wzp_shdict *shared;          /* wzp.shared */
+    const char *lua_dir;                /* the relay's lua/ helpers, for require */
+    const struct wzp_policy_ops *ops;   /* NULL: the room API raises an error */
+    struct wzp_policy_metrics *metrics; /* wzp.metric; NULL: it raises an error */
     void *ops_ctx;
 };
 

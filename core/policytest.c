@@ -784,8 +784,13 @@ int wzp_policytest_run(const char *policy_path, const char *tests_path,
     }
     struct pt_world w = {
         .now_ms = WZP_POLICYTEST_START_MS, .next_id = 1, .deadline_ns = UINT64_MAX};
-    struct wzp_policy_env env = {
-        .shared = &shared, .lua_dir = lua_dir, .ops = &world_ops, .ops_ctx = &w};
+    static struct wzp_policy_metrics metrics;
+    wzp_policy_metrics_init(&metrics);
+    struct wzp_policy_env env = {.shared = &shared,
+                                 .lua_dir = lua_dir,
+                                 .ops = &world_ops,
+                                 .ops_ctx = &w,
+                                 .metrics = &metrics};
     char msg[1024];
     int rv;
     if (wzp_policy_load(&w.policy, policy_path, lim, &env, msg, sizeof msg) != WZP_OK) {

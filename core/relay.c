@@ -189,6 +189,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     }
     r->policy_env.shared = &r->shared;
     r->policy_env.lua_dir = r->cfg.lua_dir[0] ? r->cfg.lua_dir : NULL;
+    wzp_policy_metrics_init(&r->policy_metrics);
+    r->policy_env.metrics = &r->policy_metrics;
     r->policy_env.ops = &wzp_sfu_policy_ops;
     r->policy_env.ops_ctx = r;
     if (r->cfg.policy_path[0] && load_policies(r, err, errlen) != WZP_OK)
@@ -269,5 +271,14 @@ void wzp_relay_log_stats(struct wzp_relay *r)
                  " policy_reloads_ok=%llu policy_reloads_failed=%llu",
                  (unsigned long long)atomic_load(&r->policy_reloads_ok),
                  (unsigned long long)atomic_load(&r->policy_reloads_failed));
+    off = strlen(line);
+    for (size_t i = 0; i < WZP_POLICY_MAX_METRICS && off < sizeof line; i++) {
+        const char *name = wzp_policy_metric_name(&r->policy_metrics, i);
+        if (!name)
+            break;
+        off += (size_t)snprintf(line + off, sizeof line - off, "%s %s=%.17g",
+                                i == 0 ? " policy_metric" : "", name,
+                                wzp_policy_metric_value(&r->policy_metrics, i));
+    }
     LOG_INFO(MOD, "stats:%s", line);
 }

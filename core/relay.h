@@ -44,14 +44,14 @@ struct wzp_config {
     unsigned max_connections; /* QUIC connections of any kind */
     unsigned join_timeout_ms; /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
-    char policy_path[PATH_MAX]; /* "" = no policy file: upstream behaviour */
-    unsigned metrics_port;      /* 0: no HTTP server */
-    char metrics_bind[64];      /* address of the HTTP server (default 127.0.0.1) */
-    char admin_token[256];      /* "" = admin actions disabled */
-    unsigned drain_timeout_s;   /* drain: exit at the latest after this */
+    char policy_path[PATH_MAX];            /* "" = no policy file: upstream behaviour */
+    unsigned metrics_port;                 /* 0: no HTTP server */
+    char metrics_bind[64];                 /* address of the HTTP server (default 127.0.0.1) */
+    char admin_token[256];                 /* "" = admin actions disabled */
+    unsigned drain_timeout_s;              /* drain: exit at the latest after this */
     char debug_tap[WZP_ROOM_NAME_MAX + 1]; /* room name or "*": log every packet there */
-    char event_log[PATH_MAX];   /* "" = no event log */
-    char lua_dir[PATH_MAX];     /* helpers for require() */
+    char event_log[PATH_MAX];              /* "" = no event log */
+    char lua_dir[PATH_MAX];                /* helpers for require() */
     struct wzp_policy_limits policy_limits;
 };
 
@@ -79,6 +79,7 @@ struct wzp_relay {
     _Atomic bool stopping;
     struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
     struct wzp_policy_env policy_env;
+    struct wzp_policy_metrics policy_metrics; /* wzp.metric counters (kept across reloads) */
     _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
     _Atomic bool draining;   /* new joins refused; exit when the last call ends */
     struct wzp_admin *admin; /* HTTP metrics/admin server, or NULL */

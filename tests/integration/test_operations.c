@@ -128,6 +128,7 @@ Test(operations, metrics_move_by_the_expected_amounts_during_a_call)
     cr_assert(strstr(after, "} 20.00\n"), "20 %% loss reported");
     cr_assert(strstr(after, "wzp_relay_session_rtt_ms{session_id="));
     cr_assert(strstr(after, "# TYPE wzp_relay_handshake_duration_seconds histogram"));
+    cr_assert(strstr(after, "wzp_relay_worker_media_queue_depth{worker=\"0\"} 0"));
     /* JSON views */
     static char json[64 * 1024];
     cr_assert_eq(http("GET", "/rooms", NULL, json, sizeof json), 200);

@@ -69,7 +69,11 @@ static void join(struct tc *t, const char *room, uint8_t id)
 Test(policy_relay, deny_policy_refuses_with_the_reason_in_the_log)
 {
     start_with_policy("function on_join(j)\n"
-                      "  if j.room == 'closed' then return false, 'closed for maintenance' end\n"
+                      "  wzp.metric('joins_seen')\n"
+                      "  if j.room == 'closed' then\n"
+                      "    wzp.metric('joins_denied', 1)\n"
+                      "    return false, 'closed for maintenance'\n"
+                      "  end\n"
                       "end\n",
                       "1");
     struct tc ok, no;
@@ -81,6 +85,8 @@ Test(policy_relay, deny_policy_refuses_with_the_reason_in_the_log)
     cr_assert(relay_log_count(&relay, "closed for maintenance") > 0);
     cr_assert_eq(relay_counter(&relay, "join_refused_policy"), 1);
     cr_assert_eq(wzpc_state(ok.c), WZPC_JOINED);
+    cr_assert(relay_log_count(&relay, "policy_metric joins_seen=2 joins_denied=1") > 0,
+              "wzp.metric counters in the stats line");
     tc_free(&ok);
     tc_free(&no);
 }
