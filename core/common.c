@@ -48,7 +48,7 @@ void wzp_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_nibble(char c)
+int wzp_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -64,7 +64,7 @@ int wzp_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t len)
     if (inlen != 2 * len)
         return WZP_EINVAL;
     for (size_t i = 0; i < len; i++) {
-        int hi = hex_nibble(in[2 * i]), lo = hex_nibble(in[2 * i + 1]);
+        int hi = wzp_hex_digit(in[2 * i]), lo = wzp_hex_digit(in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return WZP_EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

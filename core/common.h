@@ -79,6 +79,9 @@ uint64_t wzp_now_ns(void);
 /* Lower-case hex of len bytes into out (2*len+1 bytes, NUL-terminated). */
 void wzp_hex_encode(const uint8_t *in, size_t len, char *out);
 
+/* Value of one hex digit (either case), or -1. */
+int wzp_hex_digit(int c);
+
 /* Parse exactly 2*len hex digits (either case) into out. WZP_EINVAL on any other input. */
 int wzp_hex_decode(const char *in, size_t inlen, uint8_t *out, size_t len);
 

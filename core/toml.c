@@ -108,17 +108,6 @@ static bool is_bare(int c)
     return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
 }
 
-static int hex_value(int c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static const char *type_with_article(enum wzp_toml_type t)
 {
     static const char *const names[] = {"a value",   "a string", "an integer", "a float",
@@ -420,7 +409,7 @@ static int parse_escape(struct parser *ps, struct wzp_buf *b)
     size_t n = c == 'u' ? 4 : 8;
     uint32_t cp = 0;
     for (size_t i = 0; i < n; i++) {
-        int h = hex_value(peek_at(ps, 2 + i));
+        int h = wzp_hex_digit(peek_at(ps, 2 + i));
         if (h < 0)
             return fail(ps, ps->line, WZP_EINVAL, "escape \\%c needs exactly %zu hex digits", c, n);
         cp = cp * 16 + (uint32_t)h;
