@@ -235,10 +235,13 @@ static int cb_stream_close(ngtcp2_conn *qc, uint32_t flags, int64_t id, uint64_t
                            void *sud)
 {
     struct wzp_conn *c = ud;
-    (void)qc;
     (void)flags;
     (void)code;
     (void)sud;
+    /* A client bidi stream is done: give the client credit for a new one, so it can send
+     * one signal per stream forever (ngtcp2 0.12 does not renew remote credit itself). */
+    if ((id & 3) == 0)
+        ngtcp2_conn_extend_max_streams_bidi(qc, 1);
     struct wzp_out_stream *s = out_stream_find(c, id);
     if (s) {
         s->acked = s->data.len; /* nothing more will be sent; sweep it */
@@ -320,7 +323,7 @@ static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ng
     p->initial_max_stream_data_bidi_remote = 64 * 1024;
     p->initial_max_stream_data_uni = 64 * 1024;
     p->initial_max_data = 256 * 1024;
-    p->initial_max_streams_bidi = 100;
+    p->initial_max_streams_bidi = WZP_CONN_MAX_IN_STREAMS;
     p->initial_max_streams_uni = 3;
     p->max_idle_timeout = (uint64_t)c->w->relay->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
     p->max_datagram_frame_size = 65535;

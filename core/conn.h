@@ -23,7 +23,9 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
-#define WZP_CONN_MAX_IN_STREAMS    16 /* client signal streams buffered at once */
+/* Client signal streams buffered at once: the bidi stream credit we grant (conn.c), so a
+ * client within its credit is never refused for the count; the byte cap bounds memory. */
+#define WZP_CONN_MAX_IN_STREAMS    100
 #define WZP_CONN_MAX_IN_BYTES      (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
 #define WZP_CONN_MAX_OUT_SIGNALS   256   /* queued outgoing signal frames */
 #define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver */

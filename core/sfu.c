@@ -25,13 +25,15 @@ static uint64_t now_ms(void)
 }
 
 /* Deliver a complete signal frame to one participant, wherever its connection lives. */
+/*
+ * Every room signal goes through the owning worker's control queue, also when that is our
+ * own worker: one FIFO per worker, filled under the room's write lock, is what keeps each
+ * receiver's RoomUpdates in the order the room changed. (Queueing same-worker receivers
+ * directly let an update from a later join overtake one still in the queue.)
+ */
 static void deliver_frame(struct wzp_worker *w, const struct wzp_participant *p,
                           const struct wzp_buf *frame)
 {
-    if (p->worker == w->idx) {
-        wzp_conn_queue_signal(p->conn, frame->data, frame->len);
-        return;
-    }
     if (wzp_worker_send_ctl(w, p->worker, WZP_CTL_SIGNAL, p->slot, p->gen, frame->data,
                             frame->len) != WZP_OK)
         LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,

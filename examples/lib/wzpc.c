@@ -447,6 +447,9 @@ static int cb_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
     struct wzpc_client *c = user_data;
     struct wzpc_stream *s = stream_find(c, stream_id);
 
+    /* the relay opens a stream per signal: renew its credit (ngtcp2 0.12 does not) */
+    if (is_remote_bidi(stream_id))
+        ngtcp2_conn_extend_max_streams_bidi(conn, 1);
     if (s == NULL && is_remote_bidi(stream_id))
         s = stream_for_event(c, stream_id); /* reset before any byte: skip it in order */
     if (s != NULL) {
@@ -870,7 +873,8 @@ static void flush(struct wzpc_client *c)
         if (n > 0)
             send_packet(c, f.buf, (size_t)n);
     }
-    ngtcp2_conn_update_pkt_tx_time(c->conn, f.ts);
+    /* No ngtcp2_conn_update_pkt_tx_time: we do not pace, and telling ngtcp2 we do held
+     * the handshake's last flight back until a timer (about 21 ms per join). */
     update_timer(c);
 }
 

@@ -398,3 +398,47 @@ Test(relay, rebinding_to_another_worker_reaches_the_owner)
     tc_free(&a);
     tc_free(&b);
 }
+
+Test(relay, client_stream_credit_is_renewed)
+{
+    setup(NULL);
+    struct tc a;
+    join(&a, "room", 1);
+    /* 150 signals: more than the 100 bidi streams the relay grants at first */
+    struct wzp_signal ping = {.type = WZP_SIG_PING};
+    for (int i = 0; i < 150; i++) {
+        ping.u.ping.timestamp_ms = (uint64_t)i;
+        cr_assert_eq(wzpc_send_signal(a.c, &ping), WZP_OK);
+        if (i % 20 == 19)
+            wzpc_run_for(loop, 30);
+    }
+    for (int i = 0; i < 100 && relay_counter(&relay, "signals_received") < 151; i++)
+        wzpc_run_for(loop, 20);
+    cr_assert_eq(relay_counter(&relay, "signals_received"), 151, "CallOffer + 150 pings");
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED);
+    tc_free(&a);
+}
+
+Test(relay, room_updates_stay_in_order_across_workers)
+{
+    static const char *const args[] = {"--threads", "2", NULL};
+    setup(args);
+    enum { N = 12 };
+    static struct tc t[N];
+    for (int i = 0; i < N; i++)
+        tc_connect(&t[i], loop, &relay, "big", (uint8_t)(i + 1), NULL); /* concurrent joins */
+    for (int i = 0; i < N; i++)
+        cr_assert(tc_wait_updates(&t[i], loop, 1, 5000));
+    wzpc_run_for(loop, 500);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(t[i].update_counts[t[i].room_updates - 1], N, "client %d sees the full room",
+                     i);
+        for (unsigned k = 1; k < t[i].room_updates; k++)
+            cr_assert_eq(t[i].update_counts[k], t[i].update_counts[k - 1] + 1,
+                         "client %d: update %u has count %u after %u", i, k, t[i].update_counts[k],
+                         t[i].update_counts[k - 1]);
+    }
+    cr_assert_gt(relay_counter(&relay, "packets_steered_out") + 1, 0);
+    for (int i = 0; i < N; i++)
+        tc_free(&t[i]);
+}
