@@ -7,7 +7,8 @@
  *
  * Media mode (default). Client i belongs to room i / P ("PREFIX-<room>") and speaks if
  * i % P < S. Joins are paced (at most --concurrency handshakes in flight). Once every
- * client has joined or failed, the controller (main thread) fixes a timeline:
+ * client has joined or failed, and has seen a RoomUpdate listing its whole room (or that
+ * count stopped moving for 2 s), the controller (main thread) fixes a timeline:
  *
  *   t0 ........ warmup ........ | window (--duration) | drain | stop
  *   speakers send from t0 until the end of the drain; only packets *sent* inside the
@@ -18,7 +19,9 @@
  * CLOCK_MONOTONIC). Receivers are on the same host, so one-way latency is receive time
  * minus send time. expected = sum over speakers of (packets sent in the window) x
  * (participants joined in its room - 1); delivered = packets received whose send time is
- * in the window. Latencies go into fixed-size histograms (benchutil.h).
+ * in the window. Latencies go into fixed-size histograms (benchutil.h). Two correctness
+ * counters ride along: datagrams from another room or from oneself ("misrouted") and
+ * RoomUpdates listing fewer members than the one before while nobody left.
  *
  * Storm mode (--storm N): open N connections, each joins and hangs up at once, with at
  * most --concurrency in flight; reports joins/s, failures and join latency.
@@ -50,6 +53,7 @@
 #define IDLE_TICK_S         0.005     /* phase polling while not sending */
 #define START_DELAY_NS      50000000u /* t0 is this far after the controller decides */
 #define STOP_TAIL_NS        100000000u
+#define VIEW_QUIET_NS       2000000000u /* give up waiting for full RoomUpdates */
 #define DEFAULT_CONCURRENCY 200
 
 /* ------------------------------------------------------------------ options */
@@ -306,6 +310,9 @@ struct client {
     bool speaker;
     bool in_media;        /* joined when the media phase began: counts as a receiver */
     bool on_reap;         /* already on the reap list */
+    bool full_view;       /* received a RoomUpdate listing all P participants */
+    uint32_t updates;     /* RoomUpdates received */
+    uint32_t last_count;  /* participant count of the last one */
     uint64_t sent_window; /* packets sent inside the window */
 };
 
@@ -313,9 +320,10 @@ struct gen_stats {
     uint64_t joined, join_failed, dropped, gave_up;
     uint64_t sent, sent_window, send_refused;
     uint64_t received, delivered, early, misrouted, malformed;
-    struct bu_hist latency; /* one-way, packets sent in the window */
-    struct bu_hist join;    /* wzpc_connect -> JOINED */
-    struct bu_hist lag;     /* how late the timer sent a packet, window only */
+    uint64_t updates_backwards; /* RoomUpdates listing fewer members than the one before */
+    struct bu_hist latency;     /* one-way, packets sent in the window */
+    struct bu_hist join;        /* wzpc_connect -> JOINED */
+    struct bu_hist lag;         /* how late the timer sent a packet, window only */
     char first_failure[200];
 };
 
@@ -349,6 +357,9 @@ struct app {
     unsigned total; /* clients (media) or joins (storm) */
     _Atomic int phase;
     _Atomic unsigned settled; /* clients that joined or failed, all threads */
+    _Atomic unsigned joined;  /* clients that joined */
+    _Atomic unsigned views;   /* clients whose RoomUpdate listed a full room */
+    _Atomic unsigned dropped; /* joined clients that the relay or a timeout closed */
     struct timeline tl;
     unsigned started; /* threads running */
     struct gen gens[MAX_THREADS];
@@ -400,6 +411,7 @@ static void on_joined(struct gen *g, struct client *cl)
 {
     cl->st = CL_JOINED;
     g->st.joined++;
+    atomic_fetch_add_explicit(&g->app->joined, 1, memory_order_relaxed);
     bu_hist_add(&g->st.join, bu_now_ns() - cl->start_ns);
     settle(g);
     if (g->app->o.storm > 0)
@@ -417,6 +429,7 @@ static void on_closed(struct gen *g, struct client *cl)
     } else if (cl->st == CL_JOINED && g->app->o.storm == 0) {
         cl->st = CL_DROPPED;
         g->st.dropped++;
+        atomic_fetch_add_explicit(&g->app->dropped, 1, memory_order_relaxed);
         note_failure(g, cl);
     }
 }
@@ -429,6 +442,33 @@ static void on_state(struct wzpc_client *c, enum wzpc_state state, void *user_da
         on_joined(cl->g, cl);
     else if (state == WZPC_CLOSED)
         on_closed(cl->g, cl);
+}
+
+/* Until the stop, media mode only adds members (unless the relay dropped one): a RoomUpdate
+ * listing fewer members than the one before it arrived out of order. */
+static bool no_leaves_yet(struct app *a)
+{
+    return a->o.storm == 0 && atomic_load_explicit(&a->dropped, memory_order_relaxed) == 0 &&
+           atomic_load_explicit(&a->phase, memory_order_acquire) != PHASE_STOP;
+}
+
+/* Every join and leave sends each member a RoomUpdate with the whole list; media starts
+ * once they have all arrived, so the join-time signal burst stays out of the window. */
+static void on_signal(struct wzpc_client *c, const struct wzp_signal *sig, void *user_data)
+{
+    struct client *cl = user_data;
+    struct app *a = cl->g->app;
+
+    if (sig->type != WZP_SIG_ROOM_UPDATE)
+        return;
+    cl->updates++;
+    if (sig->u.room_update.count < cl->last_count && no_leaves_yet(a))
+        cl->g->st.updates_backwards++;
+    cl->last_count = sig->u.room_update.count;
+    if (!cl->full_view && a->o.storm == 0 && cl->last_count >= a->o.participants) {
+        cl->full_view = true;
+        atomic_fetch_add_explicit(&a->views, 1, memory_order_relaxed);
+    }
 }
 
 static void on_datagram(struct wzpc_client *c, const uint8_t *data, size_t len, void *user_data);
@@ -444,6 +484,7 @@ static void open_client(struct gen *g, struct client *cl)
         .sni = room,
         .auto_join = true,
         .on_state = on_state,
+        .on_signal = on_signal,
         .on_datagram = on_datagram,
         .user_data = cl,
     };
@@ -728,7 +769,7 @@ static void gen_teardown(struct gen *g)
 
 /* What the main thread measured around the window (or the storm). */
 struct measure {
-    uint64_t run_start, joins_done, begin, end;
+    uint64_t run_start, joins_done, views_done, begin, end;
     double gen_cpu_begin, gen_cpu_end;
     struct bu_sys_cpu sys_begin, sys_end;
     struct bu_proc_sample relay_idle, relay_joined, relay_begin, relay_end;
@@ -755,6 +796,28 @@ static bool wait_joins(struct app *a, uint64_t deadline)
     return true;
 }
 
+/* Wait until every joined client saw a full room, or until that count stops moving for
+ * VIEW_QUIET_NS (rooms with failed joins never fill). */
+static void wait_views(struct app *a, uint64_t deadline)
+{
+    unsigned last = UINT32_MAX;
+    uint64_t moved = bu_now_ns();
+
+    for (;;) {
+        unsigned v = atomic_load_explicit(&a->views, memory_order_relaxed);
+        uint64_t now = bu_now_ns();
+
+        if (v >= atomic_load_explicit(&a->joined, memory_order_relaxed) || interrupted ||
+            now >= deadline || now - moved > VIEW_QUIET_NS)
+            return;
+        if (v != last) {
+            last = v;
+            moved = now;
+        }
+        bu_sleep_until(now + 2000000u, &interrupted);
+    }
+}
+
 static void run_media(struct app *a, struct measure *m)
 {
     struct timeline *tl = &a->tl;
@@ -764,6 +827,8 @@ static void run_media(struct app *a, struct measure *m)
         fprintf(stderr, "wzp-loadgen: joins still pending after %.0f s; going on without them\n",
                 a->o.join_timeout);
     m->joins_done = bu_now_ns();
+    wait_views(a, deadline);
+    m->views_done = bu_now_ns();
     m->relay_joined = bu_proc_sample(a->o.relay_pid);
     if (interrupted)
         return;
@@ -789,7 +854,8 @@ static void run_storm(struct app *a, struct measure *m)
     if (!wait_joins(a, deadline) && !interrupted)
         fprintf(stderr, "wzp-loadgen: storm not finished after %.0f s\n", a->o.join_timeout);
     mark_edge(a, &m->end, &m->gen_cpu_end, &m->sys_end, &m->relay_end);
-    m->joins_done = m->end;
+    m->joins_done = m->views_done = m->end;
+    m->relay_joined = m->relay_end;
 }
 
 static bool start_threads(struct app *a)
@@ -840,6 +906,7 @@ static void add_stats(struct gen_stats *d, const struct gen_stats *s)
     d->early += s->early;
     d->misrouted += s->misrouted;
     d->malformed += s->malformed;
+    d->updates_backwards += s->updates_backwards;
     bu_hist_merge(&d->latency, &s->latency);
     bu_hist_merge(&d->join, &s->join);
     bu_hist_merge(&d->lag, &s->lag);
@@ -901,10 +968,11 @@ static void json_relay(FILE *out, pid_t pid, const struct measure *m, double win
     }
     fprintf(out,
             "  \"relay\": {\"pid\": %d, \"cpu_s\": %.3f, \"sched_cpu_s\": %.4f, "
-            "\"cpu_util\": %.3f,\n            \"rss_idle_kb\": %lu, \"rss_joined_kb\": %lu, "
-            "\"rss_end_kb\": %lu},\n",
+            "\"cpu_util\": %.3f,\n            \"join_phase_cpu_s\": %.3f, \"rss_idle_kb\": %lu, "
+            "\"rss_joined_kb\": %lu, \"rss_end_kb\": %lu},\n",
             (int)pid, cpu, m->relay_end.sched_s - m->relay_begin.sched_s, ratio(cpu, window_s),
-            m->relay_idle.rss_kb, m->relay_joined.rss_kb, m->relay_end.rss_kb);
+            m->relay_joined.sched_s - m->relay_idle.sched_s, m->relay_idle.rss_kb,
+            m->relay_joined.rss_kb, m->relay_end.rss_kb);
 }
 
 /* A JSON string body: quotes, backslashes and control characters escaped. */
@@ -929,14 +997,35 @@ static void json_common(FILE *out, const struct app *a, const struct result *r,
             "  \"rooms\": %u, \"participants\": %u, \"speakers\": %u, \"rate\": %u, "
             "\"size\": %u,\n  \"threads\": %u, \"concurrency\": %u, \"clients\": %u,\n"
             "  \"joined\": %llu, \"join_failures\": %llu, \"join_wall_s\": %.3f,\n"
+            "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
             "  \"first_failure\": \"",
             o->rooms, o->participants, o->speakers, o->rate, o->size, o->threads, o->concurrency,
             a->total, (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
-            secs(m->run_start, m->joins_done));
+            secs(m->run_start, m->joins_done), atomic_load(&a->views),
+            secs(m->joins_done, m->views_done));
     json_escaped(out, r->first_failure);
     fprintf(out, "\",\n  \"join_ms\": ");
     bu_hist_json_ms(out, &r->st.join);
     fprintf(out, ",\n");
+}
+
+/* Joined clients that never saw their full room: [{index, updates, last_count}, ...]. */
+static void json_partial_views(FILE *out, const struct app *a)
+{
+    unsigned n = 0;
+
+    fprintf(out, "  \"partial_views\": [");
+    for (unsigned t = 0; t < a->o.threads; t++) {
+        for (unsigned i = 0; i < a->gens[t].nclients && n < 10; i++) {
+            const struct client *cl = &a->gens[t].clients[i];
+
+            if (!cl->in_media || cl->full_view)
+                continue;
+            fprintf(out, "%s{\"index\": %u, \"updates\": %u, \"last_count\": %u}", n++ ? ", " : "",
+                    cl->index, cl->updates, cl->last_count);
+        }
+    }
+    fprintf(out, "],\n");
 }
 
 static void print_json_media(FILE *out, const struct app *a, const struct result *r,
@@ -948,6 +1037,9 @@ static void print_json_media(FILE *out, const struct app *a, const struct result
 
     fprintf(out, "{\n  \"mode\": \"media\",\n");
     json_common(out, a, r, m);
+    json_partial_views(out, a);
+    fprintf(out, "  \"room_updates_backwards\": %llu,\n",
+            (unsigned long long)r->st.updates_backwards);
     fprintf(out,
             "  \"duration_s\": %.3f, \"warmup_s\": %.3f, \"drain_s\": %.3f, \"window_s\": %.3f,\n"
             "  \"dropped_clients\": %llu, \"sent\": %llu, \"sent_window\": %llu, "

@@ -14,7 +14,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES="build-essential cmake pkg-config git libev-dev libngtcp2-dev \
 libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjansson-dev \
-libcriterion-dev libmicrohttpd-dev gnutls-bin clang libclang-rt-14-dev"
+libcriterion-dev libmicrohttpd-dev gnutls-bin python3 clang libclang-rt-14-dev"
 # quinn (Rust) from Debian's crate packages, for the interop test against the stack real
 # clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
 INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev librust-serde-json-dev"

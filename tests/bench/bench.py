@@ -65,15 +65,23 @@ def parse_args():
     ap.add_argument("--only", help="comma-separated scenario names (e.g. 50x10,storm)")
     ap.add_argument("--out", help="JSON result file (default BUILD/bench/results.json)")
     ap.add_argument("--no-build", action="store_true", help="do not run cmake --build first")
+    ap.add_argument("--report", metavar="JSON",
+                    help="only print the tables of an earlier results file (figures recomputed)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the raw-UDP runs")
     ap.add_argument("--no-compare", action="store_true", help="skip the 1-vs-2 thread run")
     ap.add_argument("--perf", action="store_true",
-                    help="perf record the relay during 50x10 and summarise it")
+                    help="one extra 50x10 run with perf recording the relay; its top "
+                    "libraries and functions go to BUILD/bench/perf-50x10.txt")
+    ap.add_argument("--wait-quiet", type=float,
+                    help="before each run, wait up to SEC for other processes to leave the "
+                    "CPUs idle (shared machines; default 30, smoke 0)")
     ap.add_argument("--min-delivery", type=float,
                     help="fail if any delivery ratio is below this (smoke default 0.99)")
     a = ap.parse_args()
     a.duration = a.duration or (2.0 if a.smoke else 10.0)
     a.warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.0)
+    if a.wait_quiet is None:
+        a.wait_quiet = 0.0 if a.smoke else 30.0
     if a.min_delivery is None and a.smoke:
         a.min_delivery = 0.99
     a.out = a.out or os.path.join(a.build_dir, "bench", "results.json")
@@ -103,6 +111,28 @@ def ensure_built(a):
     if missing:
         raise SystemExit("bench: missing programs: %s (build first)" % " ".join(missing))
     return bins
+
+
+def cpu_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v), v[3] + v[4]  # total, idle + iowait
+
+
+def wait_quiet(max_wait, limit_cores=0.3):
+    """Wait until the machine's CPUs are (nearly) idle for a second, at most max_wait s.
+    Returns the cores that were busy in the last sample."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        t0, i0 = cpu_ticks()
+        time.sleep(1.0)
+        t1, i1 = cpu_ticks()
+        busy = (1 - (i1 - i0) / max(1, t1 - t0)) * (os.cpu_count() or 1)
+        if busy <= limit_cores or time.monotonic() >= deadline:
+            if busy > limit_cores:
+                log("bench: machine still busy (%.2f cores used by others), going on" % busy)
+            return busy
+        time.sleep(2.0)
 
 
 def free_udp_port():
@@ -171,7 +201,12 @@ def run_json(cmd, timeout, logpath):
     with open(logpath, "a") as err:
         err.write("$ %s\n" % " ".join(cmd))
         err.flush()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout, text=True)
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout,
+                               text=True)
+        except subprocess.TimeoutExpired:
+            err.write("bench: timed out after %d s\n" % timeout)
+            return "timeout", None
     try:
         return p.returncode, json.loads(p.stdout)
     except ValueError:
@@ -209,6 +244,8 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
     """One loadgen run against a fresh relay, plus the matching raw-UDP run."""
     relay_bin, loadgen, baseline = bins
     speakers = parts if speakers is None else speakers
+    if a.wait_quiet > 0:
+        wait_quiet(a.wait_quiet)
     shape = ["--rooms", str(rooms), "--participants", str(parts), "--speakers", str(speakers),
              "--duration", str(a.duration), "--warmup", str(a.warmup)]
     relay = Relay(relay_bin, workdir, name, threads)
@@ -227,6 +264,8 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
     if perf_path:
         res["perf_report"] = perf_path
     if not a.no_baseline:
+        if a.wait_quiet > 0:
+            wait_quiet(a.wait_quiet)
         cmd = [baseline, "--json", "--threads", str(threads)] + shape
         res["baseline_rc"], res["baseline"] = run_json(cmd, timeout,
                                                        os.path.join(workdir, "baseline.log"))
@@ -236,6 +275,8 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
 def storm_scenario(a, bins, workdir, joins, concurrency, rooms):
     relay_bin, loadgen, _ = bins
     name = "storm c=%d" % concurrency
+    if a.wait_quiet > 0:
+        wait_quiet(a.wait_quiet)
     relay = Relay(relay_bin, workdir, name, a.threads)
     cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads", str(a.gen_threads),
            "--storm", str(joins), "--concurrency", str(concurrency), "--rooms", str(rooms),
@@ -305,10 +346,11 @@ def media_figures(r):
     f["efficiency_vs_raw"] = div(f["raw_cpu_us_per_pkt"], f["relay_cpu_us_per_dgram"])
     f["cpu_s_per_million"] = f["relay_cpu_us_per_dgram"]  # same number, other unit
     # Cores used by everything else on the machine during the window (a shared machine
-    # is noisy): busy CPUs minus relay, generator and softirq time.
-    cpus, busy, sirq = g(gen, "machine", "cpus"), f["machine_busy"], g(gen, "machine", "softirq")
-    if None not in (cpus, busy, sirq, relay_cpu, f["gen_cpu_s"]) and win:
-        f["other_cores"] = max(0.0, (busy - sirq) * cpus - (relay_cpu + f["gen_cpu_s"]) / win)
+    # is noisy): busy CPUs minus relay and generator time (without IRQ time accounting,
+    # softirq work done in a process's context is charged to that process).
+    cpus, busy = g(gen, "machine", "cpus"), f["machine_busy"]
+    if None not in (cpus, busy, relay_cpu, f["gen_cpu_s"]) and win:
+        f["other_cores"] = max(0.0, busy * cpus - (relay_cpu + f["gen_cpu_s"]) / win)
     else:
         f["other_cores"] = None
     # Cross-check: the relay's own count of forwarded datagrams vs what clients received.
@@ -318,12 +360,18 @@ def media_figures(r):
 
 def storm_figures(r):
     gen = r.get("loadgen")
-    joined, cpu = g(gen, "joined"), relay_cpu_s(gen)
-    return {"joins_per_s": g(gen, "joins_per_s"), "joined": joined,
-            "failures": g(gen, "join_failures"), "join_p50_ms": g(gen, "join_ms", "p50"),
-            "join_p99_ms": g(gen, "join_ms", "p99"),
-            "relay_cpu_ms_per_join": div(cpu * 1e3, joined) if cpu is not None else None,
-            "gen_cpu_s": g(gen, "gen_cpu_s"), "machine_busy": g(gen, "machine", "busy")}
+    joined, cpu, wall = g(gen, "joined"), relay_cpu_s(gen), g(gen, "storm_wall_s")
+    f = {"joins_per_s": g(gen, "joins_per_s"), "joined": joined,
+         "failures": g(gen, "join_failures"), "join_p50_ms": g(gen, "join_ms", "p50"),
+         "join_p99_ms": g(gen, "join_ms", "p99"),
+         "relay_cpu_ms_per_join": div(cpu * 1e3, joined) if cpu is not None else None,
+         "relay_cpu_util": div(cpu, wall), "gen_cpu_s": g(gen, "gen_cpu_s"),
+         "machine_busy": g(gen, "machine", "busy"), "other_cores": None,
+         "gen_per_relay_cpu": div(g(gen, "gen_cpu_s"), cpu)}
+    cpus = g(gen, "machine", "cpus")
+    if None not in (cpus, f["machine_busy"], cpu, f["gen_cpu_s"]) and wall:
+        f["other_cores"] = max(0.0, f["machine_busy"] * cpus - (cpu + f["gen_cpu_s"]) / wall)
+    return f
 
 
 def median_figures(runs):
@@ -386,6 +434,7 @@ def print_tables(media, storms):
             ("cpu us/dg", 9, "relay_cpu_us_per_dgram", ".2f"),
             ("raw us/pk", 9, "raw_cpu_us_per_pkt", ".2f"),
             ("vs raw", 6, "efficiency_vs_raw", ".2f"),
+            ("pk/dg", 5, "udp_packets_per_dgram", ".2f"),
             ("p50 ms", 7, "lat_p50_ms", ".3f"), ("p90 ms", 7, "lat_p90_ms", ".3f"),
             ("p99 ms", 7, "lat_p99_ms", ".3f"), ("max ms", 7, "lat_max_ms", ".2f"),
             ("raw p99", 7, "raw_lat_p99_ms", ".3f"), ("RSS MB", 6, "relay_rss_kb", None),
@@ -411,14 +460,17 @@ def print_tables(media, storms):
         print(" ".join(cells))
     if storms:
         print()
-        print("%-14s %9s %8s %9s %9s %12s %5s" % ("storm", "joins/s", "failed", "p50 ms",
-                                                 "p99 ms", "relay ms/join", "busy"))
+        row = "%-14s %8s %7s %8s %8s %13s %10s %7s %5s %5s"
+        print(row % ("storm", "joins/s", "failed", "p50 ms", "p99 ms", "relay ms/join",
+                     "relay CPU", "gen/rly", "busy", "other"))
         for s in storms:
             f = s["figures"]
-            print("%-14s %9s %8s %9s %9s %12s %5s" % (
+            print(row % (
                 s["name"], fmt(f["joins_per_s"], ".0f"), fmt(f["failures"], ".0f"),
                 fmt(f["join_p50_ms"], ".1f"), fmt(f["join_p99_ms"], ".1f"),
-                fmt(f["relay_cpu_ms_per_join"], ".2f"), fmt(f["machine_busy"], ".2f")))
+                fmt(f["relay_cpu_ms_per_join"], ".2f"), fmt(f["relay_cpu_util"], ".2f"),
+                fmt(f["gen_per_relay_cpu"], ".2f"),
+                fmt(f["machine_busy"], ".2f"), fmt(f["other_cores"], ".2f")))
 
 
 def machine_info():
@@ -457,12 +509,18 @@ def run_all(a, bins, workdir):
         for i in range(a.repeat):
             log("bench: %s (run %d/%d)" % (name, i + 1, a.repeat))
             r = media_scenario(a, bins, workdir, name, rooms, parts, speakers,
-                               threads or a.threads, perf=a.perf and name == "50x10" and i == 0)
+                               threads or a.threads)
             r["figures"] = media_figures(r)
             problems += ["%s: %s" % (name, p) for p in check_media(r, a.min_delivery or 0)]
             runs.append(r)
         media.append({"name": name, "relay_threads": runs[0]["relay_threads"],
                       "figures": median_figures([r["figures"] for r in runs]), "runs": runs})
+    if a.perf:  # an extra 50x10 run under perf, not counted in the figures
+        log("bench: 50x10 under perf record")
+        r = media_scenario(a, bins, workdir, "50x10 perf", 50, 10, None, a.threads, perf=True)
+        media_perf = r.get("perf_report")
+        if media_perf:
+            log("bench: relay profile in %s" % media_perf)
     for level in (storm["levels"] if storm else []):
         runs = []
         for i in range(a.repeat):
@@ -476,8 +534,21 @@ def run_all(a, bins, workdir):
     return media, storms, problems
 
 
+def reprint(path):
+    """Recompute the figures of a results file from its raw runs and print the tables."""
+    with open(path) as f:
+        doc = json.load(f)
+    for group, figures in ((doc["scenarios"], media_figures), (doc["storm"], storm_figures)):
+        for sc in group:
+            sc["figures"] = median_figures([figures(r) for r in sc["runs"]])
+    print_tables(doc["scenarios"], doc["storm"])
+    return 0
+
+
 def main():
     a = parse_args()
+    if a.report:
+        return reprint(a.report)
     if cache_flag(a.build_dir, "WZP_TSAN"):
         log("bench: %s is a ThreadSanitizer build: the relay is too slow there for the load "
             "to mean anything, so the benchmark skips itself" % a.build_dir)
