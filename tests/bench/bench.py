@@ -65,6 +65,8 @@ def parse_args():
     ap.add_argument("--only", help="comma-separated scenario names (e.g. 50x10,storm)")
     ap.add_argument("--out", help="JSON result file (default BUILD/bench/results.json)")
     ap.add_argument("--no-build", action="store_true", help="do not run cmake --build first")
+    ap.add_argument("--relay-arg", action="append", default=[], metavar="ARG",
+                    help="extra relay argument (repeatable), e.g. --relay-arg=-s --relay-arg=none")
     ap.add_argument("--report", metavar="JSON",
                     help="only print the tables of an earlier results file (figures recomputed)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the raw-UDP runs")
@@ -146,13 +148,15 @@ def free_udp_port():
 class Relay:
     """One relay process on a fresh port, logging to a file."""
 
+    extra_args = []  # --relay-arg values, for every relay the suite starts
+
     def __init__(self, binary, workdir, name, threads):
         self.port = free_udp_port()
         safe = re.sub(r"[^A-Za-z0-9.-]", "_", name)
         self.log_path = os.path.join(workdir, "relay-%s.log" % safe)
         args = [binary, "--listen", "127.0.0.1:%d" % self.port,
                 "-i", os.path.join(workdir, "identity"), "--threads", str(threads),
-                "--max-sessions", "5000", "--max-connections", "20000"]
+                "--max-sessions", "5000", "--max-connections", "20000"] + Relay.extra_args
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -547,6 +551,7 @@ def reprint(path):
 
 def main():
     a = parse_args()
+    Relay.extra_args = a.relay_arg
     if a.report:
         return reprint(a.report)
     if cache_flag(a.build_dir, "WZP_TSAN"):
