@@ -19,9 +19,9 @@
 #define HOOK_COUNT_INSNS 1000 /* how often the budget check runs, in VM instructions */
 #define REQUIRE_NAME_MAX 128
 
-static const char *const hook_names[] = {"on_connect", "on_join", "on_leave", "on_quality",
-                                         "on_action"};
-enum { H_CONNECT, H_JOIN, H_LEAVE, H_QUALITY, H_ACTION, H_COUNT };
+static const char *const hook_names[] = {"on_connect", "on_join",   "on_leave",
+                                         "on_quality", "on_action", "on_room_tier"};
+enum { H_CONNECT, H_JOIN, H_LEAVE, H_QUALITY, H_ACTION, H_ROOM_TIER, H_COUNT };
 
 struct wzp_policy {
     lua_State *L;
@@ -962,4 +962,35 @@ int wzp_policy_pcall_budget(struct wzp_policy *p, int nargs, int nresults, int e
     if (rv != 0)
         lua_gc(p->L, LUA_GCCOLLECT, 0);
     return rv;
+}
+
+enum wzp_tier wzp_policy_on_room_tier(struct wzp_policy *p, const char *room,
+                                      const enum wzp_tier *tiers, size_t n, enum wzp_tier weakest)
+{
+    if (!push_hook(p, H_ROOM_TIER))
+        return weakest;
+    lua_State *L = p->L;
+    lua_createtable(L, 0, 4);
+    set_field_str(L, "room", room);
+    set_field_str(L, "weakest", wzp_tier_name(weakest));
+    set_field_num(L, "size", (double)n);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, wzp_tier_name(tiers[i]));
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "tiers");
+    if (!policy_pcall(p, "on_room_tier", 1, 1))
+        return weakest; /* quality decisions fail open */
+    enum wzp_tier t = weakest;
+    if (lua_isstring(L, -1)) {
+        int parsed = wzp_tier_from_name(lua_tostring(L, -1));
+        if (parsed >= 0)
+            t = (enum wzp_tier)parsed;
+        else
+            LOG_WARN(MOD, "on_room_tier returned unknown tier '%s'; using %s", lua_tostring(L, -1),
+                     wzp_tier_name(weakest));
+    }
+    lua_pop(L, 1);
+    return t;
 }

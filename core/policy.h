@@ -179,6 +179,13 @@ void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l);
 /* Returns the tier to use (the computed one unless the policy overrides it). */
 enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q);
 
+/*
+ * The room's tier: weakest is the relay's weakest-link choice over the participants'
+ * tiers; on_room_tier may pick another. Errors and nil keep weakest (fail open).
+ */
+enum wzp_tier wzp_policy_on_room_tier(struct wzp_policy *p, const char *room,
+                                      const enum wzp_tier *tiers, size_t n, enum wzp_tier weakest);
+
 bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
 
 #define WZP_POLICY_MAX_TIMERS   32

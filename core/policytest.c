@@ -431,6 +431,37 @@ static uint8_t clamp_u8(double v)
 }
 
 /* quality{id=, loss_pct=, rtt_ms=, jitter_ms=, tier=} -> on_quality's tier, effective tier */
+/* room_tier{room=, tiers={...}} -> the tier on_room_tier picks (the weakest by default). */
+static int t_room_tier(lua_State *L)
+{
+    struct pt_world *w = world_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "room");
+    const char *room = luaL_optstring(L, -1, "room");
+    lua_getfield(L, 1, "tiers");
+    luaL_checktype(L, -1, LUA_TTABLE);
+    enum wzp_tier tiers[256];
+    size_t n = 0;
+    enum wzp_tier weakest = WZP_TIER_GOOD;
+    for (; n < WZP_ARRAY_LEN(tiers); n++) {
+        lua_rawgeti(L, -1, (int)n + 1);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        int t = wzp_tier_from_name(luaL_checkstring(L, -1));
+        if (t < 0)
+            return luaL_error(L, "room_tier: unknown tier '%s'", lua_tostring(L, -1));
+        tiers[n] = (enum wzp_tier)t;
+        if (n == 0 || tiers[n] < weakest)
+            weakest = tiers[n];
+        lua_pop(L, 1);
+    }
+    enum wzp_tier t = wzp_policy_on_room_tier(w->policy, room, tiers, n, weakest);
+    lua_pushstring(L, wzp_tier_name(t));
+    return 1;
+}
+
 static int t_quality(lua_State *L)
 {
     struct pt_world *w = world_of(L);
@@ -672,12 +703,10 @@ static int locate_error(lua_State *L)
 static void push_test_env(lua_State *L, struct pt_world *w)
 {
     static const luaL_Reg fns[] = {
-        {"test", t_test},       {"connect", t_connect},
-        {"join", t_join},       {"leave", t_leave},
-        {"quality", t_quality}, {"media", t_media},
-        {"advance", t_advance}, {"participant", t_participant},
-        {"kicked", t_kicked},   {"directives", t_directives},
-        {NULL, NULL},
+        {"test", t_test},     {"connect", t_connect},       {"join", t_join},
+        {"leave", t_leave},   {"quality", t_quality},       {"room_tier", t_room_tier},
+        {"media", t_media},   {"advance", t_advance},       {"participant", t_participant},
+        {"kicked", t_kicked}, {"directives", t_directives}, {NULL, NULL},
     };
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {

@@ -60,6 +60,7 @@ struct wzp_room {
     size_t count, cap;
     enum wzp_tier tier;    /* current weakest-link tier announced to the room */
     _Atomic bool tap;      /* --debug-tap matches this room: log every packet */
+    uint64_t version;      /* bumped under the write lock at every membership/tier change */
     unsigned refs;         /* table references: one per member (guarded by table lock) */
     struct wzp_room *next; /* hash chain (table lock) */
 };

@@ -61,10 +61,10 @@ static int encode_room_update_locked(const struct wzp_room *r, struct wzp_buf *o
     return wzp_signal_encode_frame(&sig, out);
 }
 
-static int encode_directive(enum wzp_tier tier, struct wzp_buf *out)
+static int encode_directive(enum wzp_tier tier, const char *why, struct wzp_buf *out)
 {
     char reason[64];
-    snprintf(reason, sizeof reason, "weakest link: %s", wzp_tier_name(tier));
+    snprintf(reason, sizeof reason, "%s: %s", why, wzp_tier_name(tier));
     struct wzp_signal sig = {.type = WZP_SIG_QUALITY_DIRECTIVE};
     sig.u.quality_directive.recommended_profile = *wzp_tier_profile(tier);
     sig.u.quality_directive.reason = reason;
@@ -84,32 +84,38 @@ static void send_room_update_locked(struct wzp_worker *w, struct wzp_room *r)
     wzp_buf_free(&frame);
 }
 
-/*
- * Recompute the weakest-link tier. If it changed, tell everyone; otherwise, if a joiner
- * is given and the room is not at the default tier, tell just the joiner.
- */
-static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
-                          const struct wzp_participant *joiner)
+static bool has_room_tier_hook(struct wzp_worker *w)
 {
-    enum wzp_tier weakest = wzp_room_weakest_locked(r);
-    bool changed = weakest != r->tier;
+    return w->policy && wzp_policy_has_hook(w->policy, "on_room_tier");
+}
+
+/*
+ * Make tier the room's tier (write lock held). If it changed, tell everyone; otherwise,
+ * if a joiner is given and the room is not at the default tier, tell just the joiner.
+ */
+static void set_room_tier_locked(struct wzp_worker *w, struct wzp_room *r, enum wzp_tier tier,
+                                 const char *why, const struct wzp_participant *joiner)
+{
+    bool changed = tier != r->tier;
     if (!changed && (!joiner || r->tier == WZP_TIER_GOOD))
         return;
     struct wzp_buf frame = WZP_BUF_INIT;
-    if (encode_directive(weakest, &frame) != WZP_OK) {
+    if (encode_directive(tier, why, &frame) != WZP_OK) {
         wzp_buf_free(&frame);
         return;
     }
     if (changed) {
-        LOG_INFO(MOD, "room %s: tier %s -> %s", r->name, wzp_tier_name(r->tier),
-                 wzp_tier_name(weakest));
+        LOG_INFO(MOD, "room %s: tier %s -> %s (%s)", r->name, wzp_tier_name(r->tier),
+                 wzp_tier_name(tier), why);
         struct wzp_event ev;
         wzp_event_begin(&ev, "tier");
         wzp_event_str(&ev, "room", r->name);
         wzp_event_str(&ev, "from", wzp_tier_name(r->tier));
-        wzp_event_str(&ev, "to", wzp_tier_name(weakest));
+        wzp_event_str(&ev, "to", wzp_tier_name(tier));
+        wzp_event_str(&ev, "by", why);
         wzp_event_emit(&ev);
-        r->tier = weakest;
+        r->tier = tier;
+        r->version++;
         broadcast_locked(w, r, &frame);
         WZP_STAT_ADD(&w->stats, directives_sent, r->count);
     } else {
@@ -117,6 +123,53 @@ static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
         WZP_STAT_INC(&w->stats, directives_sent);
     }
     wzp_buf_free(&frame);
+}
+
+/*
+ * The room changed (write lock held): recompute its tier. With an on_room_tier hook the
+ * decision is left to decide_room_tier(), which runs the hook without the lock.
+ */
+static void retier_locked(struct wzp_worker *w, struct wzp_room *r,
+                          const struct wzp_participant *joiner)
+{
+    r->version++;
+    if (has_room_tier_hook(w)) {
+        set_room_tier_locked(w, r, r->tier, "room tier", joiner); /* the joiner's directive */
+        return;
+    }
+    set_room_tier_locked(w, r, wzp_room_weakest_locked(r), "weakest link", joiner);
+}
+
+/*
+ * With an on_room_tier hook: snapshot the tiers under the read lock, ask the policy with
+ * no lock held, and apply its answer if the room has not changed meanwhile (if it has,
+ * whoever changed it runs this again). Call with no room lock, holding a reference.
+ */
+static void decide_room_tier(struct wzp_worker *w, struct wzp_room *r)
+{
+    if (!has_room_tier_hook(w))
+        return;
+    enum wzp_tier small[64], *tiers = small;
+    pthread_rwlock_rdlock(&r->lock);
+    size_t n = r->count;
+    if (n > WZP_ARRAY_LEN(small) && !(tiers = malloc(n * sizeof *tiers))) {
+        pthread_rwlock_unlock(&r->lock);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        tiers[i] = r->parts[i].tier;
+    uint64_t version = r->version;
+    enum wzp_tier weakest = wzp_room_weakest_locked(r);
+    pthread_rwlock_unlock(&r->lock);
+    if (n > 0) {
+        enum wzp_tier t = wzp_policy_on_room_tier(w->policy, r->name, tiers, n, weakest);
+        pthread_rwlock_wrlock(&r->lock);
+        if (r->version == version)
+            set_room_tier_locked(w, r, t, t == weakest ? "weakest link" : "policy", NULL);
+        pthread_rwlock_unlock(&r->lock);
+    }
+    if (tiers != small)
+        free(tiers);
 }
 
 static void record_handshake(struct wzp_worker *w, uint64_t ns)
@@ -259,6 +312,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     send_room_update_locked(w, r);
     retier_locked(w, r, &p);
     pthread_rwlock_unlock(&r->lock);
+    decide_room_tier(w, r);
     if (w->relay->cfg.debug_tap[0] && (strcmp(w->relay->cfg.debug_tap, "*") == 0 ||
                                        strcmp(w->relay->cfg.debug_tap, r->name) == 0))
         atomic_store(&r->tap, true);
@@ -295,7 +349,10 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
         send_room_update_locked(w, r);
         retier_locked(w, r, NULL);
     }
+    r->version++;
     pthread_rwlock_unlock(&r->lock);
+    if (left > 0)
+        decide_room_tier(w, r);
     LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
              r->name, why, left);
     struct wzp_event ev;
@@ -355,6 +412,7 @@ static void on_tier_change(struct wzp_conn *c, const struct wzp_quality_report *
         r->parts[i].tier = t;
     retier_locked(c->w, r, NULL);
     pthread_rwlock_unlock(&r->lock);
+    decide_room_tier(c->w, r);
 }
 
 /* --debug-tap: one line per media packet of a tapped room (read lock held). */

@@ -269,3 +269,36 @@ Test(policy_relay, timers_kick_mute_and_see_activity)
     tc_free(&b);
     tc_free(&c);
 }
+
+static bool has_directives(void *arg)
+{
+    struct tc *t = arg;
+    return t->directives > 0;
+}
+
+Test(policy_relay, room_tier_hook_overrides_the_weakest_link)
+{
+    start_with_policy("function on_room_tier(r)\n"
+                      "  if r.weakest == 'Catastrophic' then return 'Degraded' end\n"
+                      "end\n",
+                      "2");
+    struct tc a, b, c;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    struct wzp_quality_report heavy = {128, 5, 0, 200}; /* 50 % loss: Catastrophic */
+    for (int i = 0; i < 3; i++) {
+        tc_send_media(&a, &heavy);
+        wzpc_run_for(loop, 10);
+    }
+    cr_assert(wzpc_run_until(loop, has_directives, &b, 3000));
+    cr_assert_str_eq(b.directive_reasons[0], "policy: Degraded", "the policy's floor");
+    cr_assert(relay_log_wait(&relay, "room room: tier Good -> Degraded (policy)", 1000));
+    join(&c, "room", 3);
+    cr_assert(wzpc_run_until(loop, has_directives, &c, 3000), "a late joiner gets it too");
+    cr_assert_str_eq(c.directive_reasons[0], "room tier: Degraded");
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(b.directives, 1, "no flapping: one directive");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}

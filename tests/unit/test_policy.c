@@ -240,6 +240,26 @@ Test(policy, on_quality_override_and_fail_open)
     wzp_policy_free(p);
 }
 
+Test(policy, on_room_tier_sees_the_room_and_may_choose)
+{
+    struct wzp_policy *p =
+        load("function on_room_tier(r)\n"
+             "  assert(r.room == 'lobby' and r.size == 3 and #r.tiers == 3)\n"
+             "  assert(r.tiers[2] == 'Catastrophic' and r.weakest == 'Catastrophic')\n"
+             "  return 'Degraded'\n"
+             "end\n");
+    enum wzp_tier tiers[] = {WZP_TIER_GOOD, WZP_TIER_CATASTROPHIC, WZP_TIER_STUDIO_64K};
+    cr_assert_eq(wzp_policy_on_room_tier(p, "lobby", tiers, 3, WZP_TIER_CATASTROPHIC),
+                 WZP_TIER_DEGRADED);
+    cr_assert_eq(wzp_policy_on_room_tier(p, "other", tiers, 3, WZP_TIER_CATASTROPHIC),
+                 WZP_TIER_CATASTROPHIC, "an error (failed assert) keeps the weakest link");
+    wzp_policy_free(p);
+    p = load("-- no hook\n");
+    cr_assert_eq(wzp_policy_on_room_tier(p, "lobby", tiers, 3, WZP_TIER_CATASTROPHIC),
+                 WZP_TIER_CATASTROPHIC);
+    wzp_policy_free(p);
+}
+
 Test(policy, time_budget_stops_a_runaway_hook)
 {
     limits.budget_ms = 30;
