@@ -95,7 +95,8 @@ struct wzp_conn {
     size_t part_hint; /* likely index of our entry in room->parts */
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     struct wzp_quality_ctl quality;
-    int max_tier; /* -1 or the policy's cap (enum wzp_tier) */
+    int max_tier;       /* -1 or the policy's cap (enum wzp_tier) */
+    enum wzp_tier tier; /* the tier the room sees for us (after policy and cap) */
 
     /* closing */
     uint8_t *close_pkt;

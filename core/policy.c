@@ -32,8 +32,11 @@ struct wzp_policy {
     size_t mem_used;
     bool mem_refused; /* the allocator refused a request during the current call */
     uint64_t deadline_ns;
-    char last_error[512]; /* first line of the last error, for load-time messages */
-    int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
+    char last_error[512];             /* first line of the last error, for load-time messages */
+    int hooks[H_COUNT];               /* registry refs, LUA_NOREF when absent */
+    unsigned hook_budget_ms[H_COUNT]; /* from the policy's `budgets` table, else the default */
+    unsigned call_budget_ms;          /* budget of the call being made (push_hook sets it) */
+    unsigned active_budget_ms;        /* budget of the call running now (for messages) */
     struct {
         uint64_t interval_ms, next_ms;
         int ref;
@@ -92,8 +95,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         lua_Debug where;
         if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
             luaL_error(L, "%s:%d: time budget of %u ms exceeded", where.short_src,
-                       where.currentline, p->lim.budget_ms);
-        luaL_error(L, "time budget of %u ms exceeded", p->lim.budget_ms);
+                       where.currentline, p->active_budget_ms);
+        luaL_error(L, "time budget of %u ms exceeded", p->active_budget_ms);
     }
 }
 
@@ -117,10 +120,15 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     lua_insert(L, base);
     uint64_t t0 = wzp_now_ns();
     uint64_t outer_deadline = p->deadline_ns; /* a hook called from Lua (policy tests) */
-    p->deadline_ns = WZP_MIN(outer_deadline, t0 + (uint64_t)p->lim.budget_ms * 1000000ull);
+    unsigned budget = p->call_budget_ms ? p->call_budget_ms : p->lim.budget_ms;
+    unsigned outer_budget = p->active_budget_ms;
+    p->call_budget_ms = 0;
+    p->active_budget_ms = budget;
+    p->deadline_ns = WZP_MIN(outer_deadline, t0 + (uint64_t)budget * 1000000ull);
     p->mem_refused = false;
     int rv = lua_pcall(L, nargs, nresults, base);
     p->deadline_ns = outer_deadline;
+    p->active_budget_ms = outer_budget;
     PSTAT_ADD(p, calls, 1);
     PSTAT_ADD(p, latency_ns_total, wzp_now_ns() - t0);
     lua_remove(L, base);
@@ -594,9 +602,45 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
     snprintf(err, errlen, fmt, a, b);
 }
 
+/* Optional global `budgets = { on_join = 50, ... }`: per-hook time budgets in ms. */
+static bool read_budgets(struct wzp_policy *p, char *err, size_t errlen)
+{
+    lua_State *L = p->L;
+    for (int i = 0; i < H_COUNT; i++)
+        p->hook_budget_ms[i] = p->lim.budget_ms;
+    lua_getglobal(L, "budgets");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return true;
+    }
+    bool ok = lua_istable(L, -1);
+    for (lua_pushnil(L); ok && lua_next(L, -2); lua_pop(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        int h = -1;
+        for (int i = 0; k && i < H_COUNT; i++)
+            if (strcmp(k, hook_names[i]) == 0)
+                h = i;
+        lua_Number ms = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+        if (h < 0 || ms < 1 || ms > 60000) {
+            snprintf(err, errlen,
+                     "%s: budgets.%s must be a hook name with a budget of 1 to 60000 ms", p->path,
+                     k ? k : "?");
+            lua_pop(L, 3); /* value, key, budgets */
+            return false;
+        }
+        p->hook_budget_ms[h] = (unsigned)ms;
+    }
+    if (!ok)
+        snprintf(err, errlen, "%s: budgets must be a table of hook name = milliseconds", p->path);
+    lua_pop(L, 1);
+    return ok;
+}
+
 static bool check_hooks(struct wzp_policy *p, char *err, size_t errlen)
 {
     lua_State *L = p->L;
+    if (!read_budgets(p, err, errlen))
+        return false;
     for (int i = 0; i < H_COUNT; i++) {
         p->hooks[i] = LUA_NOREF;
         lua_getglobal(L, hook_names[i]);
@@ -758,6 +802,7 @@ static bool push_hook(struct wzp_policy *p, int hook)
     if (!p || p->hooks[hook] == LUA_NOREF)
         return false;
     lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->hooks[hook]);
+    p->call_budget_ms = p->hook_budget_ms[hook];
     return true;
 }
 
@@ -930,7 +975,7 @@ enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quali
     set_field_num(L, "jitter_ms", q->report->jitter_ms);
     set_field_str(L, "tier", wzp_tier_name(q->computed));
     if (!policy_pcall(p, "on_quality", 1, 1))
-        return q->computed; /* quality fails open */
+        return q->previous; /* quality fails open: the last decision stands */
     enum wzp_tier t = q->computed;
     if (lua_isstring(L, -1)) {
         int parsed = wzp_tier_from_name(lua_tostring(L, -1));

@@ -168,6 +168,7 @@ struct wzp_quality_info {
     const char *fingerprint;
     const struct wzp_quality_report *report;
     enum wzp_tier computed; /* what the controller decided */
+    enum wzp_tier previous; /* the participant's tier so far (kept if the hook fails) */
 };
 
 /* Each hook returns the decision; if the policy does not define it, upstream's behaviour. */

@@ -490,8 +490,12 @@ static int t_quality(lua_State *L)
     char room[ROOM_MAX], fp[48];
     snprintf(room, sizeof room, "%s", w->parts[i].room);
     snprintf(fp, sizeof fp, "%s", w->parts[i].fingerprint);
-    struct wzp_quality_info info = {
-        .id = id, .room = room, .fingerprint = fp, .report = &rep, .computed = computed};
+    struct wzp_quality_info info = {.id = id,
+                                    .room = room,
+                                    .fingerprint = fp,
+                                    .report = &rep,
+                                    .computed = computed,
+                                    .previous = w->parts[i].tier};
     enum wzp_tier t = wzp_policy_on_quality(w->policy, &info);
     enum wzp_tier eff = t;
     ssize_t j = find_part(w, id); /* the hook may have changed the world */

@@ -308,6 +308,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
     c->state = WZP_CONN_JOINED;
     c->deadline_ns = 0;
     wzp_quality_init(&c->quality, now_ms());
+    c->tier = p.tier;
     size_t count = r->count;
     send_room_update_locked(w, r);
     retier_locked(w, r, &p);
@@ -393,7 +394,8 @@ static enum wzp_tier effective_tier(struct wzp_conn *c, const struct wzp_quality
                                         .room = c->sni,
                                         .fingerprint = c->fingerprint,
                                         .report = rep,
-                                        .computed = t};
+                                        .computed = t,
+                                        .previous = c->tier};
         t = wzp_policy_on_quality(c->w->policy, &info);
     }
     if (c->max_tier >= 0 && (enum wzp_tier)c->max_tier < t)
@@ -406,6 +408,7 @@ static void on_tier_change(struct wzp_conn *c, const struct wzp_quality_report *
     struct wzp_room *r = c->room;
     WZP_STAT_INC(&c->w->stats, tier_changes);
     enum wzp_tier t = effective_tier(c, rep);
+    c->tier = t;
     pthread_rwlock_wrlock(&r->lock);
     ssize_t i = wzp_room_find_locked(r, c->pid);
     if (i >= 0)

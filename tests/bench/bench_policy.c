@@ -87,7 +87,7 @@ static void run_case(const struct policy_case *pc, bool jit, size_t iterations)
     }
     report(pc->name, "on_join", jit, ns, iterations);
     struct wzp_quality_report r = {40, 30, 5, 200};
-    struct wzp_quality_info q = {1, "lobby", "aaaa:bbbb", &r, WZP_TIER_DEGRADED};
+    struct wzp_quality_info q = {1, "lobby", "aaaa:bbbb", &r, WZP_TIER_DEGRADED, WZP_TIER_GOOD};
     for (size_t i = 0; i < iterations; i++) {
         uint64_t t0 = wzp_now_ns();
         (void)wzp_policy_on_quality(p, &q);

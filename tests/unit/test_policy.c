@@ -218,7 +218,7 @@ Test(policy, on_connect)
 static enum wzp_tier quality(struct wzp_policy *p, enum wzp_tier computed)
 {
     struct wzp_quality_report r = {51, 25, 3, 200}; /* 20 % loss, 100 ms */
-    struct wzp_quality_info q = {7, "lobby", "aaaa:bbbb", &r, computed};
+    struct wzp_quality_info q = {7, "lobby", "aaaa:bbbb", &r, computed, WZP_TIER_GOOD};
     return wzp_policy_on_quality(p, &q);
 }
 
@@ -233,7 +233,8 @@ Test(policy, on_quality_override_and_fail_open)
     cr_assert_eq(quality(p, WZP_TIER_GOOD), WZP_TIER_GOOD, "nil keeps the computed tier");
     wzp_policy_free(p);
     p = load("function on_quality(q) error('oops') end\n");
-    cr_assert_eq(quality(p, WZP_TIER_DEGRADED), WZP_TIER_DEGRADED, "errors fail open");
+    cr_assert_eq(quality(p, WZP_TIER_DEGRADED), WZP_TIER_GOOD,
+                 "errors fail open: the last decision (GOOD) stands");
     wzp_policy_free(p);
     p = load("function on_quality(q) return 'Fantastic' end\n");
     cr_assert_eq(quality(p, WZP_TIER_GOOD), WZP_TIER_GOOD, "unknown tier ignored");
@@ -272,6 +273,27 @@ Test(policy, time_budget_stops_a_runaway_hook)
     cr_assert_lt(ms, 1000, "stopped near the budget, took %llu ms", (unsigned long long)ms);
     cr_assert_eq(wzp_policy_stats(p)->budget_exceeded, 1);
     wzp_policy_free(p);
+}
+
+Test(policy, budgets_per_hook)
+{
+    limits.budget_ms = 1000;
+    struct wzp_policy *p = load("budgets = { on_join = 25 }\n"
+                                "function on_join(j) while true do end end\n"
+                                "function on_leave(l) local t = wzp.now_ms()\n"
+                                "  while wzp.now_ms() - t < 60 do end end\n");
+    uint64_t t0 = wzp_now_ns();
+    cr_assert_not(join(p).allow);
+    uint64_t ms = (wzp_now_ns() - t0) / 1000000;
+    cr_assert(ms >= 25 && ms < 500, "on_join stopped by its own 25 ms budget, took %llu",
+              (unsigned long long)ms);
+    uint64_t errors = wzp_policy_stats(p)->errors;
+    struct wzp_leave_info l = {7, "lobby", "aaaa:bbbb", "1.2.3.4:5", "closed"};
+    wzp_policy_on_leave(p, &l);
+    cr_assert_eq(wzp_policy_stats(p)->errors, errors, "on_leave keeps the 1000 ms default");
+    wzp_policy_free(p);
+    load_fails("budgets = { on_joins = 5 }\n", "budgets.on_joins must be a hook name");
+    load_fails("budgets = { on_join = 0 }\n", "1 to 60000 ms");
 }
 
 Test(policy, time_budget_holds_for_loops_that_would_be_jit_compiled)
