@@ -106,6 +106,8 @@ Test(admission, uppercase_sni_is_the_lowercase_room)
     tc_connect(&b, loop, &relay, "mixedcase", 2, NULL);
     cr_assert(tc_wait_state(&a, loop, WZPC_JOINED, 5000));
     cr_assert(tc_wait_state(&b, loop, WZPC_JOINED, 5000));
+    cr_assert(tc_wait_updates(&a, loop, 1, 3000));
+    cr_assert(tc_wait_updates(&b, loop, 1, 3000));
     /* whoever joined first gets a second RoomUpdate listing both */
     struct tc *first = a.update_counts[0] == 1 ? &a : &b;
     cr_assert(tc_wait_updates(first, loop, 2, 3000));
