@@ -374,4 +374,91 @@ static inline void bu_raise_nofile(void)
     }
 }
 
+/* ------------------------------------------------------------ traffic shape */
+
+/*
+ * The traffic both programs generate, and the options that set it (shared so that a
+ * relay run and its raw-UDP baseline always mean the same pattern).
+ */
+#define BU_PAYLOAD_MIN 16   /* sender index + sequence + timestamp */
+#define BU_PAYLOAD_MAX 1138 /* WZP_MEDIA_MAX_DATAGRAM_BYTES - the 12-byte header */
+#define BU_MAX_THREADS 64
+#define BU_MAX_CLIENTS 100000
+
+struct bu_shape {
+    unsigned rooms, participants, speakers, rate, size, threads;
+    double duration, warmup, drain;
+};
+
+enum {
+    BU_OPT_ROOMS = 256,
+    BU_OPT_PARTICIPANTS,
+    BU_OPT_SPEAKERS,
+    BU_OPT_RATE,
+    BU_OPT_SIZE,
+    BU_OPT_DURATION,
+    BU_OPT_WARMUP,
+    BU_OPT_DRAIN,
+    BU_OPT_THREADS,
+    BU_OPT_FIRST_OWN, /* each program numbers its own options from here */
+};
+
+/* getopt_long entries for the shape options, to start a program's option table. */
+#define BU_SHAPE_LONG_OPTIONS                                                                      \
+    {"rooms", required_argument, NULL, BU_OPT_ROOMS},                                              \
+        {"participants", required_argument, NULL, BU_OPT_PARTICIPANTS},                            \
+        {"speakers", required_argument, NULL, BU_OPT_SPEAKERS},                                    \
+        {"rate", required_argument, NULL, BU_OPT_RATE},                                            \
+        {"size", required_argument, NULL, BU_OPT_SIZE},                                            \
+        {"duration", required_argument, NULL, BU_OPT_DURATION},                                    \
+        {"warmup", required_argument, NULL, BU_OPT_WARMUP},                                        \
+        {"drain", required_argument, NULL, BU_OPT_DRAIN},                                          \
+    {                                                                                              \
+        "threads", required_argument, NULL, BU_OPT_THREADS                                         \
+    }
+
+/* The defaults both programs start from (speakers UINT32_MAX: everyone speaks). */
+#define BU_SHAPE_DEFAULTS                                                                          \
+    {                                                                                              \
+        .rooms = 1, .participants = 2, .speakers = UINT32_MAX, .rate = 50, .size = 100,            \
+        .threads = 1, .duration = 10, .warmup = 1, .drain = 0.5                                    \
+    }
+
+static inline bool bu_set_uint(const char *arg, unsigned long min, unsigned long max, unsigned *out)
+{
+    unsigned long v;
+
+    if (!bu_parse_ulong(arg, min, max, &v))
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+/* Apply a shape option: 1 = applied, 0 = invalid value, -1 = not a shape option. */
+static inline int bu_shape_option(struct bu_shape *s, int opt, const char *arg)
+{
+    switch (opt) {
+    case BU_OPT_ROOMS:
+        return bu_set_uint(arg, 1, BU_MAX_CLIENTS, &s->rooms);
+    case BU_OPT_PARTICIPANTS:
+        return bu_set_uint(arg, 1, BU_MAX_CLIENTS, &s->participants);
+    case BU_OPT_SPEAKERS:
+        return bu_set_uint(arg, 0, BU_MAX_CLIENTS, &s->speakers);
+    case BU_OPT_RATE:
+        return bu_set_uint(arg, 1, 10000, &s->rate);
+    case BU_OPT_SIZE:
+        return bu_set_uint(arg, BU_PAYLOAD_MIN, BU_PAYLOAD_MAX, &s->size);
+    case BU_OPT_DURATION:
+        return bu_parse_seconds(arg, &s->duration) && s->duration > 0;
+    case BU_OPT_WARMUP:
+        return bu_parse_seconds(arg, &s->warmup);
+    case BU_OPT_DRAIN:
+        return bu_parse_seconds(arg, &s->drain);
+    case BU_OPT_THREADS:
+        return bu_set_uint(arg, 1, BU_MAX_THREADS, &s->threads);
+    default:
+        return -1;
+    }
+}
+
 #endif

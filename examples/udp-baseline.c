@@ -35,10 +35,10 @@
 #include <sys/wait.h>
 
 #define HEADER_BYTES   12
-#define PAYLOAD_MIN    16
-#define PAYLOAD_MAX    1138
-#define MAX_THREADS    64
-#define MAX_CLIENTS    100000
+#define PAYLOAD_MIN    BU_PAYLOAD_MIN
+#define PAYLOAD_MAX    BU_PAYLOAD_MAX
+#define MAX_THREADS    BU_MAX_THREADS
+#define MAX_CLIENTS    BU_MAX_CLIENTS
 #define RECV_BATCH     32
 #define SEND_BATCH     64
 #define JOIN_RETRY_NS  100000000ull
@@ -48,8 +48,8 @@
 /* ------------------------------------------------------------------ options */
 
 struct options {
-    unsigned rooms, participants, speakers, rate, size, threads;
-    double duration, warmup, drain, join_timeout;
+    struct bu_shape shape;
+    double join_timeout;
     bool json;
 };
 
@@ -72,64 +72,22 @@ static void usage(FILE *out, const char *prog)
 }
 
 enum {
-    OPT_ROOMS = 256,
-    OPT_PARTICIPANTS,
-    OPT_SPEAKERS,
-    OPT_RATE,
-    OPT_SIZE,
-    OPT_DURATION,
-    OPT_WARMUP,
-    OPT_DRAIN,
-    OPT_THREADS,
-    OPT_JSON,
+    OPT_JSON = BU_OPT_FIRST_OWN,
 };
 
 static const struct option long_options[] = {
-    {"rooms", required_argument, NULL, OPT_ROOMS},
-    {"participants", required_argument, NULL, OPT_PARTICIPANTS},
-    {"speakers", required_argument, NULL, OPT_SPEAKERS},
-    {"rate", required_argument, NULL, OPT_RATE},
-    {"size", required_argument, NULL, OPT_SIZE},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"warmup", required_argument, NULL, OPT_WARMUP},
-    {"drain", required_argument, NULL, OPT_DRAIN},
-    {"threads", required_argument, NULL, OPT_THREADS},
+    BU_SHAPE_LONG_OPTIONS,
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-static bool set_uint(const char *arg, unsigned long min, unsigned long max, unsigned *out)
-{
-    unsigned long v;
-
-    if (!bu_parse_ulong(arg, min, max, &v))
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static bool apply_option(struct options *o, int opt, const char *arg)
 {
+    int shaped = bu_shape_option(&o->shape, opt, arg);
+    if (shaped >= 0)
+        return shaped == 1;
     switch (opt) {
-    case OPT_ROOMS:
-        return set_uint(arg, 1, MAX_CLIENTS, &o->rooms);
-    case OPT_PARTICIPANTS:
-        return set_uint(arg, 1, MAX_CLIENTS, &o->participants);
-    case OPT_SPEAKERS:
-        return set_uint(arg, 0, MAX_CLIENTS, &o->speakers);
-    case OPT_RATE:
-        return set_uint(arg, 1, 10000, &o->rate);
-    case OPT_SIZE:
-        return set_uint(arg, PAYLOAD_MIN, PAYLOAD_MAX, &o->size);
-    case OPT_DURATION:
-        return bu_parse_seconds(arg, &o->duration) && o->duration > 0;
-    case OPT_WARMUP:
-        return bu_parse_seconds(arg, &o->warmup);
-    case OPT_DRAIN:
-        return bu_parse_seconds(arg, &o->drain);
-    case OPT_THREADS:
-        return set_uint(arg, 1, MAX_THREADS, &o->threads);
     case OPT_JSON:
         o->json = true;
         return true;
@@ -143,16 +101,8 @@ static int parse_args(int argc, char **argv, struct options *o)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int opt;
 
-    *o = (struct options){.rooms = 1,
-                          .participants = 2,
-                          .speakers = UINT32_MAX,
-                          .rate = 50,
-                          .size = 100,
-                          .duration = 10,
-                          .warmup = 1,
-                          .drain = 0.5,
-                          .join_timeout = 30};
-    o->threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
+    *o = (struct options){.shape = BU_SHAPE_DEFAULTS, .join_timeout = 30};
+    o->shape.threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout, argv[0]);
@@ -165,10 +115,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             return 2;
         }
     }
-    if (o->speakers == UINT32_MAX)
-        o->speakers = o->participants;
-    if (optind != argc || o->speakers > o->participants ||
-        (uint64_t)o->rooms * o->participants > MAX_CLIENTS) {
+    if (o->shape.speakers == UINT32_MAX)
+        o->shape.speakers = o->shape.participants;
+    if (optind != argc || o->shape.speakers > o->shape.participants ||
+        (uint64_t)o->shape.rooms * o->shape.participants > MAX_CLIENTS) {
         usage(stderr, argv[0]);
         return 2;
     }
@@ -323,7 +273,7 @@ static void queue_tx(struct worker *w, const struct sockaddr_in *to, void *data,
 static void fan_out(struct worker *w, unsigned k, size_t len)
 {
     struct forwarder *f = w->f;
-    unsigned p = f->o->participants;
+    unsigned p = f->o->shape.participants;
     long idx;
 
     pthread_rwlock_rdlock(&f->lock);
@@ -344,9 +294,9 @@ static void handle_rx(struct worker *w, unsigned k, size_t len)
     const uint8_t *d = w->rx[k];
 
     if (len == 9 && d[0] == 'J') {
-        uint32_t idx = get_u32le(d + 1) * w->f->o->participants + get_u32le(d + 5);
+        uint32_t idx = get_u32le(d + 1) * w->f->o->shape.participants + get_u32le(d + 5);
 
-        if (idx < w->f->o->rooms * w->f->o->participants)
+        if (idx < w->f->o->shape.rooms * w->f->o->shape.participants)
             join(w->f, idx, &w->from[k]);
         queue_tx(w, &w->from[k], &ack, 1);
         return;
@@ -403,14 +353,14 @@ static int bind_reuseport(uint16_t port, uint16_t *bound)
 static void forwarder_bind(struct forwarder *f, uint16_t *port)
 {
     *port = 0;
-    for (unsigned i = 0; i < f->o->threads; i++)
+    for (unsigned i = 0; i < f->o->shape.threads; i++)
         f->fds[i] = bind_reuseport(*port, port);
 }
 
 /* The child: runs the workers until killed. */
 static void forwarder_run(struct forwarder *f)
 {
-    size_t n = (size_t)f->o->rooms * f->o->participants, cap = 1;
+    size_t n = (size_t)f->o->shape.rooms * f->o->shape.participants, cap = 1;
     static struct worker workers[MAX_THREADS];
     pthread_t th;
 
@@ -421,14 +371,14 @@ static void forwarder_run(struct forwarder *f)
     f->table_mask = cap - 1;
     if (f->members == NULL || f->table == NULL || pthread_rwlock_init(&f->lock, NULL) != 0)
         exit(1);
-    for (unsigned i = 0; i < f->o->threads; i++) {
+    for (unsigned i = 0; i < f->o->shape.threads; i++) {
         workers[i].f = f;
         workers[i].id = i;
         workers[i].fd = f->fds[i];
-        if (i + 1 < f->o->threads && pthread_create(&th, NULL, worker_main, &workers[i]) != 0)
+        if (i + 1 < f->o->shape.threads && pthread_create(&th, NULL, worker_main, &workers[i]) != 0)
             exit(1);
     }
-    worker_main(&workers[f->o->threads - 1]);
+    worker_main(&workers[f->o->shape.threads - 1]);
 }
 
 /* ------------------------------------------------------------------ participants */
@@ -478,7 +428,7 @@ static void send_join(const struct clients *c, const struct peer *p)
     uint8_t j[9] = {'J'};
 
     put_u32le(j + 1, p->room);
-    put_u32le(j + 5, p->index % c->o->participants);
+    put_u32le(j + 5, p->index % c->o->shape.participants);
     (void)send(p->fd, j, sizeof(j), 0);
 }
 
@@ -492,7 +442,7 @@ static void on_media(struct clients *c, struct peer *p, const uint8_t *d, size_t
         return;
     from = get_u32le(d + HEADER_BYTES);
     sent = get_u64le(d + HEADER_BYTES + 8);
-    if (from >= c->n || from / c->o->participants != p->room || from == p->index) {
+    if (from >= c->n || from / c->o->shape.participants != p->room || from == p->index) {
         c->st.misrouted++;
         return;
     }
@@ -549,7 +499,7 @@ static void send_media(struct clients *c, struct peer *p, uint64_t now)
     put_u32le(q + 4, p->seq);
     put_u64le(q + 8, now);
     p->seq++;
-    if (send(p->fd, c->pkt, HEADER_BYTES + c->o->size, 0) < 0)
+    if (send(p->fd, c->pkt, HEADER_BYTES + c->o->shape.size, 0) < 0)
         return;
     c->st.sent++;
     if (now >= c->window_start && now < c->window_end) {
@@ -592,7 +542,7 @@ static bool clients_setup(struct clients *c)
 {
     const struct options *o = c->o;
 
-    c->n = o->rooms * o->participants;
+    c->n = o->shape.rooms * o->shape.participants;
     c->peers = calloc(c->n, sizeof(*c->peers));
     c->speakers = calloc(c->n, sizeof(*c->speakers));
     c->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -602,8 +552,8 @@ static bool clients_setup(struct clients *c)
         struct peer *p = &c->peers[i];
 
         p->index = i;
-        p->room = i / o->participants;
-        p->speaker = i % o->participants < o->speakers;
+        p->room = i / o->shape.participants;
+        p->speaker = i % o->shape.participants < o->shape.speakers;
         if (!open_peer(c, p))
             return false;
         if (p->speaker)
@@ -637,7 +587,7 @@ static void edge(const struct clients *c, const struct fwd_shared *s, pid_t chil
     *t = bu_now_ns();
     *sys = bu_sys_cpu();
     *ps = bu_proc_sample(child);
-    *fwd = forwarded_total(s, c->o->threads);
+    *fwd = forwarded_total(s, c->o->shape.threads);
     *self = bu_self_cpu_s();
 }
 
@@ -646,11 +596,11 @@ static void run_media(struct clients *c, const struct fwd_shared *s, pid_t child
 {
     bool began = false, ended = false;
 
-    c->period = 1000000000ull / c->o->rate;
+    c->period = 1000000000ull / c->o->shape.rate;
     c->t0 = bu_now_ns() + START_DELAY_NS;
-    c->window_start = c->t0 + (uint64_t)(c->o->warmup * 1e9);
-    c->window_end = c->window_start + (uint64_t)(c->o->duration * 1e9);
-    c->send_end = c->window_end + (uint64_t)(c->o->drain * 1e9);
+    c->window_start = c->t0 + (uint64_t)(c->o->shape.warmup * 1e9);
+    c->window_end = c->window_start + (uint64_t)(c->o->shape.duration * 1e9);
+    c->send_end = c->window_end + (uint64_t)(c->o->shape.drain * 1e9);
     while (bu_now_ns() < c->send_end + 100000000ull) {
         uint64_t now = bu_now_ns();
 
@@ -673,7 +623,7 @@ static uint64_t expected(const struct clients *c)
     uint64_t e = 0;
 
     for (unsigned i = 0; i < c->nspeakers; i++)
-        e += c->speakers[i]->sent_window * (c->o->participants - 1);
+        e += c->speakers[i]->sent_window * (c->o->shape.participants - 1);
     return e;
 }
 
@@ -694,7 +644,7 @@ static void print_result(const struct clients *c, const struct measure *m)
     fprintf(stderr,
             "udp-baseline %ux%u (%u speakers): expected %llu, delivered %llu (%.4f), forwarder "
             "%llu pkts in the window, %.2f CPU s (%.2f us per packet)\n",
-            o->rooms, o->participants, o->speakers, (unsigned long long)exp,
+            o->shape.rooms, o->shape.participants, o->shape.speakers, (unsigned long long)exp,
             (unsigned long long)c->st.delivered, ratio((double)c->st.delivered, (double)exp),
             (unsigned long long)fwd, cpu, 1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd));
     bu_hist_print_ms(stderr, "latency:", &c->st.latency);
@@ -709,13 +659,13 @@ static void print_result(const struct clients *c, const struct measure *m)
             "  \"forwarder\": {\"cpu_s\": %.3f, \"sched_cpu_s\": %.4f, \"cpu_us_per_pkt\": %.4f,\n"
             "                \"rss_idle_kb\": %lu, \"rss_end_kb\": %lu},\n"
             "  \"clients_cpu_s\": %.3f,\n  \"latency_ms\": ",
-            o->rooms, o->participants, o->speakers, o->rate, o->size, o->threads, win,
-            (unsigned long long)c->st.sent, (unsigned long long)c->st.sent_window,
-            (unsigned long long)exp, (unsigned long long)c->st.delivered,
-            ratio((double)c->st.delivered, (double)exp), (unsigned long long)c->st.misrouted,
-            (unsigned long long)fwd, ratio((double)fwd, win), cpu, sched,
-            1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd), m->idle.rss_kb, m->fwd_end.rss_kb,
-            m->self_end - m->self_begin);
+            o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
+            o->shape.threads, win, (unsigned long long)c->st.sent,
+            (unsigned long long)c->st.sent_window, (unsigned long long)exp,
+            (unsigned long long)c->st.delivered, ratio((double)c->st.delivered, (double)exp),
+            (unsigned long long)c->st.misrouted, (unsigned long long)fwd, ratio((double)fwd, win),
+            cpu, sched, 1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd), m->idle.rss_kb,
+            m->fwd_end.rss_kb, m->self_end - m->self_begin);
     bu_hist_json_ms(out, &c->st.latency);
     fprintf(out, ",\n  \"machine\": ");
     bu_sys_cpu_json(out, m->sys_begin, m->sys_end);
@@ -766,7 +716,7 @@ int main(int argc, char **argv)
         forwarder_run(&f);
         _exit(0);
     }
-    for (unsigned i = 0; i < o.threads; i++)
+    for (unsigned i = 0; i < o.shape.threads; i++)
         close(f.fds[i]);
     c.o = &o;
     c.ep = -1;

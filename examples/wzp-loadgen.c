@@ -44,11 +44,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define DEFAULT_PORT        4433
-#define MAX_THREADS         64
-#define MAX_CLIENTS         100000
-#define PAYLOAD_MIN         16 /* index + sequence + timestamp */
-#define PAYLOAD_MAX         (WZP_MEDIA_MAX_DATAGRAM_BYTES - WZP_MEDIA_HEADER_BYTES)
+#define DEFAULT_PORT 4433
+#define MAX_THREADS  BU_MAX_THREADS
+#define MAX_CLIENTS  BU_MAX_CLIENTS
+#define PAYLOAD_MIN  BU_PAYLOAD_MIN
+#define PAYLOAD_MAX  BU_PAYLOAD_MAX
+_Static_assert(BU_PAYLOAD_MAX == WZP_MEDIA_MAX_DATAGRAM_BYTES - WZP_MEDIA_HEADER_BYTES,
+               "the shared payload bound must follow the relay's datagram limit");
 #define TICK_S              0.001     /* shortest media timer period */
 #define IDLE_TICK_S         0.005     /* phase polling while not sending */
 #define START_DELAY_NS      50000000u /* t0 is this far after the controller decides */
@@ -61,8 +63,9 @@
 struct options {
     char host[INET6_ADDRSTRLEN];
     uint16_t port;
-    unsigned rooms, participants, speakers, rate, size, threads, concurrency, storm;
-    double duration, warmup, drain, join_timeout;
+    struct bu_shape shape;
+    unsigned concurrency, storm;
+    double join_timeout;
     const char *room_prefix;
     pid_t relay_pid;
     bool relay_stats; /* SIGUSR1 the relay at the window edges */
@@ -108,16 +111,7 @@ static void usage(FILE *out, const char *prog)
 }
 
 enum {
-    OPT_ROOMS = 256,
-    OPT_PARTICIPANTS,
-    OPT_SPEAKERS,
-    OPT_RATE,
-    OPT_SIZE,
-    OPT_DURATION,
-    OPT_WARMUP,
-    OPT_DRAIN,
-    OPT_THREADS,
-    OPT_CONCURRENCY,
+    OPT_CONCURRENCY = BU_OPT_FIRST_OWN,
     OPT_JOIN_TIMEOUT,
     OPT_ROOM_PREFIX,
     OPT_STORM,
@@ -127,15 +121,7 @@ enum {
 };
 
 static const struct option long_options[] = {
-    {"rooms", required_argument, NULL, OPT_ROOMS},
-    {"participants", required_argument, NULL, OPT_PARTICIPANTS},
-    {"speakers", required_argument, NULL, OPT_SPEAKERS},
-    {"rate", required_argument, NULL, OPT_RATE},
-    {"size", required_argument, NULL, OPT_SIZE},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"warmup", required_argument, NULL, OPT_WARMUP},
-    {"drain", required_argument, NULL, OPT_DRAIN},
-    {"threads", required_argument, NULL, OPT_THREADS},
+    BU_SHAPE_LONG_OPTIONS,
     {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
     {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
     {"room-prefix", required_argument, NULL, OPT_ROOM_PREFIX},
@@ -159,48 +145,23 @@ static bool valid_prefix(const char *s)
     return true;
 }
 
-static bool set_uint(const char *arg, unsigned long min, unsigned long max, unsigned *out)
-{
-    unsigned long v;
-
-    if (!bu_parse_ulong(arg, min, max, &v))
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 static bool apply_option(struct options *o, int opt, const char *arg)
 {
     unsigned long v;
 
+    int shaped = bu_shape_option(&o->shape, opt, arg);
+    if (shaped >= 0)
+        return shaped == 1;
     switch (opt) {
-    case OPT_ROOMS:
-        return set_uint(arg, 1, MAX_CLIENTS, &o->rooms);
-    case OPT_PARTICIPANTS:
-        return set_uint(arg, 1, MAX_CLIENTS, &o->participants);
-    case OPT_SPEAKERS:
-        return set_uint(arg, 0, MAX_CLIENTS, &o->speakers);
-    case OPT_RATE:
-        return set_uint(arg, 1, 10000, &o->rate);
-    case OPT_SIZE:
-        return set_uint(arg, PAYLOAD_MIN, PAYLOAD_MAX, &o->size);
-    case OPT_DURATION:
-        return bu_parse_seconds(arg, &o->duration) && o->duration > 0;
-    case OPT_WARMUP:
-        return bu_parse_seconds(arg, &o->warmup);
-    case OPT_DRAIN:
-        return bu_parse_seconds(arg, &o->drain);
-    case OPT_THREADS:
-        return set_uint(arg, 1, MAX_THREADS, &o->threads);
     case OPT_CONCURRENCY:
-        return set_uint(arg, 1, 100000, &o->concurrency);
+        return bu_set_uint(arg, 1, 100000, &o->concurrency);
     case OPT_JOIN_TIMEOUT:
         return bu_parse_seconds(arg, &o->join_timeout) && o->join_timeout > 0;
     case OPT_ROOM_PREFIX:
         o->room_prefix = arg;
         return valid_prefix(arg);
     case OPT_STORM:
-        return set_uint(arg, 1, MAX_CLIENTS, &o->storm);
+        return bu_set_uint(arg, 1, MAX_CLIENTS, &o->storm);
     case OPT_RELAY_PID:
         if (!bu_parse_ulong(arg, 1, 1u << 30, &v))
             return false;
@@ -223,15 +184,7 @@ static bool apply_option(struct options *o, int opt, const char *arg)
 static void set_defaults(struct options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->rooms = 1;
-    o->participants = 2;
-    o->speakers = UINT32_MAX; /* = participants */
-    o->rate = 50;
-    o->size = 100;
-    o->duration = 10;
-    o->warmup = 1;
-    o->drain = 0.5;
-    o->threads = 1;
+    o->shape = (struct bu_shape)BU_SHAPE_DEFAULTS;
     o->concurrency = DEFAULT_CONCURRENCY;
     o->join_timeout = 60;
     o->room_prefix = "load";
@@ -239,13 +192,13 @@ static void set_defaults(struct options *o)
 
 static bool check_options(struct options *o)
 {
-    if (o->speakers == UINT32_MAX)
-        o->speakers = o->participants;
-    if (o->speakers > o->participants) {
+    if (o->shape.speakers == UINT32_MAX)
+        o->shape.speakers = o->shape.participants;
+    if (o->shape.speakers > o->shape.participants) {
         fprintf(stderr, "--speakers cannot exceed --participants\n");
         return false;
     }
-    if (o->storm == 0 && (uint64_t)o->rooms * o->participants > MAX_CLIENTS) {
+    if (o->storm == 0 && (uint64_t)o->shape.rooms * o->shape.participants > MAX_CLIENTS) {
         fprintf(stderr, "at most %d clients\n", MAX_CLIENTS);
         return false;
     }
@@ -465,7 +418,7 @@ static void on_signal(struct wzpc_client *c, const struct wzp_signal *sig, void 
     if (sig->u.room_update.count < cl->last_count && no_leaves_yet(a))
         cl->g->st.updates_backwards++;
     cl->last_count = sig->u.room_update.count;
-    if (!cl->full_view && a->o.storm == 0 && cl->last_count >= a->o.participants) {
+    if (!cl->full_view && a->o.storm == 0 && cl->last_count >= a->o.shape.participants) {
         cl->full_view = true;
         atomic_fetch_add_explicit(&a->views, 1, memory_order_relaxed);
     }
@@ -566,7 +519,8 @@ static void send_one(struct gen *g, struct client *cl, uint64_t due)
     put_u32le(p + 4, cl->seq);
     put_u64le(p + 8, now);
     cl->seq++;
-    if (wzpc_send_datagram(cl->c, g->pkt, WZP_MEDIA_HEADER_BYTES + g->app->o.size) != WZP_OK) {
+    if (wzpc_send_datagram(cl->c, g->pkt, WZP_MEDIA_HEADER_BYTES + g->app->o.shape.size) !=
+        WZP_OK) {
         g->st.send_refused++;
         return;
     }
@@ -607,13 +561,13 @@ static double send_due(struct gen *g)
 static void media_begin(struct gen *g)
 {
     const struct timeline *tl = &g->app->tl;
-    unsigned nthreads = g->app->o.threads;
+    unsigned nthreads = g->app->o.shape.threads;
 
     g->t0 = tl->t0;
     g->window_start = tl->window_start;
     g->window_end = tl->window_end;
     g->send_end = tl->send_end;
-    g->period = 1000000000ull / g->app->o.rate;
+    g->period = 1000000000ull / g->app->o.shape.rate;
     for (unsigned i = 0; i < g->nclients; i++) {
         struct client *cl = &g->clients[i];
 
@@ -650,7 +604,7 @@ static void on_datagram(struct wzpc_client *c, const uint8_t *data, size_t len, 
     }
     from = get_u32le(p);
     sent = get_u64le(p + 8);
-    if (from >= g->app->total || from / o->participants != cl->room || from == cl->index) {
+    if (from >= g->app->total || from / o->shape.participants != cl->room || from == cl->index) {
         g->st.misrouted++;
         return;
     }
@@ -729,7 +683,7 @@ static void *gen_main(void *arg)
 static bool gen_setup(struct app *a, struct gen *g, unsigned id)
 {
     const struct options *o = &a->o;
-    unsigned n = a->total / o->threads + (id < a->total % o->threads ? 1 : 0);
+    unsigned n = a->total / o->shape.threads + (id < a->total % o->shape.threads ? 1 : 0);
 
     g->app = a;
     g->id = id;
@@ -739,17 +693,17 @@ static bool gen_setup(struct app *a, struct gen *g, unsigned id)
     if (g->loop == NULL || g->clients == NULL || g->speakers == NULL)
         return false;
     g->nclients = n;
-    g->max_inflight = (o->concurrency + o->threads - 1) / o->threads;
+    g->max_inflight = (o->concurrency + o->shape.threads - 1) / o->shape.threads;
     for (unsigned k = 0; k < n; k++) {
         struct client *cl = &g->clients[k];
 
         cl->g = g;
-        cl->index = id + k * o->threads;
+        cl->index = id + k * o->shape.threads;
         if (o->storm > 0) {
-            cl->room = cl->index % o->rooms;
+            cl->room = cl->index % o->shape.rooms;
         } else {
-            cl->room = cl->index / o->participants;
-            cl->speaker = cl->index % o->participants < o->speakers;
+            cl->room = cl->index / o->shape.participants;
+            cl->speaker = cl->index % o->shape.participants < o->shape.speakers;
         }
     }
     return true;
@@ -833,9 +787,9 @@ static void run_media(struct app *a, struct measure *m)
     if (interrupted)
         return;
     tl->t0 = bu_now_ns() + START_DELAY_NS;
-    tl->window_start = tl->t0 + (uint64_t)(a->o.warmup * 1e9);
-    tl->window_end = tl->window_start + (uint64_t)(a->o.duration * 1e9);
-    tl->send_end = tl->window_end + (uint64_t)(a->o.drain * 1e9);
+    tl->window_start = tl->t0 + (uint64_t)(a->o.shape.warmup * 1e9);
+    tl->window_end = tl->window_start + (uint64_t)(a->o.shape.duration * 1e9);
+    tl->send_end = tl->window_end + (uint64_t)(a->o.shape.drain * 1e9);
     atomic_store_explicit(&a->phase, PHASE_MEDIA, memory_order_release);
     if (!bu_sleep_until(tl->window_start, &interrupted))
         return;
@@ -860,13 +814,13 @@ static void run_storm(struct app *a, struct measure *m)
 
 static bool start_threads(struct app *a)
 {
-    for (unsigned i = 0; i < a->o.threads; i++) {
+    for (unsigned i = 0; i < a->o.shape.threads; i++) {
         if (!gen_setup(a, &a->gens[i], i)) {
             fprintf(stderr, "wzp-loadgen: out of memory\n");
             return false;
         }
     }
-    for (unsigned i = 0; i < a->o.threads; i++) {
+    for (unsigned i = 0; i < a->o.shape.threads; i++) {
         if (pthread_create(&a->gens[i].thread, NULL, gen_main, &a->gens[i]) != 0) {
             fprintf(stderr, "wzp-loadgen: cannot start thread %u\n", i);
             return false;
@@ -915,15 +869,15 @@ static void add_stats(struct gen_stats *d, const struct gen_stats *s)
 /* expected = per speaker: packets sent in the window x (receivers joined in its room). */
 static bool compute_expected(struct app *a, struct result *r)
 {
-    unsigned *joined = calloc(a->o.rooms, sizeof(*joined));
+    unsigned *joined = calloc(a->o.shape.rooms, sizeof(*joined));
 
     if (joined == NULL)
         return false;
-    for (unsigned t = 0; t < a->o.threads; t++)
+    for (unsigned t = 0; t < a->o.shape.threads; t++)
         for (unsigned i = 0; i < a->gens[t].nclients; i++)
             if (a->gens[t].clients[i].in_media)
                 joined[a->gens[t].clients[i].room]++;
-    for (unsigned t = 0; t < a->o.threads; t++) {
+    for (unsigned t = 0; t < a->o.shape.threads; t++) {
         for (unsigned i = 0; i < a->gens[t].nclients; i++) {
             const struct client *cl = &a->gens[t].clients[i];
 
@@ -931,8 +885,8 @@ static bool compute_expected(struct app *a, struct result *r)
                 r->expected += cl->sent_window * (joined[cl->room] - 1);
         }
     }
-    for (unsigned i = 0; i < a->o.rooms; i++)
-        r->rooms_full += joined[i] == a->o.participants;
+    for (unsigned i = 0; i < a->o.shape.rooms; i++)
+        r->rooms_full += joined[i] == a->o.shape.participants;
     free(joined);
     return true;
 }
@@ -940,7 +894,7 @@ static bool compute_expected(struct app *a, struct result *r)
 static bool collect(struct app *a, struct result *r)
 {
     memset(r, 0, sizeof(*r));
-    for (unsigned t = 0; t < a->o.threads; t++) {
+    for (unsigned t = 0; t < a->o.shape.threads; t++) {
         add_stats(&r->st, &a->gens[t].st);
         if (r->first_failure[0] == '\0')
             memcpy(r->first_failure, a->gens[t].st.first_failure, sizeof(r->first_failure));
@@ -999,10 +953,10 @@ static void json_common(FILE *out, const struct app *a, const struct result *r,
             "  \"joined\": %llu, \"join_failures\": %llu, \"join_wall_s\": %.3f,\n"
             "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
             "  \"first_failure\": \"",
-            o->rooms, o->participants, o->speakers, o->rate, o->size, o->threads, o->concurrency,
-            a->total, (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
-            secs(m->run_start, m->joins_done), atomic_load(&a->views),
-            secs(m->joins_done, m->views_done));
+            o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
+            o->shape.threads, o->concurrency, a->total, (unsigned long long)r->st.joined,
+            (unsigned long long)r->st.join_failed, secs(m->run_start, m->joins_done),
+            atomic_load(&a->views), secs(m->joins_done, m->views_done));
     json_escaped(out, r->first_failure);
     fprintf(out, "\",\n  \"join_ms\": ");
     bu_hist_json_ms(out, &r->st.join);
@@ -1015,7 +969,7 @@ static void json_partial_views(FILE *out, const struct app *a)
     unsigned n = 0;
 
     fprintf(out, "  \"partial_views\": [");
-    for (unsigned t = 0; t < a->o.threads; t++) {
+    for (unsigned t = 0; t < a->o.shape.threads; t++) {
         for (unsigned i = 0; i < a->gens[t].nclients && n < 10; i++) {
             const struct client *cl = &a->gens[t].clients[i];
 
@@ -1048,13 +1002,14 @@ static void print_json_media(FILE *out, const struct app *a, const struct result
             "\"malformed\": %llu, \"early\": %llu,\n"
             "  \"delivered_per_s\": %.1f, \"gen_cpu_s\": %.3f, \"gen_cpu_util\": %.3f,\n"
             "  \"latency_ms\": ",
-            a->o.duration, a->o.warmup, a->o.drain, win, (unsigned long long)s->dropped,
-            (unsigned long long)s->sent, (unsigned long long)s->sent_window,
-            (unsigned long long)s->send_refused, (unsigned long long)r->expected,
-            (unsigned long long)s->delivered, ratio((double)s->delivered, (double)r->expected),
-            (unsigned long long)s->received, (unsigned long long)s->misrouted,
-            (unsigned long long)s->malformed, (unsigned long long)s->early,
-            ratio((double)s->delivered, a->o.duration), gen_cpu, ratio(gen_cpu, win));
+            a->o.shape.duration, a->o.shape.warmup, a->o.shape.drain, win,
+            (unsigned long long)s->dropped, (unsigned long long)s->sent,
+            (unsigned long long)s->sent_window, (unsigned long long)s->send_refused,
+            (unsigned long long)r->expected, (unsigned long long)s->delivered,
+            ratio((double)s->delivered, (double)r->expected), (unsigned long long)s->received,
+            (unsigned long long)s->misrouted, (unsigned long long)s->malformed,
+            (unsigned long long)s->early, ratio((double)s->delivered, a->o.shape.duration), gen_cpu,
+            ratio(gen_cpu, win));
     bu_hist_json_ms(out, &s->latency);
     fprintf(out, ",\n  \"send_lag_ms\": ");
     bu_hist_json_ms(out, &s->lag);
@@ -1127,7 +1082,7 @@ static void print_text(FILE *out, const struct app *a, const struct result *r,
             (unsigned long long)s->sent, (unsigned long long)s->sent_window,
             (unsigned long long)s->send_refused, (unsigned long long)r->expected,
             (unsigned long long)s->delivered, ratio((double)s->delivered, (double)r->expected),
-            ratio((double)s->delivered, a->o.duration));
+            ratio((double)s->delivered, a->o.shape.duration));
     fprintf(out, "received %llu, misrouted %llu, malformed %llu, dropped clients %llu\n",
             (unsigned long long)s->received, (unsigned long long)s->misrouted,
             (unsigned long long)s->malformed, (unsigned long long)s->dropped);
@@ -1185,7 +1140,7 @@ int main(int argc, char **argv)
     wzp_log_threshold = a.o.verbose >= 2 ? WZP_LOG_DEBUG
                         : a.o.verbose    ? WZP_LOG_WARN
                                          : WZP_LOG_ERROR;
-    a.total = a.o.storm > 0 ? a.o.storm : a.o.rooms * a.o.participants;
+    a.total = a.o.storm > 0 ? a.o.storm : a.o.shape.rooms * a.o.shape.participants;
     bu_raise_nofile();
     install_signals();
     m.relay_idle = bu_proc_sample(a.o.relay_pid);
@@ -1197,7 +1152,7 @@ int main(int argc, char **argv)
         run_media(&a, &m);
     stop_threads(&a);
     rc = ok ? report(&a, &m) : 1;
-    for (unsigned i = 0; i < a.o.threads; i++)
+    for (unsigned i = 0; i < a.o.shape.threads; i++)
         gen_teardown(&a.gens[i]);
     return rc;
 }
