@@ -134,14 +134,29 @@ static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)
 static struct wzp_in_stream *in_stream_get(struct wzp_conn *c, int64_t id, bool create)
 {
     struct wzp_in_stream *free_slot = NULL;
-    for (size_t i = 0; i < WZP_CONN_MAX_IN_STREAMS; i++) {
+    for (size_t i = 0; i < c->in_cap; i++) {
         if (c->in[i].used && c->in[i].id == id)
             return &c->in[i];
         if (!c->in[i].used && !free_slot)
             free_slot = &c->in[i];
     }
-    if (!create || !free_slot)
+    if (!create)
         return NULL;
+    if (!free_slot) {
+        /* Most connections have one or two signal streams open: grow on demand. */
+        if (c->in_cap >= WZP_CONN_MAX_IN_STREAMS)
+            return NULL;
+        unsigned cap = c->in_cap ? c->in_cap * 2 : 4;
+        if (cap > WZP_CONN_MAX_IN_STREAMS)
+            cap = WZP_CONN_MAX_IN_STREAMS;
+        struct wzp_in_stream *in = realloc(c->in, cap * sizeof *in);
+        if (!in)
+            return NULL;
+        memset(in + c->in_cap, 0, (cap - c->in_cap) * sizeof *in);
+        free_slot = in + c->in_cap;
+        c->in = in;
+        c->in_cap = cap;
+    }
     memset(free_slot, 0, sizeof *free_slot);
     free_slot->used = true;
     free_slot->id = id;
@@ -171,7 +186,8 @@ static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, 
         return; /* already dispatched: the rest of the stream is ignored */
     struct wzp_in_stream *s = in_stream_get(c, id, true);
     if (!s) {
-        fail_later(c, "too many signal streams open at once");
+        fail_later(c, c->in_cap < WZP_CONN_MAX_IN_STREAMS ? "out of memory for signal streams"
+                                                          : "too many signal streams open at once");
         return;
     }
     if (s->complete)
@@ -397,12 +413,12 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     if (!admit_new_connection(w, peer))
         return NULL;
     struct wzp_conn *c = calloc(1, sizeof *c);
-    if (!c || wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES)) {
-        free(c);
+    if (!c) {
         atomic_fetch_sub(&w->relay->handshakes, 1);
         atomic_fetch_sub(&w->relay->connections, 1);
         return NULL;
     }
+    wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES);
     c->w = w;
     c->tlsctx.conn_ref.get_conn = get_conn;
     c->tlsctx.conn_ref.user_data = c;
@@ -486,8 +502,9 @@ void wzp_conn_destroy(struct wzp_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    for (size_t i = 0; i < WZP_CONN_MAX_IN_STREAMS; i++)
+    for (size_t i = 0; i < c->in_cap; i++)
         wzp_buf_free(&c->in[i].buf);
+    free(c->in);
     while (c->out_head) {
         struct wzp_out_stream *s = c->out_head;
         c->out_head = s->next;

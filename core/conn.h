@@ -28,7 +28,7 @@
 #define WZP_CONN_MAX_IN_STREAMS    100
 #define WZP_CONN_MAX_IN_BYTES      (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
 #define WZP_CONN_MAX_OUT_SIGNALS   256   /* queued outgoing signal frames */
-#define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver */
+#define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver, at most */
 #define WZP_CONN_VERSION_LINGER_MS 2000  /* "version": close when acked or after this */
 
 enum wzp_conn_state {
@@ -76,7 +76,8 @@ struct wzp_conn {
     bool handshake_done_pending;
 
     /* signals */
-    struct wzp_in_stream in[WZP_CONN_MAX_IN_STREAMS];
+    struct wzp_in_stream *in; /* grows on demand up to WZP_CONN_MAX_IN_STREAMS */
+    unsigned in_cap;
     size_t in_bytes;
     int64_t next_in_id;
     struct wzp_out_stream *out_head, *out_tail;

@@ -113,21 +113,19 @@ struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q)
 
 #define DGQ_PAD 0xffffu
 
-int wzp_dgq_init(struct wzp_dgq *q, uint32_t cap_pow2)
+void wzp_dgq_init(struct wzp_dgq *q, uint32_t max_cap)
 {
     memset(q, 0, sizeof *q);
-    WZP_BUG_ON(cap_pow2 < 4096 || (cap_pow2 & (cap_pow2 - 1)));
-    q->buf = malloc(cap_pow2);
-    if (!q->buf)
-        return WZP_ENOMEM;
-    q->cap = cap_pow2;
-    return WZP_OK;
+    WZP_BUG_ON(max_cap < 4096 || (max_cap & (max_cap - 1)));
+    q->max_cap = max_cap;
 }
 
 void wzp_dgq_destroy(struct wzp_dgq *q)
 {
     free(q->buf);
+    uint32_t max_cap = q->max_cap;
     memset(q, 0, sizeof *q);
+    q->max_cap = max_cap;
 }
 
 static uint32_t dgq_entry_bytes(size_t len)
@@ -160,14 +158,61 @@ void wzp_dgq_pop(struct wzp_dgq *q)
     }
 }
 
+static uint32_t dgq_used(const struct wzp_dgq *q)
+{
+    return q->tail - q->head;
+}
+
+/* Move the entries into a ring of new_cap bytes, oldest first at offset 0. */
+static int dgq_resize(struct wzp_dgq *q, uint32_t new_cap)
+{
+    uint8_t *nb = malloc(new_cap);
+    if (!nb)
+        return WZP_ENOMEM;
+    uint32_t off = 0;
+    const uint8_t *d;
+    size_t len;
+    while ((d = wzp_dgq_peek(q, &len))) {
+        uint16_t l = (uint16_t)len;
+        memcpy(nb + off, &l, 2);
+        memcpy(nb + off + 2, d, len);
+        off += dgq_entry_bytes(len);
+        q->head += dgq_entry_bytes(len);
+    }
+    free(q->buf);
+    q->buf = nb;
+    q->cap = new_cap;
+    q->head = 0;
+    q->tail = off;
+    if (new_cap > WZP_DGQ_MIN_CAP)
+        q->grows++;
+    return WZP_OK;
+}
+
+/* Bytes a push of `need` needs in the current ring, padding to the end included. */
+static uint32_t dgq_room_needed(const struct wzp_dgq *q, uint32_t need)
+{
+    uint32_t pos = q->tail & (q->cap - 1);
+    return (need > q->cap - pos ? q->cap - pos : 0) + need;
+}
+
 unsigned wzp_dgq_push(struct wzp_dgq *q, const uint8_t *data, size_t len)
 {
     uint32_t need = dgq_entry_bytes(len);
+    WZP_BUG_ON(len >= DGQ_PAD || need > q->max_cap / 2);
+    if (!q->buf || q->cap - dgq_used(q) < dgq_room_needed(q, need)) {
+        /* Grow while below the limit; an entry must also fit in half the ring, so the
+         * padding to the end can never leave it without room. */
+        uint32_t cap = q->cap ? q->cap : WZP_DGQ_MIN_CAP;
+        while (cap < q->max_cap && (cap / 2 < need || cap < dgq_used(q) + 2 * need))
+            cap *= 2;
+        if ((cap != q->cap || !q->buf) && dgq_resize(q, cap) != WZP_OK && !q->buf)
+            return 1; /* no ring at all: the new entry is the one dropped */
+    }
     uint32_t pos = q->tail & (q->cap - 1);
     uint32_t pad = need > q->cap - pos ? q->cap - pos : 0;
     unsigned dropped = 0;
-    WZP_BUG_ON(len >= DGQ_PAD || need > q->cap / 2);
-    while (q->cap - (q->tail - q->head) < pad + need) {
+    while (q->cap - dgq_used(q) < pad + need) {
         wzp_dgq_pop(q);
         dropped++;
     }

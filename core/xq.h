@@ -85,21 +85,39 @@ struct wzp_ctlmsg *wzp_ctlq_take_all(struct wzp_ctlq *q);
 
 /*
  * wzp_dgq: a connection's outgoing media queue, a byte ring of [u16 len][bytes] entries.
- * Only the owning worker touches it. Pushing into a full ring drops the oldest entries.
+ * Only the owning worker touches it. The ring is allocated on the first push at the
+ * smallest size and doubles when a push would not fit, up to max_cap; at max_cap a push
+ * drops the oldest entries. A receiver that is drained every loop iteration never grows
+ * past the first size, so memory follows what each connection needs, and growth happens
+ * at most log2(max_cap / WZP_DGQ_MIN_CAP) times per connection, never per packet.
  */
+#define WZP_DGQ_MIN_CAP 2048u
+
 struct wzp_dgq {
-    uint8_t *buf;
-    uint32_t cap;        /* power of two */
+    uint8_t *buf;        /* NULL until the first push */
+    uint32_t cap;        /* power of two, 0 before the first push */
+    uint32_t max_cap;    /* power of two >= 4096 */
     uint32_t head, tail; /* free-running byte offsets */
     uint32_t count;
+    uint32_t grows; /* times the ring was enlarged */
 };
 
-int wzp_dgq_init(struct wzp_dgq *q, uint32_t cap_pow2);
+/* No allocation here; max_cap is a power of two >= 4096. */
+void wzp_dgq_init(struct wzp_dgq *q, uint32_t max_cap);
 void wzp_dgq_destroy(struct wzp_dgq *q);
-/* Returns the number of entries dropped to make room (0 normally). len <= 65534. */
+/*
+ * Queue one entry (len <= max_cap / 2 - 2). Returns the number of entries dropped to make
+ * room (0 normally); when the ring cannot be allocated at all the new entry itself is
+ * dropped and counted.
+ */
 unsigned wzp_dgq_push(struct wzp_dgq *q, const uint8_t *data, size_t len);
 /* The oldest entry, or NULL when empty. */
 const uint8_t *wzp_dgq_peek(struct wzp_dgq *q, size_t *len);
 void wzp_dgq_pop(struct wzp_dgq *q);
+/* Bytes allocated for the ring. */
+static inline uint32_t wzp_dgq_capacity(const struct wzp_dgq *q)
+{
+    return q->cap;
+}
 
 #endif

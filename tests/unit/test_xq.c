@@ -10,7 +10,7 @@
 Test(dgq, fifo_and_wraparound)
 {
     struct wzp_dgq q;
-    cr_assert_eq(wzp_dgq_init(&q, 4096), WZP_OK);
+    wzp_dgq_init(&q, 4096);
     uint8_t data[1000];
     size_t len;
     /* Many rounds of push/pop of varying odd and even sizes cross the ring end often. */
@@ -52,6 +52,79 @@ Test(dgq, full_queue_drops_oldest)
         wzp_dgq_pop(&q);
     }
     cr_assert_eq(expect, 100);
+    wzp_dgq_destroy(&q);
+}
+
+Test(dgq, allocates_on_first_push_and_stays_small_when_drained)
+{
+    struct wzp_dgq q;
+    wzp_dgq_init(&q, 16384);
+    cr_assert_eq(wzp_dgq_capacity(&q), 0, "no memory before the first datagram");
+    uint8_t data[112] = {0};
+    size_t len;
+    /* A receiver drained every loop iteration: 4 datagrams per iteration, 1000 times. */
+    for (unsigned it = 0; it < 1000; it++) {
+        for (unsigned k = 0; k < 4; k++)
+            cr_assert_eq(wzp_dgq_push(&q, data, sizeof data), 0);
+        while (wzp_dgq_peek(&q, &len))
+            wzp_dgq_pop(&q);
+    }
+    cr_assert_eq(wzp_dgq_capacity(&q), WZP_DGQ_MIN_CAP);
+    cr_assert_eq(q.grows, 0);
+    wzp_dgq_destroy(&q);
+    cr_assert_eq(wzp_dgq_capacity(&q), 0);
+}
+
+Test(dgq, growth_keeps_order_across_the_wrap_point)
+{
+    struct wzp_dgq q;
+    wzp_dgq_init(&q, 16384);
+    uint8_t data[300];
+    size_t len;
+    unsigned next_push = 0, next_pop = 0;
+    /* Move the head so the live entries wrap around the end of the first ring. */
+    for (unsigned i = 0; i < 11; i++) {
+        memset(data, (int)(next_push & 0xff), sizeof data);
+        cr_assert_eq(wzp_dgq_push(&q, data, sizeof data - (next_push % 3)), 0);
+        next_push++;
+        if (i % 2) {
+            wzp_dgq_pop(&q);
+            next_pop++;
+        }
+    }
+    cr_assert_eq(wzp_dgq_capacity(&q), WZP_DGQ_MIN_CAP);
+    /* Now fill without draining: the ring must grow (no drops) up to 16 KiB. */
+    while (wzp_dgq_capacity(&q) < 16384 || q.count < 40) {
+        memset(data, (int)(next_push & 0xff), sizeof data);
+        cr_assert_eq(wzp_dgq_push(&q, data, sizeof data - (next_push % 3)), 0,
+                     "no drop while the ring can still grow (entry %u)", next_push);
+        next_push++;
+    }
+    cr_assert_eq(wzp_dgq_capacity(&q), 16384);
+    cr_assert_eq(q.grows, 3, "2 KiB -> 4 -> 8 -> 16 KiB");
+    const uint8_t *p;
+    while ((p = wzp_dgq_peek(&q, &len))) {
+        cr_assert_eq(len, sizeof data - (next_pop % 3));
+        cr_assert_eq(p[0], next_pop & 0xff);
+        cr_assert_eq(p[len - 1], next_pop & 0xff);
+        wzp_dgq_pop(&q);
+        next_pop++;
+    }
+    cr_assert_eq(next_pop, next_push, "every entry came out, in order");
+    wzp_dgq_destroy(&q);
+}
+
+Test(dgq, never_grows_past_its_limit)
+{
+    struct wzp_dgq q;
+    wzp_dgq_init(&q, 8192);
+    uint8_t data[1000] = {0};
+    unsigned dropped = 0;
+    for (unsigned i = 0; i < 200; i++)
+        dropped += wzp_dgq_push(&q, data, sizeof data);
+    cr_assert_eq(wzp_dgq_capacity(&q), 8192);
+    cr_assert_eq(q.count + dropped, 200);
+    cr_assert_geq(q.count, 7, "8192 bytes hold at least 7 entries of 1002");
     wzp_dgq_destroy(&q);
 }
 
