@@ -195,15 +195,16 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
         for (unsigned src = 0; src < r->nworkers; src++) {
             if (src == i)
                 continue;
-            struct wzp_spsc *q = &r->workers[i]->inq[src];
-            depth += atomic_load_explicit(&q->tail, memory_order_relaxed) -
-                     atomic_load_explicit(&q->head, memory_order_relaxed);
+            depth += wzp_spsc_depth(&r->workers[i]->inq[src]);
         }
         wzp_buf_printf(b, "wzp_relay_worker_media_queue_depth{worker=\"%u\"} %zu\n", i, depth);
     }
     metric(b, "wzp_relay_packets_steered_total", "counter",
            "Packets handed to the worker that owns their connection.",
            (double)STAT(r, packets_steered_out));
+    metric(b, "wzp_relay_room_updates_coalesced_total", "counter",
+           "RoomUpdates replaced by a newer one before they were sent.",
+           (double)STAT(r, room_updates_coalesced));
 }
 
 static uint64_t sum_policy(struct wzp_relay *r, size_t offset)

@@ -864,6 +864,29 @@ int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len)
     return WZP_OK;
 }
 
+int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t len)
+{
+    struct wzp_out_stream *prev = NULL;
+    for (struct wzp_out_stream *s = c->out_head; s; prev = s, s = s->next) {
+        if (!s->room_update || s->id >= 0)
+            continue;
+        if (prev)
+            prev->next = s->next;
+        else
+            c->out_head = s->next;
+        if (c->out_tail == s)
+            c->out_tail = prev;
+        c->out_count--;
+        out_stream_free(s);
+        WZP_STAT_INC(&c->w->stats, room_updates_coalesced);
+        break; /* there is never more than one unopened RoomUpdate */
+    }
+    int rv = wzp_conn_queue_signal(c, frame, len);
+    if (rv == WZP_OK)
+        c->out_tail->room_update = true;
+    return rv;
+}
+
 void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
 {
     unsigned dropped = wzp_dgq_push(&c->dgq, data, len);

@@ -51,6 +51,7 @@ struct wzp_out_stream {
     struct wzp_out_stream *next;
     int64_t id; /* -1 until opened */
     bool uni;
+    bool room_update; /* a RoomUpdate: a newer one replaces it while it is unopened */
     size_t sent, acked;
     bool fin_sent;
     struct wzp_buf data;
@@ -129,6 +130,10 @@ void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len
 
 /* Queue a complete signal frame on a new server stream (owner thread). */
 int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len);
+/* The same for a RoomUpdate frame; a RoomUpdate still waiting for its stream is dropped,
+ * since only the newest member list matters (joining a room of N then costs O(N) queued
+ * updates per receiver at most once per loop iteration, not O(N) held in memory). */
+int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t len);
 
 /* Close with application code 0 and reason; leaves the room; logs why. */
 void wzp_conn_close(struct wzp_conn *c, const char *reason);

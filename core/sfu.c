@@ -31,19 +31,31 @@ static uint64_t now_ms(void)
  * receiver's RoomUpdates in the order the room changed. (Queueing same-worker receivers
  * directly let an update from a later join overtake one still in the queue.)
  */
-static void deliver_frame(struct wzp_worker *w, const struct wzp_participant *p,
-                          const struct wzp_buf *frame)
+static void deliver_ctl(struct wzp_worker *w, uint16_t type, const struct wzp_participant *p,
+                        const struct wzp_buf *frame)
 {
-    if (wzp_worker_send_ctl(w, p->worker, WZP_CTL_SIGNAL, p->slot, p->gen, frame->data,
-                            frame->len) != WZP_OK)
+    if (wzp_worker_send_ctl(w, p->worker, type, p->slot, p->gen, frame->data, frame->len) !=
+        WZP_OK)
         LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
                  p->fingerprint);
 }
 
-static void broadcast_locked(struct wzp_worker *w, struct wzp_room *r, const struct wzp_buf *frame)
+static void deliver_frame(struct wzp_worker *w, const struct wzp_participant *p,
+                          const struct wzp_buf *frame)
+{
+    deliver_ctl(w, WZP_CTL_SIGNAL, p, frame);
+}
+
+static void broadcast_ctl_locked(struct wzp_worker *w, uint16_t type, struct wzp_room *r,
+                                 const struct wzp_buf *frame)
 {
     for (size_t i = 0; i < r->count; i++)
-        deliver_frame(w, &r->parts[i], frame);
+        deliver_ctl(w, type, &r->parts[i], frame);
+}
+
+static void broadcast_locked(struct wzp_worker *w, struct wzp_room *r, const struct wzp_buf *frame)
+{
+    broadcast_ctl_locked(w, WZP_CTL_SIGNAL, r, frame);
 }
 
 static int encode_room_update_locked(const struct wzp_room *r, struct wzp_buf *out)
@@ -78,7 +90,7 @@ static void send_room_update_locked(struct wzp_worker *w, struct wzp_room *r)
                  r->count);
     struct wzp_buf frame = WZP_BUF_INIT;
     if (encode_room_update_locked(r, &frame) == WZP_OK)
-        broadcast_locked(w, r, &frame);
+        broadcast_ctl_locked(w, WZP_CTL_ROOM_UPDATE, r, &frame);
     else
         LOG_ERROR(MOD, "room %s: could not encode RoomUpdate", r->name);
     wzp_buf_free(&frame);
@@ -490,6 +502,7 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
     }
     if (atomic_load_explicit(&r->tap, memory_order_relaxed))
         tap_packet(c, r, data, len);
+    wzp_worker_fanout_begin(w, data, len);
     for (size_t i = 0; i < r->count; i++) {
         const struct wzp_participant *p = &r->parts[i];
         if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))
@@ -497,8 +510,9 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
         if (p->worker == w->idx)
             wzp_conn_queue_datagram(p->conn, data, len);
         else
-            wzp_worker_forward_datagram(w, p->worker, p->slot, p->gen, data, len);
+            wzp_worker_fanout_add(w, p->worker, p->slot, p->gen);
     }
+    wzp_worker_fanout_end(w);
     pthread_rwlock_unlock(&r->lock);
 }
 

@@ -11,8 +11,10 @@
 
 #define WZP_STATS_FIELDS(X)                                                                        \
     X(udp_rx_packets, "UDP packets received")                                                      \
-    X(udp_tx_packets, "UDP packets sent")                                                          \
-    X(udp_tx_errors, "UDP send failures")                                                          \
+    X(udp_tx_packets, "UDP packets sent (each GSO segment counts)")                                \
+    X(udp_tx_gso_messages, "GSO sends: several packets to one receiver in one message")            \
+    X(udp_tx_gso_segments, "UDP packets sent inside GSO sends")                                    \
+    X(udp_tx_errors, "UDP packets not sent: the send failed")                                      \
     X(packets_undecodable, "UDP packets that are not QUIC")                                        \
     X(packets_steered_out, "packets handed to the owning worker")                                  \
     X(packets_steered_in, "packets received from another worker")                                  \
@@ -40,6 +42,7 @@
     X(signals_malformed, "signal frames that failed to parse")                                     \
     X(signals_oversize, "signal frames over 1 MiB")                                                \
     X(signals_sent, "signal frames queued to clients")                                             \
+    X(room_updates_coalesced, "RoomUpdates replaced by a newer one before they were sent")        \
     X(signal_backlog_closes, "connections closed: client not reading signals")                     \
     X(datagrams_received, "media datagrams received")                                              \
     X(datagrams_forwarded, "media datagrams written to receivers")                                 \

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -127,45 +129,241 @@ void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c)
 
 /* ---------------------------------------------------------------- transmit */
 
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, since Linux 4.18 */
+#endif
+
+void wzp_txbatch_init(struct wzp_txbatch *b, bool gso)
+{
+    b->used = 0;
+    b->nmsgs = 0;
+    b->gso = gso;
+    b->gso_warned = false;
+}
+
+static void txbatch_gso_off(struct wzp_txbatch *b, unsigned worker_idx, const char *why, int err)
+{
+    b->gso = false;
+    if (b->gso_warned)
+        return;
+    b->gso_warned = true;
+    LOG_WARN(MOD, "worker %u: UDP GSO off (%s: %s); sending one packet per message", worker_idx,
+             why, strerror(err));
+}
+
+/*
+ * A kernel without UDP_SEGMENT (before 4.18) would not refuse the control message: it
+ * would ignore it and send the whole message as one datagram. So GSO is used only when
+ * the socket answers the option; what a given path or NIC cannot do shows at send time.
+ */
+void wzp_txbatch_probe_gso(struct wzp_txbatch *b, int fd, unsigned worker_idx)
+{
+    if (!b->gso)
+        return;
+    int val = 0;
+    socklen_t len = sizeof val;
+    if (getsockopt(fd, SOL_UDP, UDP_SEGMENT, &val, &len) != 0)
+        txbatch_gso_off(b, worker_idx, "getsockopt UDP_SEGMENT", errno);
+    else
+        LOG_DEBUG(MOD, "worker %u: UDP GSO on", worker_idx);
+}
+
+bool wzp_txbatch_full(const struct wzp_txbatch *b)
+{
+    return b->nmsgs == WZP_TX_BATCH || WZP_TX_ARENA_BYTES - b->used < WZP_TX_PACKET_BYTES;
+}
+
+uint8_t *wzp_txbatch_tail(struct wzp_txbatch *b)
+{
+    return b->arena + b->used;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen, const struct sockaddr *b,
+                      socklen_t blen)
+{
+    if (a->ss_family != b->sa_family)
+        return false;
+    if (b->sa_family == AF_INET && blen >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (b->sa_family == AF_INET6 && blen >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return alen == blen && memcmp(a, b, blen) == 0;
+}
+
+bool wzp_txbatch_can_append(const struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
+                            socklen_t tolen)
+{
+    if (!b->gso || b->nmsgs == 0 || len == 0)
+        return false;
+    unsigned i = b->nmsgs - 1;
+    size_t bytes = b->iov[i].iov_len;
+    if (bytes != (size_t)b->seg[i] * b->nseg[i])
+        return false; /* its last segment is short: nothing may follow it */
+    if (len > b->seg[i] || b->nseg[i] >= WZP_GSO_MAX_SEGMENTS || bytes + len > WZP_GSO_MAX_BYTES)
+        return false;
+    return same_addr(&b->addr[i], b->msgs[i].msg_hdr.msg_namelen, to, tolen);
+}
+
+bool wzp_txbatch_commit(struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
+                        socklen_t tolen)
+{
+    if (wzp_txbatch_can_append(b, len, to, tolen)) {
+        unsigned i = b->nmsgs - 1;
+        b->iov[i].iov_len += len; /* the packet was written right after the previous one */
+        b->used += len;
+        if (++b->nseg[i] == 2) {
+            struct msghdr *h = &b->msgs[i].msg_hdr;
+            h->msg_control = b->ctl[i].buf;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *cm = CMSG_FIRSTHDR(h);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            memcpy(CMSG_DATA(cm), &b->seg[i], sizeof(uint16_t));
+        }
+        return true;
+    }
+    if (b->nmsgs == WZP_TX_BATCH || len > WZP_TX_PACKET_BYTES || tolen > sizeof b->addr[0]) {
+        LOG_ERROR(MOD, "transmit batch misuse (len %zu, %u messages): packet dropped", len,
+                  b->nmsgs);
+        return false;
+    }
+    unsigned i = b->nmsgs++;
+    memcpy(&b->addr[i], to, tolen);
+    b->iov[i].iov_base = b->arena + b->used;
+    b->iov[i].iov_len = len;
+    b->seg[i] = (uint16_t)len;
+    b->nseg[i] = 1;
+    memset(&b->msgs[i], 0, sizeof b->msgs[i]);
+    b->msgs[i].msg_hdr.msg_name = &b->addr[i];
+    b->msgs[i].msg_hdr.msg_namelen = tolen;
+    b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
+    b->msgs[i].msg_hdr.msg_iovlen = 1;
+    b->used += len;
+    return false;
+}
+
+/* What the kernel answers when a GSO send cannot be done (no checksum offload on the
+ * device: EIO; segment larger than the path MTU, SO_NO_CHECK: EINVAL). */
+static bool gso_refused(int err)
+{
+    return err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP;
+}
+
+/* sendmmsg n single-packet messages; a failure (socket buffer full, a per-destination
+ * error) drops one packet, QUIC recovers, and the rest still go. */
+static void send_plain(int fd, struct mmsghdr *m, unsigned n, struct wzp_stats *st)
+{
+    unsigned done = 0;
+    while (done < n) {
+        int r = sendmmsg(fd, m + done, n - done, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            WZP_STAT_INC(st, udp_tx_errors);
+            done++;
+            continue;
+        }
+        done += (unsigned)r;
+        WZP_STAT_ADD(st, udp_tx_packets, (unsigned)r);
+    }
+}
+
+/* GSO is off: send the segments of message i one UDP datagram each. */
+static void txbatch_send_split(struct wzp_txbatch *b, unsigned i, int fd, struct wzp_stats *st)
+{
+    struct mmsghdr m[WZP_GSO_MAX_SEGMENTS];
+    struct iovec v[WZP_GSO_MAX_SEGMENTS];
+    unsigned n = b->nseg[i];
+    uint8_t *p = b->iov[i].iov_base;
+    size_t left = b->iov[i].iov_len;
+    for (unsigned k = 0; k < n; k++) {
+        v[k].iov_base = p;
+        v[k].iov_len = WZP_MIN(left, (size_t)b->seg[i]);
+        p += v[k].iov_len;
+        left -= v[k].iov_len;
+        memset(&m[k], 0, sizeof m[k]);
+        m[k].msg_hdr.msg_name = &b->addr[i];
+        m[k].msg_hdr.msg_namelen = b->msgs[i].msg_hdr.msg_namelen;
+        m[k].msg_hdr.msg_iov = &v[k];
+        m[k].msg_hdr.msg_iovlen = 1;
+    }
+    send_plain(fd, m, n, st);
+}
+
+void wzp_txbatch_send(struct wzp_txbatch *b, int fd, struct wzp_stats *st, unsigned worker_idx)
+{
+    unsigned done = 0, n = b->nmsgs;
+    while (done < n) {
+        if (!b->gso && b->nseg[done] > 1) {
+            txbatch_send_split(b, done, fd, st);
+            done++;
+            continue;
+        }
+        /* With GSO off, a run stops before the next message that would need it. */
+        unsigned end = done + 1;
+        while (end < n && (b->gso || b->nseg[end] == 1))
+            end++;
+        int r = sendmmsg(fd, b->msgs + done, end - done, 0);
+        int err = r < 0 ? errno : 0;
+        if (err == EINTR)
+            continue;
+        if (b->nseg[done] > 1 && gso_refused(err)) {
+            txbatch_gso_off(b, worker_idx, "a GSO send failed", err);
+            continue; /* this message again, split */
+        }
+        if (r <= 0) {
+            /* Socket buffer full or a per-destination error: drop this message's packets
+             * (QUIC recovers) and carry on with the rest. */
+            WZP_STAT_ADD(st, udp_tx_errors, b->nseg[done]);
+            done++;
+            continue;
+        }
+        uint64_t packets = 0, gso_msgs = 0, gso_segs = 0;
+        for (unsigned i = done; i < done + (unsigned)r; i++) {
+            packets += b->nseg[i];
+            if (b->nseg[i] > 1) {
+                gso_msgs++;
+                gso_segs += b->nseg[i];
+            }
+        }
+        WZP_STAT_ADD(st, udp_tx_packets, packets);
+        if (gso_msgs) {
+            WZP_STAT_ADD(st, udp_tx_gso_messages, gso_msgs);
+            WZP_STAT_ADD(st, udp_tx_gso_segments, gso_segs);
+        }
+        done += (unsigned)r;
+    }
+    b->nmsgs = 0;
+    b->used = 0;
+}
+
 uint8_t *wzp_worker_tx_buf(struct wzp_worker *w)
 {
-    if (w->tx_count == WZP_TX_BATCH)
+    if (wzp_txbatch_full(&w->tx))
         wzp_worker_tx_flush(w);
-    return w->tx_buf[w->tx_count];
+    return wzp_txbatch_tail(&w->tx);
 }
 
 void wzp_worker_tx_commit(struct wzp_worker *w, size_t len, const struct sockaddr *to,
                           socklen_t tolen)
 {
-    unsigned i = w->tx_count++;
-    memcpy(&w->tx_addr[i], to, tolen);
-    w->tx_iov[i].iov_base = w->tx_buf[i];
-    w->tx_iov[i].iov_len = len;
-    memset(&w->tx_msgs[i], 0, sizeof w->tx_msgs[i]);
-    w->tx_msgs[i].msg_hdr.msg_name = &w->tx_addr[i];
-    w->tx_msgs[i].msg_hdr.msg_namelen = tolen;
-    w->tx_msgs[i].msg_hdr.msg_iov = &w->tx_iov[i];
-    w->tx_msgs[i].msg_hdr.msg_iovlen = 1;
+    wzp_txbatch_commit(&w->tx, len, to, tolen);
 }
 
 void wzp_worker_tx_flush(struct wzp_worker *w)
 {
-    unsigned done = 0;
-    while (done < w->tx_count) {
-        int n = sendmmsg(w->fd, w->tx_msgs + done, w->tx_count - done, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            /* Socket buffer full or a per-destination error: drop this packet (QUIC
-             * recovers) and carry on with the rest. */
-            WZP_STAT_INC(&w->stats, udp_tx_errors);
-            done++;
-            continue;
-        }
-        done += (unsigned)n;
-        WZP_STAT_ADD(&w->stats, udp_tx_packets, (unsigned)n);
-    }
-    w->tx_count = 0;
+    wzp_txbatch_send(&w->tx, w->fd, &w->stats, w->idx);
 }
 
 /* ---------------------------------------------------------------- cross-worker */
@@ -175,42 +373,66 @@ static struct wzp_spsc *ring_to(struct wzp_worker *self, unsigned dst)
     return &self->relay->workers[dst]->inq[self->idx];
 }
 
-/* Copy a message into our ring to worker dst; false (nothing queued) when it is full. */
-static bool ring_push(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
-                      uint32_t gen, const uint8_t *data, size_t len, const struct sockaddr *from,
-                      socklen_t fromlen)
+static void fanout_flush(struct wzp_worker *self, unsigned dst)
 {
+    uint32_t n = self->fan_n[dst];
+    struct wzp_xtarget *t = self->fan_targets + (size_t)dst * WZP_FANOUT_CHUNK;
+    size_t hdr = sizeof(struct wzp_xdatagram) + n * sizeof *t;
     struct wzp_spsc *q = ring_to(self, dst);
-    struct wzp_xmsg *m = wzp_spsc_push_begin(q);
-    if (!m)
-        return false;
-    m->type = type;
-    m->slot = slot;
-    m->gen = gen;
-    m->len = (uint16_t)len;
-    if (from)
-        memcpy(&m->addr, from, fromlen);
-    m->addrlen = fromlen;
-    memcpy(m->data, data, len);
+    struct wzp_xdatagram *m = wzp_spsc_push_begin(q, hdr + self->fan_len);
+    self->fan_n[dst] = 0;
+    self->fan_mask &= ~(1ull << dst);
+    if (!m) {
+        WZP_STAT_ADD(&self->stats, datagrams_queue_drops, n);
+        return;
+    }
+    m->type = WZP_XMSG_DATAGRAM;
+    m->len = (uint16_t)self->fan_len;
+    m->ntargets = n;
+    memcpy(m->targets, t, n * sizeof *t);
+    memcpy((uint8_t *)m + hdr, self->fan_data, self->fan_len);
     wzp_spsc_push_commit(q);
     self->wake_pending |= 1ull << dst;
-    return true;
 }
 
-void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen,
-                                 const uint8_t *data, size_t len)
+void wzp_worker_fanout_begin(struct wzp_worker *self, const uint8_t *data, size_t len)
 {
-    if (!ring_push(self, dst, WZP_XMSG_DATAGRAM, slot, gen, data, len, NULL, 0))
-        WZP_STAT_INC(&self->stats, datagrams_queue_drops);
+    self->fan_data = data;
+    self->fan_len = len;
+}
+
+void wzp_worker_fanout_add(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen)
+{
+    uint32_t i = self->fan_n[dst]++;
+    self->fan_targets[(size_t)dst * WZP_FANOUT_CHUNK + i] = (struct wzp_xtarget){slot, gen};
+    self->fan_mask |= 1ull << dst;
+    if (i + 1 == WZP_FANOUT_CHUNK)
+        fanout_flush(self, dst);
+}
+
+void wzp_worker_fanout_end(struct wzp_worker *self)
+{
+    while (self->fan_mask)
+        fanout_flush(self, (unsigned)__builtin_ctzll(self->fan_mask));
 }
 
 static void steer_packet(struct wzp_worker *self, unsigned dst, const uint8_t *data, size_t len,
                          const struct sockaddr *from, socklen_t fromlen)
 {
-    if (ring_push(self, dst, WZP_XMSG_PACKET, 0, 0, data, len, from, fromlen))
-        WZP_STAT_INC(&self->stats, packets_steered_out);
-    else
+    struct wzp_spsc *q = ring_to(self, dst);
+    struct wzp_xpacket *m = wzp_spsc_push_begin(q, sizeof *m + len);
+    if (!m) {
         WZP_STAT_INC(&self->stats, steer_queue_full);
+        return;
+    }
+    m->type = WZP_XMSG_PACKET;
+    m->len = (uint16_t)len;
+    m->addrlen = fromlen;
+    memcpy(&m->addr, from, fromlen);
+    memcpy(m->data, data, len);
+    wzp_spsc_push_commit(q);
+    self->wake_pending |= 1ull << dst;
+    WZP_STAT_INC(&self->stats, packets_steered_out);
 }
 
 int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
@@ -374,15 +596,25 @@ static void drain_rings(struct wzp_worker *w)
         if (src == w->idx)
             continue;
         struct wzp_spsc *q = &w->inq[src];
-        struct wzp_xmsg *m;
-        while ((m = wzp_spsc_peek(q))) {
-            if (m->type == WZP_XMSG_DATAGRAM) {
-                struct wzp_conn *c = wzp_worker_slot_get(w, m->slot, m->gen);
-                if (c && c->state == WZP_CONN_JOINED)
-                    wzp_conn_queue_datagram(c, m->data, m->len);
+        const void *m;
+        size_t mlen;
+        while ((m = wzp_spsc_peek(q, &mlen))) {
+            uint16_t type;
+            memcpy(&type, m, sizeof type);
+            if (type == WZP_XMSG_DATAGRAM) {
+                const struct wzp_xdatagram *d = m;
+                const uint8_t *payload = (const uint8_t *)&d->targets[d->ntargets];
+                for (uint32_t i = 0; i < d->ntargets; i++) {
+                    struct wzp_conn *c =
+                        wzp_worker_slot_get(w, d->targets[i].slot, d->targets[i].gen);
+                    if (c && c->state == WZP_CONN_JOINED)
+                        wzp_conn_queue_datagram(c, payload, d->len);
+                }
             } else {
+                const struct wzp_xpacket *pk = m;
                 WZP_STAT_INC(&w->stats, packets_steered_in);
-                handle_packet(w, m->data, m->len, (struct sockaddr *)&m->addr, m->addrlen);
+                handle_packet(w, pk->data, pk->len, (const struct sockaddr *)&pk->addr,
+                              pk->addrlen);
             }
             wzp_spsc_pop_commit(q);
         }
@@ -397,6 +629,8 @@ static void drain_ctl(struct wzp_worker *w)
         struct wzp_conn *c = wzp_worker_slot_get(w, m->slot, m->gen);
         if (c && m->type == WZP_CTL_SIGNAL)
             wzp_conn_queue_signal(c, m->data, m->len);
+        else if (c && m->type == WZP_CTL_ROOM_UPDATE)
+            wzp_conn_queue_room_update(c, m->data, m->len);
         else if (c && (m->type == WZP_CTL_CLOSE || m->type == WZP_CTL_KICK)) {
             if (m->type == WZP_CTL_KICK)
                 c->close_cause = "kicked";
@@ -538,6 +772,14 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (fam == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    /* QUIC packets must not be fragmented (RFC 9000 section 14): set DF. This also spares
+     * the kernel choosing an IP ID for every packet. */
+    int pmtu = IP_PMTUDISC_DO;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+    if (fam == AF_INET6) {
+        int pmtu6 = IPV6_PMTUDISC_DO;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu6, sizeof pmtu6);
+    }
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize, sizeof bufsize) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) != 0)
@@ -554,13 +796,45 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
     return WZP_OK;
 }
 
-static size_t ring_slots(unsigned nworkers)
+/* Bytes of each (source, destination) ring: 512 KiB shared by a worker's peers, each
+ * ring between 64 and 256 KiB (a few thousand media messages). */
+static size_t ring_bytes(unsigned nworkers)
 {
-    size_t per_peer = nworkers > 1 ? 2048 / (nworkers - 1) : 0;
-    size_t slots = 128;
-    while (slots * 2 <= per_peer)
-        slots *= 2;
-    return slots;
+    size_t per_peer = nworkers > 1 ? (512u * 1024) / (nworkers - 1) : 0;
+    size_t bytes = 64 * 1024;
+    while (bytes * 2 <= per_peer && bytes < 256 * 1024)
+        bytes *= 2;
+    return bytes;
+}
+
+int wzp_worker_init_queues(struct wzp_worker *w, struct wzp_relay *r, unsigned idx)
+{
+    w->relay = r;
+    w->idx = idx;
+    w->inq = calloc(r->nworkers, sizeof *w->inq);
+    w->fan_n = calloc(r->nworkers, sizeof *w->fan_n);
+    w->fan_targets = calloc((size_t)r->nworkers * WZP_FANOUT_CHUNK, sizeof *w->fan_targets);
+    if (!w->inq || !w->fan_n || !w->fan_targets)
+        return WZP_ENOMEM;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        if (i != idx && wzp_spsc_init(&w->inq[i], ring_bytes(r->nworkers)))
+            return WZP_ENOMEM;
+    wzp_ctlq_init(&w->ctl, WZP_CTLQ_LIMIT);
+    return WZP_OK;
+}
+
+void wzp_worker_free_queues(struct wzp_worker *w)
+{
+    if (w->inq)
+        for (unsigned i = 0; i < w->relay->nworkers; i++)
+            wzp_spsc_destroy(&w->inq[i]);
+    free(w->inq);
+    free(w->fan_n);
+    free(w->fan_targets);
+    w->inq = NULL;
+    w->fan_n = NULL;
+    w->fan_targets = NULL;
+    wzp_ctlq_destroy(&w->ctl);
 }
 
 int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, char *err,
@@ -573,23 +847,18 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     w->free_slot = UINT32_MAX;
     w->cid_nbuckets = CID_BUCKETS;
     w->cid_buckets = calloc(CID_BUCKETS, sizeof *w->cid_buckets);
-    w->inq = calloc(r->nworkers, sizeof *w->inq);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->cid_buckets || !w->inq || !w->loop) {
+    if (!w->cid_buckets || !w->loop || wzp_worker_init_queues(w, r, idx)) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
-    for (unsigned i = 0; i < r->nworkers; i++)
-        if (i != idx && wzp_spsc_init(&w->inq[i], ring_slots(r->nworkers))) {
-            snprintf(err, errlen, "out of memory");
-            return WZP_ENOMEM;
-        }
-    wzp_ctlq_init(&w->ctl, WZP_CTLQ_LIMIT);
     int rv = idx == 0 ? check_port_free(&r->cfg, err, errlen) : WZP_OK;
     if (rv == WZP_OK)
         rv = open_socket(w, err, errlen);
     if (rv)
         return rv;
+    wzp_txbatch_init(&w->tx, WZP_TX_GSO);
+    wzp_txbatch_probe_gso(&w->tx, w->fd, idx);
     ev_io_init(&w->rx, rx_cb, w->fd, EV_READ);
     w->rx.data = w;
     ev_io_start(w->loop, &w->rx);
@@ -637,11 +906,7 @@ void wzp_worker_free(struct wzp_worker *w)
         }
     }
     free(w->cid_buckets);
-    if (w->inq)
-        for (unsigned i = 0; i < w->relay->nworkers; i++)
-            wzp_spsc_destroy(&w->inq[i]);
-    free(w->inq);
-    wzp_ctlq_destroy(&w->ctl);
+    wzp_worker_free_queues(w);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
     wzp_policy_free(w->policy);
     free(w->slots);

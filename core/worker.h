@@ -11,6 +11,11 @@
  * Per loop iteration the worker reads a batch of packets (recvmmsg), handles them
  * (which fills receivers' queues and marks them dirty), drains cross-worker queues,
  * then writes every dirty connection once and sends all packets with sendmmsg.
+ *
+ * Transmit batch (struct wzp_txbatch): packets are written back to back into one arena.
+ * Consecutive packets to the same address become the segments of one UDP GSO message
+ * (a UDP_SEGMENT control message), so the kernel is entered once per receiver, not once
+ * per packet; sendmmsg then sends up to WZP_TX_BATCH such messages in one call.
  */
 #ifndef WZP_WORKER_H
 #define WZP_WORKER_H
@@ -22,13 +27,24 @@
 #include <ev.h>
 #include <ngtcp2/ngtcp2.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #define WZP_SCID_LEN        16 /* our connection IDs; byte 0 is the owning worker */
 #define WZP_RX_BATCH        32
-#define WZP_TX_BATCH        64
-#define WZP_TX_PACKET_BYTES 1452
-#define WZP_SPSC_SLOTS      1024 /* per (source, destination) worker pair */
+#define WZP_TX_BATCH        64   /* messages (mmsghdr entries) per sendmmsg */
+#define WZP_TX_PACKET_BYTES 1452 /* room tx_buf guarantees for one QUIC packet */
+#define WZP_FANOUT_CHUNK    64   /* receivers per cross-worker media message, at most */
 #define WZP_CTLQ_LIMIT      16384
+
+/* UDP GSO in the transmit batch (struct wzp_txbatch) */
+#define WZP_TX_ARENA_BYTES   (128 * 1024)
+#define WZP_GSO_MAX_SEGMENTS 64    /* UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer */
+#define WZP_GSO_MAX_BYTES    65507 /* all segments of one message: the IPv4 UDP maximum */
+#ifndef WZP_TX_GSO
+#define WZP_TX_GSO 1 /* build with -DWZP_TX_GSO=0 to send one packet per message */
+#endif
 
 struct wzp_conn;
 
@@ -36,6 +52,29 @@ struct wzp_cid_entry {
     struct wzp_cid_entry *next;
     ngtcp2_cid cid;
     struct wzp_conn *conn;
+};
+
+/*
+ * The batch of packets waiting for the next sendmmsg. The arena holds the packets back to
+ * back; message i covers arena bytes [iov[i].iov_base, + iov[i].iov_len) and is nseg[i]
+ * segments of seg[i] bytes, the last one possibly shorter (then the message is closed).
+ * Every array is fixed: nothing is allocated per packet.
+ */
+struct wzp_txbatch {
+    size_t used;     /* arena bytes committed */
+    unsigned nmsgs;  /* messages in use */
+    bool gso;        /* may coalesce: UDP_SEGMENT works on this socket */
+    bool gso_warned; /* the "GSO off" warning was logged */
+    struct mmsghdr msgs[WZP_TX_BATCH];
+    struct iovec iov[WZP_TX_BATCH];
+    struct sockaddr_storage addr[WZP_TX_BATCH];
+    uint16_t seg[WZP_TX_BATCH];  /* segment size (the first packet's length) */
+    uint16_t nseg[WZP_TX_BATCH]; /* packets in the message */
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+    } ctl[WZP_TX_BATCH]; /* UDP_SEGMENT, only for messages of 2+ segments */
+    uint8_t arena[WZP_TX_ARENA_BYTES];
 };
 
 struct wzp_slot {
@@ -70,17 +109,19 @@ struct wzp_worker {
     struct wzp_spsc *inq; /* array of nworkers rings; [idx] unused */
     struct wzp_ctlq ctl;
     uint64_t wake_pending; /* bit i: worker i has new messages from us */
+    /* fan-out of one datagram to receivers on other workers (wzp_worker_fanout_*) */
+    const uint8_t *fan_data;
+    size_t fan_len;
+    uint64_t fan_mask;             /* bit i: fan_targets[i] has entries */
+    uint32_t *fan_n;               /* [nworkers] targets collected per destination */
+    struct wzp_xtarget *fan_targets; /* [nworkers][WZP_FANOUT_CHUNK] */
 
     /* stateless reset rate limit */
     uint64_t reset_window_start_ns;
     unsigned resets_in_window;
 
     /* batched transmit */
-    struct mmsghdr tx_msgs[WZP_TX_BATCH];
-    struct iovec tx_iov[WZP_TX_BATCH];
-    struct sockaddr_storage tx_addr[WZP_TX_BATCH];
-    uint8_t tx_buf[WZP_TX_BATCH][WZP_TX_PACKET_BYTES];
-    unsigned tx_count;
+    struct wzp_txbatch tx;
 
     /* policy: the state this worker uses, and the next one waiting to be switched in */
     struct wzp_policy *policy;
@@ -95,6 +136,10 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
 int wzp_worker_start(struct wzp_worker *w);
 void wzp_worker_request_stop(struct wzp_worker *w);
 void wzp_worker_free(struct wzp_worker *w);
+/* The cross-worker queues and fan-out buffers alone (part of init/free; tests use them
+ * without a socket or a thread). */
+int wzp_worker_init_queues(struct wzp_worker *w, struct wzp_relay *r, unsigned idx);
+void wzp_worker_free_queues(struct wzp_worker *w);
 
 /* The worker running on the calling thread, or NULL. */
 struct wzp_worker *wzp_worker_current(void);
@@ -112,19 +157,55 @@ struct wzp_conn *wzp_worker_slot_get(struct wzp_worker *w, uint32_t slot, uint32
 /* Mark a connection as having something to write in this iteration. */
 void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c);
 
-/* Transmit: a buffer for the next packet, then commit it with its destination. */
+/*
+ * Transmit: a buffer of WZP_TX_PACKET_BYTES for the next packet (the arena's tail; the
+ * batch is sent first if it is full), then commit it with its destination. Until the
+ * commit, repeated calls return the same buffer. Flush sends the batch.
+ */
 uint8_t *wzp_worker_tx_buf(struct wzp_worker *w);
 void wzp_worker_tx_commit(struct wzp_worker *w, size_t len, const struct sockaddr *to,
                           socklen_t tolen);
 void wzp_worker_tx_flush(struct wzp_worker *w);
 
 /*
- * Deliver to the connection (worker, slot, gen), from any worker thread.
- * Media: copied into the destination's ring (dropped and counted when full).
- * Signal frame / close: through the destination's control queue.
+ * The transmit batch on its own (the worker's calls above are these plus its socket).
+ * init: empty, GSO on or off. probe_gso: asks the socket fd for UDP_SEGMENT and turns
+ * GSO off, logging once at WARN with the reason, when it is not there.
+ * full: no room for one more packet (arena tail < WZP_TX_PACKET_BYTES, or every message
+ * in use): send before writing the next packet.
+ * can_append: whether a packet of len bytes to `to` would become one more segment of the
+ * last message (GSO on, same address, last segment not short, len <= segment size, at
+ * most WZP_GSO_MAX_SEGMENTS segments and WZP_GSO_MAX_BYTES bytes).
+ * commit: the packet of len bytes written at the tail joins the last message if
+ * can_append, else starts a new one; returns true if it was appended. Never called when
+ * full (the worker's tx_buf guarantees it).
+ * send: sendmmsg the batch on fd, counting into st, and empty it. A GSO message the
+ * kernel refuses (EIO, EINVAL, ENOPROTOOPT, EOPNOTSUPP) turns GSO off for this batch for
+ * good (logged once) and its packets are sent one per message; nothing is lost.
  */
-void wzp_worker_forward_datagram(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen,
-                                 const uint8_t *data, size_t len);
+void wzp_txbatch_init(struct wzp_txbatch *b, bool gso);
+void wzp_txbatch_probe_gso(struct wzp_txbatch *b, int fd, unsigned worker_idx);
+bool wzp_txbatch_full(const struct wzp_txbatch *b);
+uint8_t *wzp_txbatch_tail(struct wzp_txbatch *b);
+bool wzp_txbatch_can_append(const struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
+                            socklen_t tolen);
+bool wzp_txbatch_commit(struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
+                        socklen_t tolen);
+void wzp_txbatch_send(struct wzp_txbatch *b, int fd, struct wzp_stats *st, unsigned worker_idx);
+
+/*
+ * Cross-worker media fan-out of one datagram (the caller holds the room's read lock):
+ * begin with the payload, add every receiver owned by another worker, end. Each
+ * destination worker gets one message holding the payload once and its receivers (up to
+ * WZP_FANOUT_CHUNK per message), so the copy is per worker, not per receiver. A full
+ * ring drops the message and counts its receivers in datagrams_queue_drops.
+ */
+void wzp_worker_fanout_begin(struct wzp_worker *self, const uint8_t *data, size_t len);
+void wzp_worker_fanout_add(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen);
+void wzp_worker_fanout_end(struct wzp_worker *self);
+
+/* Signal frame / close to the connection (worker, slot, gen), from any worker thread,
+ * through the destination's control queue. */
 int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
                         uint32_t gen, const void *data, size_t len);
 

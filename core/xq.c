@@ -5,51 +5,97 @@
 
 #include <string.h>
 
-int wzp_spsc_init(struct wzp_spsc *q, size_t capacity_pow2)
+/* Each message is an 8-byte header (its length, or SPSC_PAD: skip to the ring's end)
+ * followed by the message, padded to 8 bytes. */
+#define SPSC_HDR 8u
+#define SPSC_PAD UINT32_MAX
+
+static size_t spsc_entry_bytes(size_t len)
+{
+    return SPSC_HDR + ((len + 7) & ~(size_t)7);
+}
+
+int wzp_spsc_init(struct wzp_spsc *q, size_t cap_bytes)
 {
     memset(q, 0, sizeof *q);
-    WZP_BUG_ON(capacity_pow2 == 0 || (capacity_pow2 & (capacity_pow2 - 1)));
-    q->slots = calloc(capacity_pow2, sizeof *q->slots);
-    if (!q->slots)
+    WZP_BUG_ON(cap_bytes < 4096 || (cap_bytes & (cap_bytes - 1)));
+    q->buf = malloc(cap_bytes);
+    if (!q->buf)
         return WZP_ENOMEM;
-    q->mask = capacity_pow2 - 1;
+    q->cap = cap_bytes;
     return WZP_OK;
 }
 
 void wzp_spsc_destroy(struct wzp_spsc *q)
 {
-    free(q->slots);
-    q->slots = NULL;
+    free(q->buf);
+    q->buf = NULL;
 }
 
-struct wzp_xmsg *wzp_spsc_push_begin(struct wzp_spsc *q)
+void *wzp_spsc_push_begin(struct wzp_spsc *q, size_t len)
 {
+    WZP_BUG_ON(len > q->cap / 4);
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
-    if (tail - head > q->mask)
+    size_t need = spsc_entry_bytes(len);
+    size_t pos = tail & (q->cap - 1);
+    size_t pad = q->cap - pos < need ? q->cap - pos : 0;
+    if (q->cap - (tail - head) < pad + need)
         return NULL;
-    return &q->slots[tail & q->mask];
+    uint32_t h = SPSC_PAD;
+    if (pad) { /* the bytes up to the end are free: the consumer reads nothing past tail */
+        memcpy(q->buf + pos, &h, sizeof h);
+        pos = 0;
+    }
+    h = (uint32_t)len;
+    memcpy(q->buf + pos, &h, sizeof h);
+    q->push_bytes = pad + need;
+    return q->buf + pos + SPSC_HDR;
 }
 
 void wzp_spsc_push_commit(struct wzp_spsc *q)
 {
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-    atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+    atomic_store_explicit(&q->tail, tail + q->push_bytes, memory_order_release);
+    atomic_store_explicit(&q->pushed, atomic_load_explicit(&q->pushed, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
-struct wzp_xmsg *wzp_spsc_peek(struct wzp_spsc *q)
+const void *wzp_spsc_peek(struct wzp_spsc *q, size_t *len)
 {
     size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
     size_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
-    if (head == tail)
-        return NULL;
-    return &q->slots[head & q->mask];
+    q->pop_bytes = 0;
+    while (head != tail) {
+        size_t pos = head & (q->cap - 1);
+        uint32_t h;
+        memcpy(&h, q->buf + pos, sizeof h);
+        if (h == SPSC_PAD) {
+            q->pop_bytes += q->cap - pos;
+            head += q->cap - pos;
+            continue;
+        }
+        *len = h;
+        q->pop_bytes += spsc_entry_bytes(h);
+        return q->buf + pos + SPSC_HDR;
+    }
+    return NULL;
 }
 
 void wzp_spsc_pop_commit(struct wzp_spsc *q)
 {
     size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
-    atomic_store_explicit(&q->head, head + 1, memory_order_release);
+    atomic_store_explicit(&q->head, head + q->pop_bytes, memory_order_release);
+    q->pop_bytes = 0;
+    atomic_store_explicit(&q->popped, atomic_load_explicit(&q->popped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+uint64_t wzp_spsc_depth(struct wzp_spsc *q)
+{
+    uint64_t popped = atomic_load_explicit(&q->popped, memory_order_relaxed);
+    uint64_t pushed = atomic_load_explicit(&q->pushed, memory_order_relaxed);
+    return pushed > popped ? pushed - popped : 0;
 }
 
 void wzp_ctlq_init(struct wzp_ctlq *q, size_t limit)

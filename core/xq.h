@@ -1,9 +1,12 @@
 /*
  * xq.h - bounded queues between workers.
  *
- * wzp_spsc: a single-producer single-consumer ring of fixed-size messages. There is one
- * per (source worker, destination worker) pair, so media fan-out and packet steering
- * never take a lock. The producer drops (and counts) when the ring is full.
+ * wzp_spsc: a single-producer single-consumer byte ring of variable-size messages. There
+ * is one per (source worker, destination worker) pair, so media fan-out and packet
+ * steering never take a lock. The producer drops (and counts) when the ring is full.
+ * Messages are as long as their content: a media datagram for several receivers on the
+ * destination worker is one message (the payload once, then the receivers), so a ring
+ * holds thousands of them in a few hundred KiB.
  *
  * wzp_ctlq: a mutex-protected FIFO of variable-size control messages (signal frames to
  * send, close requests). Control traffic is rare; it is bounded by count.
@@ -24,39 +27,61 @@
 #define WZP_MAX_UDP_PAYLOAD 1500 /* larger inbound UDP payloads are not QUIC we accept */
 
 enum wzp_xmsg_type {
-    WZP_XMSG_DATAGRAM = 1, /* media for connection (slot, gen) */
+    WZP_XMSG_DATAGRAM = 1, /* media for ntargets connections of the destination worker */
     WZP_XMSG_PACKET,       /* a QUIC packet that arrived on the wrong worker */
 };
 
-struct wzp_xmsg {
+struct wzp_xtarget {
+    uint32_t slot, gen;
+};
+
+/* WZP_XMSG_DATAGRAM: header, ntargets targets, then len payload bytes. */
+struct wzp_xdatagram {
     uint16_t type;
     uint16_t len;
-    uint32_t slot, gen;
-    struct sockaddr_storage addr; /* WZP_XMSG_PACKET: the sender */
+    uint32_t ntargets;
+    struct wzp_xtarget targets[];
+};
+
+/* WZP_XMSG_PACKET: header, then len packet bytes. */
+struct wzp_xpacket {
+    uint16_t type;
+    uint16_t len;
     socklen_t addrlen;
-    uint8_t data[WZP_MAX_UDP_PAYLOAD];
+    struct sockaddr_storage addr; /* the sender */
+    uint8_t data[];
 };
 
 struct wzp_spsc {
-    _Atomic size_t head; /* next to read (consumer) */
-    char pad1[64 - sizeof(size_t)];
-    _Atomic size_t tail; /* next to write (producer) */
-    char pad2[64 - sizeof(size_t)];
-    size_t mask;
-    struct wzp_xmsg *slots;
+    _Atomic size_t head; /* byte offset of the next message to read (consumer) */
+    _Atomic uint64_t popped;
+    size_t pop_bytes; /* consumer: size of the message peek returned */
+    char pad1[64 - 2 * sizeof(size_t) - sizeof(uint64_t)];
+    _Atomic size_t tail; /* byte offset of the next free byte (producer) */
+    _Atomic uint64_t pushed;
+    size_t push_bytes; /* producer: size reserved by push_begin, padding included */
+    char pad2[64 - 2 * sizeof(size_t) - sizeof(uint64_t)];
+    size_t cap; /* power of two */
+    uint8_t *buf;
 };
 
-int wzp_spsc_init(struct wzp_spsc *q, size_t capacity_pow2);
+/* cap_bytes: a power of two >= 4096. Messages may be up to cap_bytes / 4. */
+int wzp_spsc_init(struct wzp_spsc *q, size_t cap_bytes);
 void wzp_spsc_destroy(struct wzp_spsc *q);
-/* Producer: a slot to fill, or NULL if full. Publish it with wzp_spsc_push_commit. */
-struct wzp_xmsg *wzp_spsc_push_begin(struct wzp_spsc *q);
+/* Producer: room for a message of len bytes (8-byte aligned), or NULL if the ring is
+ * full. Publish it with wzp_spsc_push_commit before the next push_begin. */
+void *wzp_spsc_push_begin(struct wzp_spsc *q, size_t len);
 void wzp_spsc_push_commit(struct wzp_spsc *q);
-/* Consumer: the oldest message, or NULL if empty. Release it with wzp_spsc_pop_commit. */
-struct wzp_xmsg *wzp_spsc_peek(struct wzp_spsc *q);
+/* Consumer: the oldest message and its length, or NULL if empty. Release it with
+ * wzp_spsc_pop_commit before the next peek. */
+const void *wzp_spsc_peek(struct wzp_spsc *q, size_t *len);
 void wzp_spsc_pop_commit(struct wzp_spsc *q);
+/* Messages waiting (any thread; a snapshot). */
+uint64_t wzp_spsc_depth(struct wzp_spsc *q);
 
 enum wzp_ctl_type {
     WZP_CTL_SIGNAL = 1, /* send data (a complete signal frame) on a new stream */
+    WZP_CTL_ROOM_UPDATE, /* like SIGNAL, a RoomUpdate frame: replaces an unsent one */
     WZP_CTL_CLOSE,      /* close the connection; data = reason */
     WZP_CTL_KICK,       /* close on the policy's order; data = reason */
 };

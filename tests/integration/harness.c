@@ -217,6 +217,7 @@ static void tc_on_signal(struct wzpc_client *c, const struct wzp_signal *sig, vo
     case WZP_SIG_ROOM_UPDATE:
         if (t->room_updates < TC_MAX_EVENTS)
             t->update_counts[t->room_updates] = sig->u.room_update.count;
+        t->last_update_count = sig->u.room_update.count;
         t->room_updates++;
         memset(t->last_update, 0, sizeof t->last_update);
         for (size_t i = 0; i < sig->u.room_update.participants.count && i < TC_MAX_SENDERS; i++)

@@ -68,6 +68,7 @@ struct tc {
     uint16_t seq;
     unsigned room_updates;                 /* RoomUpdate messages received */
     uint32_t update_counts[TC_MAX_EVENTS]; /* their count fields, in order */
+    uint32_t last_update_count;            /* count field of the latest one */
     char last_update[TC_MAX_SENDERS][48];  /* fingerprints of the last RoomUpdate */
     unsigned directives;
     char directive_reasons[TC_MAX_EVENTS][48];

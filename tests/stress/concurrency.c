@@ -93,16 +93,22 @@ struct spsc_ctx {
     unsigned messages;
 };
 
+/* Message i is (i % 1000) + 8 bytes: its index, then the index's low byte repeated. */
+static size_t spsc_msg_len(uint32_t i)
+{
+    return 8 + i % 1000;
+}
+
 static void *spsc_producer(void *arg)
 {
     struct spsc_ctx *s = arg;
     for (uint32_t i = 0; i < s->messages;) {
-        struct wzp_xmsg *m = wzp_spsc_push_begin(&s->q);
+        size_t len = spsc_msg_len(i);
+        uint8_t *m = wzp_spsc_push_begin(&s->q, len);
         if (!m)
             continue;
-        m->slot = i;
-        m->len = (uint16_t)(i & 0x3ff);
-        memset(m->data, (int)(i & 0xff), 8);
+        memcpy(m, &i, sizeof i);
+        memset(m + sizeof i, (int)(i & 0xff), len - sizeof i);
         wzp_spsc_push_commit(&s->q);
         i++;
     }
@@ -113,15 +119,18 @@ unsigned stress_spsc(unsigned messages)
 {
     static struct spsc_ctx s;
     s.messages = messages;
-    wzp_spsc_init(&s.q, 256);
+    wzp_spsc_init(&s.q, 16384);
     pthread_t t;
     pthread_create(&t, NULL, spsc_producer, &s);
     unsigned errors = 0;
     for (uint32_t expect = 0; expect < messages;) {
-        struct wzp_xmsg *m = wzp_spsc_peek(&s.q);
+        size_t len;
+        const uint8_t *m = wzp_spsc_peek(&s.q, &len);
         if (!m)
             continue;
-        if (m->slot != expect || m->len != (expect & 0x3ff) || m->data[7] != (expect & 0xff))
+        uint32_t idx;
+        memcpy(&idx, m, sizeof idx);
+        if (idx != expect || len != spsc_msg_len(expect) || m[len - 1] != (expect & 0xff))
             errors++;
         wzp_spsc_pop_commit(&s.q);
         expect++;

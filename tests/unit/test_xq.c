@@ -128,21 +128,65 @@ Test(dgq, never_grows_past_its_limit)
     wzp_dgq_destroy(&q);
 }
 
-Test(spsc, bounded)
+Test(spsc, bounded_by_bytes)
 {
     struct wzp_spsc q;
-    cr_assert_eq(wzp_spsc_init(&q, 4), WZP_OK);
+    cr_assert_eq(wzp_spsc_init(&q, 4096), WZP_OK);
+    /* 1000-byte messages take 1008 bytes each: 4 fit in 4096, the fifth does not. */
     for (int i = 0; i < 4; i++) {
-        struct wzp_xmsg *m = wzp_spsc_push_begin(&q);
+        uint8_t *m = wzp_spsc_push_begin(&q, 1000);
         cr_assert_not_null(m);
-        m->slot = (uint32_t)i;
+        memset(m, i, 1000);
         wzp_spsc_push_commit(&q);
     }
-    cr_assert_null(wzp_spsc_push_begin(&q), "full ring refuses");
-    struct wzp_xmsg *m = wzp_spsc_peek(&q);
-    cr_assert_eq(m->slot, 0);
+    cr_assert_eq(wzp_spsc_depth(&q), 4);
+    cr_assert_null(wzp_spsc_push_begin(&q, 1000), "full ring refuses");
+    cr_assert_not_null(wzp_spsc_push_begin(&q, 40), "a small message still fits");
+    size_t len;
+    const uint8_t *m = wzp_spsc_peek(&q, &len);
+    cr_assert_eq(len, 1000);
+    cr_assert_eq(m[0], 0);
+    cr_assert_eq(m[999], 0);
     wzp_spsc_pop_commit(&q);
-    cr_assert_not_null(wzp_spsc_push_begin(&q));
+    cr_assert_eq(wzp_spsc_depth(&q), 3);
+    cr_assert_not_null(wzp_spsc_push_begin(&q, 1000), "room again after a pop");
+    wzp_spsc_destroy(&q);
+}
+
+Test(spsc, variable_sizes_wrap_in_order)
+{
+    static uint16_t sizes[5000];
+    struct wzp_spsc q;
+    wzp_spsc_init(&q, 4096);
+    size_t len;
+    unsigned pushed = 0, popped = 0;
+    /* Sizes from 1 to 1023 bytes with up to 3 messages queued, so the ring's end is
+     * crossed and padded often; every message must come out whole and in order. */
+    for (unsigned round = 0; round < 5000; round++) {
+        size_t n = 1 + (round * 131) % 1023;
+        uint8_t *m = wzp_spsc_push_begin(&q, n);
+        if (m) {
+            memset(m, (int)(pushed & 0xff), n);
+            sizes[pushed++] = (uint16_t)n;
+            wzp_spsc_push_commit(&q);
+        }
+        while (wzp_spsc_depth(&q) > (m ? 2u : 0u)) {
+            const uint8_t *p = wzp_spsc_peek(&q, &len);
+            cr_assert_not_null(p);
+            cr_assert_eq(len, sizes[popped], "message %u has its length", popped);
+            cr_assert_eq(p[0], popped & 0xff);
+            cr_assert_eq(p[len - 1], popped & 0xff, "message %u intact", popped);
+            wzp_spsc_pop_commit(&q);
+            popped++;
+        }
+    }
+    while (wzp_spsc_peek(&q, &len)) {
+        cr_assert_eq(len, sizes[popped]);
+        wzp_spsc_pop_commit(&q);
+        popped++;
+    }
+    cr_assert_gt(pushed, 4000);
+    cr_assert_eq(popped, pushed);
     wzp_spsc_destroy(&q);
 }
 
