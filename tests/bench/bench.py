@@ -77,11 +77,17 @@ def parse_args():
     ap.add_argument("--wait-quiet", type=float,
                     help="before each run, wait up to SEC for other processes to leave the "
                     "CPUs idle (shared machines; default 30, smoke 0)")
+    ap.add_argument("--no-saturation", dest="saturation", action="store_false",
+                    help="skip the saturation ramp (1 and 2 relay threads) and the run at half "
+                    "of saturation (name for --only: sat)")
+    ap.add_argument("--sat-duration", type=float,
+                    help="measured seconds per saturation step (default 4; smoke 1)")
     ap.add_argument("--min-delivery", type=float,
                     help="fail if any delivery ratio is below this (smoke default 0.99)")
     a = ap.parse_args()
     a.duration = a.duration or (2.0 if a.smoke else 10.0)
     a.warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.0)
+    a.sat_duration = a.sat_duration or (1.0 if a.smoke else 4.0)
     if a.wait_quiet is None:
         a.wait_quiet = 0.0 if a.smoke else 30.0
     if a.min_delivery is None and a.smoke:
@@ -244,19 +250,22 @@ def perf_finish(handle, outdir):
     return path
 
 
-def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf=False):
+def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf=False,
+                   duration=None, baseline_run=True, gen_threads=None):
     """One loadgen run against a fresh relay, plus the matching raw-UDP run."""
     relay_bin, loadgen, baseline = bins
     speakers = parts if speakers is None else speakers
+    duration = duration or a.duration
     if a.wait_quiet > 0:
         wait_quiet(a.wait_quiet)
     shape = ["--rooms", str(rooms), "--participants", str(parts), "--speakers", str(speakers),
-             "--duration", str(a.duration), "--warmup", str(a.warmup)]
+             "--duration", str(duration), "--warmup", str(a.warmup)]
     relay = Relay(relay_bin, workdir, name, threads)
     handle = perf_start(relay.proc.pid, workdir) if perf else None
-    cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads", str(a.gen_threads),
-           "--relay-pid", str(relay.proc.pid), "--relay-stats"] + shape
-    timeout = 120 + 3 * a.duration
+    cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads",
+           str(gen_threads or a.gen_threads), "--relay-pid", str(relay.proc.pid),
+           "--relay-stats"] + shape
+    timeout = 180 + 3 * duration
     try:
         rc, gen = run_json(cmd, timeout, os.path.join(workdir, "loadgen.log"))
     finally:
@@ -267,7 +276,7 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
            "relay_counters": relay.counters()[:2], "relay_log": relay.log_path}
     if perf_path:
         res["perf_report"] = perf_path
-    if not a.no_baseline:
+    if baseline_run and not a.no_baseline:
         if a.wait_quiet > 0:
             wait_quiet(a.wait_quiet)
         cmd = [baseline, "--json", "--threads", str(threads)] + shape
@@ -336,6 +345,7 @@ def media_figures(r):
         "machine_busy": g(gen, "machine", "busy"),
         "lat_p50_ms": g(gen, "latency_ms", "p50"), "lat_p90_ms": g(gen, "latency_ms", "p90"),
         "lat_p99_ms": g(gen, "latency_ms", "p99"), "lat_max_ms": g(gen, "latency_ms", "max"),
+        "send_lag_p99_ms": g(gen, "send_lag_ms", "p99"),
         "join_p50_ms": g(gen, "join_ms", "p50"), "join_p99_ms": g(gen, "join_ms", "p99"),
         "relay_rss_kb": rss_end,
         "relay_rss_kb_per_participant": div(rss_end - rss_idle, joined)
@@ -346,6 +356,9 @@ def media_figures(r):
         "raw_lat_p50_ms": g(base, "latency_ms", "p50"),
         "raw_lat_p99_ms": g(base, "latency_ms", "p99"),
     }
+    # One-way latency the relay adds over the raw forwarder at the same load (p99).
+    f["added_p99_ms"] = (f["lat_p99_ms"] - f["raw_lat_p99_ms"]
+                         if None not in (f["lat_p99_ms"], f["raw_lat_p99_ms"]) else None)
     # Forwarded per CPU-second, relay / raw: 1.0 = as cheap as raw UDP fan-out.
     f["efficiency_vs_raw"] = div(f["raw_cpu_us_per_pkt"], f["relay_cpu_us_per_dgram"])
     f["cpu_s_per_million"] = f["relay_cpu_us_per_dgram"]  # same number, other unit
@@ -505,6 +518,101 @@ def plan(a):
     return scen, storm
 
 
+# Saturation ramp: 10-participant rooms (everyone speaks, 50 packets/s), more rooms per
+# step. A step passes when delivery is at least SAT_MIN_DELIVERY and the generator kept
+# time (send lag p99 at most SAT_MAX_LAG_MS); the ramp stops at the first failing step.
+SAT_ROOMS = [25, 50, 75, 100, 150, 200, 300]
+SAT_ROOMS_SMOKE = [4, 8]
+SAT_MIN_DELIVERY = 0.999
+SAT_MAX_LAG_MS = 10.0
+
+
+def sat_step_ok(f):
+    lag = f.get("send_lag_p99_ms")
+    return (f.get("delivery_ratio") or 0) >= SAT_MIN_DELIVERY and (lag is None or
+                                                                  lag <= SAT_MAX_LAG_MS)
+
+
+def saturation(a, bins, workdir, problems):
+    """For each relay thread count: ramp the load until a step fails; saturation is the
+    forwarded rate of the last passing step. Then one run at half of the default thread
+    count's saturation, with the raw baseline, for the latency the relay adds there."""
+    threads_list = [a.threads] if a.no_compare else sorted({1, a.threads, 2})
+    gen_threads = max(a.gen_threads, 2 if not a.smoke else 1)
+    ramps = []
+    for threads in threads_list:
+        steps, best = [], None
+        for rooms in (SAT_ROOMS_SMOKE if a.smoke else SAT_ROOMS):
+            name = "sat %dx10 t%d" % (rooms, threads)
+            log("bench: saturation ramp, %d rooms x 10, relay threads %d" % (rooms, threads))
+            r = media_scenario(a, bins, workdir, name, rooms, 10, None, threads,
+                               duration=a.sat_duration, baseline_run=False,
+                               gen_threads=gen_threads)
+            r["figures"] = f = media_figures(r)
+            ok = r["loadgen_rc"] == 0 and sat_step_ok(f)
+            steps.append({"rooms": rooms, "ok": ok, "figures": f, "run": r})
+            if r["relay_exit"] != 0:
+                problems.append("%s: relay exit status %s" % (name, r["relay_exit"]))
+            if not ok:
+                break
+            best = {"rooms": rooms, "forwarded_per_s": f["forwarded_per_s_relay"],
+                    "relay_cpu_util": f["relay_cpu_util"], "gen_cpu_s": f["gen_cpu_s"],
+                    "relay_cpu_s": f["relay_cpu_s"]}
+        last = steps[-1]["figures"] if steps else {}
+        ramps.append({"relay_threads": threads, "saturation": best,
+                      "limited_by": None if steps and steps[-1]["ok"] else
+                      ("delivery %.4f" % (last.get("delivery_ratio") or 0)
+                       if (last.get("delivery_ratio") or 0) < SAT_MIN_DELIVERY
+                       else "generator send lag p99 %.1f ms" % (last.get("send_lag_p99_ms") or 0)),
+                      "steps": steps})
+    half = None
+    main_ramp = next((rp for rp in ramps if rp["relay_threads"] == a.threads), None)
+    if main_ramp and main_ramp["saturation"]:
+        sat_rooms = main_ramp["saturation"]["rooms"]
+        rooms = max(1, round(sat_rooms / 2))
+        runs = []
+        for i in range(a.repeat):
+            log("bench: half of saturation: %d rooms x 10 (run %d/%d)" % (rooms, i + 1, a.repeat))
+            r = media_scenario(a, bins, workdir, "half-sat %dx10" % rooms, rooms, 10, None,
+                               a.threads, gen_threads=gen_threads)
+            r["figures"] = media_figures(r)
+            problems += ["half-sat: %s" % p for p in check_media(r, a.min_delivery or 0)]
+            runs.append(r)
+        half = {"name": "half-sat %dx10" % rooms, "rooms": rooms, "relay_threads": a.threads,
+                "figures": median_figures([r["figures"] for r in runs]), "runs": runs}
+    return {"ramps": ramps, "half": half, "gen_threads": gen_threads}
+
+
+def print_saturation(sat):
+    if not sat:
+        return
+    print()
+    print("saturation: 10-participant rooms, more rooms per step; a step passes with delivery "
+          ">= %.3f and generator send lag p99 <= %.0f ms" % (SAT_MIN_DELIVERY, SAT_MAX_LAG_MS))
+    row = "%-4s %6s %10s %11s %8s  %s"
+    print(row % ("thr", "rooms", "fwd/s", "relay cores", "gen/rly", "stopped by"))
+    for rp in sat["ramps"]:
+        best = rp["saturation"] or {}
+        print(row % (rp["relay_threads"], fmt(best.get("rooms"), "d"),
+                     fmt(best.get("forwarded_per_s"), ".0f"),
+                     fmt(best.get("relay_cpu_util"), ".2f"),
+                     fmt(div(best.get("gen_cpu_s"), best.get("relay_cpu_s")), ".2f"),
+                     rp["limited_by"] or "end of the ramp"))
+        print("     steps: " + ", ".join(
+            "%d rooms %s/s %s%s" % (st["rooms"], fmt(st["figures"]["forwarded_per_s_relay"], ".0f"),
+                                    fmt(st["figures"]["delivery_ratio"], ".4f"),
+                                    "" if st["ok"] else " (fail)") for st in rp["steps"]))
+    h = sat.get("half")
+    if h:
+        f = h["figures"]
+        print("half of saturation, %s on %d relay threads: fwd/s %s, delivery %s, latency p50 %s "
+              "p99 %s ms, raw UDP p99 %s ms, added p99 %s ms" % (
+                  h["name"], h["relay_threads"], fmt(f["forwarded_per_s_relay"], ".0f"),
+                  fmt(f["delivery_ratio"], ".4f"), fmt(f["lat_p50_ms"], ".3f"),
+                  fmt(f["lat_p99_ms"], ".3f"), fmt(f["raw_lat_p99_ms"], ".3f"),
+                  fmt(f["added_p99_ms"], ".3f")))
+
+
 def run_all(a, bins, workdir):
     scen, storm = plan(a)
     media, storms, problems = [], [], []
@@ -535,7 +643,10 @@ def run_all(a, bins, workdir):
             runs.append(r)
         storms.append({"name": runs[0]["name"], "concurrency": level,
                        "figures": median_figures([r["figures"] for r in runs]), "runs": runs})
-    return media, storms, problems
+    sat = None
+    if a.saturation and (not a.only or "sat" in a.only.split(",")):
+        sat = saturation(a, bins, workdir, problems)
+    return media, storms, sat, problems
 
 
 def reprint(path):
@@ -546,6 +657,15 @@ def reprint(path):
         for sc in group:
             sc["figures"] = median_figures([figures(r) for r in sc["runs"]])
     print_tables(doc["scenarios"], doc["storm"])
+    sat = doc.get("saturation")
+    if sat:
+        for rp in sat["ramps"]:
+            for st in rp["steps"]:
+                st["figures"] = media_figures(st["run"])
+        if sat.get("half"):
+            sat["half"]["figures"] = median_figures([media_figures(r)
+                                                     for r in sat["half"]["runs"]])
+    print_saturation(sat)
     return 0
 
 
@@ -568,15 +688,16 @@ def main():
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     t0 = time.time()
-    media, storms, problems = run_all(a, bins, workdir)
+    media, storms, sat, problems = run_all(a, bins, workdir)
     doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
            "mode": "smoke" if a.smoke else "full", "duration_s": a.duration,
            "warmup_s": a.warmup, "repeat": a.repeat, "relay_threads": a.threads,
            "gen_threads": a.gen_threads, "machine": machine_info(), "scenarios": media,
-           "storm": storms, "problems": problems, "elapsed_s": round(time.time() - t0, 1)}
+           "storm": storms, "saturation": sat, "problems": problems, "elapsed_s": round(time.time() - t0, 1)}
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
     print_tables(media, storms)
+    print_saturation(sat)
     print("\nresults: %s (logs in %s); %.0f s" % (a.out, workdir, time.time() - t0))
     if problems:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems))
