@@ -19,7 +19,21 @@
  *
  * Datagrams are congestion controlled by ngtcp2: they wait in a bounded FIFO
  * (WZPC_DGRAM_QUEUE_MAX) while the congestion window is full; a full queue refuses new
- * ones and counts the drop.
+ * ones and counts the drop. Their blocks are recycled per client (no malloc per
+ * datagram in the steady state).
+ *
+ * I/O cost (the load generator drives hundreds of clients from one thread): a socket
+ * is drained with recvmmsg (a short batch means it is empty, so there is no failing
+ * call), the packets of a batch share one clock reading, and received datagrams are
+ * queued in a per-thread scratch buffer that stays in cache. A flush that writes
+ * several packets sends them with one sendmmsg. None of this changes what goes on the
+ * wire: the client still reads everything available before it writes, as before.
+ *
+ * Shared sockets (wzpc_mux, opt-in): the clients of one loop share a few UDP sockets.
+ * Our connection IDs carry the client's slot, which routes received packets; clients
+ * that got packets write once after the batch. Written packets queue per socket and go
+ * out with one sendmmsg, groups of equal-sized packets as one UDP GSO message each
+ * (the kernel splits them back into the same datagrams before the relay's socket).
  */
 #include "wzpc.h"
 
@@ -33,9 +47,11 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -43,13 +59,32 @@
 
 #define MOD "wzpc"
 
-#define WZPC_DCID_LEN          18
-#define WZPC_SCID_LEN          16
-#define WZPC_DGRAM_QUEUE_MAX   1024
-#define WZPC_UNI_MAX_BYTES     (1024 * 1024) /* larger uni streams are truncated */
-#define WZPC_RECV_BATCH        64            /* packets per read callback (fairness) */
-#define WZPC_TX_BUF_BYTES      NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE
-#define WZPC_RX_BUF_BYTES      65536
+#define WZPC_DCID_LEN        18
+#define WZPC_SCID_LEN        16
+#define WZPC_DGRAM_QUEUE_MAX 1024
+#define WZPC_UNI_MAX_BYTES   (1024 * 1024) /* larger uni streams are truncated */
+#define WZPC_RECV_BATCH      64            /* packets per read callback (fairness) */
+#define WZPC_RX_MMSG         16            /* packets per recvmmsg() */
+#define WZPC_TX_BUF_BYTES    NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE
+#define WZPC_TX_BATCH        8 /* packets per sendmmsg() in one flush */
+#define WZPC_RX_BUF_BYTES    65536
+/* Receive slots hold a whole UDP datagram; the extra 256 bytes keep the slots' first
+ * (the only touched) cache lines from all landing in the same cache set. */
+#define WZPC_RX_SLOT_BYTES   (WZPC_RX_BUF_BYTES + 256)
+#define WZPC_DGRAM_MIN_CAP   256 /* smallest reusable datagram block */
+#define WZPC_DGRAM_FREE_MAX  16  /* reusable blocks kept per client */
+#define WZPC_MUX_MAX_SOCKETS 4096
+/* Packets a shared socket queues before it sends them; all queues are also sent before
+ * the loop blocks. Packets with application data (datagrams, stream data) go out once
+ * WZPC_MUX_TX_DATA_BATCH of them wait, so batching adds little latency to media; ACK
+ * and other control packets batch up to the full WZPC_MUX_TX_BATCH. */
+#define WZPC_MUX_TX_BATCH      32
+#define WZPC_MUX_TX_DATA_BATCH 8
+#define WZPC_MUX_RECV_BATCH    128               /* packets per shared-socket read callback */
+#define WZPC_MUX_RCVBUF        (4 * 1024 * 1024) /* asked for; the kernel may cap it */
+#define WZPC_MUX_CID_PREFIX    8                 /* slot (4 bytes, masked) + tag (4 bytes) */
+#define WZPC_GSO_MAX_SEGMENTS  64                /* the kernel's UDP_MAX_SEGMENTS */
+#define WZPC_GSO_MAX_BYTES     60000
 #define WZPC_DEFAULT_IDLE_MS   30000
 #define WZPC_KEEPALIVE         (5 * NGTCP2_SECONDS)
 #define WZPC_TLS_ALERT_NO_ALPN 120 /* no_application_protocol */
@@ -90,9 +125,44 @@ struct wzpc_stream {
     bool closed;       /* ngtcp2 closed it: no more callbacks for this id */
 };
 
+/* A queued outgoing datagram. Blocks are recycled through a per-client free list, so
+ * the steady state needs no malloc per datagram. */
 struct wzpc_dgram {
+    struct wzpc_dgram *next_free;
+    size_t cap;
     size_t len;
     uint8_t data[];
+};
+
+/* One shared UDP socket of a mux, with the packets queued for it. */
+struct wzpc_mux_sock {
+    struct wzpc_mux *mux;
+    int fd;
+    ev_io rev;
+    struct sockaddr_storage local_addr;
+    socklen_t local_addrlen;
+    struct wzpc_mux_sock *tx_next; /* on mux->tx_socks */
+    bool tx_listed;
+    unsigned ntx, ntx_data; /* queued packets, of which carry application data */
+    struct wzpc_client *tx_owner[WZPC_MUX_TX_BATCH]; /* valid until the queue is sent */
+    size_t tx_len[WZPC_MUX_TX_BATCH];
+    uint8_t tx[WZPC_MUX_TX_BATCH][WZPC_TX_BUF_BYTES];
+};
+
+struct wzpc_mux {
+    struct ev_loop *loop;
+    struct sockaddr_storage remote_addr;
+    socklen_t remote_addrlen;
+    struct wzpc_mux_sock *socks;
+    unsigned nsocks, next_sock;
+    uint32_t key;               /* XORed onto slot numbers in connection IDs */
+    struct wzpc_client **slots; /* by slot number; NULL = free */
+    uint32_t nslots, slot_hint; /* slot_hint: no free slot below it */
+    struct wzpc_client *dirty;  /* clients to flush after a receive batch */
+    struct wzpc_mux_sock *tx_socks;
+    ev_prepare prepare; /* sends the queued packets before the loop blocks */
+    bool gso_off;       /* the kernel refused UDP_SEGMENT: one datagram per message */
+    uint32_t gso_gen;   /* numbers the queue sends, see mux_sock_send */
 };
 
 struct wzpc_client {
@@ -104,7 +174,14 @@ struct wzpc_client {
     uint8_t alpn[255];
     size_t alpn_len; /* 0 = offer no ALPN */
 
-    int fd;
+    int fd; /* own socket; -1 on a mux */
+    struct wzpc_mux *mux;
+    struct wzpc_mux_sock *msock; /* the shared socket used, on a mux */
+    uint32_t mux_slot, cid_tag;
+    bool dirty; /* on mux->dirty */
+    struct wzpc_client *dirty_next;
+    uint32_t gso_gen;   /* mux->gso_gen of the send that placed our last packet */
+    unsigned gso_group; /* ... and the group it went into */
     struct sockaddr_storage local_addr, remote_addr;
     socklen_t local_addrlen, remote_addrlen;
     gnutls_certificate_credentials_t cred;
@@ -130,7 +207,12 @@ struct wzpc_client {
 
     struct wzpc_dgram *dq[WZPC_DGRAM_QUEUE_MAX]; /* outgoing datagram ring */
     size_t dq_head, dq_count;
+    struct wzpc_dgram *dfree; /* recycled blocks (at most WZPC_DGRAM_FREE_MAX) */
+    unsigned dfree_count;
+    uint64_t peer_max_dgram;  /* the relay's max_datagram_frame_size, once connected */
     struct wzp_buf rx_dgrams; /* [size_t len][bytes]... received during read_pkt */
+    struct wzp_buf *rx_dq;    /* where cb_recv_datagram appends: rx_dgrams or the
+                                 thread's receive scratch during read_cb */
 
     bool close_seen, close_by_peer, close_is_app;
     uint64_t close_code;
@@ -318,17 +400,70 @@ static void record_close(struct wzpc_client *c, bool by_peer,
     c->close_reason[n] = '\0';
 }
 
-static void send_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
+static int client_fd(const struct wzpc_client *c)
+{
+    return c->msock != NULL ? c->msock->fd : c->fd;
+}
+
+static void mux_sock_send(struct wzpc_mux_sock *ms);
+
+static void send_one_packet(int fd, const uint8_t *pkt, size_t len)
 {
     ssize_t n;
 
     do {
-        n = send(c->fd, pkt, len, 0);
+        n = send(fd, pkt, len, 0);
     } while (n < 0 && errno == EINTR);
     /* EAGAIN: the packet is lost and QUIC recovers. ECONNREFUSED: an ICMP error from
      * an earlier packet, ignored like quinn does (the idle timer decides). */
     if (n < 0)
         LOG_DEBUG(MOD, "send: %s", strerror(errno));
+}
+
+/* Send one packet now (on a mux: after what is queued on the socket, to keep order). */
+static void send_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
+{
+    if (c->msock != NULL)
+        mux_sock_send(c->msock);
+    send_one_packet(client_fd(c), pkt, len);
+}
+
+_Static_assert(WZPC_TX_BATCH <= WZPC_MUX_TX_BATCH, "send_batch takes either queue");
+
+/*
+ * Send npkt packets on a connected socket with as few system calls as possible
+ * (npkt <= WZPC_MUX_TX_BATCH). A packet the kernel refuses is lost; QUIC recovers.
+ */
+static void send_batch(int fd, uint8_t (*bufs)[WZPC_TX_BUF_BYTES], const size_t *lens, size_t npkt)
+{
+    struct mmsghdr msgs[WZPC_MUX_TX_BATCH];
+    struct iovec iov[WZPC_MUX_TX_BATCH];
+    size_t done = 0;
+
+    if (npkt == 1) {
+        send_one_packet(fd, bufs[0], lens[0]);
+        return;
+    }
+    memset(msgs, 0, npkt * sizeof(msgs[0]));
+    for (size_t i = 0; i < npkt; i++) {
+        iov[i].iov_base = bufs[i];
+        iov[i].iov_len = lens[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (done < npkt) {
+        int n = sendmmsg(fd, msgs + done, (unsigned)(npkt - done), 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* The first remaining packet failed (see send_packet): it is lost. */
+            LOG_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
+            done++;
+            continue;
+        }
+        done += (size_t)n;
+    }
 }
 
 /* Send CONNECTION_CLOSE (unless the connection is already gone) and stop all I/O. */
@@ -389,10 +524,27 @@ static void cb_rand(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx)
     (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
 }
 
+/*
+ * A connection ID of ours: random, except on a mux, where it starts with the client's
+ * slot (masked with the mux's key) and its tag, so received packets find the client.
+ */
+static int fill_cid(const struct wzpc_client *c, uint8_t *data, size_t len)
+{
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, data, len) != 0)
+        return WZP_ECRYPTO;
+    if (c->mux != NULL) {
+        if (len < WZPC_MUX_CID_PREFIX)
+            return WZP_EINVAL;
+        wzp_put_u32be(data, c->mux_slot ^ c->mux->key);
+        wzp_put_u32be(data + 4, c->cid_tag);
+    }
+    return WZP_OK;
+}
+
 static int cb_new_connection_id(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
                                 void *user_data)
 {
-    if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0 ||
+    if (fill_cid(user_data, cid->data, cidlen) != WZP_OK ||
         gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0)
         return NGTCP2_ERR_CALLBACK_FAILURE;
     cid->datalen = cidlen;
@@ -484,11 +636,14 @@ static int cb_recv_datagram(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
                             void *user_data)
 {
     struct wzpc_client *c = user_data;
+    struct wzp_buf *q = c->rx_dq;
 
-    if (wzp_buf_append(&c->rx_dgrams, &datalen, sizeof(datalen)) != WZP_OK)
-        return 0;
-    if (wzp_buf_append(&c->rx_dgrams, data, datalen) != WZP_OK)
-        c->rx_dgrams.len -= sizeof(datalen);
+    if (wzp_buf_reserve(q, sizeof(datalen) + datalen) != WZP_OK)
+        return 0; /* dropped, like a datagram lost on the way */
+    memcpy(q->data + q->len, &datalen, sizeof(datalen));
+    if (datalen > 0)
+        memcpy(q->data + q->len + sizeof(datalen), data, datalen);
+    q->len += sizeof(datalen) + datalen;
     return 0;
 }
 
@@ -541,30 +696,56 @@ static void fill_callbacks(ngtcp2_callbacks *cb)
 
 /* ------------------------------------------------------------------ setup */
 
-static int setup_socket(struct wzpc_client *c, const char *host, uint16_t port)
+static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&c->remote_addr;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&c->remote_addr;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
 
-    memset(&c->remote_addr, 0, sizeof(c->remote_addr));
+    memset(ss, 0, sizeof(*ss));
     if (host != NULL && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons(port);
-        c->remote_addrlen = sizeof(*v4);
+        *len = sizeof(*v4);
     } else if (host != NULL && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons(port);
-        c->remote_addrlen = sizeof(*v6);
+        *len = sizeof(*v6);
     } else {
         LOG_ERROR(MOD, "not an IPv4 or IPv6 literal: %s", host ? host : "(null)");
         return WZP_EINVAL;
     }
-    c->fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        return WZP_EIO;
-    c->local_addrlen = sizeof(c->local_addr);
-    if (connect(c->fd, (struct sockaddr *)&c->remote_addr, c->remote_addrlen) != 0 ||
-        getsockname(c->fd, (struct sockaddr *)&c->local_addr, &c->local_addrlen) != 0) {
+    return WZP_OK;
+}
+
+/* A non-blocking UDP socket connected to remote; its local address in *local. */
+static int open_connected_socket(const struct sockaddr_storage *remote, socklen_t remotelen,
+                                 struct sockaddr_storage *local, socklen_t *locallen)
+{
+    int fd = socket(remote->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    *locallen = sizeof(*local);
+    if (connect(fd, (const struct sockaddr *)remote, remotelen) != 0 ||
+        getsockname(fd, (struct sockaddr *)local, locallen) != 0) {
+        int err = errno;
+
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+static int setup_socket(struct wzpc_client *c, const char *host, uint16_t port)
+{
+    int rc = parse_addr(host, port, &c->remote_addr, &c->remote_addrlen);
+
+    if (rc != WZP_OK)
+        return rc;
+    c->fd = open_connected_socket(&c->remote_addr, c->remote_addrlen, &c->local_addr,
+                                  &c->local_addrlen);
+    if (c->fd < 0) {
         LOG_ERROR(MOD, "connect %s:%u: %s", host, port, strerror(errno));
         return WZP_EIO;
     }
@@ -627,8 +808,10 @@ static int setup_quic(struct wzpc_client *c)
     ngtcp2_callbacks cb;
     ngtcp2_cid dcid, scid;
 
-    if (random_cid(&dcid, WZPC_DCID_LEN) != WZP_OK || random_cid(&scid, WZPC_SCID_LEN) != WZP_OK)
+    if (random_cid(&dcid, WZPC_DCID_LEN) != WZP_OK ||
+        fill_cid(c, scid.data, WZPC_SCID_LEN) != WZP_OK)
         return WZP_ECRYPTO;
+    scid.datalen = WZPC_SCID_LEN;
     fill_callbacks(&cb);
     ngtcp2_settings_default(&settings);
     settings.initial_ts = wzp_now_ns();
@@ -720,14 +903,60 @@ static void account_stream_write(struct wzpc_stream *s, ngtcp2_ssize ndata)
         s->tx_fin_sent = true;
 }
 
-/* State of one flush(): where ngtcp2 writes, and what may still be tried. */
+/*
+ * State of one flush(): where ngtcp2 writes, and what may still be tried. With an own
+ * socket, packets are collected in bufs and go out together (one sendmmsg) when the
+ * batch is full or the flush ends. On a mux, ngtcp2 writes straight into the shared
+ * socket's queue, which is sent before the loop blocks.
+ */
 struct flush_ctx {
     ngtcp2_path_storage ps;
     ngtcp2_pkt_info pi;
     ngtcp2_tstamp ts;
-    uint8_t buf[WZPC_TX_BUF_BYTES];
+    size_t npkt;
     bool dgram_blocked;
+    bool pkt_has_data; /* the packet being written carries datagram or stream data */
+    size_t lens[WZPC_TX_BATCH];
+    uint8_t bufs[WZPC_TX_BATCH][WZPC_TX_BUF_BYTES];
 };
+
+/* Where ngtcp2 writes the next packet. */
+static uint8_t *flush_buf(struct wzpc_client *c, struct flush_ctx *f)
+{
+    if (c->msock != NULL)
+        return c->msock->tx[c->msock->ntx];
+    return f->bufs[f->npkt];
+}
+
+static void flush_send(struct wzpc_client *c, struct flush_ctx *f)
+{
+    if (f->npkt > 0)
+        send_batch(c->fd, f->bufs, f->lens, f->npkt);
+    f->npkt = 0;
+}
+
+/* Queue the packet just written into flush_buf(). */
+static void flush_commit(struct wzpc_client *c, struct flush_ctx *f, size_t len)
+{
+    struct wzpc_mux_sock *ms = c->msock;
+
+    if (ms == NULL) {
+        f->lens[f->npkt++] = len;
+        if (f->npkt == WZPC_TX_BATCH)
+            flush_send(c, f);
+        return;
+    }
+    if (!ms->tx_listed) {
+        ms->tx_listed = true;
+        ms->tx_next = ms->mux->tx_socks;
+        ms->mux->tx_socks = ms;
+    }
+    ms->tx_owner[ms->ntx] = c;
+    ms->tx_len[ms->ntx++] = len;
+    ms->ntx_data += f->pkt_has_data;
+    if (ms->ntx == WZPC_MUX_TX_BATCH || ms->ntx_data == WZPC_MUX_TX_DATA_BATCH)
+        mux_sock_send(ms);
+}
 
 /* Returns the packet length to send, 0 to go on, or a fatal ngtcp2 error. */
 static ngtcp2_ssize write_stream_step(struct wzpc_client *c, struct flush_ctx *f,
@@ -736,9 +965,12 @@ static ngtcp2_ssize write_stream_step(struct wzpc_client *c, struct flush_ctx *f
     ngtcp2_vec vec = {s->tx + s->tx_off, s->tx_len - s->tx_off};
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE | (s->tx_fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : 0);
     ngtcp2_ssize ndata = -1;
-    ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf),
-                                               &ndata, flags, s->id, &vec, vec.len ? 1 : 0, f->ts);
+    ngtcp2_ssize n =
+        ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, flush_buf(c, f), WZPC_TX_BUF_BYTES,
+                                  &ndata, flags, s->id, &vec, vec.len ? 1 : 0, f->ts);
 
+    if (ndata > 0 || (ndata == 0 && s->tx_fin))
+        f->pkt_has_data = true;
     switch (n) {
     case NGTCP2_ERR_WRITE_MORE:
         account_stream_write(s, ndata);
@@ -760,9 +992,36 @@ static ngtcp2_ssize write_stream_step(struct wzpc_client *c, struct flush_ctx *f
     return n;
 }
 
+/* A block for an outgoing datagram of len bytes: recycled if one is big enough. */
+static struct wzpc_dgram *dgram_alloc(struct wzpc_client *c, size_t len)
+{
+    struct wzpc_dgram *d = c->dfree;
+
+    if (d != NULL && d->cap >= len) {
+        c->dfree = d->next_free;
+        c->dfree_count--;
+        return d;
+    }
+    d = malloc(sizeof(*d) + WZP_MAX(len, (size_t)WZPC_DGRAM_MIN_CAP));
+    if (d != NULL)
+        d->cap = WZP_MAX(len, (size_t)WZPC_DGRAM_MIN_CAP);
+    return d;
+}
+
+static void dgram_release(struct wzpc_client *c, struct wzpc_dgram *d)
+{
+    if (c->dfree_count >= WZPC_DGRAM_FREE_MAX) {
+        free(d);
+        return;
+    }
+    d->next_free = c->dfree;
+    c->dfree = d;
+    c->dfree_count++;
+}
+
 static void dq_pop(struct wzpc_client *c)
 {
-    free(c->dq[c->dq_head]);
+    dgram_release(c, c->dq[c->dq_head]);
     c->dq[c->dq_head] = NULL;
     c->dq_head = (c->dq_head + 1) % WZPC_DGRAM_QUEUE_MAX;
     c->dq_count--;
@@ -772,6 +1031,13 @@ static void dq_clear(struct wzpc_client *c)
 {
     while (c->dq_count > 0)
         dq_pop(c);
+    while (c->dfree != NULL) {
+        struct wzpc_dgram *d = c->dfree;
+
+        c->dfree = d->next_free;
+        free(d);
+    }
+    c->dfree_count = 0;
 }
 
 static bool dgram_fits_path(struct wzpc_client *c, size_t len)
@@ -785,9 +1051,9 @@ static ngtcp2_ssize write_dgram_step(struct wzpc_client *c, struct flush_ctx *f)
     struct wzpc_dgram *d = c->dq[c->dq_head];
     ngtcp2_vec vec = {d->data, d->len};
     int accepted = 0;
-    ngtcp2_ssize n =
-        ngtcp2_conn_writev_datagram(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf), &accepted,
-                                    NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &vec, 1, f->ts);
+    ngtcp2_ssize n = ngtcp2_conn_writev_datagram(
+        c->conn, &f->ps.path, &f->pi, flush_buf(c, f), WZPC_TX_BUF_BYTES, &accepted,
+        NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &vec, 1, f->ts);
 
     if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
         /* The relay takes no datagrams at all, or none this large. */
@@ -796,6 +1062,7 @@ static ngtcp2_ssize write_dgram_step(struct wzpc_client *c, struct flush_ctx *f)
         return 0;
     }
     if (accepted) {
+        f->pkt_has_data = true;
         c->stats.datagrams_sent++;
         dq_pop(c);
     }
@@ -814,14 +1081,14 @@ static ngtcp2_ssize write_dgram_step(struct wzpc_client *c, struct flush_ctx *f)
 /* Finish a coalesced packet or write control frames (ACK, PING, retransmissions). */
 static ngtcp2_ssize write_plain_step(struct wzpc_client *c, struct flush_ctx *f)
 {
-    return ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, f->buf, sizeof(f->buf), NULL,
-                                     NGTCP2_WRITE_STREAM_FLAG_NONE, -1, NULL, 0, f->ts);
+    return ngtcp2_conn_writev_stream(c->conn, &f->ps.path, &f->pi, flush_buf(c, f),
+                                     WZPC_TX_BUF_BYTES, NULL, NGTCP2_WRITE_STREAM_FLAG_NONE, -1,
+                                     NULL, 0, f->ts);
 }
 
-static void update_timer(struct wzpc_client *c)
+static void update_timer(struct wzpc_client *c, ngtcp2_tstamp now)
 {
     ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(c->conn);
-    ngtcp2_tstamp now = wzp_now_ns();
 
     if (expiry == UINT64_MAX) {
         ev_timer_stop(c->loop, &c->timer);
@@ -840,8 +1107,9 @@ static void clear_tx_blocked(struct wzpc_client *c)
 /*
  * The write loop: stream data first, then queued datagrams, then whatever ngtcp2 has
  * on its own, coalescing with the MORE flags until ngtcp2 has nothing more to write.
+ * now is the caller's timestamp (one per read batch or timer event is precise enough).
  */
-static void flush(struct wzpc_client *c)
+static void flush_at(struct wzpc_client *c, ngtcp2_tstamp now)
 {
     struct flush_ctx f;
     bool can_send = c->state == WZPC_CONNECTED || c->state == WZPC_JOINED;
@@ -850,11 +1118,15 @@ static void flush(struct wzpc_client *c)
         return;
     ngtcp2_path_storage_zero(&f.ps);
     memset(&f.pi, 0, sizeof(f.pi));
-    f.ts = wzp_now_ns();
+    f.ts = now;
+    f.npkt = 0;
     f.dgram_blocked = false;
-    if (can_send)
-        open_pending_streams(c);
-    clear_tx_blocked(c);
+    f.pkt_has_data = false;
+    if (c->streams != NULL) {
+        if (can_send)
+            open_pending_streams(c);
+        clear_tx_blocked(c);
+    }
     for (;;) {
         struct wzpc_stream *s = can_send ? next_writable_stream(c) : NULL;
         ngtcp2_ssize n;
@@ -866,16 +1138,25 @@ static void flush(struct wzpc_client *c)
         else if ((n = write_plain_step(c, &f)) == 0)
             break;
         if (n < 0) {
+            flush_send(c, &f); /* what was written before the error still goes out */
             close_liberr(c, (int)n);
             enter_closed(c);
             return;
         }
-        if (n > 0)
-            send_packet(c, f.buf, (size_t)n);
+        if (n > 0) {
+            flush_commit(c, &f, (size_t)n);
+            f.pkt_has_data = false;
+        }
     }
+    flush_send(c, &f);
     /* No ngtcp2_conn_update_pkt_tx_time: we do not pace, and telling ngtcp2 we do held
      * the handshake's last flight back until a timer (about 21 ms per join). */
-    update_timer(c);
+    update_timer(c, f.ts);
+}
+
+static void flush(struct wzpc_client *c)
+{
+    flush_at(c, wzp_now_ns());
 }
 
 /* Arm a flush for the next loop iteration (user sends made outside our watchers). */
@@ -938,6 +1219,11 @@ static void send_join(struct wzpc_client *c)
 static void on_handshake_done(struct wzpc_client *c)
 {
     LOG_DEBUG(MOD, "%s: QUIC handshake complete", c->id.fingerprint);
+    {
+        const ngtcp2_transport_params *tp = ngtcp2_conn_get_remote_transport_params(c->conn);
+
+        c->peer_max_dgram = tp != NULL ? tp->max_datagram_frame_size : 0;
+    }
     set_state(c, WZPC_CONNECTED);
     if (c->state == WZPC_CONNECTED && c->cfg.auto_join)
         send_join(c);
@@ -945,19 +1231,20 @@ static void on_handshake_done(struct wzpc_client *c)
 
 static void deliver_datagrams(struct wzpc_client *c)
 {
+    struct wzp_buf *q = c->rx_dq;
     size_t off = 0;
 
-    while (off < c->rx_dgrams.len && c->state != WZPC_CLOSED) {
+    while (off < q->len && c->state != WZPC_CLOSED) {
         size_t len;
 
-        memcpy(&len, c->rx_dgrams.data + off, sizeof(len));
+        memcpy(&len, q->data + off, sizeof(len));
         off += sizeof(len);
         c->stats.datagrams_received++;
         if (c->cfg.on_datagram != NULL)
-            c->cfg.on_datagram(c, c->rx_dgrams.data + off, len, c->cfg.user_data);
+            c->cfg.on_datagram(c, q->data + off, len, c->cfg.user_data);
         off += len;
     }
-    wzp_buf_reset(&c->rx_dgrams);
+    wzp_buf_reset(q);
 }
 
 static void deliver_uni_streams(struct wzpc_client *c)
@@ -1082,7 +1369,7 @@ static void handle_read_error(struct wzpc_client *c, int rv)
 }
 
 /* One UDP datagram from the relay: feed ngtcp2, then report the results. */
-static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
+static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len, ngtcp2_tstamp now)
 {
     ngtcp2_path path = {
         {(struct sockaddr *)&c->local_addr, c->local_addrlen},
@@ -1090,7 +1377,7 @@ static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
         NULL,
     };
     ngtcp2_pkt_info pi = {0};
-    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, pkt, len, wzp_now_ns());
+    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, pkt, len, now);
 
     if (rv != 0)
         handle_read_error(c, rv);
@@ -1099,29 +1386,137 @@ static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len)
         enter_closed(c);
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Per-thread receive scratch: recvmmsg slots and the queue of datagrams that one
+ * read_pkt produced. One per thread (all clients of a loop take turns); "busy" guards
+ * against a user callback that runs a nested loop, which then reads the old way.
+ */
+struct rx_scratch {
+    bool busy;
+    struct wzp_buf dgrams;
+    struct mmsghdr msgs[WZPC_RX_MMSG];
+    struct iovec iov[WZPC_RX_MMSG];
+    uint8_t *slots; /* WZPC_RX_MMSG x WZPC_RX_SLOT_BYTES */
+};
+
+static pthread_key_t rx_key;
+static pthread_once_t rx_key_once = PTHREAD_ONCE_INIT;
+static bool rx_key_ok;
+
+static void rx_scratch_destroy(void *arg)
 {
-    struct wzpc_client *c = w->data;
+    struct rx_scratch *rx = arg;
+
+    wzp_buf_free(&rx->dgrams);
+    free(rx->slots);
+    free(rx);
+}
+
+static void rx_key_init(void)
+{
+    rx_key_ok = pthread_key_create(&rx_key, rx_scratch_destroy) == 0;
+}
+
+/* The calling thread's scratch, marked busy; NULL if in use or out of memory. */
+static struct rx_scratch *rx_scratch_acquire(void)
+{
+    struct rx_scratch *rx;
+
+    pthread_once(&rx_key_once, rx_key_init);
+    if (!rx_key_ok)
+        return NULL;
+    rx = pthread_getspecific(rx_key);
+    if (rx == NULL) {
+        rx = calloc(1, sizeof(*rx));
+        if (rx == NULL)
+            return NULL;
+        rx->slots = malloc((size_t)WZPC_RX_MMSG * WZPC_RX_SLOT_BYTES);
+        if (rx->slots == NULL || pthread_setspecific(rx_key, rx) != 0) {
+            free(rx->slots);
+            free(rx);
+            return NULL;
+        }
+        for (int i = 0; i < WZPC_RX_MMSG; i++) {
+            rx->iov[i].iov_base = rx->slots + (size_t)i * WZPC_RX_SLOT_BYTES;
+            rx->iov[i].iov_len = WZPC_RX_BUF_BYTES;
+            rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
+            rx->msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+    }
+    if (rx->busy)
+        return NULL;
+    rx->busy = true;
+    return rx;
+}
+
+static void log_recv_error(const char *what)
+{
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        LOG_DEBUG(MOD, "%s: %s", what, strerror(errno)); /* e.g. ICMP unreachable */
+}
+
+/* Fallback: one recv() per packet into a stack buffer. */
+static void read_one_by_one(struct wzpc_client *c)
+{
     uint8_t buf[WZPC_RX_BUF_BYTES];
 
     for (int i = 0; i < WZPC_RECV_BATCH && c->state != WZPC_CLOSED; i++) {
         ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                LOG_DEBUG(MOD, "recv: %s", strerror(errno)); /* e.g. ICMP unreachable */
+            log_recv_error("recv");
             break;
         }
-        handle_packet(c, buf, (size_t)n);
+        handle_packet(c, buf, (size_t)n, wzp_now_ns());
     }
+}
+
+/*
+ * Drain the socket with recvmmsg: a batch shorter than WZPC_RX_MMSG means the socket
+ * was empty, so no failing call is needed to find out. All packets of one batch share
+ * a timestamp, and the client writes (ACKs, queued data) once after all of them, as
+ * before.
+ */
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wzpc_client *c = w->data;
+    struct rx_scratch *rx = rx_scratch_acquire();
+    ngtcp2_tstamp now = 0;
+
+    if (rx == NULL) {
+        read_one_by_one(c);
+        if (c->state != WZPC_CLOSED)
+            flush(c);
+        return;
+    }
+    c->rx_dq = &rx->dgrams;
+    for (int got = 0; got < WZPC_RECV_BATCH && c->state != WZPC_CLOSED;) {
+        int n = recvmmsg(c->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
+
+        if (n <= 0) {
+            if (n < 0)
+                log_recv_error("recvmmsg");
+            break;
+        }
+        now = wzp_now_ns();
+        for (int i = 0; i < n && c->state != WZPC_CLOSED; i++)
+            handle_packet(c, rx->iov[i].iov_base, rx->msgs[i].msg_len, now);
+        got += n;
+        if (n < WZPC_RX_MMSG)
+            break;
+    }
+    c->rx_dq = &c->rx_dgrams;
+    wzp_buf_reset(&rx->dgrams);
+    rx->busy = false;
     if (c->state != WZPC_CLOSED)
-        flush(c);
+        flush_at(c, now != 0 ? now : wzp_now_ns());
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct wzpc_client *c = w->data;
-    int rv = ngtcp2_conn_handle_expiry(c->conn, wzp_now_ns());
+    ngtcp2_tstamp now = wzp_now_ns();
+    int rv = ngtcp2_conn_handle_expiry(c->conn, now);
 
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         LOG_DEBUG(MOD, "%s: %s", c->id.fingerprint, ngtcp2_strerror(rv));
@@ -1135,7 +1530,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (c->state != WZPC_CLOSED)
-        flush(c);
+        flush_at(c, now);
 }
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -1154,15 +1549,440 @@ static void init_watchers(struct wzpc_client *c)
     c->timer.data = c;
     ev_prepare_init(&c->prepare, prepare_cb);
     c->prepare.data = c;
-    ev_io_start(c->loop, &c->rev);
+    if (c->mux == NULL)
+        ev_io_start(c->loop, &c->rev);      /* on a mux, the shared socket's watcher reads */
     ev_prepare_start(c->loop, &c->prepare); /* sends the first Initial */
+}
+
+/* ------------------------------------------------------------------ shared sockets */
+
+/* The client a packet on a mux socket is for, from its destination connection ID. */
+static struct wzpc_client *mux_lookup(const struct wzpc_mux *m, const uint8_t *pkt, size_t len)
+{
+    const uint8_t *dcid;
+    size_t dcidlen;
+    uint32_t slot;
+    struct wzpc_client *c;
+
+    if (len == 0)
+        return NULL;
+    if (pkt[0] & 0x80) { /* long header: flags, version (4), DCID length, DCID */
+        if (len < 6)
+            return NULL;
+        dcidlen = pkt[5];
+        dcid = pkt + 6;
+        if (len < 6 + dcidlen)
+            return NULL;
+    } else { /* short header: our own CID length */
+        dcidlen = WZPC_SCID_LEN;
+        dcid = pkt + 1;
+        if (len < 1 + dcidlen)
+            return NULL;
+    }
+    if (dcidlen < WZPC_MUX_CID_PREFIX)
+        return NULL;
+    slot = wzp_get_u32be(dcid) ^ m->key;
+    if (slot >= m->nslots || (c = m->slots[slot]) == NULL || c->cid_tag != wzp_get_u32be(dcid + 4))
+        return NULL;
+    return c;
+}
+
+/* One GSO message of a queue send: packets of equal size, sent as one UDP_SEGMENT send. */
+struct gso_group {
+    size_t seg;     /* size of every packet in it */
+    size_t bytes;   /* their total */
+    unsigned n;     /* how many */
+    unsigned first; /* where its packets start in the iovec array */
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl;
+};
+
+/*
+ * Sort the queue into groups of equal-sized packets, keeping every client's packets in
+ * their order (a client's packet only joins a group at or after the one that took its
+ * previous packet; groups go out in the order they were opened). Returns the number of
+ * groups; grp[i] is packet i's group.
+ */
+static unsigned gso_plan(struct wzpc_mux_sock *ms, struct gso_group *g, unsigned char *grp)
+{
+    struct wzpc_mux *m = ms->mux;
+    unsigned ngroups = 0;
+
+    m->gso_gen++;
+    for (unsigned i = 0; i < ms->ntx; i++) {
+        struct wzpc_client *c = ms->tx_owner[i];
+        size_t len = ms->tx_len[i];
+        unsigned k = c->gso_gen == m->gso_gen ? c->gso_group : 0;
+
+        while (k < ngroups && (g[k].seg != len || g[k].n == WZPC_GSO_MAX_SEGMENTS ||
+                               g[k].bytes + len > WZPC_GSO_MAX_BYTES))
+            k++;
+        if (k == ngroups) {
+            g[k].seg = len;
+            g[k].bytes = 0;
+            g[k].n = 0;
+            ngroups++;
+        }
+        g[k].n++;
+        g[k].bytes += len;
+        grp[i] = (unsigned char)k;
+        c->gso_gen = m->gso_gen;
+        c->gso_group = k;
+    }
+    return ngroups;
+}
+
+/* The kernel cannot segment on this path (no checksum offload, old kernel, ...). */
+static bool gso_refused(int err)
+{
+    return err == EIO || err == EINVAL || err == EOPNOTSUPP || err == ENOPROTOOPT;
+}
+
+/*
+ * Send a queue of 2+ packets with UDP GSO: each group of equal-sized packets is one
+ * message whose segments the kernel splits back into the same UDP datagrams, so the
+ * relay receives exactly what separate sends would give it, at a fraction of the
+ * kernel's per-packet cost on the sending side.
+ */
+static void send_gso(struct wzpc_mux_sock *ms)
+{
+    struct gso_group g[WZPC_MUX_TX_BATCH];
+    unsigned char grp[WZPC_MUX_TX_BATCH];
+    struct iovec iov[WZPC_MUX_TX_BATCH];
+    struct mmsghdr msgs[WZPC_MUX_TX_BATCH];
+    unsigned fill[WZPC_MUX_TX_BATCH];
+    unsigned ngroups = gso_plan(ms, g, grp), at = 0, done = 0;
+
+    for (unsigned k = 0; k < ngroups; k++) {
+        g[k].first = at;
+        fill[k] = 0;
+        at += g[k].n;
+    }
+    for (unsigned i = 0; i < ms->ntx; i++) {
+        unsigned k = grp[i];
+        struct iovec *v = &iov[g[k].first + fill[k]++];
+
+        v->iov_base = ms->tx[i];
+        v->iov_len = ms->tx_len[i];
+    }
+    memset(msgs, 0, ngroups * sizeof(msgs[0]));
+    for (unsigned k = 0; k < ngroups; k++) {
+        struct msghdr *h = &msgs[k].msg_hdr;
+
+        h->msg_iov = &iov[g[k].first];
+        h->msg_iovlen = g[k].n;
+        if (g[k].n > 1) {
+            struct cmsghdr *cm;
+            uint16_t seg = (uint16_t)g[k].seg;
+
+            memset(&g[k].ctl, 0, sizeof(g[k].ctl));
+            h->msg_control = g[k].ctl.buf;
+            h->msg_controllen = sizeof(g[k].ctl.buf);
+            cm = CMSG_FIRSTHDR(h);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(seg));
+            memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+        }
+    }
+    while (done < ngroups) {
+        int n = sendmmsg(ms->fd, msgs + done, ngroups - done, 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            done += (unsigned)n;
+            continue;
+        }
+        if (n < 0 && g[done].n > 1 && gso_refused(errno)) {
+            LOG_WARN(MOD, "UDP GSO refused (%s): sending one datagram per packet", strerror(errno));
+            ms->mux->gso_off = true;
+            break;
+        }
+        LOG_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
+        done++; /* that message is lost; QUIC recovers */
+    }
+    for (; done < ngroups; done++) /* GSO refused: the rest one datagram at a time */
+        for (unsigned j = 0; j < g[done].n; j++)
+            send_one_packet(ms->fd, iov[g[done].first + j].iov_base,
+                            iov[g[done].first + j].iov_len);
+}
+
+/* Send everything queued on one shared socket. */
+static void mux_sock_send(struct wzpc_mux_sock *ms)
+{
+    if (ms->ntx == 0)
+        return;
+    if (ms->ntx == 1 || ms->mux->gso_off)
+        send_batch(ms->fd, ms->tx, ms->tx_len, ms->ntx);
+    else
+        send_gso(ms);
+    ms->ntx = 0; /* the socket stays listed until the prepare watcher walks the list */
+    ms->ntx_data = 0;
+}
+
+/*
+ * Before the loop blocks: send every shared socket's queue. This watcher is always
+ * active: one started from inside the prepare phase (by a client's prepare watcher
+ * flushing) would only run in the next iteration, after the loop slept.
+ */
+static void mux_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct wzpc_mux *m = w->data;
+
+    while (m->tx_socks != NULL) {
+        struct wzpc_mux_sock *ms = m->tx_socks;
+
+        m->tx_socks = ms->tx_next;
+        ms->tx_next = NULL;
+        ms->tx_listed = false;
+        mux_sock_send(ms);
+    }
+}
+
+static void mux_mark_dirty(struct wzpc_mux *m, struct wzpc_client *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->dirty_next = m->dirty;
+    m->dirty = c;
+}
+
+/* After a receive batch: every client that got packets writes once (ACKs etc.). */
+static void mux_flush_dirty(struct wzpc_mux *m, ngtcp2_tstamp now)
+{
+    while (m->dirty != NULL) {
+        struct wzpc_client *c = m->dirty;
+
+        m->dirty = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        if (c->state != WZPC_CLOSED)
+            flush_at(c, now);
+    }
+}
+
+static void mux_deliver(struct wzpc_mux *m, struct wzp_buf *dq, const uint8_t *pkt, size_t len,
+                        ngtcp2_tstamp now)
+{
+    struct wzpc_client *c = mux_lookup(m, pkt, len);
+
+    if (c == NULL || c->state == WZPC_CLOSED)
+        return; /* unknown CID (old connection, stateless reset): dropped */
+    c->rx_dq = dq != NULL ? dq : &c->rx_dgrams;
+    handle_packet(c, pkt, len, now);
+    c->rx_dq = &c->rx_dgrams;
+    mux_mark_dirty(m, c);
+}
+
+static void mux_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wzpc_mux_sock *ms = w->data;
+    struct wzpc_mux *m = ms->mux;
+    struct rx_scratch *rx = rx_scratch_acquire();
+    ngtcp2_tstamp now = 0;
+
+    if (rx == NULL) { /* nested loop: one packet at a time */
+        uint8_t buf[WZPC_RX_BUF_BYTES];
+
+        for (int i = 0; i < WZPC_RECV_BATCH; i++) {
+            ssize_t n = recv(ms->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+            if (n < 0) {
+                log_recv_error("recv");
+                break;
+            }
+            now = wzp_now_ns();
+            mux_deliver(m, NULL, buf, (size_t)n, now);
+        }
+    } else {
+        for (int got = 0; got < WZPC_MUX_RECV_BATCH;) {
+            int n = recvmmsg(ms->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
+
+            if (n <= 0) {
+                if (n < 0)
+                    log_recv_error("recvmmsg");
+                break;
+            }
+            now = wzp_now_ns();
+            for (int i = 0; i < n; i++)
+                mux_deliver(m, &rx->dgrams, rx->iov[i].iov_base, rx->msgs[i].msg_len, now);
+            got += n;
+            if (n < WZPC_RX_MMSG)
+                break;
+        }
+        wzp_buf_reset(&rx->dgrams);
+        rx->busy = false;
+    }
+    mux_flush_dirty(m, now != 0 ? now : wzp_now_ns());
+}
+
+static void mux_sock_close(struct wzpc_mux *m, struct wzpc_mux_sock *ms)
+{
+    if (ms->fd < 0)
+        return;
+    ev_io_stop(m->loop, &ms->rev);
+    close(ms->fd);
+    ms->fd = -1;
+}
+
+void wzpc_mux_free(struct wzpc_mux *m)
+{
+    if (m == NULL)
+        return;
+    if (ev_is_active(&m->prepare)) {
+        ev_ref(m->loop);
+        ev_prepare_stop(m->loop, &m->prepare);
+    }
+    for (unsigned i = 0; m->socks != NULL && i < m->nsocks; i++) {
+        mux_sock_send(&m->socks[i]);
+        mux_sock_close(m, &m->socks[i]);
+    }
+    free(m->socks);
+    free(m->slots);
+    free(m);
+}
+
+/* Ask for a big receive buffer: one socket carries many clients' bursts. */
+static void mux_grow_rcvbuf(int fd)
+{
+    int want = WZPC_MUX_RCVBUF;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+}
+
+struct wzpc_mux *wzpc_mux_new(struct ev_loop *loop, const char *host, uint16_t port,
+                              unsigned nsockets)
+{
+    struct wzpc_mux *m;
+
+    if (nsockets == 0 || nsockets > WZPC_MUX_MAX_SOCKETS)
+        return NULL;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->loop = loop != NULL ? loop : EV_DEFAULT;
+    ev_prepare_init(&m->prepare, mux_prepare_cb);
+    ev_set_priority(&m->prepare, EV_MINPRI); /* after the clients' own prepare watchers */
+    m->prepare.data = m;
+    ev_prepare_start(m->loop, &m->prepare);
+    ev_unref(m->loop); /* it must not keep ev_run() going by itself */
+    m->socks = calloc(nsockets, sizeof(*m->socks));
+    if (m->socks == NULL || parse_addr(host, port, &m->remote_addr, &m->remote_addrlen) != WZP_OK ||
+        wzp_random((uint8_t *)&m->key, sizeof(m->key)) != WZP_OK) {
+        wzpc_mux_free(m);
+        return NULL;
+    }
+    for (unsigned i = 0; i < nsockets; i++)
+        m->socks[i].fd = -1;
+    m->nsocks = nsockets;
+    for (unsigned i = 0; i < nsockets; i++) {
+        struct wzpc_mux_sock *ms = &m->socks[i];
+
+        ms->mux = m;
+        ms->fd = open_connected_socket(&m->remote_addr, m->remote_addrlen, &ms->local_addr,
+                                       &ms->local_addrlen);
+        if (ms->fd < 0) {
+            LOG_ERROR(MOD, "shared socket to %s:%u: %s", host, port, strerror(errno));
+            wzpc_mux_free(m);
+            return NULL;
+        }
+        mux_grow_rcvbuf(ms->fd);
+        ev_io_init(&ms->rev, mux_read_cb, ms->fd, EV_READ);
+        ms->rev.data = ms;
+        ev_io_start(m->loop, &ms->rev);
+    }
+    return m;
+}
+
+/* Give the client a slot and a socket of its mux (before its connection IDs exist). */
+static int mux_attach(struct wzpc_client *c, struct wzpc_mux *m, const char *host, uint16_t port)
+{
+    struct sockaddr_storage want;
+    socklen_t wantlen;
+    uint32_t slot = m->slot_hint;
+    int rc = parse_addr(host, port, &want, &wantlen);
+
+    if (rc != WZP_OK)
+        return rc;
+    if (wantlen != m->remote_addrlen || memcmp(&want, &m->remote_addr, wantlen) != 0 ||
+        c->loop != m->loop) {
+        LOG_ERROR(MOD, "a client must use its mux's loop and relay address");
+        return WZP_EINVAL;
+    }
+    while (slot < m->nslots && m->slots[slot] != NULL)
+        slot++;
+    if (slot == m->nslots) {
+        uint32_t n = m->nslots ? m->nslots * 2 : 64;
+        struct wzpc_client **slots = realloc(m->slots, n * sizeof(*slots));
+
+        if (slots == NULL)
+            return WZP_ENOMEM;
+        memset(slots + m->nslots, 0, (n - m->nslots) * sizeof(*slots));
+        m->slots = slots;
+        m->nslots = n;
+    }
+    rc = wzp_random((uint8_t *)&c->cid_tag, sizeof(c->cid_tag));
+    if (rc != WZP_OK)
+        return rc;
+    m->slots[slot] = c;
+    m->slot_hint = slot + 1;
+    c->mux = m;
+    c->mux_slot = slot;
+    c->msock = &m->socks[m->next_sock++ % m->nsocks];
+    c->remote_addr = m->remote_addr;
+    c->remote_addrlen = m->remote_addrlen;
+    c->local_addr = c->msock->local_addr;
+    c->local_addrlen = c->msock->local_addrlen;
+    return WZP_OK;
+}
+
+static void mux_detach(struct wzpc_client *c)
+{
+    struct wzpc_mux *m = c->mux;
+
+    if (m == NULL)
+        return;
+    mux_sock_send(c->msock); /* the queue may hold our packets (and points at us) */
+    if (c->dirty) {          /* only if freed from a callback, which the API forbids; be safe */
+        struct wzpc_client **pp = &m->dirty;
+
+        while (*pp != NULL && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp == c)
+            *pp = c->dirty_next;
+        c->dirty = false;
+    }
+    if (c->mux_slot < m->nslots && m->slots[c->mux_slot] == c) {
+        m->slots[c->mux_slot] = NULL;
+        if (c->mux_slot < m->slot_hint)
+            m->slot_hint = c->mux_slot;
+    }
+    c->mux = NULL;
+    c->msock = NULL;
 }
 
 /* ------------------------------------------------------------------ public API */
 
 int wzpc_rebind(struct wzpc_client *c)
 {
-    int fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd;
+
+    if (c->mux != NULL) {
+        struct wzpc_mux *m = c->mux;
+
+        if (m->nsocks < 2)
+            return WZP_ESTATE;
+        /* Packets already queued on the old socket go out first, in order. */
+        mux_sock_send(c->msock);
+        c->msock = &m->socks[(size_t)(c->msock - m->socks + 1) % m->nsocks];
+        return WZP_OK;
+    }
+    fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return WZP_EIO;
     if (connect(fd, (struct sockaddr *)&c->remote_addr, c->remote_addrlen) != 0) {
@@ -1187,6 +2007,7 @@ struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg)
         return NULL;
     c->fd = -1;
     c->streams_tail = &c->streams;
+    c->rx_dq = &c->rx_dgrams;
     c->next_rx_bidi = 1;
     c->conn_ref.get_conn = get_conn;
     c->conn_ref.user_data = c;
@@ -1195,7 +2016,8 @@ struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg)
     if (rc == WZP_OK)
         rc = setup_identity(c, cfg->seed);
     if (rc == WZP_OK)
-        rc = setup_socket(c, cfg->host, cfg->port);
+        rc = cfg->mux != NULL ? mux_attach(c, cfg->mux, cfg->host, cfg->port)
+                              : setup_socket(c, cfg->host, cfg->port);
     if (rc == WZP_OK)
         rc = setup_tls(c, cfg->sni);
     if (rc == WZP_OK)
@@ -1224,6 +2046,15 @@ int wzpc_send_signal(struct wzpc_client *c, const struct wzp_signal *sig)
     if (rc == WZP_OK)
         schedule_flush(c);
     return rc;
+}
+
+int wzpc_join(struct wzpc_client *c)
+{
+    if (c->state != WZPC_CONNECTED)
+        return WZP_ESTATE;
+    send_join(c);
+    schedule_flush(c);
+    return c->state == WZPC_CONNECTED ? WZP_OK : WZP_ESTATE;
 }
 
 int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len, bool fin)
@@ -1255,7 +2086,7 @@ int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len)
         c->stats.datagrams_send_dropped++;
         return WZP_ESTATE;
     }
-    if (ngtcp2_conn_get_remote_transport_params(c->conn)->max_datagram_frame_size == 0) {
+    if (c->peer_max_dgram == 0) {
         c->stats.datagrams_send_dropped++; /* the relay did not offer DATAGRAM support */
         return WZP_ESTATE;
     }
@@ -1263,7 +2094,7 @@ int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len)
         c->stats.datagrams_send_dropped++;
         return WZP_EFULL;
     }
-    d = malloc(sizeof(*d) + len);
+    d = dgram_alloc(c, len);
     if (d == NULL) {
         c->stats.datagrams_send_dropped++;
         return WZP_ENOMEM;
@@ -1338,6 +2169,7 @@ void wzpc_free(struct wzpc_client *c)
         gnutls_certificate_free_credentials(c->cred);
     if (c->fd >= 0)
         close(c->fd);
+    mux_detach(c);
     while (c->streams != NULL) {
         struct wzpc_stream *s = c->streams;
 

@@ -28,6 +28,7 @@ enum wzpc_state {
 };
 
 struct wzpc_client;
+struct wzpc_mux;
 
 struct wzpc_config {
     struct ev_loop *loop;
@@ -49,6 +50,11 @@ struct wzpc_config {
     /* Raw bytes of a unidirectional stream from the relay when it ends (SNI "version"). */
     void (*on_uni_stream)(struct wzpc_client *c, const uint8_t *data, size_t len, void *user_data);
     void *user_data;
+
+    /* Optional: share the UDP sockets of this mux (see wzpc_mux_new) instead of opening
+     * one per client. NULL = own socket (the default). Needs the same loop, host and
+     * port as the mux. */
+    struct wzpc_mux *mux;
 };
 
 struct wzpc_stats {
@@ -59,6 +65,25 @@ struct wzpc_stats {
     uint64_t signals_received;
     uint64_t signals_unparsable;
 };
+
+/*
+ * Shared sockets, an opt-in for load generators: nsockets UDP sockets (each with its own
+ * source port, connected to host:port) that any number of clients on this loop share.
+ * A client's connection IDs encode its slot in the mux, so received packets are routed
+ * by destination connection ID; each socket is drained with recvmmsg. The packets the
+ * clients write queue per socket and go out with one sendmmsg (equal-sized ones as one
+ * UDP GSO message) when a few have queued, and in any case before the loop blocks.
+ * What the relay sees per connection is the same QUIC as with one socket per client,
+ * except that several connections share a UDP 4-tuple and arrivals are burstier (the
+ * relay routes by connection ID anyway; a relay with SO_REUSEPORT workers hashes the
+ * 4-tuple, so use well more sockets than it has workers; fewer sockets batch more).
+ * Limitation: a stateless reset is not recognised (it carries no usable connection ID);
+ * such a client ends by its idle timeout.
+ * The mux must outlive its clients: wzpc_free them all before wzpc_mux_free.
+ */
+struct wzpc_mux *wzpc_mux_new(struct ev_loop *loop, const char *host, uint16_t port,
+                              unsigned nsockets);
+void wzpc_mux_free(struct wzpc_mux *m);
 
 /* Start connecting. NULL on immediate failure (bad address, socket error). */
 struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg);
@@ -73,6 +98,10 @@ enum wzpc_state wzpc_state(const struct wzpc_client *c);
 /* Send one signal on a new bidi stream (4-byte BE length + JSON, then FIN). */
 int wzpc_send_signal(struct wzpc_client *c, const struct wzp_signal *sig);
 
+/* Join now (the AuthToken if configured, then the signed CallOffer), for a client made
+ * with auto_join false; WZP_ESTATE unless it is WZPC_CONNECTED. */
+int wzpc_join(struct wzpc_client *c);
+
 /* Tests: send arbitrary bytes on a new bidi stream, with or without FIN. */
 int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len, bool fin);
 
@@ -82,6 +111,7 @@ int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len);
 /*
  * Tests: simulate a NAT rebinding. Moves to a new UDP socket (new source port) without
  * telling QUIC, so the relay sees the same connection arrive from a new address.
+ * A client on a mux moves to the mux's next socket (WZP_ESTATE if it has only one).
  */
 int wzpc_rebind(struct wzpc_client *c);
 

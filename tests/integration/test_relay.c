@@ -8,6 +8,7 @@
 #include "media.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -446,7 +447,9 @@ Test(relay, room_updates_stay_in_order_across_workers)
 /*
  * A join storm: RoomUpdates that have not left yet are replaced by newer ones. Whatever
  * was replaced, every client still sees the room only grow and ends with all N members,
- * and updates received + updates replaced = the N(N+1)/2 the joins produced.
+ * and updates received + updates replaced = the N(N+1)/2 the joins produced. The relay is
+ * stopped while the CallOffers are sent, so it finds them all waiting and handles many in
+ * one loop iteration: replacements must happen.
  */
 Test(relay, join_storm_coalesces_room_updates)
 {
@@ -454,8 +457,16 @@ Test(relay, join_storm_coalesces_room_updates)
     setup(args);
     enum { N = 60 };
     static struct tc t[N];
+    struct wzpc_config manual = {.sni = "storm", .auto_join = false};
     for (int i = 0; i < N; i++)
-        tc_connect(&t[i], loop, &relay, "storm", (uint8_t)(i + 1), NULL);
+        tc_connect(&t[i], loop, &relay, "storm", (uint8_t)(i + 1), &manual);
+    for (int i = 0; i < N; i++)
+        cr_assert(tc_wait_state(&t[i], loop, WZPC_CONNECTED, 10000), "client %d connected", i);
+    cr_assert_eq(kill(relay.pid, SIGSTOP), 0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(wzpc_join(t[i].c), WZP_OK);
+    wzpc_run_for(loop, 100); /* the CallOffers wait in the relay's socket */
+    cr_assert_eq(kill(relay.pid, SIGCONT), 0);
     for (int i = 0; i < N; i++)
         cr_assert(tc_wait_state(&t[i], loop, WZPC_JOINED, 10000), "client %d joined", i);
     for (unsigned waited = 0; waited < 5000; waited += 50) {
