@@ -82,6 +82,10 @@ def parse_args():
                     "of saturation (name for --only: sat)")
     ap.add_argument("--sat-duration", type=float,
                     help="measured seconds per saturation step (default 4; smoke 1)")
+    ap.add_argument("--sat-sockets", type=int, default=16,
+                    help="shared UDP sockets per generator thread in the saturation ramp "
+                    "(wzp-loadgen --sockets; default 16, 0 = one per client). The run at "
+                    "half of saturation always uses one socket per client")
     ap.add_argument("--min-delivery", type=float,
                     help="fail if any delivery ratio is below this (smoke default 0.99)")
     a = ap.parse_args()
@@ -251,7 +255,7 @@ def perf_finish(handle, outdir):
 
 
 def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf=False,
-                   duration=None, baseline_run=True, gen_threads=None):
+                   duration=None, baseline_run=True, gen_threads=None, gen_sockets=0):
     """One loadgen run against a fresh relay, plus the matching raw-UDP run."""
     relay_bin, loadgen, baseline = bins
     speakers = parts if speakers is None else speakers
@@ -265,6 +269,8 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
     cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads",
            str(gen_threads or a.gen_threads), "--relay-pid", str(relay.proc.pid),
            "--relay-stats"] + shape
+    if gen_sockets:
+        cmd += ["--sockets", str(gen_sockets)]
     timeout = 180 + 3 * duration
     try:
         rc, gen = run_json(cmd, timeout, os.path.join(workdir, "loadgen.log"))
@@ -547,7 +553,7 @@ def saturation(a, bins, workdir, problems):
             log("bench: saturation ramp, %d rooms x 10, relay threads %d" % (rooms, threads))
             r = media_scenario(a, bins, workdir, name, rooms, 10, None, threads,
                                duration=a.sat_duration, baseline_run=False,
-                               gen_threads=gen_threads)
+                               gen_threads=gen_threads, gen_sockets=a.sat_sockets)
             r["figures"] = f = media_figures(r)
             ok = r["loadgen_rc"] == 0 and sat_step_ok(f)
             steps.append({"rooms": rooms, "ok": ok, "figures": f, "run": r})
