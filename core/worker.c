@@ -392,7 +392,7 @@ static void fanout_flush(struct wzp_worker *self, unsigned dst)
     memcpy(m->targets, t, n * sizeof *t);
     memcpy((uint8_t *)m + hdr, self->fan_data, self->fan_len);
     wzp_spsc_push_commit(q);
-    self->wake_pending |= 1ull << dst;
+    self->ring_wake_pending |= 1ull << dst;
 }
 
 void wzp_worker_fanout_begin(struct wzp_worker *self, const uint8_t *data, size_t len)
@@ -431,7 +431,7 @@ static void steer_packet(struct wzp_worker *self, unsigned dst, const uint8_t *d
     memcpy(&m->addr, from, fromlen);
     memcpy(m->data, data, len);
     wzp_spsc_push_commit(q);
-    self->wake_pending |= 1ull << dst;
+    self->ring_wake_pending |= 1ull << dst;
     WZP_STAT_INC(&self->stats, packets_steered_out);
 }
 
@@ -446,12 +446,23 @@ int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, ui
 
 void wzp_worker_kick_peers(struct wzp_worker *w)
 {
-    uint64_t m = w->wake_pending;
-    w->wake_pending = 0;
+    uint64_t always = w->wake_pending, lazy = w->ring_wake_pending & ~w->wake_pending;
+    w->wake_pending = w->ring_wake_pending = 0;
+    /* Our ring pushes before the peer's idle flag: pairs with the fence in flush_cb, so
+     * either we see it idle and wake it, or it sees our messages before it blocks. */
+    if (lazy)
+        atomic_thread_fence(memory_order_seq_cst);
+    uint64_t m = always | lazy;
     while (m) {
         unsigned i = (unsigned)__builtin_ctzll(m);
         m &= m - 1;
-        ev_async_send(w->relay->workers[i]->loop, &w->relay->workers[i]->wake);
+        struct wzp_worker *peer = w->relay->workers[i];
+        if (((lazy >> i) & 1) && !atomic_load_explicit(&peer->idle, memory_order_relaxed)) {
+            WZP_STAT_INC(&w->stats, peer_wakeups_skipped);
+            continue;
+        }
+        WZP_STAT_INC(&w->stats, peer_wakeups);
+        ev_async_send(peer->loop, &peer->wake);
     }
 }
 
@@ -621,6 +632,14 @@ static void drain_rings(struct wzp_worker *w)
     }
 }
 
+static bool inbound_pending(struct wzp_worker *w)
+{
+    for (unsigned src = 0; src < w->relay->nworkers; src++)
+        if (src != w->idx && wzp_spsc_pending(&w->inq[src]))
+            return true;
+    return false;
+}
+
 static void drain_ctl(struct wzp_worker *w)
 {
     struct wzp_ctlmsg *m = wzp_ctlq_take_all(&w->ctl);
@@ -722,14 +741,33 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)loop;
     (void)revents;
     struct wzp_worker *w = p->data;
-    while (w->dirty) {
-        struct wzp_conn *c = w->dirty;
-        w->dirty = c->dirty_next;
-        c->dirty = false;
-        wzp_conn_flush(c);
+    for (;;) {
+        while (w->dirty) {
+            struct wzp_conn *c = w->dirty;
+            w->dirty = c->dirty_next;
+            c->dirty = false;
+            wzp_conn_flush(c);
+        }
+        /* About to block: say so, then take what peers queued without waking us (they
+         * saw us busy). Pairs with the fence in wzp_worker_kick_peers. */
+        atomic_store_explicit(&w->idle, true, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!inbound_pending(w))
+            break;
+        atomic_store_explicit(&w->idle, false, memory_order_relaxed);
+        drain_rings(w);
     }
     wzp_worker_tx_flush(w);
     wzp_worker_kick_peers(w);
+}
+
+/* The loop woke up: peers may queue to us without a wake-up until we block again. */
+static void idle_check_cb(struct ev_loop *loop, ev_check *ck, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct wzp_worker *w = ck->data;
+    atomic_store_explicit(&w->idle, false, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -870,6 +908,9 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);
+    ev_check_init(&w->idle_check, idle_check_cb);
+    w->idle_check.data = w;
+    ev_check_start(w->loop, &w->idle_check);
     return WZP_OK;
 }
 

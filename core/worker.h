@@ -108,7 +108,12 @@ struct wzp_worker {
     /* queues from every other worker (indexed by source) and the control queue */
     struct wzp_spsc *inq; /* array of nworkers rings; [idx] unused */
     struct wzp_ctlq ctl;
-    uint64_t wake_pending; /* bit i: worker i has new messages from us */
+    uint64_t wake_pending;      /* bit i: worker i has new control messages from us */
+    uint64_t ring_wake_pending; /* bit i: worker i has new ring messages from us */
+    /* Set just before the loop blocks, cleared when it wakes. A peer that queued ring
+     * messages wakes us only if we are idle; otherwise we drain them before blocking. */
+    _Atomic bool idle;
+    ev_check idle_check;
     /* fan-out of one datagram to receivers on other workers (wzp_worker_fanout_*) */
     const uint8_t *fan_data;
     size_t fan_len;

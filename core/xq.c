@@ -91,6 +91,12 @@ void wzp_spsc_pop_commit(struct wzp_spsc *q)
                           memory_order_relaxed);
 }
 
+bool wzp_spsc_pending(struct wzp_spsc *q)
+{
+    return atomic_load_explicit(&q->tail, memory_order_acquire) !=
+           atomic_load_explicit(&q->head, memory_order_relaxed);
+}
+
 uint64_t wzp_spsc_depth(struct wzp_spsc *q)
 {
     uint64_t popped = atomic_load_explicit(&q->popped, memory_order_relaxed);

@@ -76,6 +76,8 @@ void wzp_spsc_push_commit(struct wzp_spsc *q);
  * wzp_spsc_pop_commit before the next peek. */
 const void *wzp_spsc_peek(struct wzp_spsc *q, size_t *len);
 void wzp_spsc_pop_commit(struct wzp_spsc *q);
+/* Consumer: whether a message is waiting. */
+bool wzp_spsc_pending(struct wzp_spsc *q);
 /* Messages waiting (any thread; a snapshot). */
 uint64_t wzp_spsc_depth(struct wzp_spsc *q);
 

@@ -74,7 +74,7 @@ Test(fanout, one_message_per_worker_and_chunk)
     wzp_worker_fanout_end(w);
     cr_assert_eq(n1, 150);
     cr_assert_eq(n2, 5);
-    cr_assert_eq(w->wake_pending, (1u << 1) | (1u << 2), "both destinations must be woken");
+    cr_assert_eq(w->ring_wake_pending, (1u << 1) | (1u << 2), "both destinations must be woken");
 
     static struct wzp_xtarget got[256];
     size_t n = 0;
