@@ -562,6 +562,23 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
         wzp_conn_input(c, data, len, from, fromlen);
 }
 
+static void flush_dirty(struct wzp_worker *w)
+{
+    while (w->dirty) {
+        struct wzp_conn *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty = false;
+        wzp_conn_flush(c);
+    }
+}
+
+static void flush_now(struct wzp_worker *w)
+{
+    flush_dirty(w);
+    wzp_worker_tx_flush(w);
+    wzp_worker_kick_peers(w);
+}
+
 static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -596,6 +613,9 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         if (n < WZP_RX_BATCH)
             return;
+        /* More is waiting: send what this batch produced before reading on, so the
+         * first packets of a long burst do not wait for the whole burst. */
+        flush_now(w);
     }
 }
 
@@ -742,12 +762,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)revents;
     struct wzp_worker *w = p->data;
     for (;;) {
-        while (w->dirty) {
-            struct wzp_conn *c = w->dirty;
-            w->dirty = c->dirty_next;
-            c->dirty = false;
-            wzp_conn_flush(c);
-        }
+        flush_dirty(w);
         /* About to block: say so, then take what peers queued without waking us (they
          * saw us busy). Pairs with the fence in wzp_worker_kick_peers. */
         atomic_store_explicit(&w->idle, true, memory_order_relaxed);
