@@ -34,8 +34,7 @@ static uint64_t now_ms(void)
 static void deliver_ctl(struct wzp_worker *w, uint16_t type, const struct wzp_participant *p,
                         const struct wzp_buf *frame)
 {
-    if (wzp_worker_send_ctl(w, p->worker, type, p->slot, p->gen, frame->data, frame->len) !=
-        WZP_OK)
+    if (wzp_worker_send_ctl(w, p->worker, type, p->slot, p->gen, frame->data, frame->len) != WZP_OK)
         LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
                  p->fingerprint);
 }

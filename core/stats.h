@@ -19,7 +19,7 @@
     X(packets_steered_out, "packets handed to the owning worker")                                  \
     X(packets_steered_in, "packets received from another worker")                                  \
     X(peer_wakeups, "wake-ups sent to another worker")                                             \
-    X(peer_wakeups_skipped, "wake-ups not needed: the other worker was busy and drains first")    \
+    X(peer_wakeups_skipped, "wake-ups not needed: the other worker was busy and drains first")     \
     X(steer_queue_full, "packets dropped: cross-worker queue full")                                \
     X(version_negotiations, "Version Negotiation packets sent")                                    \
     X(stateless_resets, "Stateless Reset packets sent")                                            \
@@ -44,7 +44,7 @@
     X(signals_malformed, "signal frames that failed to parse")                                     \
     X(signals_oversize, "signal frames over 1 MiB")                                                \
     X(signals_sent, "signal frames queued to clients")                                             \
-    X(room_updates_coalesced, "RoomUpdates replaced by a newer one before they were sent")        \
+    X(room_updates_coalesced, "RoomUpdates replaced by a newer one before they were sent")         \
     X(signal_backlog_closes, "connections closed: client not reading signals")                     \
     X(datagrams_received, "media datagrams received")                                              \
     X(datagrams_forwarded, "media datagrams written to receivers")                                 \

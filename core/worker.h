@@ -117,8 +117,8 @@ struct wzp_worker {
     /* fan-out of one datagram to receivers on other workers (wzp_worker_fanout_*) */
     const uint8_t *fan_data;
     size_t fan_len;
-    uint64_t fan_mask;             /* bit i: fan_targets[i] has entries */
-    uint32_t *fan_n;               /* [nworkers] targets collected per destination */
+    uint64_t fan_mask;               /* bit i: fan_targets[i] has entries */
+    uint32_t *fan_n;                 /* [nworkers] targets collected per destination */
     struct wzp_xtarget *fan_targets; /* [nworkers][WZP_FANOUT_CHUNK] */
 
     /* stateless reset rate limit */

@@ -82,10 +82,10 @@ bool wzp_spsc_pending(struct wzp_spsc *q);
 uint64_t wzp_spsc_depth(struct wzp_spsc *q);
 
 enum wzp_ctl_type {
-    WZP_CTL_SIGNAL = 1, /* send data (a complete signal frame) on a new stream */
+    WZP_CTL_SIGNAL = 1,  /* send data (a complete signal frame) on a new stream */
     WZP_CTL_ROOM_UPDATE, /* like SIGNAL, a RoomUpdate frame: replaces an unsent one */
-    WZP_CTL_CLOSE,      /* close the connection; data = reason */
-    WZP_CTL_KICK,       /* close on the policy's order; data = reason */
+    WZP_CTL_CLOSE,       /* close the connection; data = reason */
+    WZP_CTL_KICK,        /* close on the policy's order; data = reason */
 };
 
 struct wzp_ctlmsg {
