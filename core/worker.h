@@ -8,9 +8,10 @@
  * signals and close requests via the control queue. Handles of freed connections fail
  * the generation check and the message is dropped.
  *
- * Per loop iteration the worker reads a batch of packets (recvmmsg), handles them
+ * Per loop iteration the worker reads batches of packets (recvmmsg), handles them
  * (which fills receivers' queues and marks them dirty), drains cross-worker queues,
- * then writes every dirty connection once and sends all packets with sendmmsg.
+ * then writes every dirty connection once and sends all packets with sendmmsg; when a
+ * receive batch was full it also writes and sends before reading the next one.
  *
  * Transmit batch (struct wzp_txbatch): packets are written back to back into one arena.
  * Consecutive packets to the same address become the segments of one UDP GSO message
