@@ -1,6 +1,8 @@
 /* admin.c - HTTP metrics, health and administration (see admin.h). */
 #include "admin.h"
 
+#include "affinity.h"
+
 #include "buf.h"
 #include "common.h"
 #include "log.h"
@@ -205,6 +207,18 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
     metric(b, "wzp_relay_room_updates_coalesced_total", "counter",
            "RoomUpdates replaced by a newer one before they were sent.",
            (double)STAT(r, room_updates_coalesced));
+    metric(b, "wzp_relay_room_affinity", "gauge",
+           "1 if each room is served by one worker, 0 if rooms are spread over the workers.",
+           r->affinity ? 1.0 : 0.0);
+    metric(b, "wzp_relay_affinity_rooms", "gauge",
+           "Rooms in the room affinity table (with connections or about to have some).",
+           r->affinity ? (double)wzp_affinity_rooms(r->affinity) : 0.0);
+    metric(b, "wzp_relay_packets_handed_over_total", "counter",
+           "Packets of new connections handed to the worker serving their room.",
+           (double)STAT(r, packets_handed_over));
+    metric(b, "wzp_relay_cross_worker_media_messages_total", "counter",
+           "Media messages sent to another worker (one payload, its receivers there).",
+           (double)STAT(r, fanout_messages_out));
 }
 
 static uint64_t sum_policy(struct wzp_relay *r, size_t offset)

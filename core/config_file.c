@@ -66,6 +66,7 @@ static const struct key_spec root_keys[] = {
     {"global_rooms", K_GLOBAL_ROOMS, ROOT(global_rooms), 0, 0},
     /* this relay (ranges as the command-line flags) */
     {"threads", K_UINT, ROOT(threads), 1, 64},
+    {"room_affinity", K_BOOL, ROOT(room_affinity), 0, 0},
     {"max_handshakes", K_UINT, ROOT(max_handshakes), 1, 1000000},
     {"max_connections", K_UINT, ROOT(max_connections), 1, 10000000},
     {"join_timeout_ms", K_UINT, ROOT(join_timeout_ms), 100, 600000},

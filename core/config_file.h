@@ -84,6 +84,7 @@ struct wzp_file_config {
 
     /* Keys of this relay. */
     unsigned threads;         /* worker threads */
+    bool room_affinity;       /* [true] serve each room on one worker */
     unsigned max_handshakes;  /* concurrent handshakes */
     unsigned max_connections; /* concurrent QUIC connections */
     unsigned join_timeout_ms;
@@ -99,8 +100,8 @@ struct wzp_file_config {
         bool listen_addr, max_sessions, metrics_port, auth_url, ws_port, static_dir, remote_relay,
             jitter_target_depth, jitter_max_depth, log_level, probe_targets, probe_mesh,
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
-        bool threads, max_handshakes, max_connections, join_timeout_ms, idle_timeout_ms, identity,
-            policy, metrics_bind, admin_token, event_log, log_format;
+        bool threads, room_affinity, max_handshakes, max_connections, join_timeout_ms,
+            idle_timeout_ms, identity, policy, metrics_bind, admin_token, event_log, log_format;
     } set;
 };
 

@@ -8,6 +8,8 @@
  */
 #include "conn.h"
 
+#include "affinity.h"
+
 #include "common.h"
 #include "log.h"
 #include "sfu.h"
@@ -103,6 +105,11 @@ static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
 static int conn_on_client_hello(struct wzp_tls_ctx *ctx)
 {
     struct wzp_conn *c = (struct wzp_conn *)ctx; /* tlsctx is the first member */
+    struct wzp_affinity *aff = c->w->relay->affinity;
+    if (aff && !c->affinity_ref && ctx->sni_present && !ctx->sni_invalid) {
+        wzp_affinity_ref(aff, ctx->sni, c->w->idx, wzp_now_ns());
+        c->affinity_ref = true;
+    }
     if (!c->w->policy)
         return 0;
     struct wzp_connect_info info = {.addr = c->peer,
@@ -471,6 +478,8 @@ void wzp_conn_destroy(struct wzp_conn *c)
     release_handshake(c);
     if (c->session_reserved)
         wzp_relay_release_session(w->relay);
+    if (c->affinity_ref)
+        wzp_affinity_unref(w->relay->affinity, c->tlsctx.sni, w->idx);
     if (c->qc) {
         size_t n = ngtcp2_conn_get_num_scid(c->qc);
         ngtcp2_cid cids[16];

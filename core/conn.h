@@ -86,6 +86,7 @@ struct wzp_conn {
     bool fatal_pending; /* set inside a callback: close after read_pkt returns */
     char fatal_reason[160];
     bool policy_refused;     /* on_connect said no; fatal_reason says why */
+    bool affinity_ref;       /* counted in the room affinity table under tlsctx.sni */
     const char *close_cause; /* leave reason for the policy: "shutdown", "kicked"; NULL = error */
 
     /* media */

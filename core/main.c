@@ -40,6 +40,8 @@ static void usage(FILE *out)
         "                         fingerprint and TLS certificate across restarts. A corrupt\n"
         "                         file is an error, never replaced.\n"
         "  --threads N            worker threads (default: number of CPUs, max %d)\n"
+        "  --no-room-affinity     spread each room's connections over all workers instead of\n"
+        "                         serving a room on one worker (see doc/ARCHITECTURE.md)\n"
         "  --max-sessions N       room participants at once, joined or joining (default %d);\n"
         "                         checked before any handshake work is spent on a join\n"
         "  --max-handshakes N     QUIC handshakes in progress at once (default %d)\n"
@@ -117,6 +119,7 @@ enum {
     OPT_POLICY_BUDGET,
     OPT_POLICY_MEMORY,
     OPT_POLICY_UNSAFE,
+    OPT_NO_ROOM_AFFINITY,
     OPT_POLICY_JIT,
     OPT_LUA_DIR,
     OPT_METRICS_PORT,
@@ -152,6 +155,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"policy-budget-ms", required_argument, NULL, OPT_POLICY_BUDGET},
         {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
         {"policy-unsafe", no_argument, NULL, OPT_POLICY_UNSAFE},
+        {"no-room-affinity", no_argument, NULL, OPT_NO_ROOM_AFFINITY},
         {"policy-jit", no_argument, NULL, OPT_POLICY_JIT},
         {"lua-dir", required_argument, NULL, OPT_LUA_DIR},
         {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
@@ -238,6 +242,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_POLICY_UNSAFE:
             cfg->policy_limits.unsafe = true;
+            break;
+        case OPT_NO_ROOM_AFFINITY:
+            cfg->no_room_affinity = true;
             break;
         case OPT_POLICY_JIT:
             cfg->policy_limits.jit = true;
@@ -442,6 +449,8 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
     COPY_UINT(max_sessions, max_sessions)
     COPY_UINT(metrics_port, metrics_port)
     COPY_UINT(threads, threads)
+    if (f->set.room_affinity)
+        cfg->no_room_affinity = !f->room_affinity;
     COPY_UINT(max_handshakes, max_handshakes)
     COPY_UINT(max_connections, max_connections)
     COPY_UINT(join_timeout_ms, join_timeout_ms)

@@ -4,6 +4,7 @@
  */
 #include "relay.h"
 
+#include "affinity.h"
 #include "common.h"
 #include "eventlog.h"
 #include "log.h"
@@ -150,6 +151,37 @@ int wzp_relay_reload_policy(struct wzp_relay *r)
     return WZP_OK;
 }
 
+/* Room affinity needs several workers and the kernel's steering by connection ID. */
+static int init_affinity(struct wzp_relay *r, char *err, size_t errlen)
+{
+    if (r->nworkers < 2 || r->cfg.no_room_affinity) {
+        if (r->nworkers > 1)
+            LOG_INFO(MOD,
+                     "room affinity off (--no-room-affinity): a room's connections are "
+                     "spread over the %u workers",
+                     r->nworkers);
+        return WZP_OK;
+    }
+    char why[256];
+    if (wzp_worker_steer_by_cid(r, why, sizeof why) != WZP_OK) {
+        LOG_WARN(MOD,
+                 "room affinity off: the kernel refused connection-ID steering (%s); "
+                 "rooms are spread over the workers and served through cross-worker "
+                 "queues",
+                 why);
+        return WZP_OK;
+    }
+    r->affinity = malloc(sizeof *r->affinity);
+    if (!r->affinity || wzp_affinity_init(r->affinity, r->nworkers, r->cfg.max_connections)) {
+        free(r->affinity);
+        r->affinity = NULL;
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
+    LOG_INFO(MOD, "room affinity on: each room is served by one of the %u workers", r->nworkers);
+    return WZP_OK;
+}
+
 int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -187,6 +219,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
         if ((rv = wzp_worker_init(r->workers[i], r, i, err, errlen)))
             return rv;
     }
+    if ((rv = init_affinity(r, err, errlen)))
+        return rv;
     r->policy_env.shared = &r->shared;
     r->policy_env.lua_dir = r->cfg.lua_dir[0] ? r->cfg.lua_dir : NULL;
     wzp_policy_metrics_init(&r->policy_metrics);
@@ -238,6 +272,10 @@ void wzp_relay_free(struct wzp_relay *r)
                 free(r->workers[i]);
             }
         free(r->workers);
+    }
+    if (r->affinity) {
+        wzp_affinity_free(r->affinity);
+        free(r->affinity);
     }
     if (r->rooms.buckets)
         wzp_room_table_destroy(&r->rooms);

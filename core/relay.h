@@ -39,6 +39,7 @@ struct wzp_config {
     socklen_t listen_addrlen;
     char identity_path[PATH_MAX];
     unsigned threads;         /* workers; 0 = online CPUs */
+    bool no_room_affinity;    /* spread a room's connections over the workers */
     unsigned max_sessions;    /* room participants (joined or joining) */
     unsigned max_handshakes;  /* QUIC handshakes in progress */
     unsigned max_connections; /* QUIC connections of any kind */
@@ -63,6 +64,7 @@ int wzp_config_set_listen(struct wzp_config *cfg, const char *text);
 
 struct wzp_worker;
 struct wzp_admin;
+struct wzp_affinity;
 
 struct wzp_relay {
     struct wzp_config cfg;
@@ -83,6 +85,9 @@ struct wzp_relay {
     _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
     _Atomic bool draining;   /* new joins refused; exit when the last call ends */
     struct wzp_admin *admin; /* HTTP metrics/admin server, or NULL */
+    /* Room affinity (affinity.h): NULL when off (one worker, --no-room-affinity, or the
+     * kernel refused the connection-ID steering program it needs). */
+    struct wzp_affinity *affinity;
 };
 
 /* Load identity, set up TLS, bind every worker socket. err gets a message on failure. */

@@ -18,6 +18,8 @@
     X(packets_undecodable, "UDP packets that are not QUIC")                                        \
     X(packets_steered_out, "packets handed to the owning worker")                                  \
     X(packets_steered_in, "packets received from another worker")                                  \
+    X(packets_handed_over, "packets of new connections handed to the worker serving their room")   \
+    X(fanout_messages_out, "media messages to another worker (one payload, its receivers there)")  \
     X(peer_wakeups, "wake-ups sent to another worker")                                             \
     X(peer_wakeups_skipped, "wake-ups not needed: the other worker was busy and drains first")     \
     X(steer_queue_full, "packets dropped: cross-worker queue full")                                \

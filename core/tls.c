@@ -49,7 +49,7 @@ static bool skip_vec(const uint8_t *p, size_t len, size_t *off, unsigned lenbyte
     return *off <= len;
 }
 
-int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t len)
+static int client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t len, bool prefix)
 {
     /* legacy_version(2) random(32) session_id<1> cipher_suites<2> compression<1> ext<2> */
     size_t off = 34;
@@ -58,6 +58,8 @@ int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t l
         return WZP_EINVAL;
     size_t end = off + 2 + (size_t)((p[off] << 8) | p[off + 1]);
     off += 2;
+    if (end > len && prefix)
+        end = len; /* the rest of the hello is in a later packet */
     if (end > len)
         return WZP_EINVAL;
     while (off + 4 <= end) {
@@ -71,6 +73,16 @@ int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t l
         off += n;
     }
     return WZP_OK;
+}
+
+int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t len)
+{
+    return client_hello_sni(ctx, p, len, false);
+}
+
+int wzp_tls_client_hello_sni_prefix(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t len)
+{
+    return client_hello_sni(ctx, p, len, true);
 }
 
 static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,

@@ -51,6 +51,11 @@ int wzp_tls_parse_sni(struct wzp_tls_ctx *ctx, const uint8_t *data, size_t len);
 /* Find the server_name extension in a ClientHello body and parse it into ctx. */
 int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *hello, size_t len);
 
+/* The same for the first len bytes of a ClientHello whose rest has not arrived: an
+ * extension cut off at len is ignored. WZP_OK leaves ctx->sni_present false when the
+ * server_name extension is not in those bytes. */
+int wzp_tls_client_hello_sni_prefix(struct wzp_tls_ctx *ctx, const uint8_t *hello, size_t len);
+
 /* True if the negotiated ALPN is exactly "wzp". */
 bool wzp_tls_alpn_ok(gnutls_session_t s);
 

@@ -4,14 +4,17 @@
  */
 #include "worker.h"
 
+#include "affinity.h"
 #include "common.h"
 #include "conn.h"
+#include "initial.h"
 #include "log.h"
 #include "policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -24,6 +27,8 @@
 #define CID_BUCKETS           4096
 #define RX_BATCHES_PER_WAKEUP 8
 #define RESETS_PER_SECOND     100
+#define HANDOVER_TTL_NS       (2ull * WZP_HANDSHAKE_TIMEOUT_MS * 1000000)
+#define MIN_INITIAL_BYTES     1200 /* RFC 9000 14.1: smaller client Initials are dropped */
 
 static _Thread_local struct wzp_worker *current_worker;
 
@@ -392,6 +397,7 @@ static void fanout_flush(struct wzp_worker *self, unsigned dst)
     memcpy(m->targets, t, n * sizeof *t);
     memcpy((uint8_t *)m + hdr, self->fan_data, self->fan_len);
     wzp_spsc_push_commit(q);
+    WZP_STAT_INC(&self->stats, fanout_messages_out);
     self->ring_wake_pending |= 1ull << dst;
 }
 
@@ -528,8 +534,54 @@ static bool is_initial(const uint8_t *data, uint32_t version)
     return version == NGTCP2_PROTO_VER_V2_DRAFT ? type == 1 : type == 0;
 }
 
+/* The slot of the hand-over table for a client-chosen connection ID. */
+static struct wzp_handover *handover_slot(struct wzp_worker *w, const uint8_t *dcid, size_t len)
+{
+    return &w->handover[wzp_fnv1a(dcid, len) & (WZP_HANDOVER_SLOTS - 1)];
+}
+
+/*
+ * Room affinity: the packets of a connection that does not exist yet go to the worker
+ * serving its room. The first Initial names the room (its SNI, read by opening the
+ * packet); the hand-over table remembers where its client-chosen connection ID went, so
+ * the client's next Initials and 0-RTT packets follow without being opened again. Once
+ * the owner answers, the client addresses the owner's connection IDs, which the kernel
+ * steers by their first byte (wzp_worker_steer_by_cid). true if the packet was handed
+ * over.
+ */
+static bool route_to_room_worker(struct wzp_worker *w, const ngtcp2_version_cid *vc,
+                                 const uint8_t *data, size_t len, const struct sockaddr *from,
+                                 socklen_t fromlen)
+{
+    uint64_t now = wzp_now_ns();
+    struct wzp_handover *h = handover_slot(w, vc->dcid, vc->dcidlen);
+    unsigned dst;
+    if (h->dcidlen == vc->dcidlen && now < h->expires_ns &&
+        memcmp(h->dcid, vc->dcid, vc->dcidlen) == 0) {
+        dst = h->worker;
+    } else {
+        char sni[WZP_SNI_MAX + 1];
+        if (len < MIN_INITIAL_BYTES || !is_initial(data, vc->version) ||
+            wzp_initial_peek_sni(data, len, sni) != WZP_OK)
+            return false; /* accepted here, or refused here, as without affinity */
+        dst = wzp_affinity_pick(w->relay->affinity, sni, now);
+        if (dst == w->idx)
+            return false;
+        memcpy(h->dcid, vc->dcid, vc->dcidlen);
+        h->dcidlen = (uint8_t)vc->dcidlen;
+        h->worker = (uint8_t)dst;
+        h->expires_ns = now + HANDOVER_TTL_NS;
+    }
+    if (dst == w->idx)
+        return false;
+    WZP_STAT_INC(&w->stats, packets_handed_over);
+    steer_packet(w, dst, data, len, from, fromlen);
+    return true;
+}
+
+/* routed: the packet came from another worker, which already chose this one. */
 static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
-                          const struct sockaddr *from, socklen_t fromlen)
+                          const struct sockaddr *from, socklen_t fromlen, bool routed)
 {
     ngtcp2_version_cid vc;
     int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, WZP_SCID_LEN);
@@ -557,6 +609,8 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
         send_stateless_reset(w, &vc, len, from, fromlen);
         return;
     }
+    if (!routed && w->relay->affinity && route_to_room_worker(w, &vc, data, len, from, fromlen))
+        return;
     c = wzp_conn_accept(w, data, len, from, fromlen);
     if (c)
         wzp_conn_input(c, data, len, from, fromlen);
@@ -609,7 +663,7 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
                 continue;
             }
             handle_packet(w, bufs[i], len, (struct sockaddr *)&addrs[i],
-                          msgs[i].msg_hdr.msg_namelen);
+                          msgs[i].msg_hdr.msg_namelen, false);
         }
         if (n < WZP_RX_BATCH)
             return;
@@ -644,8 +698,8 @@ static void drain_rings(struct wzp_worker *w)
             } else {
                 const struct wzp_xpacket *pk = m;
                 WZP_STAT_INC(&w->stats, packets_steered_in);
-                handle_packet(w, pk->data, pk->len, (const struct sockaddr *)&pk->addr,
-                              pk->addrlen);
+                handle_packet(w, pk->data, pk->len, (const struct sockaddr *)&pk->addr, pk->addrlen,
+                              true);
             }
             wzp_spsc_pop_commit(q);
         }
@@ -849,6 +903,39 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
     return WZP_OK;
 }
 
+/*
+ * Kernel steering by connection ID: a classic BPF program on the SO_REUSEPORT group picks
+ * the socket for each datagram. Our connection IDs are WZP_SCID_LEN bytes and their first
+ * byte is the owning worker, which is also the socket's index in the group (workers bind
+ * in order). Short header: that byte follows the first byte. Long header: the DCID length
+ * is at offset 5 and the DCID at 6. Anything else (a client-chosen ID, a runt) returns an
+ * index past the group, and the kernel falls back to its 4-tuple hash.
+ */
+int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen)
+{
+    struct sock_filter code[] = {
+        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, 0, 9), /* runt -> 11 */
+        /* 2 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x80, 0, 4), /* short -> 8 */
+        /* 4 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 5),
+        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, WZP_SCID_LEN, 0, 5), /* not ours -> 11 */
+        /* 6 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),
+        /* 7 */ BPF_STMT(BPF_JMP | BPF_JA, 1), /* -> 9 */
+        /* 8 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),
+        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, r->nworkers, 1, 0), /* -> 11 */
+        /* 10 */ BPF_STMT(BPF_RET | BPF_A, 0),
+        /* 11 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    struct sock_fprog prog = {.len = WZP_ARRAY_LEN(code), .filter = code};
+    if (setsockopt(r->workers[0]->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) !=
+        0) {
+        snprintf(err, errlen, "SO_ATTACH_REUSEPORT_CBPF: %s", strerror(errno));
+        return WZP_EIO;
+    }
+    return WZP_OK;
+}
+
 /* Bytes of each (source, destination) ring: 512 KiB shared by a worker's peers, each
  * ring between 64 and 256 KiB (a few thousand media messages). */
 static size_t ring_bytes(unsigned nworkers)
@@ -900,8 +987,9 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     w->free_slot = UINT32_MAX;
     w->cid_nbuckets = CID_BUCKETS;
     w->cid_buckets = calloc(CID_BUCKETS, sizeof *w->cid_buckets);
+    w->handover = calloc(WZP_HANDOVER_SLOTS, sizeof *w->handover);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->cid_buckets || !w->loop || wzp_worker_init_queues(w, r, idx)) {
+    if (!w->cid_buckets || !w->handover || !w->loop || wzp_worker_init_queues(w, r, idx)) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -962,6 +1050,7 @@ void wzp_worker_free(struct wzp_worker *w)
         }
     }
     free(w->cid_buckets);
+    free(w->handover);
     wzp_worker_free_queues(w);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
     wzp_policy_free(w->policy);

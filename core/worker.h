@@ -78,6 +78,15 @@ struct wzp_txbatch {
     uint8_t arena[WZP_TX_ARENA_BYTES];
 };
 
+/* Where a new connection's packets were handed (room affinity), by client-chosen DCID. */
+#define WZP_HANDOVER_SLOTS 1024
+struct wzp_handover {
+    uint8_t dcid[NGTCP2_MAX_CIDLEN];
+    uint8_t dcidlen;
+    uint8_t worker;
+    uint64_t expires_ns;
+};
+
 struct wzp_slot {
     struct wzp_conn *conn; /* NULL when free */
     uint32_t gen;
@@ -122,6 +131,9 @@ struct wzp_worker {
     uint32_t *fan_n;                 /* [nworkers] targets collected per destination */
     struct wzp_xtarget *fan_targets; /* [nworkers][WZP_FANOUT_CHUNK] */
 
+    /* room affinity: new connections handed to the worker serving their room */
+    struct wzp_handover *handover; /* [WZP_HANDOVER_SLOTS], direct-mapped, overwritten */
+
     /* stateless reset rate limit */
     uint64_t reset_window_start_ns;
     unsigned resets_in_window;
@@ -146,6 +158,11 @@ void wzp_worker_free(struct wzp_worker *w);
  * without a socket or a thread). */
 int wzp_worker_init_queues(struct wzp_worker *w, struct wzp_relay *r, unsigned idx);
 void wzp_worker_free_queues(struct wzp_worker *w);
+
+/* Attach the kernel program that delivers each packet addressed to one of our connection
+ * IDs to the socket of the worker owning it (every worker socket must be bound, in worker
+ * order). Room affinity depends on it. */
+int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen);
 
 /* The worker running on the calling thread, or NULL. */
 struct wzp_worker *wzp_worker_current(void);

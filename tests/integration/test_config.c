@@ -84,6 +84,14 @@ Test(config, flags_override_the_file)
     cr_assert(relay_log_count(&relay, "with 1 worker") > 0, "threads from the file");
 }
 
+Test(config, room_affinity_can_be_turned_off_in_the_file)
+{
+    const char *path = write_config("threads = 2\nroom_affinity = false\n");
+    const char *const args[] = {"-c", path, NULL};
+    relay_start(&relay, args);
+    cr_assert(relay_log_count(&relay, "room affinity off (--no-room-affinity)") > 0);
+}
+
 Test(config, broken_config_fails_with_file_and_line)
 {
     const char *path = write_config("listen_addr = \"0.0.0.0:4433\"\n"

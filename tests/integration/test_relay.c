@@ -110,6 +110,13 @@ Test(relay, fanout_exact_two_workers)
     run_fanout(args);
 }
 
+/* The room spread over both workers: fan-out through the cross-worker rings. */
+Test(relay, fanout_exact_two_workers_spread)
+{
+    static const char *const args[] = {"--threads", "2", "--no-room-affinity", NULL};
+    run_fanout(args);
+}
+
 Test(relay, room_updates_in_join_order)
 {
     setup(NULL);
@@ -369,9 +376,11 @@ Test(relay, slow_receiver_drops_its_own_oldest_and_never_stalls_the_sender)
     ev_loop_destroy(frozen);
 }
 
+/* Without room affinity the kernel hashes the 4-tuple, so a rebinding can land on the
+ * other worker, which steers the packets to the owner through its ring. */
 Test(relay, rebinding_to_another_worker_reaches_the_owner)
 {
-    static const char *const args[] = {"--threads", "2", NULL};
+    static const char *const args[] = {"--threads", "2", "--no-room-affinity", NULL};
     setup(args);
     struct tc a, b;
     join(&a, "room", 1);
@@ -422,7 +431,7 @@ Test(relay, client_stream_credit_is_renewed)
 
 Test(relay, room_updates_stay_in_order_across_workers)
 {
-    static const char *const args[] = {"--threads", "2", NULL};
+    static const char *const args[] = {"--threads", "2", "--no-room-affinity", NULL};
     setup(args);
     enum { N = 12 };
     static struct tc t[N];

@@ -142,6 +142,7 @@ Test(config_file, our_keys)
 {
     struct wzp_file_config c;
     parse_ok("threads = 8\n"
+             "room_affinity = false\n"
              "max_handshakes = 512\n"
              "max_connections = 20000\n"
              "join_timeout_ms = 5000\n"
@@ -154,6 +155,8 @@ Test(config_file, our_keys)
              "log_format = \"JSON\"\n",
              &c);
     cr_assert_eq(c.threads, 8);
+    cr_assert(c.set.room_affinity);
+    cr_assert_not(c.room_affinity);
     cr_assert_eq(c.max_handshakes, 512);
     cr_assert_eq(c.max_connections, 20000);
     cr_assert_eq(c.join_timeout_ms, 5000);
