@@ -561,7 +561,11 @@ static bool route_to_room_worker(struct wzp_worker *w, const ngtcp2_version_cid 
         dst = h->worker;
     } else {
         char sni[WZP_SNI_MAX + 1];
+        /* At the handshake limit the Initial will be dropped wherever it goes: do not
+         * spend a decryption on it (a flood of Initials must stay cheap). */
+        const struct wzp_relay *r = w->relay;
         if (len < MIN_INITIAL_BYTES || !is_initial(data, vc->version) ||
+            atomic_load_explicit(&r->handshakes, memory_order_relaxed) >= r->cfg.max_handshakes ||
             wzp_initial_peek_sni(data, len, sni) != WZP_OK)
             return false; /* accepted here, or refused here, as without affinity */
         dst = wzp_affinity_pick(w->relay->affinity, sni, now);
@@ -1021,6 +1025,9 @@ static void *worker_main(void *arg)
 {
     struct wzp_worker *w = arg;
     current_worker = w;
+    char name[16]; /* shown by top -H, ps -L and /proc/PID/task/TID/comm */
+    snprintf(name, sizeof name, "wzp-worker-%u", w->idx);
+    pthread_setname_np(pthread_self(), name);
     switch_policy(w);
     ev_run(w->loop, 0);
     return NULL;

@@ -86,6 +86,14 @@ def parse_args():
                     help="shared UDP sockets per generator thread in the saturation ramp "
                     "(wzp-loadgen --sockets; default 16, 0 = one per client). The run at "
                     "half of saturation always uses one socket per client")
+    ap.add_argument("--sat-rooms", metavar="LIST",
+                    help="comma-separated room counts of the saturation ramp (default "
+                    + ",".join(map(str, SAT_ROOMS)) + ")")
+    ap.add_argument("--worker-quota", type=float, metavar="CORES",
+                    help="cap every relay worker thread at CORES of CPU (a cgroup v1 CFS quota "
+                    "per thread, 10 ms period; needs a writable /sys/fs/cgroup/cpu). With "
+                    "the generator sharing the cores, this is how 1 and 2 workers compare "
+                    "at the same CPU budget per worker")
     ap.add_argument("--min-delivery", type=float,
                     help="fail if any delivery ratio is below this (smoke default 0.99)")
     a = ap.parse_args()
@@ -97,6 +105,13 @@ def parse_args():
     if a.min_delivery is None and a.smoke:
         a.min_delivery = 0.99
     a.out = a.out or os.path.join(a.build_dir, "bench", "results.json")
+    if a.sat_rooms:
+        try:
+            a.sat_rooms = [int(x) for x in a.sat_rooms.split(",")]
+        except ValueError:
+            ap.error("--sat-rooms expects numbers separated by commas, e.g. 5,10,20")
+    if a.worker_quota is not None and not 0.01 <= a.worker_quota <= 64:
+        ap.error("--worker-quota expects a number of cores from 0.01 to 64")
     return a
 
 
@@ -155,10 +170,67 @@ def free_udp_port():
 
 # ------------------------------------------------------------------ the relay
 
+class WorkerQuota:
+    """A CPU cap per relay worker thread: one cgroup v1 'cpu' group per thread."""
+
+    ROOT = "/sys/fs/cgroup/cpu"
+    PERIOD_US = 10000  # short, so a throttled worker's socket buffer does not overflow
+
+    def __init__(self, cores):
+        self.cores = cores
+        self.dirs = []
+
+    @staticmethod
+    def write(path, value):
+        with open(path, "w") as f:
+            f.write(str(value))
+
+    def apply(self, pid, nworkers):
+        """Put each worker thread (named wzp-worker-N) of pid into its own capped group."""
+        deadline = time.monotonic() + 5
+        while True:
+            tids = []
+            for tid in os.listdir("/proc/%d/task" % pid):
+                try:
+                    with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                        if f.read().startswith("wzp-worker"):
+                            tids.append(tid)
+                except OSError:
+                    pass
+            if len(tids) >= nworkers or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        if len(tids) != nworkers:
+            raise RuntimeError("--worker-quota: found %d threads named wzp-worker-* in relay "
+                               "%d, expected %d" % (len(tids), pid, nworkers))
+        for tid in tids:
+            d = os.path.join(self.ROOT, "wzp-bench-%d-%s" % (pid, tid))
+            try:
+                os.mkdir(d)
+                self.dirs.append(d)
+                self.write(os.path.join(d, "cpu.cfs_period_us"), self.PERIOD_US)
+                self.write(os.path.join(d, "cpu.cfs_quota_us"),
+                           max(1000, int(self.cores * self.PERIOD_US)))
+                self.write(os.path.join(d, "tasks"), tid)
+            except OSError as e:
+                raise RuntimeError("--worker-quota needs a writable cgroup v1 cpu controller "
+                                   "at %s (run as root): %s" % (self.ROOT, e))
+
+    def release(self):
+        """After the relay exited: its groups are empty and can go."""
+        for d in self.dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        self.dirs = []
+
+
 class Relay:
     """One relay process on a fresh port, logging to a file."""
 
     extra_args = []  # --relay-arg values, for every relay the suite starts
+    worker_quota = None  # cores per worker thread (--worker-quota), or None
 
     def __init__(self, binary, workdir, name, threads):
         self.port = free_udp_port()
@@ -174,6 +246,14 @@ class Relay:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("relay did not start:\n" + self.text())
             time.sleep(0.02)
+        self.quota = None
+        if Relay.worker_quota:
+            self.quota = WorkerQuota(Relay.worker_quota)
+            try:
+                self.quota.apply(self.proc.pid, threads)
+            except RuntimeError:
+                self.stop()
+                raise
 
     def text(self):
         with open(self.log_path, errors="replace") as f:
@@ -189,9 +269,15 @@ class Relay:
                 self.proc.kill()
                 self.proc.wait()
                 self.logf.close()
+                self.release_quota()
                 return None
         self.logf.close()
+        self.release_quota()
         return self.proc.returncode
+
+    def release_quota(self):
+        if getattr(self, "quota", None):
+            self.quota.release()
 
     def counters(self):
         """Every 'stats:' line of the log, as dicts, in order."""
@@ -548,7 +634,7 @@ def saturation(a, bins, workdir, problems):
     ramps = []
     for threads in threads_list:
         steps, best = [], None
-        for rooms in (SAT_ROOMS_SMOKE if a.smoke else SAT_ROOMS):
+        for rooms in (a.sat_rooms or (SAT_ROOMS_SMOKE if a.smoke else SAT_ROOMS)):
             name = "sat %dx10 t%d" % (rooms, threads)
             log("bench: saturation ramp, %d rooms x 10, relay threads %d" % (rooms, threads))
             r = media_scenario(a, bins, workdir, name, rooms, 10, None, threads,
@@ -586,7 +672,8 @@ def saturation(a, bins, workdir, problems):
             runs.append(r)
         half = {"name": "half-sat %dx10" % rooms, "rooms": rooms, "relay_threads": a.threads,
                 "figures": median_figures([r["figures"] for r in runs]), "runs": runs}
-    return {"ramps": ramps, "half": half, "gen_threads": gen_threads}
+    return {"ramps": ramps, "half": half, "gen_threads": gen_threads,
+            "worker_quota_cores": a.worker_quota}
 
 
 def print_saturation(sat):
@@ -595,6 +682,9 @@ def print_saturation(sat):
     print()
     print("saturation: 10-participant rooms, more rooms per step; a step passes with delivery "
           ">= %.3f and generator send lag p99 <= %.0f ms" % (SAT_MIN_DELIVERY, SAT_MAX_LAG_MS))
+    if sat.get("worker_quota_cores"):
+        print("every relay worker thread capped at %.2f of a core (--worker-quota)"
+              % sat["worker_quota_cores"])
     row = "%-4s %6s %10s %11s %8s  %s"
     print(row % ("thr", "rooms", "fwd/s", "relay cores", "gen/rly", "stopped by"))
     for rp in sat["ramps"]:
@@ -678,6 +768,7 @@ def reprint(path):
 def main():
     a = parse_args()
     Relay.extra_args = a.relay_arg
+    Relay.worker_quota = a.worker_quota
     if a.report:
         return reprint(a.report)
     if cache_flag(a.build_dir, "WZP_TSAN"):
@@ -698,7 +789,8 @@ def main():
     doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
            "mode": "smoke" if a.smoke else "full", "duration_s": a.duration,
            "warmup_s": a.warmup, "repeat": a.repeat, "relay_threads": a.threads,
-           "gen_threads": a.gen_threads, "machine": machine_info(), "scenarios": media,
+           "gen_threads": a.gen_threads, "worker_quota_cores": a.worker_quota,
+           "relay_args": a.relay_arg, "machine": machine_info(), "scenarios": media,
            "storm": storms, "saturation": sat, "problems": problems, "elapsed_s": round(time.time() - t0, 1)}
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
