@@ -89,6 +89,9 @@ def parse_args():
     ap.add_argument("--sat-rooms", metavar="LIST",
                     help="comma-separated room counts of the saturation ramp (default "
                     + ",".join(map(str, SAT_ROOMS)) + ")")
+    ap.add_argument("--half-rooms", type=int, metavar="N",
+                    help="skip the ramps and run the half-saturation measurement at N rooms x 10 "
+                    "(to compare builds or options at one load)")
     ap.add_argument("--worker-quota", type=float, metavar="CORES",
                     help="cap every relay worker thread at CORES of CPU (a cgroup v1 CFS quota "
                     "per thread, 10 ms period; needs a writable /sys/fs/cgroup/cpu). With "
@@ -632,7 +635,7 @@ def saturation(a, bins, workdir, problems):
     threads_list = [a.threads] if a.no_compare else sorted({1, a.threads, 2})
     gen_threads = max(a.gen_threads, 2 if not a.smoke else 1)
     ramps = []
-    for threads in threads_list:
+    for threads in ([] if a.half_rooms else threads_list):
         steps, best = [], None
         for rooms in (a.sat_rooms or (SAT_ROOMS_SMOKE if a.smoke else SAT_ROOMS)):
             name = "sat %dx10 t%d" % (rooms, threads)
@@ -659,9 +662,8 @@ def saturation(a, bins, workdir, problems):
                       "steps": steps})
     half = None
     main_ramp = next((rp for rp in ramps if rp["relay_threads"] == a.threads), None)
-    if main_ramp and main_ramp["saturation"]:
-        sat_rooms = main_ramp["saturation"]["rooms"]
-        rooms = max(1, round(sat_rooms / 2))
+    if a.half_rooms or (main_ramp and main_ramp["saturation"]):
+        rooms = a.half_rooms or max(1, round(main_ramp["saturation"]["rooms"] / 2))
         runs = []
         for i in range(a.repeat):
             log("bench: half of saturation: %d rooms x 10 (run %d/%d)" % (rooms, i + 1, a.repeat))
