@@ -912,8 +912,10 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
  * the socket for each datagram. Our connection IDs are WZP_SCID_LEN bytes and their first
  * byte is the owning worker, which is also the socket's index in the group (workers bind
  * in order). Short header: that byte follows the first byte. Long header: the DCID length
- * is at offset 5 and the DCID at 6. Anything else (a client-chosen ID, a runt) returns an
- * index past the group, and the kernel falls back to its 4-tuple hash.
+ * is at offset 5 and the DCID at 6. A DCID of another length or whose first byte names no
+ * worker, and a runt, get an index past the group: the kernel falls back to its 4-tuple
+ * hash. (A client-chosen 16-byte DCID may happen to name a worker; that worker then
+ * handles the Initial like any other.)
  */
 int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen)
 {

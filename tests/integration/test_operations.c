@@ -97,6 +97,51 @@ static void join(struct tc *t, const char *room, uint8_t id)
     cr_assert(tc_wait_updates(t, loop, 1, 3000));
 }
 
+struct scrape_goal {
+    const char *series;
+    double want;
+};
+
+static bool metric_reaches(void *arg)
+{
+    const struct scrape_goal *g = arg;
+    static char scrape[256 * 1024];
+    return http("GET", "/metrics", NULL, scrape, sizeof scrape) == 200 &&
+           metric_value(scrape, g->series) == g->want;
+}
+
+Test(operations, room_affinity_table_follows_the_connections)
+{
+    static char port[16];
+    http_port = free_tcp_port();
+    snprintf(port, sizeof port, "%u", http_port);
+    const char *const args[] = {"--metrics-port", port, "--threads", "2", NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    static char scrape[256 * 1024];
+    cr_assert_eq(http("GET", "/metrics", NULL, scrape, sizeof scrape), 200);
+    cr_assert_eq(metric_value(scrape, "wzp_relay_room_affinity"), 1);
+    cr_assert_eq(metric_value(scrape, "wzp_relay_affinity_rooms"), 0);
+    struct tc a, b, c;
+    join(&a, "red", 1);
+    join(&b, "red", 2);
+    join(&c, "blue", 3);
+    cr_assert_eq(http("GET", "/metrics", NULL, scrape, sizeof scrape), 200);
+    cr_assert_eq(metric_value(scrape, "wzp_relay_affinity_rooms"), 2);
+    cr_assert_eq(metric_value(scrape, "wzp_relay_cross_worker_media_messages_total"), 0);
+    /* The last connection of a room gone, the room leaves the table. */
+    wzpc_close(c.c, 0, "hangup");
+    struct scrape_goal one = {"wzp_relay_affinity_rooms", 1};
+    cr_assert(wzpc_run_until(loop, metric_reaches, &one, 3000), "blue left the table");
+    wzpc_close(a.c, 0, "hangup");
+    wzpc_close(b.c, 0, "hangup");
+    struct scrape_goal none = {"wzp_relay_affinity_rooms", 0};
+    cr_assert(wzpc_run_until(loop, metric_reaches, &none, 3000), "red left the table");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
+
 Test(operations, metrics_move_by_the_expected_amounts_during_a_call)
 {
     start(NULL);
