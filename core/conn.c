@@ -210,6 +210,7 @@ static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, 
     int rv = wzp_signal_frame_peek(s->buf.data, s->buf.len, &body, &body_len);
     if (rv == WZP_OK) {
         s->complete = true;
+        c->frames_waiting = true;
     } else if (rv == WZP_ETOOBIG) {
         WZP_STAT_INC(&c->w->stats, signals_oversize);
         fail_later(c, "signal frame larger than 1 MiB");
@@ -682,15 +683,20 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
     wzp_signal_clear(&sig);
 }
 
-/* Dispatch complete frames strictly in client stream-ID order (0, 4, 8, ...). */
+/* Dispatch complete frames strictly in client stream-ID order (0, 4, 8, ...). Only after
+ * a frame completed: a media packet does not touch the stream slots. */
 static void conn_dispatch_signals(struct wzp_conn *c)
 {
+    if (!c->frames_waiting)
+        return;
     for (;;) {
         if (c->state != WZP_CONN_AWAIT_OFFER && c->state != WZP_CONN_JOINED)
-            return;
+            return; /* frames_waiting stays set until they can be dispatched */
         struct wzp_in_stream *s = in_stream_get(c, c->next_in_id, false);
-        if (!s || !s->complete)
+        if (!s || !s->complete) {
+            c->frames_waiting = false; /* the next completed frame sets it again */
             return;
+        }
         const uint8_t *body;
         size_t len;
         wzp_signal_frame_peek(s->buf.data, s->buf.len, &body, &len);

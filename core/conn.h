@@ -79,6 +79,7 @@ struct wzp_conn {
     /* signals */
     struct wzp_in_stream *in; /* grows on demand up to WZP_CONN_MAX_IN_STREAMS */
     unsigned in_cap;
+    bool frames_waiting; /* a signal frame completed and may be dispatchable */
     size_t in_bytes;
     int64_t next_in_id;
     struct wzp_out_stream *out_head, *out_tail;
