@@ -23,6 +23,7 @@
  * sequence (u32 LE), send time (u64 LE, CLOCK_MONOTONIC ns), padding to --size.
  */
 #include "benchutil.h"
+#include "wzpc.h" /* kernel receive timestamps, measured as for the relay's clients */
 
 #include <getopt.h>
 #include <netinet/in.h>
@@ -420,6 +421,7 @@ static bool open_peer(struct clients *c, struct peer *p)
         return false;
     }
     set_bufs(p->fd);
+    wzpc_enable_rx_timestamps(p->fd);
     return true;
 }
 
@@ -455,6 +457,10 @@ static void on_media(struct clients *c, struct peer *p, const uint8_t *d, size_t
 static void read_peer(struct clients *c, struct peer *p)
 {
     static uint8_t buf[RECV_BATCH][2048];
+    static union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(struct timespec))];
+    } ctl[RECV_BATCH];
     struct mmsghdr msg[RECV_BATCH];
     struct iovec iov[RECV_BATCH];
     int n;
@@ -464,16 +470,23 @@ static void read_peer(struct clients *c, struct peer *p)
         iov[i] = (struct iovec){buf[i], sizeof(buf[i])};
         msg[i].msg_hdr.msg_iov = &iov[i];
         msg[i].msg_hdr.msg_iovlen = 1;
+        msg[i].msg_hdr.msg_control = ctl[i].buf;
+        msg[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
     }
     while ((n = recvmmsg(p->fd, msg, RECV_BATCH, MSG_DONTWAIT, NULL)) > 0) {
         uint64_t now = bu_now_ns();
+        int64_t clock_off = wzpc_mono_minus_real_ns();
 
         for (int i = 0; i < n; i++) {
+            /* arrival = the kernel's receive time, as the relay's generator measures */
+            uint64_t stamped = wzpc_msg_rx_time_ns(&msg[i].msg_hdr, clock_off);
+
+            msg[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
             if (msg[i].msg_len == 1 && buf[i][0] == 'A') {
                 c->joined += !p->joined;
                 p->joined = true;
             } else {
-                on_media(c, p, buf[i], msg[i].msg_len, now);
+                on_media(c, p, buf[i], msg[i].msg_len, stamped ? stamped : now);
             }
         }
     }

@@ -55,6 +55,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MOD "wzpc"
@@ -210,6 +211,7 @@ struct wzpc_client {
     struct wzpc_dgram *dfree; /* recycled blocks (at most WZPC_DGRAM_FREE_MAX) */
     unsigned dfree_count;
     uint64_t peer_max_dgram;  /* the relay's max_datagram_frame_size, once connected */
+    uint64_t rx_kernel_ns;    /* kernel receive time of the packet being handled, or 0 */
     struct wzp_buf rx_dgrams; /* [size_t len][bytes]... received during read_pkt */
     struct wzp_buf *rx_dq;    /* where cb_recv_datagram appends: rx_dgrams or the
                                  thread's receive scratch during read_cb */
@@ -717,6 +719,15 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
     return WZP_OK;
 }
 
+/* The kernel stamps each received packet (SO_TIMESTAMPNS), so latency measurements can
+ * use the arrival time rather than when this loop got round to the packet. */
+void wzpc_enable_rx_timestamps(int fd)
+{
+    int one = 1;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+}
+
 /* A non-blocking UDP socket connected to remote; its local address in *local. */
 static int open_connected_socket(const struct sockaddr_storage *remote, socklen_t remotelen,
                                  struct sockaddr_storage *local, socklen_t *locallen)
@@ -725,6 +736,7 @@ static int open_connected_socket(const struct sockaddr_storage *remote, socklen_
 
     if (fd < 0)
         return -1;
+    wzpc_enable_rx_timestamps(fd);
     *locallen = sizeof(*local);
     if (connect(fd, (const struct sockaddr *)remote, remotelen) != 0 ||
         getsockname(fd, (struct sockaddr *)local, locallen) != 0) {
@@ -1396,7 +1408,11 @@ struct rx_scratch {
     struct wzp_buf dgrams;
     struct mmsghdr msgs[WZPC_RX_MMSG];
     struct iovec iov[WZPC_RX_MMSG];
-    uint8_t *slots; /* WZPC_RX_MMSG x WZPC_RX_SLOT_BYTES */
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(struct timespec))];
+    } ctl[WZPC_RX_MMSG]; /* SCM_TIMESTAMPNS */
+    uint8_t *slots;      /* WZPC_RX_MMSG x WZPC_RX_SLOT_BYTES */
 };
 
 static pthread_key_t rx_key;
@@ -1441,12 +1457,48 @@ static struct rx_scratch *rx_scratch_acquire(void)
             rx->iov[i].iov_len = WZPC_RX_BUF_BYTES;
             rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
             rx->msgs[i].msg_hdr.msg_iovlen = 1;
+            rx->msgs[i].msg_hdr.msg_control = rx->ctl[i].buf;
         }
     }
     if (rx->busy)
         return NULL;
     rx->busy = true;
     return rx;
+}
+
+/* recvmmsg overwrites each control length: give every slot its full buffer back. */
+static void rx_reset_control(struct rx_scratch *rx)
+{
+    for (int i = 0; i < WZPC_RX_MMSG; i++)
+        rx->msgs[i].msg_hdr.msg_controllen = sizeof(rx->ctl[i].buf);
+}
+
+int64_t wzpc_mono_minus_real_ns(void)
+{
+    struct timespec rt;
+
+    clock_gettime(CLOCK_REALTIME, &rt);
+    return (int64_t)wzp_now_ns() - ((int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec);
+}
+
+uint64_t wzpc_msg_rx_time_ns(struct msghdr *h, int64_t mono_minus_real)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm != NULL; cm = CMSG_NXTHDR(h, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            int64_t t;
+
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + mono_minus_real;
+            return t > 0 ? (uint64_t)t : 0;
+        }
+    }
+    return 0;
+}
+
+uint64_t wzpc_rx_time_ns(const struct wzpc_client *c)
+{
+    return c->rx_kernel_ns;
 }
 
 static void log_recv_error(const char *what)
@@ -1491,6 +1543,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     c->rx_dq = &rx->dgrams;
     for (int got = 0; got < WZPC_RECV_BATCH && c->state != WZPC_CLOSED;) {
+        rx_reset_control(rx);
         int n = recvmmsg(c->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
 
         if (n <= 0) {
@@ -1499,12 +1552,16 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
         now = wzp_now_ns();
-        for (int i = 0; i < n && c->state != WZPC_CLOSED; i++)
+        int64_t clock_off = wzpc_mono_minus_real_ns();
+        for (int i = 0; i < n && c->state != WZPC_CLOSED; i++) {
+            c->rx_kernel_ns = wzpc_msg_rx_time_ns(&rx->msgs[i].msg_hdr, clock_off);
             handle_packet(c, rx->iov[i].iov_base, rx->msgs[i].msg_len, now);
+        }
         got += n;
         if (n < WZPC_RX_MMSG)
             break;
     }
+    c->rx_kernel_ns = 0;
     c->rx_dq = &c->rx_dgrams;
     wzp_buf_reset(&rx->dgrams);
     rx->busy = false;
@@ -1766,14 +1823,16 @@ static void mux_flush_dirty(struct wzpc_mux *m, ngtcp2_tstamp now)
 }
 
 static void mux_deliver(struct wzpc_mux *m, struct wzp_buf *dq, const uint8_t *pkt, size_t len,
-                        ngtcp2_tstamp now)
+                        ngtcp2_tstamp now, uint64_t rx_kernel_ns)
 {
     struct wzpc_client *c = mux_lookup(m, pkt, len);
 
     if (c == NULL || c->state == WZPC_CLOSED)
         return; /* unknown CID (old connection, stateless reset): dropped */
     c->rx_dq = dq != NULL ? dq : &c->rx_dgrams;
+    c->rx_kernel_ns = rx_kernel_ns;
     handle_packet(c, pkt, len, now);
+    c->rx_kernel_ns = 0;
     c->rx_dq = &c->rx_dgrams;
     mux_mark_dirty(m, c);
 }
@@ -1796,10 +1855,11 @@ static void mux_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 break;
             }
             now = wzp_now_ns();
-            mux_deliver(m, NULL, buf, (size_t)n, now);
+            mux_deliver(m, NULL, buf, (size_t)n, now, 0);
         }
     } else {
         for (int got = 0; got < WZPC_MUX_RECV_BATCH;) {
+            rx_reset_control(rx);
             int n = recvmmsg(ms->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
 
             if (n <= 0) {
@@ -1808,8 +1868,10 @@ static void mux_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 break;
             }
             now = wzp_now_ns();
+            int64_t clock_off = wzpc_mono_minus_real_ns();
             for (int i = 0; i < n; i++)
-                mux_deliver(m, &rx->dgrams, rx->iov[i].iov_base, rx->msgs[i].msg_len, now);
+                mux_deliver(m, &rx->dgrams, rx->iov[i].iov_base, rx->msgs[i].msg_len, now,
+                            wzpc_msg_rx_time_ns(&rx->msgs[i].msg_hdr, clock_off));
             got += n;
             if (n < WZPC_RX_MMSG)
                 break;
@@ -1985,6 +2047,7 @@ int wzpc_rebind(struct wzpc_client *c)
     fd = socket(c->remote_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return WZP_EIO;
+    wzpc_enable_rx_timestamps(fd);
     if (connect(fd, (struct sockaddr *)&c->remote_addr, c->remote_addrlen) != 0) {
         close(fd);
         return WZP_EIO;

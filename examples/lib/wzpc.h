@@ -130,6 +130,20 @@ bool wzpc_close_info(const struct wzpc_client *c, bool *by_peer, bool *is_app, u
 
 const struct wzpc_stats *wzpc_stats(const struct wzpc_client *c);
 
+/* Only during on_datagram: when the kernel received the UDP packet that carried the
+ * datagram (SO_TIMESTAMPNS, on wzp_now_ns()'s CLOCK_MONOTONIC), or 0 if unknown. Unlike
+ * the time of the callback, it excludes how long the packet waited for this loop. */
+uint64_t wzpc_rx_time_ns(const struct wzpc_client *c);
+
+/* Kernel receive timestamps on any UDP socket (the raw-UDP baseline uses these too):
+ * enable them (SO_TIMESTAMPNS); CLOCK_MONOTONIC minus CLOCK_REALTIME now; the receive
+ * time carried by one received message (its control buffer must have room for a
+ * struct timespec) moved to CLOCK_MONOTONIC, or 0 if it carries none. */
+struct msghdr;
+void wzpc_enable_rx_timestamps(int fd);
+int64_t wzpc_mono_minus_real_ns(void);
+uint64_t wzpc_msg_rx_time_ns(struct msghdr *h, int64_t mono_minus_real);
+
 /* The client's identity fingerprint ("xxxx:...", 39 chars). */
 const char *wzpc_fingerprint(const struct wzpc_client *c);
 
