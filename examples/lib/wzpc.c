@@ -1507,6 +1507,26 @@ static void log_recv_error(const char *what)
         LOG_DEBUG(MOD, "%s: %s", what, strerror(errno)); /* e.g. ICMP unreachable */
 }
 
+/*
+ * One recvmmsg of up to WZPC_RX_MMSG packets into rx. Returns how many (0 when the socket
+ * is empty or failed), with the batch's timestamp in *now and the clock offset that moves
+ * each packet's kernel stamp to our clock in *clock_off (see wzpc_msg_rx_time_ns).
+ */
+static int rx_read_batch(int fd, struct rx_scratch *rx, ngtcp2_tstamp *now, int64_t *clock_off)
+{
+    rx_reset_control(rx);
+    int n = recvmmsg(fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
+
+    if (n <= 0) {
+        if (n < 0)
+            log_recv_error("recvmmsg");
+        return 0;
+    }
+    *now = wzp_now_ns();
+    *clock_off = wzpc_mono_minus_real_ns();
+    return n;
+}
+
 /* Fallback: one recv() per packet into a stack buffer. */
 static void read_one_by_one(struct wzpc_client *c)
 {
@@ -1543,16 +1563,11 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     c->rx_dq = &rx->dgrams;
     for (int got = 0; got < WZPC_RECV_BATCH && c->state != WZPC_CLOSED;) {
-        rx_reset_control(rx);
-        int n = recvmmsg(c->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
+        int64_t clock_off;
+        int n = rx_read_batch(c->fd, rx, &now, &clock_off);
 
-        if (n <= 0) {
-            if (n < 0)
-                log_recv_error("recvmmsg");
+        if (n == 0)
             break;
-        }
-        now = wzp_now_ns();
-        int64_t clock_off = wzpc_mono_minus_real_ns();
         for (int i = 0; i < n && c->state != WZPC_CLOSED; i++) {
             c->rx_kernel_ns = wzpc_msg_rx_time_ns(&rx->msgs[i].msg_hdr, clock_off);
             handle_packet(c, rx->iov[i].iov_base, rx->msgs[i].msg_len, now);
@@ -1859,16 +1874,11 @@ static void mux_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     } else {
         for (int got = 0; got < WZPC_MUX_RECV_BATCH;) {
-            rx_reset_control(rx);
-            int n = recvmmsg(ms->fd, rx->msgs, WZPC_RX_MMSG, MSG_DONTWAIT, NULL);
+            int64_t clock_off;
+            int n = rx_read_batch(ms->fd, rx, &now, &clock_off);
 
-            if (n <= 0) {
-                if (n < 0)
-                    log_recv_error("recvmmsg");
+            if (n == 0)
                 break;
-            }
-            now = wzp_now_ns();
-            int64_t clock_off = wzpc_mono_minus_real_ns();
             for (int i = 0; i < n; i++)
                 mux_deliver(m, &rx->dgrams, rx->iov[i].iov_base, rx->msgs[i].msg_len, now,
                             wzpc_msg_rx_time_ns(&rx->msgs[i].msg_hdr, clock_off));
