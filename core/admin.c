@@ -168,6 +168,12 @@ static void drop_and_refusal_metrics(struct wzp_buf *b, struct wzp_relay *r)
     };
     for (size_t i = 0; i < WZP_ARRAY_LEN(refusals); i++)
         labelled(b, "wzp_relay_refusals_total", "reason", refusals[i].reason, refusals[i].v);
+    metric_header(b, "wzp_relay_initials_dropped_total", "counter",
+                  "Client Initials dropped before any connection state, by reason.");
+    labelled(b, "wzp_relay_initials_dropped_total", "reason", "token",
+             STAT(r, initials_token_refused));
+    labelled(b, "wzp_relay_initials_dropped_total", "reason", "short_dcid",
+             STAT(r, initials_short_dcid));
 }
 
 static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
@@ -201,6 +207,13 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
         }
         wzp_buf_printf(b, "wzp_relay_worker_media_queue_depth{worker=\"%u\"} %zu\n", i, depth);
     }
+#define WZP_GAUGE_METRIC(field, help)                                                              \
+    metric_header(b, "wzp_relay_worker_" #field, "gauge", help ", per worker.");                   \
+    for (unsigned i = 0; i < r->nworkers; i++)                                                     \
+        wzp_buf_printf(b, "wzp_relay_worker_" #field "{worker=\"%u\"} %lld\n", i,                  \
+                       (long long)atomic_load(&r->workers[i]->gauges.field));
+    WZP_GAUGE_FIELDS(WZP_GAUGE_METRIC)
+#undef WZP_GAUGE_METRIC
     metric(b, "wzp_relay_packets_steered_total", "counter",
            "Packets handed to the worker that owns their connection.",
            (double)STAT(r, packets_steered_out));
@@ -275,6 +288,8 @@ char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
            (double)STAT(r, leaves));
     metric(&b, "wzp_relay_connections", "gauge", "QUIC connections of any kind.",
            atomic_load(&r->connections));
+    metric(&b, "wzp_relay_handshakes_in_progress", "gauge",
+           "QUIC handshakes in progress (limit --max-handshakes).", atomic_load(&r->handshakes));
     metric(&b, "wzp_relay_draining", "gauge", "1 while the relay drains.",
            atomic_load(&r->draining) ? 1 : 0);
     *len = b.len;

@@ -43,6 +43,14 @@ const char *wzp_strerror(int status);
         }                                                                                          \
     } while (0)
 
+/* An invariant checked only in builds with WZP_INVARIANTS (Debug, sanitizers, fuzzers):
+ * for checks that walk or sum state, too costly for every release build. */
+#ifdef WZP_CHECK_INVARIANTS
+#define WZP_CHECK(cond) WZP_BUG_ON(!(cond))
+#else
+#define WZP_CHECK(cond) ((void)0)
+#endif
+
 static inline void wzp_put_u16be(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);

@@ -97,7 +97,7 @@ static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
 {
     struct wzp_conn *c = ud;
     (void)qc;
-    wzp_worker_cid_remove(c->w, cid);
+    wzp_worker_cid_remove(c->w, cid, c);
     return 0;
 }
 
@@ -173,6 +173,7 @@ static struct wzp_in_stream *in_stream_get(struct wzp_conn *c, int64_t id, bool 
 static void in_stream_release(struct wzp_conn *c, struct wzp_in_stream *s)
 {
     c->in_bytes -= s->buf.len;
+    wzp_worker_account_signal_bytes(c->w, -(int64_t)s->buf.len);
     wzp_buf_free(&s->buf);
     s->used = false;
 }
@@ -205,6 +206,7 @@ static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, 
         return;
     }
     c->in_bytes += len;
+    wzp_worker_account_signal_bytes(c->w, (int64_t)len);
     const uint8_t *body;
     size_t body_len;
     int rv = wzp_signal_frame_peek(s->buf.data, s->buf.len, &body, &body_len);
@@ -321,17 +323,27 @@ static const ngtcp2_callbacks server_callbacks = {
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
+static bool conn_is_closed(const struct wzp_conn *c)
+{
+    return c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING;
+}
+
+/*
+ * Arm the timer for the earlier of ngtcp2's expiry and our deadline. Every state has one
+ * of them (closing states and joins a deadline, a joined connection ngtcp2's idle timer),
+ * so a connection can never wait forever; the timer callback re-arms whenever it fires
+ * before that time (libev measures from its cached loop time, so it may fire early).
+ */
 static void conn_arm_timer(struct wzp_conn *c)
 {
     uint64_t now = wzp_now_ns();
     uint64_t exp = UINT64_MAX;
-    if (c->state != WZP_CONN_CLOSING && c->state != WZP_CONN_DRAINING)
+    if (!conn_is_closed(c))
         exp = ngtcp2_conn_get_expiry(c->qc);
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
+    WZP_BUG_ON(exp == UINT64_MAX);
     ev_timer_stop(c->w->loop, &c->timer);
-    if (exp == UINT64_MAX)
-        return;
     double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
     ev_timer_set(&c->timer, after, 0.);
     ev_timer_start(c->w->loop, &c->timer);
@@ -369,7 +381,8 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
     ngtcp2_settings settings;
     ngtcp2_settings_default(&settings);
     settings.initial_ts = wzp_now_ns();
-    settings.token = hd->token;
+    /* settings.token stays empty: it tells ngtcp2 the address is validated, which lifts
+     * the anti-amplification limit. wzp_conn_accept refuses Initials with a token. */
     settings.handshake_timeout = (uint64_t)WZP_HANDSHAKE_TIMEOUT_MS * NGTCP2_MILLISECONDS;
     ngtcp2_transport_params params;
     if (conn_set_params(c, hd, &scid, &params))
@@ -382,9 +395,9 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
     if (wzp_tls_server_session(&c->tls, r->cred, r->priority, &c->tlsctx))
         return WZP_ECRYPTO;
     ngtcp2_conn_set_tls_native_handle(c->qc, c->tls);
+    /* Both keys go on c's own list in the table, so wzp_worker_detach removes them. */
     if (wzp_worker_cid_add(c->w, &scid, c) || wzp_worker_cid_add(c->w, &hd->dcid, c))
         return WZP_ENOMEM;
-    c->client_dcid = hd->dcid;
     return WZP_OK;
 }
 
@@ -418,10 +431,24 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
         return NULL; /* not an Initial we can take; stray packets are dropped */
     char peer[64];
     format_addr(from, peer, sizeof peer);
+    if (hd.dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN) {
+        WZP_STAT_INC(&w->stats, initials_short_dcid);
+        LOG_DEBUG(MOD, "%s: Initial dropped: client DCID of %zu bytes (at least %u)", peer,
+                  hd.dcid.datalen, (unsigned)NGTCP2_MIN_INITIAL_DCIDLEN);
+        return NULL;
+    }
+    if (hd.token.len > 0) {
+        /* No Retry and no NEW_TOKEN are ever sent, so no token can be ours. (A token
+         * also lets a DCID shorter than 8 bytes past ngtcp2_accept: refused above.) */
+        WZP_STAT_INC(&w->stats, initials_token_refused);
+        LOG_DEBUG(MOD, "%s: Initial dropped: it carries a token this relay never issued", peer);
+        return NULL;
+    }
     if (!admit_new_connection(w, peer))
         return NULL;
     struct wzp_conn *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || wzp_worker_attach(w, c) != WZP_OK) {
+        free(c);
         atomic_fetch_sub(&w->relay->handshakes, 1);
         atomic_fetch_sub(&w->relay->connections, 1);
         return NULL;
@@ -434,19 +461,16 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     c->max_tier = -1;
     c->handshake_counted = true;
     c->created_ns = wzp_now_ns();
+    /* Backstop: ngtcp2's handshake timeout should fire first. */
+    c->deadline_ns = c->created_ns + (WZP_HANDSHAKE_TIMEOUT_MS + 1000ull) * 1000000ull;
     memcpy(&c->remote, from, fromlen);
     c->remote_len = fromlen;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
     c->timer.data = c;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
     ngtcp2_path path;
     conn_path(c, &path, from, fromlen);
-    if (wzp_worker_slot_alloc(w, c, &c->slot, &c->gen) || conn_create_quic(c, &hd, &path)) {
+    if (conn_create_quic(c, &hd, &path)) {
         LOG_WARN(MOD, "%s: could not set up a new connection", peer);
         wzp_conn_destroy(c);
         return NULL;
@@ -464,62 +488,96 @@ static void release_handshake(struct wzp_conn *c)
     }
 }
 
-static void out_stream_free(struct wzp_out_stream *s)
+/* A queued outgoing stream record with a copy of data (len may be 0). */
+static struct wzp_out_stream *out_stream_new(struct wzp_conn *c, const void *data, size_t len)
 {
+    struct wzp_out_stream *s = calloc(1, sizeof *s);
+    if (!s || (len && wzp_buf_append(&s->data, data, len))) {
+        free(s);
+        return NULL;
+    }
+    s->id = -1;
+    wzp_worker_account_signal_bytes(c->w, (int64_t)len);
+    return s;
+}
+
+static void out_stream_free(struct wzp_conn *c, struct wzp_out_stream *s)
+{
+    wzp_worker_account_signal_bytes(c->w, -(int64_t)s->data.len);
     wzp_buf_free(&s->data);
     free(s);
+}
+
+static void out_stream_append(struct wzp_conn *c, struct wzp_out_stream *s)
+{
+    if (c->out_tail)
+        c->out_tail->next = s;
+    else
+        c->out_head = s;
+    c->out_tail = s;
+}
+
+/* Free every signal buffer, in and out: once closing, nothing is read or sent again. */
+static void conn_free_signal_buffers(struct wzp_conn *c)
+{
+    for (size_t i = 0; i < c->in_cap; i++)
+        if (c->in[i].used)
+            in_stream_release(c, &c->in[i]);
+    free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+    c->frames_waiting = false;
+    while (c->out_head) {
+        struct wzp_out_stream *s = c->out_head;
+        c->out_head = s->next;
+        out_stream_free(c, s);
+    }
+    c->out_tail = NULL;
+    c->out_count = 0;
+}
+
+/*
+ * The connection stops being a room member: it leaves its room (if joined) and gives back
+ * its session (if it held one, joined or waiting for its CallOffer). The one place either
+ * happens; called on every path out of AWAIT_OFFER and JOINED.
+ */
+static void conn_end_session(struct wzp_conn *c, const char *why)
+{
+    wzp_sfu_leave(c, why);
+    if (c->session_reserved) {
+        c->session_reserved = false;
+        wzp_relay_release_session(c->w->relay);
+    }
+}
+
+/* Enter CLOSING or DRAINING: no more input or output, freed by the timer at the deadline. */
+static void conn_enter_closed(struct wzp_conn *c, enum wzp_conn_state state, uint64_t deadline_ns)
+{
+    c->state = state;
+    c->deadline_ns = deadline_ns;
+    conn_free_signal_buffers(c);
+    wzp_dgq_destroy(&c->dgq);
+    wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES);
+    conn_arm_timer(c);
 }
 
 void wzp_conn_destroy(struct wzp_conn *c)
 {
     struct wzp_worker *w = c->w;
-    wzp_sfu_leave(c, "error");
+    conn_end_session(c, "error");
     if (c->state == WZP_CONN_HANDSHAKE && c->qc && !ngtcp2_conn_get_handshake_completed(c->qc))
         WZP_STAT_INC(&w->stats, handshake_failures);
     release_handshake(c);
-    if (c->session_reserved)
-        wzp_relay_release_session(w->relay);
     if (c->affinity_ref)
         wzp_affinity_unref(w->relay->affinity, c->tlsctx.sni, w->idx);
-    if (c->qc) {
-        size_t n = ngtcp2_conn_get_num_scid(c->qc);
-        ngtcp2_cid cids[16];
-        if (n <= WZP_ARRAY_LEN(cids)) {
-            ngtcp2_conn_get_scid(c->qc, cids);
-            for (size_t i = 0; i < n; i++)
-                wzp_worker_cid_remove(w, &cids[i]);
-        }
+    ev_timer_stop(w->loop, &c->timer);
+    wzp_worker_detach(w, c); /* every CID key of c, whatever ngtcp2 still lists */
+    if (c->qc)
         ngtcp2_conn_del(c->qc);
-    }
-    if (c->client_dcid.datalen)
-        wzp_worker_cid_remove(w, &c->client_dcid);
     if (c->tls)
         gnutls_deinit(c->tls);
-    if (c->gen)
-        wzp_worker_slot_free(w, c->slot);
-    ev_timer_stop(w->loop, &c->timer);
-    if (c->dirty) {
-        struct wzp_conn **pp = &w->dirty;
-        while (*pp && *pp != c)
-            pp = &(*pp)->dirty_next;
-        if (*pp)
-            *pp = c->dirty_next;
-    }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    w->nconns--;
-    for (size_t i = 0; i < c->in_cap; i++)
-        wzp_buf_free(&c->in[i].buf);
-    free(c->in);
-    while (c->out_head) {
-        struct wzp_out_stream *s = c->out_head;
-        c->out_head = s->next;
-        out_stream_free(s);
-    }
+    conn_free_signal_buffers(c);
+    WZP_CHECK(w->conns || atomic_load(&w->gauges.signal_bytes) == 0);
     wzp_dgq_destroy(&c->dgq);
     free(c->close_pkt);
     free(c);
@@ -527,20 +585,24 @@ void wzp_conn_destroy(struct wzp_conn *c)
     WZP_STAT_INC(&w->stats, conns_closed);
 }
 
-/* Send CONNECTION_CLOSE built from ccerr and enter the closing period. */
+/*
+ * Send CONNECTION_CLOSE built from ccerr and enter the closing period. Never frees c: if
+ * no close packet can be built, the closing period is zero and the timer frees it.
+ */
 static void conn_close_with(struct wzp_conn *c, const ngtcp2_connection_close_error *ccerr)
 {
-    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+    if (conn_is_closed(c))
         return;
-    wzp_sfu_leave(c, c->close_cause ? c->close_cause : "error");
+    conn_end_session(c, c->close_cause ? c->close_cause : "error");
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     uint8_t *buf = wzp_worker_tx_buf(c->w);
+    uint64_t now = wzp_now_ns();
     ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->qc, &ps.path, &pi, buf,
-                                                        WZP_TX_PACKET_BYTES, ccerr, wzp_now_ns());
+                                                        WZP_TX_PACKET_BYTES, ccerr, now);
     if (n <= 0) {
-        wzp_conn_destroy(c);
+        conn_enter_closed(c, WZP_CONN_CLOSING, now);
         return;
     }
     c->close_pkt = malloc((size_t)n);
@@ -550,10 +612,8 @@ static void conn_close_with(struct wzp_conn *c, const ngtcp2_connection_close_er
     }
     wzp_worker_tx_commit(c->w, (size_t)n, (struct sockaddr *)ps.path.remote.addr,
                          ps.path.remote.addrlen);
-    c->close_last_sent_ns = wzp_now_ns();
-    c->state = WZP_CONN_CLOSING;
-    c->deadline_ns = wzp_now_ns() + closing_period_ns(c);
-    conn_arm_timer(c);
+    c->close_last_sent_ns = now;
+    conn_enter_closed(c, WZP_CONN_CLOSING, now + closing_period_ns(c));
 }
 
 void wzp_conn_close(struct wzp_conn *c, const char *reason)
@@ -640,15 +700,23 @@ static void conn_refuse(struct wzp_conn *c, const char *fmt, ...)
 /* Empty FIN on our half of a client stream, as a quinn receiver does when it drops it. */
 static void finish_client_stream(struct wzp_conn *c, int64_t id)
 {
-    struct wzp_out_stream *s = calloc(1, sizeof *s);
+    struct wzp_out_stream *s = out_stream_new(c, NULL, 0);
     if (!s)
         return;
     s->id = id;
-    if (c->out_tail)
-        c->out_tail->next = s;
-    else
-        c->out_head = s;
-    c->out_tail = s;
+    out_stream_append(c, s);
+}
+
+/* The CallOffer: the room decides, the connection changes state (or closes). */
+static void conn_join(struct wzp_conn *c, const struct wzp_signal *offer)
+{
+    char reason[WZP_SFU_REASON_MAX];
+    if (wzp_sfu_join(c, offer, reason, sizeof reason) != WZP_OK) {
+        wzp_conn_close(c, reason);
+        return;
+    }
+    c->state = WZP_CONN_JOINED;
+    c->deadline_ns = 0; /* ngtcp2's idle timeout bounds a joined connection */
 }
 
 static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t len)
@@ -668,7 +736,7 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
     }
     if (c->state == WZP_CONN_AWAIT_OFFER) {
         if (sig.type == WZP_SIG_CALL_OFFER) {
-            wzp_sfu_join(c, &sig);
+            conn_join(c, &sig);
         } else if (sig.type == WZP_SIG_AUTH_TOKEN) {
             WZP_STAT_INC(&c->w->stats, join_refused_auth);
             conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
@@ -703,6 +771,8 @@ static void conn_dispatch_signals(struct wzp_conn *c)
         int64_t id = s->id;
         c->next_in_id += 4;
         conn_handle_frame(c, body, len);
+        if (conn_is_closed(c))
+            return; /* refused: closing freed every stream buffer, s included */
         in_stream_release(c, s);
         finish_client_stream(c, id);
     }
@@ -726,13 +796,11 @@ static bool room_name_valid(const char *name)
 
 static void conn_serve_version(struct wzp_conn *c)
 {
-    struct wzp_out_stream *s = calloc(1, sizeof *s);
-    if (!s || wzp_buf_append_str(&s->data, WZP_BUILD_HASH)) {
-        free(s);
+    struct wzp_out_stream *s = out_stream_new(c, WZP_BUILD_HASH, strlen(WZP_BUILD_HASH));
+    if (!s) {
         wzp_conn_close(c, "");
         return;
     }
-    s->id = -1;
     s->uni = true;
     s->next = c->out_head;
     c->out_head = s;
@@ -796,10 +864,8 @@ static void conn_read_error(struct wzp_conn *c, int rv)
         ngtcp2_conn_get_connection_close_error(c->qc, &ccerr);
         LOG_DEBUG(MOD, "%s: closed by peer (code %llu)", c->peer,
                   (unsigned long long)ccerr.error_code);
-        wzp_sfu_leave(c, "closed");
-        c->state = WZP_CONN_DRAINING;
-        c->deadline_ns = wzp_now_ns() + closing_period_ns(c);
-        conn_arm_timer(c);
+        conn_end_session(c, "closed");
+        conn_enter_closed(c, WZP_CONN_DRAINING, wzp_now_ns() + closing_period_ns(c));
         return;
     }
     case NGTCP2_ERR_DROP_CONN:
@@ -862,17 +928,10 @@ int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len)
         conn_refuse(c, "client is not reading signals (%u queued)", c->out_count);
         return WZP_EFULL;
     }
-    struct wzp_out_stream *s = calloc(1, sizeof *s);
-    if (!s || wzp_buf_append(&s->data, frame, len)) {
-        free(s);
+    struct wzp_out_stream *s = out_stream_new(c, frame, len);
+    if (!s)
         return WZP_ENOMEM;
-    }
-    s->id = -1;
-    if (c->out_tail)
-        c->out_tail->next = s;
-    else
-        c->out_head = s;
-    c->out_tail = s;
+    out_stream_append(c, s);
     c->out_count++;
     WZP_STAT_INC(&c->w->stats, signals_sent);
     wzp_worker_mark_dirty(c->w, c);
@@ -892,7 +951,7 @@ int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t 
         if (c->out_tail == s)
             c->out_tail = prev;
         c->out_count--;
-        out_stream_free(s);
+        out_stream_free(c, s);
         WZP_STAT_INC(&c->w->stats, room_updates_coalesced);
         break; /* there is never more than one unopened RoomUpdate */
     }
@@ -943,7 +1002,7 @@ static void sweep_out_streams(struct wzp_conn *c)
             *pp = s->next;
             if (s->data.len)
                 c->out_count--;
-            out_stream_free(s);
+            out_stream_free(c, s);
             continue;
         }
         last = s;
@@ -1054,24 +1113,30 @@ void wzp_conn_flush(struct wzp_conn *c)
     conn_arm_timer(c);
 }
 
-static void conn_deadline(struct wzp_conn *c)
+/* The state's deadline passed. Returns true if c was freed. */
+static bool conn_deadline(struct wzp_conn *c)
 {
     c->deadline_ns = 0;
     switch (c->state) {
     case WZP_CONN_CLOSING:
     case WZP_CONN_DRAINING:
         wzp_conn_destroy(c);
-        return;
+        return true;
+    case WZP_CONN_HANDSHAKE:
+        LOG_DEBUG(MOD, "%s: handshake not finished in time", c->peer);
+        wzp_conn_destroy(c);
+        return true;
     case WZP_CONN_AWAIT_OFFER:
         WZP_STAT_INC(&c->w->stats, join_timeouts);
         conn_refuse(c, "no CallOffer within %u ms", c->w->relay->cfg.join_timeout_ms);
-        return;
+        return false;
     case WZP_CONN_SERVING:
         wzp_conn_close(c, "");
-        return;
-    default:
-        return;
+        return false;
+    case WZP_CONN_JOINED:
+        return false;
     }
+    return false;
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -1080,22 +1145,18 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct wzp_conn *c = t->data;
     uint64_t now = wzp_now_ns();
-    if (c->deadline_ns && now >= c->deadline_ns) {
-        enum wzp_conn_state before = c->state;
-        conn_deadline(c);
-        if (before == WZP_CONN_CLOSING || before == WZP_CONN_DRAINING)
-            return; /* freed */
-        if (c->state == WZP_CONN_CLOSING)
-            return;
-    }
-    if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
+    if (c->deadline_ns && now >= c->deadline_ns && conn_deadline(c))
+        return; /* freed */
+    if (conn_is_closed(c)) {
+        conn_arm_timer(c); /* fired early, or just entered a closing state */
         return;
+    }
     if (ngtcp2_conn_get_expiry(c->qc) <= now) {
         int rv = ngtcp2_conn_handle_expiry(c->qc, now);
         if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
             LOG_DEBUG(MOD, "%s: %s", c->peer,
                       rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
-            wzp_sfu_leave(c, "timed_out");
+            conn_end_session(c, "timed_out");
             wzp_conn_destroy(c);
             return;
         }
@@ -1104,5 +1165,6 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             return;
         }
     }
+    conn_arm_timer(c); /* the flush re-arms too; this keeps an early wake-up harmless */
     wzp_worker_mark_dirty(c->w, c);
 }

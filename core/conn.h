@@ -66,11 +66,11 @@ struct wzp_conn {
     enum wzp_conn_state state;
     struct sockaddr_storage remote;
     socklen_t remote_len;
-    ngtcp2_cid client_dcid;    /* the client's first DCID, also a key in the CID table */
     char peer[64];             /* "ip:port" for logs */
     char sni[WZP_SNI_MAX + 1]; /* lower-cased; the room name for room connections */
     ev_timer timer;
-    uint64_t deadline_ns; /* application deadline (join timeout, closing period) */
+    uint64_t deadline_ns; /* every state has one: handshake, join, linger, closing period;
+                           * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
     uint64_t created_ns;
     bool handshake_counted; /* holds one of relay->handshakes */
     bool session_reserved;  /* holds one of relay->sessions */
@@ -107,15 +107,20 @@ struct wzp_conn {
     size_t close_len;
     uint64_t close_last_sent_ns;
 
-    /* worker lists */
+    /* Owned by the worker (wzp_worker_attach/detach, the CID table, mark_dirty): conn.c
+     * never writes these. */
     struct wzp_conn *next, *prev;
     struct wzp_conn *dirty_next;
     bool dirty;
+    struct wzp_cid_entry *cids; /* every CID table key of this connection */
 };
 
 /*
  * Handle a packet whose DCID matched no connection: accept a new connection if it is a
- * valid Initial and the limits allow it. Returns the new connection or NULL.
+ * valid Initial and the limits allow it. Returns the new connection or NULL. Refused
+ * without any state: anything ngtcp2_accept refuses, an Initial that carries a token (the
+ * relay issues none, so none can be valid) and a client DCID shorter than 8 bytes
+ * (RFC 9000 7.2), each counted.
  */
 struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
                                  const struct sockaddr *from, socklen_t fromlen);
@@ -140,7 +145,8 @@ int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t 
 /* Close with application code 0 and reason; leaves the room; logs why. */
 void wzp_conn_close(struct wzp_conn *c, const char *reason);
 
-/* Free immediately (owner thread); leaves the room first. */
+/* Free immediately (owner thread): leaves the room, releases the session and every
+ * admission count, detaches from the worker. */
 void wzp_conn_destroy(struct wzp_conn *c);
 
 #endif

@@ -239,8 +239,9 @@ void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *finger
     wzp_event_emit(&ev);
 }
 
-/* Ask the policy; false (connection closed with the reason) if it refuses the join. */
-static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
+/* Ask the policy; false (reason filled) if it refuses the join. */
+static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *reason,
+                          size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
     if (!w->policy)
@@ -266,9 +267,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
         LOG_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
                  c->sni, d.reason);
         wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, d.reason);
-        char reason[WZP_POLICY_REASON_MAX + 16];
-        snprintf(reason, sizeof reason, "denied: %s", d.reason);
-        wzp_conn_close(c, reason);
+        snprintf(reason, reasonlen, "denied: %s", d.reason);
         return false;
     }
     p->role = (uint8_t)d.role;
@@ -280,7 +279,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p)
     return true;
 }
 
-void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
+int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reason, size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
     if (wzp_handshake_verify_offer(offer) != WZP_OK) {
@@ -288,36 +287,31 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
         LOG_INFO(MOD, "%s: refused (room %s): CallOffer signature does not verify", c->peer,
                  c->sni);
         wzp_sfu_event_refusal(c->peer, c->sni, NULL, "bad CallOffer signature");
-        wzp_conn_close(c, "bad CallOffer signature");
-        return;
+        snprintf(reason, reasonlen, "bad CallOffer signature");
+        return WZP_EINVAL;
     }
     struct wzp_participant p;
     fill_participant(c, offer, &p);
-    if (!policy_admits(c, &p))
-        return;
+    if (!policy_admits(c, &p, reason, reasonlen))
+        return WZP_EINVAL;
+    snprintf(reason, reasonlen, "internal error");
     if (send_answer(c) != WZP_OK) {
         LOG_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
-        wzp_conn_close(c, "internal error");
-        return;
+        return WZP_ENOMEM;
     }
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
-    if (!r) {
-        wzp_conn_close(c, "internal error");
-        return;
-    }
+    if (!r)
+        return WZP_ENOMEM;
     pthread_rwlock_wrlock(&r->lock);
     if (wzp_room_add_locked(r, &p) != WZP_OK) {
         pthread_rwlock_unlock(&r->lock);
         wzp_room_release(&w->relay->rooms, r);
-        wzp_conn_close(c, "internal error");
-        return;
+        return WZP_ENOMEM;
     }
     c->room = r;
     c->pid = p.id;
     c->part_hint = r->count - 1;
     memcpy(c->fingerprint, p.fingerprint, sizeof c->fingerprint);
-    c->state = WZP_CONN_JOINED;
-    c->deadline_ns = 0;
     wzp_quality_init(&c->quality, now_ms());
     c->tier = p.tier;
     size_t count = r->count;
@@ -346,6 +340,7 @@ void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer)
              p.role == WZP_ROLE_LISTENER ? " as a listener"
              : p.role == WZP_ROLE_MUTED  ? " muted"
                                          : "");
+    return WZP_OK;
 }
 
 void wzp_sfu_leave(struct wzp_conn *c, const char *why)
@@ -386,12 +381,6 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     }
     wzp_room_release(&w->relay->rooms, r);
     c->room = NULL;
-    if (c->state == WZP_CONN_JOINED)
-        c->state = WZP_CONN_AWAIT_OFFER; /* no longer joined; the caller closes it */
-    if (c->session_reserved) {
-        c->session_reserved = false;
-        wzp_relay_release_session(w->relay);
-    }
     WZP_STAT_INC(&w->stats, leaves);
 }
 

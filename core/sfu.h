@@ -12,10 +12,19 @@
 
 struct wzp_conn;
 
-/* Verify the CallOffer, answer it and join the room named by the SNI (or refuse). */
-void wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer);
+#define WZP_SFU_REASON_MAX (WZP_POLICY_REASON_MAX + 16) /* "denied: " + the policy's reason */
 
-/* Leave the room if joined (idempotent): RoomUpdate and a tier recompute for the rest. */
+/*
+ * Verify the CallOffer, answer it and join the room named by the SNI. WZP_OK: c is in the
+ * room (the caller marks it joined). Otherwise (WZP_EINVAL refused, WZP_ENOMEM) reason
+ * holds what to tell the client and c is in no room; the refusal is already logged and
+ * counted, and the caller closes c.
+ */
+int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reason,
+                 size_t reasonlen);
+
+/* Leave the room if in one (idempotent): RoomUpdate and a tier recompute for the rest.
+ * Only the room changes; the caller owns c's state and its session. */
 void wzp_sfu_leave(struct wzp_conn *c, const char *why);
 
 /* A DATAGRAM from c: validate, read the quality trailer, forward to the room. */

@@ -25,6 +25,8 @@
     X(steer_queue_full, "packets dropped: cross-worker queue full")                                \
     X(version_negotiations, "Version Negotiation packets sent")                                    \
     X(stateless_resets, "Stateless Reset packets sent")                                            \
+    X(initials_token_refused, "Initials dropped: they carry a token this relay never issued")      \
+    X(initials_short_dcid, "Initials dropped: client DCID shorter than 8 bytes")                   \
     X(conns_accepted, "QUIC connections accepted")                                                 \
     X(conns_refused_handshakes, "Initials dropped: too many concurrent handshakes")                \
     X(conns_refused_limit, "Initials dropped: connection limit")                                   \
@@ -60,6 +62,23 @@
     X(tier_changes, "participant tier changes")                                                    \
     X(directives_sent, "QualityDirective messages queued")
 
+/*
+ * Gauges: what a worker holds right now. The owning worker is the only writer; readers
+ * sum over workers. After every client has gone and the closing period has passed, each
+ * of them is back at zero (tests/integration/test_churn.c checks it through /metrics).
+ */
+#define WZP_GAUGE_FIELDS(X)                                                                        \
+    X(conns, "QUIC connections the worker owns (any state)")                                       \
+    X(cid_entries, "connection IDs in the worker's routing table")                                 \
+    X(slots_used, "connection handles in use")                                                     \
+    X(signal_bytes, "signal bytes buffered, received and not yet sent")
+
+struct wzp_gauges {
+#define WZP_GAUGE_DECLARE(name, help) _Atomic int64_t name;
+    WZP_GAUGE_FIELDS(WZP_GAUGE_DECLARE)
+#undef WZP_GAUGE_DECLARE
+};
+
 /* Upper bounds (seconds) of the handshake-duration histogram, as upstream's. */
 #define WZP_HANDSHAKE_BUCKETS                                                                      \
     {                                                                                              \
@@ -82,5 +101,9 @@ struct wzp_stats {
                           atomic_load_explicit(&(st)->field, memory_order_relaxed) + (n),          \
                           memory_order_relaxed)
 #define WZP_STAT_INC(st, field) WZP_STAT_ADD(st, field, 1)
+#define WZP_GAUGE_ADD(g, field, n)                                                                 \
+    atomic_store_explicit(&(g)->field,                                                             \
+                          atomic_load_explicit(&(g)->field, memory_order_relaxed) + (n),           \
+                          memory_order_relaxed)
 
 #endif

@@ -45,8 +45,12 @@ static size_t cid_hash(const uint8_t *cid, size_t len)
     return (size_t)(h ^ (h >> 29));
 }
 
+static struct wzp_cid_entry **cid_link(struct wzp_worker *w, const uint8_t *cid, size_t len);
+
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c)
 {
+    if (cid->datalen == 0 || wzp_worker_cid_find(w, cid->data, cid->datalen))
+        return WZP_EINVAL;
     struct wzp_cid_entry *e = malloc(sizeof *e);
     if (!e)
         return WZP_ENOMEM;
@@ -55,34 +59,59 @@ int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_c
     e->conn = c;
     e->next = w->cid_buckets[b];
     w->cid_buckets[b] = e;
+    e->conn_next = c->cids;
+    c->cids = e;
+    WZP_GAUGE_ADD(&w->gauges, cid_entries, 1);
     return WZP_OK;
 }
 
-void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid)
+/* Unlink e from its bucket chain (pp points at the link to it) and its connection's list. */
+static void cid_entry_free(struct wzp_worker *w, struct wzp_cid_entry **pp)
 {
-    size_t b = cid_hash(cid->data, cid->datalen) & (w->cid_nbuckets - 1);
-    for (struct wzp_cid_entry **pp = &w->cid_buckets[b]; *pp; pp = &(*pp)->next) {
-        struct wzp_cid_entry *e = *pp;
-        if (e->cid.datalen == cid->datalen && memcmp(e->cid.data, cid->data, cid->datalen) == 0) {
-            *pp = e->next;
-            free(e);
-            return;
-        }
+    struct wzp_cid_entry *e = *pp;
+    *pp = e->next;
+    struct wzp_cid_entry **cp = &e->conn->cids;
+    while (*cp != e)
+        cp = &(*cp)->conn_next;
+    *cp = e->conn_next;
+    free(e);
+    WZP_GAUGE_ADD(&w->gauges, cid_entries, -1);
+}
+
+static struct wzp_cid_entry **cid_link(struct wzp_worker *w, const uint8_t *cid, size_t len)
+{
+    size_t b = cid_hash(cid, len) & (w->cid_nbuckets - 1);
+    struct wzp_cid_entry **pp = &w->cid_buckets[b];
+    while (*pp && !((*pp)->cid.datalen == len && memcmp((*pp)->cid.data, cid, len) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, const struct wzp_conn *c)
+{
+    struct wzp_cid_entry **pp = cid_link(w, cid->data, cid->datalen);
+    if (*pp && (*pp)->conn == c)
+        cid_entry_free(w, pp);
+}
+
+void wzp_worker_cid_remove_conn(struct wzp_worker *w, struct wzp_conn *c)
+{
+    while (c->cids) {
+        struct wzp_cid_entry **pp = cid_link(w, c->cids->cid.data, c->cids->cid.datalen);
+        WZP_BUG_ON(*pp != c->cids);
+        cid_entry_free(w, pp);
     }
 }
 
 struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, size_t len)
 {
-    size_t b = cid_hash(cid, len) & (w->cid_nbuckets - 1);
-    for (struct wzp_cid_entry *e = w->cid_buckets[b]; e; e = e->next)
-        if (e->cid.datalen == len && memcmp(e->cid.data, cid, len) == 0)
-            return e->conn;
-    return NULL;
+    struct wzp_cid_entry *e = *cid_link(w, cid, len);
+    return e ? e->conn : NULL;
 }
 
 /* ---------------------------------------------------------------- handles */
 
-int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot, uint32_t *gen)
+static int slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot, uint32_t *gen)
 {
     if (w->free_slot == UINT32_MAX) {
         uint32_t n = w->nslots ? w->nslots * 2 : 256;
@@ -109,7 +138,7 @@ int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *sl
     return WZP_OK;
 }
 
-void wzp_worker_slot_free(struct wzp_worker *w, uint32_t slot)
+static void slot_free(struct wzp_worker *w, uint32_t slot)
 {
     w->slots[slot].conn = NULL;
     w->slots[slot].next_free = w->free_slot;
@@ -130,6 +159,53 @@ void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c)
     c->dirty = true;
     c->dirty_next = w->dirty;
     w->dirty = c;
+}
+
+int wzp_worker_attach(struct wzp_worker *w, struct wzp_conn *c)
+{
+    if (slot_alloc(w, c, &c->slot, &c->gen) != WZP_OK)
+        return WZP_ENOMEM;
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    WZP_GAUGE_ADD(&w->gauges, conns, 1);
+    WZP_GAUGE_ADD(&w->gauges, slots_used, 1);
+    return WZP_OK;
+}
+
+void wzp_worker_detach(struct wzp_worker *w, struct wzp_conn *c)
+{
+    wzp_worker_cid_remove_conn(w, c);
+    if (c->dirty) {
+        struct wzp_conn **pp = &w->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = c->dirty_next;
+        c->dirty = false;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    slot_free(w, c->slot);
+    c->gen = 0;
+    WZP_GAUGE_ADD(&w->gauges, conns, -1);
+    WZP_GAUGE_ADD(&w->gauges, slots_used, -1);
+    /* The last connection gone: nothing may be left that belonged to one. (Signal bytes
+     * are released by the connection before it detaches.) */
+    WZP_CHECK(w->conns || (atomic_load(&w->gauges.cid_entries) == 0 &&
+                           atomic_load(&w->gauges.slots_used) == 0 && !w->dirty));
+}
+
+void wzp_worker_account_signal_bytes(struct wzp_worker *w, int64_t delta)
+{
+    WZP_GAUGE_ADD(&w->gauges, signal_bytes, delta);
 }
 
 /* ---------------------------------------------------------------- transmit */
@@ -618,6 +694,12 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
     c = wzp_conn_accept(w, data, len, from, fromlen);
     if (c)
         wzp_conn_input(c, data, len, from, fromlen);
+}
+
+void wzp_worker_input(struct wzp_worker *w, const uint8_t *data, size_t len,
+                      const struct sockaddr *from, socklen_t fromlen)
+{
+    handle_packet(w, data, len, from, fromlen, false);
 }
 
 static void flush_dirty(struct wzp_worker *w)

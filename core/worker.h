@@ -49,8 +49,11 @@
 
 struct wzp_conn;
 
+/* One key of the CID table. Every entry is also on its connection's own list (conn->cids),
+ * so a connection's entries are removed together, whatever ngtcp2 still reports. */
 struct wzp_cid_entry {
-    struct wzp_cid_entry *next;
+    struct wzp_cid_entry *next;      /* bucket chain */
+    struct wzp_cid_entry *conn_next; /* the connection's entries */
     ngtcp2_cid cid;
     struct wzp_conn *conn;
 };
@@ -113,7 +116,6 @@ struct wzp_worker {
     uint32_t nslots, free_slot;
     struct wzp_conn *conns; /* every live connection (doubly linked) */
     struct wzp_conn *dirty; /* connections with something to write */
-    unsigned nconns;
 
     /* queues from every other worker (indexed by source) and the control queue */
     struct wzp_spsc *inq; /* array of nworkers rings; [idx] unused */
@@ -147,6 +149,7 @@ struct wzp_worker {
     struct wzp_policy_stats policy_stats; /* every state this worker ran, cumulative */
 
     struct wzp_stats stats;
+    struct wzp_gauges gauges;
 };
 
 int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, char *err,
@@ -167,15 +170,35 @@ int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen);
 /* The worker running on the calling thread, or NULL. */
 struct wzp_worker *wzp_worker_current(void);
 
-/* CID table (owner thread only). */
+/*
+ * CID table (owner thread only). add: WZP_EINVAL for an empty CID or one already in the
+ * table (a key never maps to two connections), WZP_ENOMEM. remove: key cid of c, if c has it.
+ * remove_conn: every key of c, also those ngtcp2 no longer lists; call before freeing c.
+ */
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c);
-void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid);
+void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, const struct wzp_conn *c);
+void wzp_worker_cid_remove_conn(struct wzp_worker *w, struct wzp_conn *c);
 struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, size_t len);
 
-/* Handles (owner thread only). */
-int wzp_worker_slot_alloc(struct wzp_worker *w, struct wzp_conn *c, uint32_t *slot, uint32_t *gen);
-void wzp_worker_slot_free(struct wzp_worker *w, uint32_t slot);
+/*
+ * A connection's place in its worker (owner thread only): attach puts c on the worker's
+ * list and gives it a handle (c->slot, c->gen); WZP_ENOMEM leaves c unattached. detach
+ * takes it off every worker structure: the list, the dirty list, its handle and all its
+ * CID table entries. Both touch only those worker fields of c (conn.h says which).
+ */
+int wzp_worker_attach(struct wzp_worker *w, struct wzp_conn *c);
+void wzp_worker_detach(struct wzp_worker *w, struct wzp_conn *c);
+
+/* The connection behind a handle, or NULL once it was detached (owner thread only). */
 struct wzp_conn *wzp_worker_slot_get(struct wzp_worker *w, uint32_t slot, uint32_t gen);
+
+/* Signal bytes a connection of this worker buffered (> 0) or released (< 0). */
+void wzp_worker_account_signal_bytes(struct wzp_worker *w, int64_t delta);
+
+/* Handle one UDP payload (1..WZP_MAX_UDP_PAYLOAD bytes) as if this worker's socket had
+ * received it (owner thread): what rx_cb does per packet. For fuzzers and tests. */
+void wzp_worker_input(struct wzp_worker *w, const uint8_t *data, size_t len,
+                      const struct sockaddr *from, socklen_t fromlen);
 
 /* Mark a connection as having something to write in this iteration. */
 void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c);

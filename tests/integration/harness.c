@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,10 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-static uint16_t free_udp_port(void)
+/* A port on loopback that is free now for sockets of this type (SOCK_DGRAM, SOCK_STREAM). */
+static uint16_t free_port(int type)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = socket(AF_INET, type, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
     socklen_t len = sizeof a;
@@ -81,7 +84,7 @@ static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
     snprintf(r->dir, sizeof r->dir, "/tmp/wzp-it-XXXXXX");
     cr_assert(mkdtemp(r->dir), "mkdtemp: %s", strerror(errno));
     snprintf(r->log_path, sizeof r->log_path, "%s/relay.log", r->dir);
-    r->port = free_udp_port();
+    r->port = free_port(SOCK_DGRAM);
     char listen[64], identity[300];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", r->port);
     snprintf(identity, sizeof identity, "%s/identity", r->dir);
@@ -199,6 +202,69 @@ uint64_t relay_counter(struct relay_proc *r, const char *name)
     free(log);
     cr_assert(value != UINT64_MAX, "counter %s not found in the relay log", name);
     return value;
+}
+
+/* ---------------------------------------------------------------- HTTP endpoint */
+
+unsigned tcp_free_port(void)
+{
+    return free_port(SOCK_STREAM);
+}
+
+int http_request(unsigned port, const char *method, const char *path, const char *token, char *body,
+                 size_t bodylen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect to /metrics port");
+    char req[512];
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: localhost\r\n%s%s%s\r\n", method, path,
+                 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    static char resp[256 * 1024];
+    size_t got = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 3000), 1, "HTTP reply within 3 s");
+        ssize_t r = read(fd, resp + got, sizeof resp - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    int status = 0;
+    sscanf(resp, "HTTP/1.%*d %d", &status);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, bodylen, "%s", b ? b + 4 : "");
+    return status;
+}
+
+double scrape_value(const char *scrape, const char *series)
+{
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", series);
+    const char *p = strstr(scrape, key);
+    return p ? strtod(p + strlen(key), NULL) : NAN;
+}
+
+double scrape_sum(const char *scrape, const char *name)
+{
+    double sum = NAN;
+    size_t n = strlen(name);
+    for (const char *line = scrape; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, name, n) != 0 || (line[n] != ' ' && line[n] != '{'))
+            continue;
+        const char *v = line[n] == ' ' ? line + n : strchr(line + n, '}');
+        if (!v)
+            continue;
+        sum = (isnan(sum) ? 0 : sum) + strtod(v + (*v == '}'), NULL);
+    }
+    return sum;
 }
 
 /* ---------------------------------------------------------------- test clients */

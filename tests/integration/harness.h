@@ -53,6 +53,21 @@ unsigned relay_log_count(struct relay_proc *r, const char *needle);
 /* Dump the relay's log to stderr (on failure, to see why). */
 void relay_dump_log(struct relay_proc *r);
 
+/* ---- the HTTP endpoint (--metrics-port) ---- */
+
+/* A free TCP port on loopback (for --metrics-port). */
+unsigned tcp_free_port(void);
+
+/* One HTTP/1.0 request to 127.0.0.1:port (bearer token if not NULL); returns the status
+ * and copies the body into body. Fails the test if there is no answer within 3 s. */
+int http_request(unsigned port, const char *method, const char *path, const char *token, char *body,
+                 size_t bodylen);
+
+/* In a /metrics scrape: the value of one series ("name" or "name{labels}"), NAN if absent;
+ * the sum of every series of a metric name (all label sets), NAN if it has none. */
+double scrape_value(const char *scrape, const char *series);
+double scrape_sum(const char *scrape, const char *name);
+
 #endif
 
 /* ---- test clients: a wzpc client that records what it receives ---- */

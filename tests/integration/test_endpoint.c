@@ -95,6 +95,73 @@ Test(endpoint, garbage_udp_is_ignored)
     tc_free(&a);
 }
 
+/* A client Initial of 1200 bytes: DCID of dcidlen bytes, 8-byte SCID, then a token of
+ * tokenlen bytes ("TOKENTOK..."), the rest random. */
+static size_t craft_initial(uint8_t *pkt, size_t dcidlen, size_t tokenlen)
+{
+    size_t off = 0;
+    pkt[off++] = 0xc3;
+    wzp_put_u32be(pkt + off, 1);
+    off += 4;
+    pkt[off++] = (uint8_t)dcidlen;
+    for (size_t i = 0; i < dcidlen; i++)
+        pkt[off++] = (uint8_t)(0xd0 + i);
+    pkt[off++] = 8;
+    memcpy(pkt + off, "SCIDSCID", 8);
+    off += 8;
+    pkt[off++] = (uint8_t)tokenlen;
+    for (size_t i = 0; i < tokenlen; i++)
+        pkt[off++] = (uint8_t) "TOKENTOK"[i % 8];
+    wzp_put_u16be(pkt + off, (uint16_t)(0x4000 | (1200 - off - 2)));
+    off += 2;
+    for (; off < 1200; off++)
+        pkt[off] = (uint8_t)rand();
+    return 1200;
+}
+
+static void send_udp(const uint8_t *pkt, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons(relay.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(sendto(fd, pkt, len, 0, (struct sockaddr *)&to, sizeof to), (ssize_t)len);
+    close(fd);
+}
+
+/* Regression: an Initial with a token and an empty DCID once left a CID table entry
+ * pointing at a freed connection; the next long-header packet with an empty DCID found it
+ * (heap use-after-free, exit 139). Now such Initials never get a connection. */
+Test(endpoint, spoofed_initials_with_short_dcid_or_token_are_dropped)
+{
+    static const char *const args[] = {"--threads", "2", NULL};
+    relay_start(&relay, args);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc a, b;
+    tc_connect(&a, loop, &relay, "room", 1, NULL);
+    tc_connect(&b, loop, &relay, "room", 2, NULL);
+    cr_assert(tc_wait_state(&a, loop, WZPC_JOINED, 5000));
+    cr_assert(tc_wait_state(&b, loop, WZPC_JOINED, 5000));
+    uint8_t pkt[1200];
+    for (int round = 0; round < 3; round++) {
+        send_udp(pkt, craft_initial(pkt, 0, 8)); /* token, empty DCID */
+        wzpc_run_for(loop, 50);
+        send_udp(pkt, craft_initial(pkt, 0, 0)); /* then any packet with an empty DCID */
+        send_udp(pkt, craft_initial(pkt, 4, 8)); /* token, 4-byte DCID */
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 50);
+    }
+    send_udp(pkt, craft_initial(pkt, 8, 8)); /* a token on a normal DCID */
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(relay_counter(&relay, "initials_short_dcid"), 6);
+    cr_assert_eq(relay_counter(&relay, "initials_token_refused"), 1);
+    cr_assert_eq(relay_counter(&relay, "conns_accepted"), 2, "only the two clients");
+    cr_assert_eq(b.from[1], 3, "the call went on");
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED);
+    tc_free(&a);
+    tc_free(&b);
+}
+
 /* A real client Initial, captured on a socket of ours: replayed to the relay, it opens a
  * handshake that nobody ever completes. */
 static void replay_one_initial(void)

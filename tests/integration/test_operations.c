@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,21 +27,10 @@ static void stop_relay(void)
 
 TestSuite(operations, .fini = stop_relay, .timeout = 90);
 
-static unsigned free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void start(const char *token)
 {
     static char port[16];
-    http_port = free_tcp_port();
+    http_port = tcp_free_port();
     snprintf(port, sizeof port, "%u", http_port);
     const char *const with_token[] = {"--metrics-port", port, "--admin-token", token, NULL};
     const char *const without[] = {"--metrics-port", port, NULL};
@@ -48,46 +38,17 @@ static void start(const char *token)
     relay_start(&relay, token ? with_token : without);
 }
 
-/* One HTTP/1.0 request on loopback; returns the status, body copied into body. */
 static int http(const char *method, const char *path, const char *token, char *body, size_t bodylen)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)http_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect to /metrics port");
-    char req[512];
-    int n =
-        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: localhost\r\n%s%s%s\r\n", method, path,
-                 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
-    cr_assert_eq(write(fd, req, (size_t)n), n);
-    static char resp[256 * 1024];
-    size_t got = 0;
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        cr_assert_eq(poll(&p, 1, 3000), 1, "HTTP reply within 3 s");
-        ssize_t r = read(fd, resp + got, sizeof resp - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    resp[got] = '\0';
-    int status = 0;
-    sscanf(resp, "HTTP/1.%*d %d", &status);
-    const char *b = strstr(resp, "\r\n\r\n");
-    snprintf(body, bodylen, "%s", b ? b + 4 : "");
-    return status;
+    return http_request(http_port, method, path, token, body, bodylen);
 }
 
 /* Value of a metric line "name value" (or "name{labels} value") in a scrape. */
 static double metric_value(const char *scrape, const char *series)
 {
-    char key[256];
-    snprintf(key, sizeof key, "\n%s ", series);
-    const char *p = strstr(scrape, key);
-    cr_assert_not_null(p, "series %s in /metrics", series);
-    return strtod(p + strlen(key), NULL);
+    double v = scrape_value(scrape, series);
+    cr_assert(!isnan(v), "series %s in /metrics", series);
+    return v;
 }
 
 static void join(struct tc *t, const char *room, uint8_t id)
@@ -113,7 +74,7 @@ static bool metric_reaches(void *arg)
 Test(operations, room_affinity_table_follows_the_connections)
 {
     static char port[16];
-    http_port = free_tcp_port();
+    http_port = tcp_free_port();
     snprintf(port, sizeof port, "%u", http_port);
     const char *const args[] = {"--metrics-port", port, "--threads", "2", NULL};
     loop = ev_loop_new(EVFLAG_AUTO);
