@@ -306,7 +306,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
     return 0;
 }
 
-/* <dir of the executable>/../<name>, or the source tree's, if it exists. */
+/* The first of these that exists: <dir of the executable>/../<name> (a build or source
+ * tree), <dir of the executable>/../share/wzp-relay/<name> (an installed relay), the
+ * source tree's. */
 static void find_beside_relay(const char *name, const char *file, char *out, size_t outlen)
 {
     char exe[PATH_MAX / 2];
@@ -317,11 +319,14 @@ static void find_beside_relay(const char *name, const char *file, char *out, siz
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(out, outlen, "%s/../%s%s", exe, name, file);
-            char canon[PATH_MAX];
-            if (realpath(out, canon)) {
-                snprintf(out, outlen, "%s", canon);
-                return;
+            static const char *const under[] = {"", "share/wzp-relay/"};
+            for (size_t i = 0; i < WZP_ARRAY_LEN(under); i++) {
+                snprintf(out, outlen, "%s/../%s%s%s", exe, under[i], name, file);
+                char canon[PATH_MAX];
+                if (realpath(out, canon)) {
+                    snprintf(out, outlen, "%s", canon);
+                    return;
+                }
             }
         }
     }

@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -597,9 +598,15 @@ static void sandbox(lua_State *L, bool unsafe)
 
 /* ---------------------------------------------------------------- load */
 
-static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    snprintf(err, errlen, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }
 
 /* Optional global `budgets = { on_join = 50, ... }`: per-hook time budgets in ms. */
@@ -668,7 +675,7 @@ static bool run_self_check(struct wzp_policy *p, char *err, size_t errlen)
     }
     if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        set_err(err, errlen, "%s: self_check must be a function%s", p->path, "");
+        set_err(err, errlen, "%s: self_check must be a function", p->path);
         return false;
     }
     if (!policy_pcall(p, "self_check", 0, 2)) {

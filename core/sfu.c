@@ -15,6 +15,7 @@
 #include "log.h"
 #include "policy.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define MOD "room"
@@ -57,9 +58,13 @@ static void broadcast_locked(struct wzp_worker *w, struct wzp_room *r, const str
     broadcast_ctl_locked(w, WZP_CTL_SIGNAL, r, frame);
 }
 
+/* The member list is on the heap: a room may hold every session (--max-sessions), too
+ * many entries for a worker's stack. */
 static int encode_room_update_locked(const struct wzp_room *r, struct wzp_buf *out)
 {
-    struct wzp_room_participant list[r->count ? r->count : 1];
+    struct wzp_room_participant *list = calloc(r->count ? r->count : 1, sizeof *list);
+    if (!list)
+        return WZP_ENOMEM;
     for (size_t i = 0; i < r->count; i++) {
         list[i].fingerprint = (char *)r->parts[i].fingerprint;
         list[i].alias = r->parts[i].has_alias ? (char *)r->parts[i].alias : NULL;
@@ -69,7 +74,9 @@ static int encode_room_update_locked(const struct wzp_room *r, struct wzp_buf *o
     sig.u.room_update.count = (uint32_t)r->count;
     sig.u.room_update.participants.items = list;
     sig.u.room_update.participants.count = r->count;
-    return wzp_signal_encode_frame(&sig, out);
+    int rv = wzp_signal_encode_frame(&sig, out);
+    free(list);
+    return rv;
 }
 
 static int encode_directive(enum wzp_tier tier, const char *why, struct wzp_buf *out)

@@ -631,7 +631,7 @@ static int parse_string(struct pctx *c, json_t *v, char **out)
 static int parse_u8_items(struct pctx *c, json_t *arr, uint8_t *out)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
-        uint64_t x;
+        uint64_t x = 0; /* parse_uint sets it on success; gcc -O3 cannot see that */
         size_t mark = path_push(c, "[%zu]", i);
         int rv = parse_uint(c, json_array_get(arr, i), UINT8_MAX, &x);
         path_pop(c, mark);

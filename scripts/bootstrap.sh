@@ -3,7 +3,9 @@
 #
 #   scripts/bootstrap.sh run [relay options]   build and start the relay on defaults
 #   scripts/bootstrap.sh test                  build normal, ASan/UBSan and TSan trees and
-#                                              run the whole test suite in each
+#                                              run the whole test suite in each; build
+#                                              Release (gcc) and Debug (clang) trees and run
+#                                              their unit tests; run each fuzzer briefly
 #
 # Needs root for apt-get (it is skipped when every package is already installed).
 set -eu
@@ -46,9 +48,11 @@ build() { # build DIR [cmake options]
     cmake --build "$dir" -j "$JOBS" ${TARGET:+--target "$TARGET"}
 }
 
-run_tests() { # run_tests DIR LABEL
-    echo "=== tests: $2 ==="
-    (cd "$1" && ctest --output-on-failure --timeout 600 -j "$JOBS")
+run_tests() { # run_tests DIR LABEL [ctest options]
+    dir=$1 label=$2
+    shift 2
+    echo "=== tests: $label ==="
+    (cd "$dir" && ctest --output-on-failure --timeout 600 -j "$JOBS" "$@")
 }
 
 cmd=${1:-}
@@ -69,6 +73,12 @@ test)
     build "$ROOT/build-tsan" -DWZP_TSAN=ON
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_tests "$ROOT/build-tsan" "TSan"
+    # Other build types and compilers must build warning-free too (-O3 and clang warn
+    # about things -O2 gcc does not); their unit tests are quick.
+    build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release
+    run_tests "$ROOT/build-release" "Release (gcc -O3), unit" -L unit
+    build "$ROOT/build-clang" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang
+    run_tests "$ROOT/build-clang" "Debug (clang), unit" -L unit
     echo "=== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-15} s per parser) ==="
     TARGET=fuzzers build "$ROOT/build-fuzz" -DWZP_FUZZ=ON -DWZP_TESTS=OFF \
         -DCMAKE_C_COMPILER=clang

@@ -658,6 +658,8 @@ static int cb_recv_stateless_reset(ngtcp2_conn *conn, const ngtcp2_pkt_stateless
     return 0;
 }
 
+static void log_ngtcp2(void *user_data, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void log_ngtcp2(void *user_data, const char *fmt, ...)
 {
     char line[1024];

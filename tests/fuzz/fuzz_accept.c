@@ -86,6 +86,9 @@ static size_t long_header(uint8_t *pkt, uint8_t first, struct reader *r, uint8_t
     return off + scidlen;
 }
 
+/* The entry point libFuzzer calls. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!worker)

@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 
+/* The entry point libFuzzer calls. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct wzp_media_header h;

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The entry point libFuzzer calls. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *body;

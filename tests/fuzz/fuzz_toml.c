@@ -225,6 +225,9 @@ static void check_config(const char *text, size_t size)
     wzp_config_file_free(&cfg);
 }
 
+/* The entry point libFuzzer calls. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;

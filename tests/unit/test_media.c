@@ -260,7 +260,7 @@ Test(codec, names_round_trip)
         enum wzp_codec out = WZP_CODEC_COUNT;
         cr_assert_str_eq(wzp_codec_name((enum wzp_codec)c), names[c]);
         cr_assert_eq(wzp_codec_from_name(names[c], strlen(names[c]), &out), WZP_OK);
-        cr_assert_eq(out, c);
+        cr_assert_eq((int)out, c);
     }
     cr_assert_null(wzp_codec_name(WZP_CODEC_COUNT));
 }

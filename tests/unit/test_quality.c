@@ -47,7 +47,7 @@ Test(classify, rep_for_helper_is_consistent)
 {
     for (int t = 0; t < WZP_TIER_COUNT; t++) {
         struct wzp_quality_report r = rep_for((enum wzp_tier)t);
-        cr_assert_eq(wzp_quality_classify(&r), t, "tier %d", t);
+        cr_assert_eq((int)wzp_quality_classify(&r), t, "tier %d", t);
     }
 }
 

@@ -418,7 +418,7 @@ Test(signal_parse, identity_pub_of_31_rejected)
     snprintf(json, sizeof(json),
              "{\"CallOffer\":{\"identity_pub\":%s,\"ephemeral_pub\":[2,%s,\"signature\":[],"
              "\"supported_profiles\":[]}}",
-             KEY_1, KEY_31 + 1); /* "[2," + 31 ones: 32 items */
+             KEY_1, &KEY_31[1]); /* "[2," + 31 ones: 32 items */
     struct wzp_signal s;
     parse_ok(json, &s);
     wzp_signal_clear(&s);
@@ -426,7 +426,7 @@ Test(signal_parse, identity_pub_of_31_rejected)
     snprintf(json, sizeof(json),
              "{\"CallOffer\":{\"identity_pub\":%s,\"ephemeral_pub\":[2,2,%s,\"signature\":[],"
              "\"supported_profiles\":[]}}",
-             KEY_1, KEY_31 + 1);
+             KEY_1, &KEY_31[1]);
     parse_fails(json, "CallOffer.ephemeral_pub: expected 32 integers, got 33");
 }
 
@@ -1048,7 +1048,7 @@ Test(signal_misc, type_names)
         struct wzp_signal s;
         int rv = parse(json, &s);
         if (rv == WZP_OK)
-            cr_expect_eq(s.type, t);
+            cr_expect_eq((int)s.type, t);
         else
             cr_expect_null(strstr(errbuf, "unknown variant"), "%s: %s", name, errbuf);
         wzp_signal_clear(&s);
