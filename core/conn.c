@@ -3,8 +3,12 @@
  *
  * ngtcp2 callbacks only record what happened (buffer stream bytes, set flags, queue
  * media to other connections); the work that needs ngtcp2 calls on this connection
- * (dispatching signals, closing) runs after ngtcp2_conn_read_pkt() returns. Writing
- * happens once per loop iteration in wzp_conn_flush().
+ * (dispatching signals, closing) or Lua (a quality tier change: the policy's on_quality)
+ * runs after ngtcp2_conn_read_pkt() returns. Writing happens once per loop iteration in
+ * wzp_conn_flush(). One deliberate exception: the policy's on_connect runs in the TLS
+ * ClientHello hook (conn_on_client_hello), because refusing before the key exchange is
+ * its purpose and GnuTLS cannot pause a handshake; it only decides, and nothing it may
+ * call touches a connection synchronously.
  */
 #include "conn.h"
 
@@ -290,9 +294,14 @@ static int cb_extend_max_local_streams(ngtcp2_conn *qc, uint64_t max, void *ud)
 static int cb_recv_datagram(ngtcp2_conn *qc, uint32_t flags, const uint8_t *data, size_t len,
                             void *ud)
 {
+    struct wzp_conn *c = ud;
     (void)qc;
     (void)flags;
-    wzp_sfu_on_datagram(ud, data, len);
+    struct wzp_quality_report rep;
+    if (wzp_sfu_on_datagram(c, data, len, &rep)) {
+        c->tier_report = rep; /* the latest change wins; applied after read_pkt */
+        c->tier_change_pending = true;
+    }
     return 0;
 }
 
@@ -912,6 +921,10 @@ void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const st
     if (c->fatal_pending && c->state != WZP_CONN_CLOSING) {
         conn_refuse(c, "%s", c->fatal_reason);
         return;
+    }
+    if (c->tier_change_pending) {
+        c->tier_change_pending = false;
+        wzp_sfu_tier_changed(c, &c->tier_report);
     }
     conn_dispatch_signals(c);
     wzp_worker_mark_dirty(c->w, c);

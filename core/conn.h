@@ -99,6 +99,8 @@ struct wzp_conn {
     size_t part_hint; /* likely index of our entry in room->parts */
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     struct wzp_quality_ctl quality;
+    bool tier_change_pending; /* set in the datagram callback, applied after read_pkt */
+    struct wzp_quality_report tier_report;
     int max_tier;       /* -1 or the policy's cap (enum wzp_tier) */
     enum wzp_tier tier; /* the tier the room sees for us (after policy and cap) */
 

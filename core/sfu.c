@@ -410,8 +410,10 @@ static enum wzp_tier effective_tier(struct wzp_conn *c, const struct wzp_quality
     return t;
 }
 
-static void on_tier_change(struct wzp_conn *c, const struct wzp_quality_report *rep)
+void wzp_sfu_tier_changed(struct wzp_conn *c, const struct wzp_quality_report *rep)
 {
+    if (!c->room)
+        return; /* left since the report arrived */
     struct wzp_room *r = c->room;
     WZP_STAT_INC(&c->w->stats, tier_changes);
     enum wzp_tier t = effective_tier(c, rep);
@@ -450,28 +452,32 @@ static ssize_t find_self_locked(struct wzp_conn *c, const struct wzp_room *r)
     return i;
 }
 
-void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
+bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
+                         struct wzp_quality_report *tier_report)
 {
     struct wzp_worker *w = c->w;
+    bool tier_changed = false;
     WZP_STAT_INC(&w->stats, datagrams_received);
     if (c->state != WZP_CONN_JOINED) {
         WZP_STAT_INC(&w->stats, datagrams_not_joined);
-        return;
+        return false;
     }
     enum wzp_media_verdict v = wzp_media_check(data, len);
     if (v != WZP_MEDIA_OK) {
         WZP_STAT_INC(&w->stats, datagrams_invalid);
         LOG_DEBUG(MOD, "%s: dropped datagram of %zu bytes: %s", c->peer, len,
                   wzp_media_verdict_name(v));
-        return;
+        return false;
     }
     const uint8_t *trailer = NULL;
     if (data[0] & 0x02) {
         const uint8_t *t = trailer = data + len - WZP_QUALITY_REPORT_BYTES;
         struct wzp_quality_report rep = {t[0], t[1], t[2], t[3]};
         WZP_STAT_INC(&w->stats, quality_reports);
-        if (wzp_quality_observe(&c->quality, &rep, now_ms()))
-            on_tier_change(c, &rep);
+        if (wzp_quality_observe(&c->quality, &rep, now_ms())) {
+            *tier_report = rep; /* acted on by the caller, outside ngtcp2 */
+            tier_changed = true;
+        }
     }
     struct wzp_room *r = c->room;
     pthread_rwlock_rdlock(&r->lock);
@@ -493,7 +499,7 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
     if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
         pthread_rwlock_unlock(&r->lock);
         WZP_STAT_INC(&w->stats, datagrams_not_forwarded);
-        return;
+        return tier_changed;
     }
     if (atomic_load_explicit(&r->tap, memory_order_relaxed))
         tap_packet(c, r, data, len);
@@ -509,6 +515,7 @@ void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
     }
     wzp_worker_fanout_end(w);
     pthread_rwlock_unlock(&r->lock);
+    return tier_changed;
 }
 
 /* ---------------------------------------------------------------- policy room API */

@@ -27,8 +27,19 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
  * Only the room changes; the caller owns c's state and its session. */
 void wzp_sfu_leave(struct wzp_conn *c, const char *why);
 
-/* A DATAGRAM from c: validate, read the quality trailer, forward to the room. */
-void wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);
+/*
+ * A DATAGRAM from c: validate, read the quality trailer, forward to the room. No Lua and
+ * no write lock: safe inside an ngtcp2 callback. Returns true when the trailer moved c's
+ * quality controller to another tier; *tier_report then holds that report and the caller
+ * must call wzp_sfu_tier_changed once it is outside ngtcp2 (it runs the policy's
+ * on_quality and takes the room's write lock).
+ */
+bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
+                         struct wzp_quality_report *tier_report);
+
+/* c's controller changed tier on rep: apply the policy and the cap, recompute the room's
+ * tier, send directives. Nothing if c is no longer in a room. */
+void wzp_sfu_tier_changed(struct wzp_conn *c, const struct wzp_quality_report *rep);
 
 struct wzp_relay;
 
