@@ -53,18 +53,66 @@ static void metric_header(struct wzp_buf *b, const char *name, const char *type,
     wzp_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Every counter of stats.h, as the series of its family (one list, nothing to forget). */
+struct stat_series {
+    const char *family, *label;
+    size_t offset;
+};
+
+static const struct stat_series stat_series[] = {
+#define WZP_STAT_SERIES(field, family, label, help)                                                \
+    {#family, label, offsetof(struct wzp_stats, field)},
+    WZP_STATS_FIELDS(WZP_STAT_SERIES)
+#undef WZP_STAT_SERIES
+};
+
+struct stat_family {
+    const char *name, *label;
+    bool per_worker;
+    const char *help;
+};
+
+static const struct stat_family stat_families[] = {
+#define WZP_STAT_FAMILY(family, label, per_worker, help) {#family, label, per_worker, help},
+    WZP_STATS_FAMILIES(WZP_STAT_FAMILY)
+#undef WZP_STAT_FAMILY
+};
+
+static void counter_metrics(struct wzp_buf *b, struct wzp_relay *r)
+{
+    for (size_t f = 0; f < WZP_ARRAY_LEN(stat_families); f++) {
+        const struct stat_family *fam = &stat_families[f];
+        char name[96];
+        snprintf(name, sizeof name, "wzp_relay_%s_total", fam->name);
+        metric_header(b, name, "counter", fam->help);
+        for (size_t i = 0; i < WZP_ARRAY_LEN(stat_series); i++) {
+            const struct stat_series *ser = &stat_series[i];
+            if (strcmp(ser->family, fam->name) != 0)
+                continue;
+            if (fam->per_worker) {
+                for (unsigned k = 0; k < r->nworkers; k++) {
+                    _Atomic uint64_t *v =
+                        (_Atomic uint64_t *)((char *)&r->workers[k]->stats + ser->offset);
+                    wzp_buf_printf(
+                        b, "%s{worker=\"%u\"} %llu\n", name, k,
+                        (unsigned long long)atomic_load_explicit(v, memory_order_relaxed));
+                }
+            } else if (fam->label[0]) {
+                wzp_buf_printf(b, "%s{%s=\"%s\"} %llu\n", name, fam->label, ser->label,
+                               (unsigned long long)sum_stat(r, ser->offset));
+            } else {
+                wzp_buf_printf(b, "%s %llu\n", name, (unsigned long long)sum_stat(r, ser->offset));
+            }
+        }
+    }
+}
+
 static void upstream_metrics(struct wzp_buf *b, struct wzp_relay *r)
 {
     metric(b, "wzp_relay_active_sessions", "gauge", "Room sessions (joined or joining).",
            atomic_load(&r->sessions));
     metric(b, "wzp_relay_active_rooms", "gauge", "Rooms with at least one participant.",
            (double)wzp_room_table_count(&r->rooms));
-    metric(b, "wzp_relay_packets_forwarded_total", "counter",
-           "Media datagrams written to receivers (one per receiver).",
-           (double)STAT(r, datagrams_forwarded));
-    metric(b, "wzp_relay_bytes_forwarded_total", "counter",
-           "Bytes of media datagrams written to receivers (whole datagrams).",
-           (double)STAT(r, bytes_forwarded));
     static const double bounds[WZP_HANDSHAKE_NBUCKETS] = WZP_HANDSHAKE_BUCKETS;
     metric_header(b, "wzp_relay_handshake_duration_seconds", "histogram",
                   "From a client's first packet to its CallAnswer, for joined participants.");
@@ -131,63 +179,8 @@ static void labelled(struct wzp_buf *b, const char *name, const char *label, con
     wzp_buf_printf(b, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
 }
 
-static void drop_and_refusal_metrics(struct wzp_buf *b, struct wzp_relay *r)
-{
-    metric_header(b, "wzp_relay_datagrams_dropped_total", "counter",
-                  "Media datagrams not forwarded, by reason.");
-    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "invalid",
-             STAT(r, datagrams_invalid));
-    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "not_joined",
-             STAT(r, datagrams_not_joined));
-    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "receiver_queue_full",
-             STAT(r, datagrams_queue_drops));
-    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "too_big_for_path",
-             STAT(r, datagrams_too_big_for_path));
-    labelled(b, "wzp_relay_datagrams_dropped_total", "reason", "listener",
-             STAT(r, datagrams_not_forwarded));
-    metric_header(b, "wzp_relay_refusals_total", "counter",
-                  "Connections and joins refused, by reason.");
-    struct {
-        const char *reason;
-        uint64_t v;
-    } refusals[] = {
-        {"handshake_limit", STAT(r, conns_refused_handshakes)},
-        {"connection_limit", STAT(r, conns_refused_limit)},
-        {"alpn", STAT(r, conns_refused_alpn)},
-        {"sni", STAT(r, conns_refused_sni)},
-        {"policy_connect", STAT(r, conns_refused_policy)},
-        {"max_sessions", STAT(r, join_refused_sessions)},
-        {"signature", STAT(r, join_refused_signature)},
-        {"protocol", STAT(r, join_refused_protocol)},
-        {"auth", STAT(r, join_refused_auth)},
-        {"policy_join", STAT(r, join_refused_policy)},
-        {"draining", STAT(r, join_refused_draining)},
-        {"join_timeout", STAT(r, join_timeouts)},
-        {"signal_backlog", STAT(r, signal_backlog_closes)},
-        {"signal_oversize", STAT(r, signals_oversize)},
-    };
-    for (size_t i = 0; i < WZP_ARRAY_LEN(refusals); i++)
-        labelled(b, "wzp_relay_refusals_total", "reason", refusals[i].reason, refusals[i].v);
-    metric_header(b, "wzp_relay_initials_dropped_total", "counter",
-                  "Client Initials dropped before any connection state, by reason.");
-    labelled(b, "wzp_relay_initials_dropped_total", "reason", "token",
-             STAT(r, initials_token_refused));
-    labelled(b, "wzp_relay_initials_dropped_total", "reason", "short_dcid",
-             STAT(r, initials_short_dcid));
-}
-
 static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
 {
-    metric_header(b, "wzp_relay_worker_packets_received_total", "counter",
-                  "UDP packets received, per worker.");
-    for (unsigned i = 0; i < r->nworkers; i++)
-        wzp_buf_printf(b, "wzp_relay_worker_packets_received_total{worker=\"%u\"} %llu\n", i,
-                       (unsigned long long)atomic_load(&r->workers[i]->stats.udp_rx_packets));
-    metric_header(b, "wzp_relay_worker_packets_sent_total", "counter",
-                  "UDP packets sent, per worker.");
-    for (unsigned i = 0; i < r->nworkers; i++)
-        wzp_buf_printf(b, "wzp_relay_worker_packets_sent_total{worker=\"%u\"} %llu\n", i,
-                       (unsigned long long)atomic_load(&r->workers[i]->stats.udp_tx_packets));
     metric_header(b, "wzp_relay_worker_control_queue_depth", "gauge",
                   "Control messages waiting for each worker.");
     for (unsigned i = 0; i < r->nworkers; i++) {
@@ -214,24 +207,12 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
                        (long long)atomic_load(&r->workers[i]->gauges.field));
     WZP_GAUGE_FIELDS(WZP_GAUGE_METRIC)
 #undef WZP_GAUGE_METRIC
-    metric(b, "wzp_relay_packets_steered_total", "counter",
-           "Packets handed to the worker that owns their connection.",
-           (double)STAT(r, packets_steered_out));
-    metric(b, "wzp_relay_room_updates_coalesced_total", "counter",
-           "RoomUpdates replaced by a newer one before they were sent.",
-           (double)STAT(r, room_updates_coalesced));
     metric(b, "wzp_relay_room_affinity", "gauge",
            "1 if each room is served by one worker, 0 if rooms are spread over the workers.",
            r->affinity ? 1.0 : 0.0);
     metric(b, "wzp_relay_affinity_rooms", "gauge",
            "Rooms in the room affinity table (with connections or about to have some).",
            r->affinity ? (double)wzp_affinity_rooms(r->affinity) : 0.0);
-    metric(b, "wzp_relay_packets_handed_over_total", "counter",
-           "Packets of new connections handed to the worker serving their room.",
-           (double)STAT(r, packets_handed_over));
-    metric(b, "wzp_relay_cross_worker_media_messages_total", "counter",
-           "Media messages sent to another worker (one payload, its receivers there).",
-           (double)STAT(r, fanout_messages_out));
 }
 
 static uint64_t sum_policy(struct wzp_relay *r, size_t offset)
@@ -279,13 +260,9 @@ char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
     struct wzp_buf b = WZP_BUF_INIT;
     upstream_metrics(&b, r);
     session_metrics(&b, r);
-    drop_and_refusal_metrics(&b, r);
+    counter_metrics(&b, r);
     worker_metrics(&b, r);
     policy_metrics(&b, r);
-    metric(&b, "wzp_relay_joins_total", "counter", "Participants that joined a room.",
-           (double)STAT(r, joins));
-    metric(&b, "wzp_relay_leaves_total", "counter", "Participants that left a room.",
-           (double)STAT(r, leaves));
     metric(&b, "wzp_relay_connections", "gauge", "QUIC connections of any kind.",
            atomic_load(&r->connections));
     metric(&b, "wzp_relay_handshakes_in_progress", "gauge",

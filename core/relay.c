@@ -293,7 +293,7 @@ void wzp_relay_log_stats(struct wzp_relay *r)
 {
     char line[4096];
     size_t off = 0;
-#define WZP_STATS_SUM(name, help)                                                                  \
+#define WZP_STATS_SUM(name, family, label, help)                                                                  \
     {                                                                                              \
         uint64_t sum = 0;                                                                          \
         for (unsigned i = 0; i < r->nworkers; i++)                                                 \

@@ -1,7 +1,13 @@
 /*
  * stats.h - relay counters. Each worker owns one struct wzp_stats and is its only
- * writer; readers (the stats log, later /metrics) sum over workers with relaxed loads.
- * The X-macro list is the single place a counter is declared, named and described.
+ * writer; readers (the stats log line, /metrics) sum over workers with relaxed loads.
+ *
+ * The X-macro list below is the single place a counter is declared, named, described and
+ * exported: X(field, family, label, help). The field is the C name (also the key of the
+ * SIGUSR1 stats line); family names the Prometheus metric it is a series of, one of
+ * WZP_STATS_FAMILIES; label is the value of that family's label ("" for a family without
+ * one). /metrics is generated from these two lists (admin.c), so a counter added here is
+ * exported without another edit.
  */
 #ifndef WZP_STATS_H
 #define WZP_STATS_H
@@ -9,58 +15,120 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/*
+ * Metric families: F(family, label_name, per_worker, help). The metric is
+ * wzp_relay_<family>_total (a counter). label_name names the label whose value each
+ * series gives ("" = no label). per_worker: one series per worker, labelled worker="N",
+ * instead of the sum. Families print in this order.
+ */
+#define WZP_STATS_FAMILIES(F)                                                                      \
+    F(packets_forwarded, "", 0, "Media datagrams written to receivers (one per receiver).")        \
+    F(bytes_forwarded, "", 0, "Bytes of media datagrams written to receivers (whole datagrams).")  \
+    F(datagrams_received, "", 0, "Media datagrams received from participants.")                    \
+    F(datagrams_dropped, "reason", 0, "Media datagrams not forwarded, by reason.")                 \
+    F(refusals, "reason", 0, "Connections and joins refused, by reason.")                          \
+    F(initials_dropped, "reason", 0,                                                               \
+      "Client Initials dropped before any connection state, by reason.")                           \
+    F(packets_dropped, "reason", 0,                                                                \
+      "UDP packets dropped before reaching a connection, by reason.")                              \
+    F(worker_packets_received, "", 1, "UDP packets received, per worker.")                         \
+    F(worker_packets_sent, "", 1, "UDP packets sent (each GSO segment counts), per worker.")       \
+    F(worker_gso_messages, "", 1,                                                                  \
+      "GSO sends (several packets to one receiver in one message), per worker.")                   \
+    F(worker_gso_segments, "", 1, "UDP packets sent inside GSO sends, per worker.")                \
+    F(worker_send_errors, "", 1, "UDP packets not sent because the send failed, per worker.")      \
+    F(packets_steered, "", 0, "Packets handed to the worker that owns their connection.")          \
+    F(packets_steered_in, "", 0, "Packets received from another worker's socket.")                 \
+    F(packets_handed_over, "", 0,                                                                  \
+      "Packets of new connections handed to the worker serving their room.")                       \
+    F(cross_worker_media_messages, "", 0,                                                          \
+      "Media messages sent to another worker (one payload, its receivers there).")                 \
+    F(peer_wakeups, "result", 0,                                                                   \
+      "Wake-ups of another worker: sent, or skipped because it was busy and drains first.")        \
+    F(version_negotiations, "", 0, "Version Negotiation packets sent.")                            \
+    F(stateless_resets, "", 0, "Stateless Reset packets sent.")                                    \
+    F(connections_accepted, "", 0, "QUIC connections accepted.")                                   \
+    F(connections_closed, "", 0, "QUIC connections freed.")                                        \
+    F(handshake_failures, "", 0, "QUIC/TLS handshakes that failed or timed out.")                  \
+    F(joins, "", 0, "Participants that joined a room.")                                            \
+    F(leaves, "", 0, "Participants that left a room.")                                             \
+    F(signals_received, "", 0, "Signal frames received.")                                          \
+    F(signals_malformed, "", 0, "Signal frames that failed to parse.")                             \
+    F(signals_sent, "", 0, "Signal frames queued to clients.")                                     \
+    F(room_updates_coalesced, "", 0, "RoomUpdates replaced by a newer one before they were sent.") \
+    F(quality_reports, "", 0, "Quality report trailers processed.")                                \
+    F(tier_changes, "", 0, "Participant quality tier changes.")                                    \
+    F(directives_sent, "", 0, "QualityDirective messages queued.")
+
 #define WZP_STATS_FIELDS(X)                                                                        \
-    X(udp_rx_packets, "UDP packets received")                                                      \
-    X(udp_tx_packets, "UDP packets sent (each GSO segment counts)")                                \
-    X(udp_tx_gso_messages, "GSO sends: several packets to one receiver in one message")            \
-    X(udp_tx_gso_segments, "UDP packets sent inside GSO sends")                                    \
-    X(udp_tx_errors, "UDP packets not sent: the send failed")                                      \
-    X(packets_undecodable, "UDP packets that are not QUIC")                                        \
-    X(packets_steered_out, "packets handed to the owning worker")                                  \
-    X(packets_steered_in, "packets received from another worker")                                  \
-    X(packets_handed_over, "packets of new connections handed to the worker serving their room")   \
-    X(fanout_messages_out, "media messages to another worker (one payload, its receivers there)")  \
-    X(peer_wakeups, "wake-ups sent to another worker")                                             \
-    X(peer_wakeups_skipped, "wake-ups not needed: the other worker was busy and drains first")     \
-    X(steer_queue_full, "packets dropped: cross-worker queue full")                                \
-    X(version_negotiations, "Version Negotiation packets sent")                                    \
-    X(stateless_resets, "Stateless Reset packets sent")                                            \
-    X(initials_token_refused, "Initials dropped: they carry a token this relay never issued")      \
-    X(initials_short_dcid, "Initials dropped: client DCID shorter than 8 bytes")                   \
-    X(conns_accepted, "QUIC connections accepted")                                                 \
-    X(conns_refused_handshakes, "Initials dropped: too many concurrent handshakes")                \
-    X(conns_refused_limit, "Initials dropped: connection limit")                                   \
-    X(conns_refused_alpn, "connections refused: ALPN is not wzp")                                  \
-    X(conns_refused_sni, "connections refused: reserved or invalid SNI")                           \
-    X(conns_refused_policy, "connections refused by the policy's on_connect")                      \
-    X(conns_closed, "connections freed")                                                           \
-    X(handshake_failures, "QUIC/TLS handshakes that failed or timed out")                          \
-    X(joins, "participants joined a room")                                                         \
-    X(leaves, "participants left a room")                                                          \
-    X(join_refused_sessions, "joins refused: max sessions reached")                                \
-    X(join_refused_signature, "joins refused: bad CallOffer signature")                            \
-    X(join_refused_protocol, "joins refused: unexpected or malformed signal")                      \
-    X(join_refused_auth, "joins refused: AuthToken while auth is off")                             \
-    X(join_refused_policy, "joins refused by the policy (on_join / on_action)")                    \
-    X(join_refused_draining, "joins refused: the relay is draining")                               \
-    X(join_timeouts, "joins refused: no CallOffer in time")                                        \
-    X(signals_received, "signal frames received")                                                  \
-    X(signals_malformed, "signal frames that failed to parse")                                     \
-    X(signals_oversize, "signal frames over 1 MiB")                                                \
-    X(signals_sent, "signal frames queued to clients")                                             \
-    X(room_updates_coalesced, "RoomUpdates replaced by a newer one before they were sent")         \
-    X(signal_backlog_closes, "connections closed: client not reading signals")                     \
-    X(datagrams_received, "media datagrams received")                                              \
-    X(datagrams_forwarded, "media datagrams written to receivers")                                 \
-    X(bytes_forwarded, "bytes of media datagrams written to receivers")                            \
-    X(datagrams_invalid, "media datagrams dropped: invalid header")                                \
-    X(datagrams_not_joined, "media datagrams dropped: sender not in a room")                       \
-    X(datagrams_not_forwarded, "media datagrams of listeners and muted participants (not sent)")   \
-    X(datagrams_queue_drops, "media datagrams dropped: receiver queue full (oldest first)")        \
-    X(datagrams_too_big_for_path, "media datagrams dropped: larger than the receiver's path")      \
-    X(quality_reports, "quality report trailers processed")                                        \
-    X(tier_changes, "participant tier changes")                                                    \
-    X(directives_sent, "QualityDirective messages queued")
+    X(udp_rx_packets, worker_packets_received, "", "UDP packets received")                         \
+    X(udp_tx_packets, worker_packets_sent, "", "UDP packets sent (each GSO segment counts)")       \
+    X(udp_tx_gso_messages, worker_gso_messages, "",                                                \
+      "GSO sends: several packets to one receiver in one message")                                 \
+    X(udp_tx_gso_segments, worker_gso_segments, "", "UDP packets sent inside GSO sends")           \
+    X(udp_tx_errors, worker_send_errors, "", "UDP packets not sent: the send failed")              \
+    X(packets_undecodable, packets_dropped, "undecodable", "UDP packets that are not QUIC")        \
+    X(packets_steered_out, packets_steered, "", "packets handed to the owning worker")             \
+    X(packets_steered_in, packets_steered_in, "", "packets received from another worker")          \
+    X(packets_handed_over, packets_handed_over, "",                                                \
+      "packets of new connections handed to the worker serving their room")                        \
+    X(fanout_messages_out, cross_worker_media_messages, "",                                        \
+      "media messages to another worker (one payload, its receivers there)")                       \
+    X(peer_wakeups, peer_wakeups, "sent", "wake-ups sent to another worker")                       \
+    X(peer_wakeups_skipped, peer_wakeups, "skipped",                                               \
+      "wake-ups not needed: the other worker was busy and drains first")                           \
+    X(steer_queue_full, packets_dropped, "cross_worker_queue_full",                                \
+      "packets dropped: cross-worker queue full")                                                  \
+    X(version_negotiations, version_negotiations, "", "Version Negotiation packets sent")          \
+    X(stateless_resets, stateless_resets, "", "Stateless Reset packets sent")                      \
+    X(initials_token_refused, initials_dropped, "token",                                           \
+      "Initials dropped: they carry a token this relay never issued")                              \
+    X(initials_short_dcid, initials_dropped, "short_dcid",                                         \
+      "Initials dropped: client DCID shorter than 8 bytes")                                        \
+    X(conns_accepted, connections_accepted, "", "QUIC connections accepted")                       \
+    X(conns_refused_handshakes, refusals, "handshake_limit",                                       \
+      "Initials dropped: too many concurrent handshakes")                                          \
+    X(conns_refused_limit, refusals, "connection_limit", "Initials dropped: connection limit")     \
+    X(conns_refused_alpn, refusals, "alpn", "connections refused: ALPN is not wzp")                \
+    X(conns_refused_sni, refusals, "sni", "connections refused: reserved or invalid SNI")          \
+    X(conns_refused_policy, refusals, "policy_connect",                                            \
+      "connections refused by the policy's on_connect")                                            \
+    X(conns_closed, connections_closed, "", "connections freed")                                   \
+    X(handshake_failures, handshake_failures, "", "QUIC/TLS handshakes that failed or timed out")  \
+    X(joins, joins, "", "participants joined a room")                                              \
+    X(leaves, leaves, "", "participants left a room")                                              \
+    X(join_refused_sessions, refusals, "max_sessions", "joins refused: max sessions reached")      \
+    X(join_refused_signature, refusals, "signature", "joins refused: bad CallOffer signature")     \
+    X(join_refused_protocol, refusals, "protocol",                                                 \
+      "joins refused: unexpected or malformed signal")                                             \
+    X(join_refused_auth, refusals, "auth", "joins refused: AuthToken while auth is off")           \
+    X(join_refused_policy, refusals, "policy_join",                                                \
+      "joins refused by the policy (on_join / on_action)")                                         \
+    X(join_refused_draining, refusals, "draining", "joins refused: the relay is draining")         \
+    X(join_timeouts, refusals, "join_timeout", "joins refused: no CallOffer in time")              \
+    X(signals_received, signals_received, "", "signal frames received")                            \
+    X(signals_malformed, signals_malformed, "", "signal frames that failed to parse")              \
+    X(signals_oversize, refusals, "signal_oversize", "signal frames over 1 MiB")                   \
+    X(signals_sent, signals_sent, "", "signal frames queued to clients")                           \
+    X(room_updates_coalesced, room_updates_coalesced, "",                                          \
+      "RoomUpdates replaced by a newer one before they were sent")                                 \
+    X(signal_backlog_closes, refusals, "signal_backlog",                                           \
+      "connections closed: client not reading signals")                                            \
+    X(datagrams_received, datagrams_received, "", "media datagrams received")                      \
+    X(datagrams_forwarded, packets_forwarded, "", "media datagrams written to receivers")          \
+    X(bytes_forwarded, bytes_forwarded, "", "bytes of media datagrams written to receivers")       \
+    X(datagrams_invalid, datagrams_dropped, "invalid", "media datagrams dropped: invalid header")  \
+    X(datagrams_not_joined, datagrams_dropped, "not_joined",                                       \
+      "media datagrams dropped: sender not in a room")                                             \
+    X(datagrams_not_forwarded, datagrams_dropped, "listener",                                      \
+      "media datagrams of listeners and muted participants (not sent)")                            \
+    X(datagrams_queue_drops, datagrams_dropped, "receiver_queue_full",                             \
+      "media datagrams dropped: receiver queue full (oldest first)")                               \
+    X(datagrams_too_big_for_path, datagrams_dropped, "too_big_for_path",                           \
+      "media datagrams dropped: larger than the receiver's path")                                  \
+    X(quality_reports, quality_reports, "", "quality report trailers processed")                   \
+    X(tier_changes, tier_changes, "", "participant tier changes")                                  \
+    X(directives_sent, directives_sent, "", "QualityDirective messages queued")
 
 /*
  * Gauges: what a worker holds right now. The owning worker is the only writer; readers
@@ -87,7 +155,7 @@ struct wzp_gauges {
 #define WZP_HANDSHAKE_NBUCKETS 10
 
 struct wzp_stats {
-#define WZP_STATS_DECLARE(name, help) _Atomic uint64_t name;
+#define WZP_STATS_DECLARE(name, family, label, help) _Atomic uint64_t name;
     WZP_STATS_FIELDS(WZP_STATS_DECLARE)
 #undef WZP_STATS_DECLARE
     /* first Initial -> CallAnswer queued, for joined participants */

@@ -1,6 +1,8 @@
 /* harness.c - see harness.h. */
 #include "harness.h"
 
+#include "stats.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -78,7 +80,7 @@ void relay_dump_log(struct relay_proc *r)
 }
 
 static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
-                         const char *const *extra_args)
+                         const char *const *extra_args, bool with_http)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "/tmp/wzp-it-XXXXXX");
@@ -97,8 +99,18 @@ static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
     const char *argv[64] = {WZP_RELAY_BIN, "--listen",    listen, "-i",
                             identity,      "--log-level", "debug"};
     int argc = 7;
-    for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
+    for (int i = 0; extra_args && extra_args[i] && argc < 60; i++) {
+        if (strcmp(extra_args[i], "--metrics-port") == 0 && extra_args[i + 1])
+            r->http_port = (unsigned)atoi(extra_args[i + 1]);
         argv[argc++] = extra_args[i];
+    }
+    static char http_port[16];
+    if (with_http && !r->http_port) {
+        r->http_port = tcp_free_port();
+        snprintf(http_port, sizeof http_port, "%u", r->http_port);
+        argv[argc++] = "--metrics-port";
+        argv[argc++] = http_port;
+    }
     argv[argc] = NULL;
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -121,7 +133,7 @@ void relay_start(struct relay_proc *r, const char *const *extra_args)
 void relay_start_with_identity(struct relay_proc *r, const char *identity_content,
                                const char *const *extra_args)
 {
-    pid_t pid = spawn_relay(r, identity_content, extra_args);
+    pid_t pid = spawn_relay(r, identity_content, extra_args, true);
     if (!relay_log_wait(r, "listening on udp", 5000)) {
         relay_dump_log(r);
         kill(pid, SIGKILL);
@@ -133,7 +145,7 @@ void relay_start_with_identity(struct relay_proc *r, const char *identity_conten
 int relay_run_to_exit(struct relay_proc *r, const char *identity_content,
                       const char *const *extra_args, unsigned timeout_ms)
 {
-    pid_t pid = spawn_relay(r, identity_content, extra_args);
+    pid_t pid = spawn_relay(r, identity_content, extra_args, false);
     int status;
     for (unsigned waited = 0; waitpid(pid, &status, WNOHANG) != pid; waited += 10) {
         if (waited >= timeout_ms) {
@@ -186,7 +198,76 @@ void relay_finish(struct relay_proc *r)
     }
 }
 
+/* Where /metrics exports each counter (stats.h): family, label value; the family's label
+ * name and whether it is per worker. */
+struct counter_series {
+    const char *field, *family, *label;
+};
+static const struct counter_series counter_series[] = {
+#define HARNESS_SERIES(field, family, label, help) {#field, #family, label},
+    WZP_STATS_FIELDS(HARNESS_SERIES)
+#undef HARNESS_SERIES
+};
+struct counter_family {
+    const char *name, *label_name;
+    bool per_worker;
+};
+static const struct counter_family counter_families[] = {
+#define HARNESS_FAMILY(family, label, per_worker, help) {#family, label, per_worker},
+    WZP_STATS_FAMILIES(HARNESS_FAMILY)
+#undef HARNESS_FAMILY
+};
+
+/* Relay-wide counters outside stats.h, by their stats-line names. */
+static const struct {
+    const char *name, *series;
+} other_counters[] = {
+    {"policy_reloads_ok", "wzp_relay_policy_reloads_total{result=\"ok\"}"},
+    {"policy_reloads_failed", "wzp_relay_policy_reloads_total{result=\"failed\"}"},
+};
+
 uint64_t relay_counter(struct relay_proc *r, const char *name)
+{
+    static char scrape[256 * 1024];
+    for (size_t i = 0; i < sizeof other_counters / sizeof other_counters[0]; i++) {
+        if (strcmp(other_counters[i].name, name) != 0)
+            continue;
+        cr_assert_eq(http_request(r->http_port, "GET", "/metrics", NULL, scrape, sizeof scrape),
+                     200);
+        double v = scrape_value(scrape, other_counters[i].series);
+        cr_assert(!isnan(v), "%s in /metrics", other_counters[i].series);
+        return (uint64_t)v;
+    }
+    const struct counter_series *ser = NULL;
+    for (size_t i = 0; i < sizeof counter_series / sizeof counter_series[0]; i++)
+        if (strcmp(counter_series[i].field, name) == 0)
+            ser = &counter_series[i];
+    cr_assert_not_null(ser, "no counter %s in stats.h", name);
+    const struct counter_family *fam = NULL;
+    for (size_t i = 0; i < sizeof counter_families / sizeof counter_families[0]; i++)
+        if (strcmp(counter_families[i].name, ser->family) == 0)
+            fam = &counter_families[i];
+    cr_assert_not_null(fam, "no family %s in stats.h", ser->family);
+    cr_assert(r->http_port, "the relay serves no /metrics");
+    cr_assert_eq(http_request(r->http_port, "GET", "/metrics", NULL, scrape, sizeof scrape), 200);
+    char series[160];
+    double v;
+    if (fam->per_worker) {
+        snprintf(series, sizeof series, "wzp_relay_%s_total", fam->name);
+        v = scrape_sum(scrape, series);
+    } else {
+        if (fam->label_name[0])
+            snprintf(series, sizeof series, "wzp_relay_%s_total{%s=\"%s\"}", fam->name,
+                     fam->label_name, ser->label);
+        else
+            snprintf(series, sizeof series, "wzp_relay_%s_total", fam->name);
+        v = scrape_value(scrape, series);
+    }
+    cr_assert(!isnan(v), "%s (counter %s) in /metrics", series, name);
+    return (uint64_t)v;
+}
+
+uint64_t relay_log_counter(struct relay_proc *r, const char *name)
 {
     unsigned before = relay_log_count(r, "stats:");
     kill(r->pid, SIGUSR1);

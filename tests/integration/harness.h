@@ -16,12 +16,15 @@ struct relay_proc {
     int exit_status;   /* after relay_stop */
     bool exit_checked; /* the test checked the exit status itself */
     uint16_t port;
+    unsigned http_port; /* --metrics-port: the test's own, or one the harness picked */
     char dir[256];
     char log_path[300];
 };
 
 /* Start the relay with extra arguments (NULL-terminated list, may be NULL). Fails the test
- * on error. Waits until the relay logs that it is listening. */
+ * on error. Waits until the relay logs that it is listening. Unless the arguments give
+ * --metrics-port, the relay serves /metrics on a free port (r->http_port) for
+ * relay_counter. */
 void relay_start(struct relay_proc *r, const char *const *extra_args);
 
 /* Same, with the identity file created first with the given content. */
@@ -41,8 +44,12 @@ int relay_stop(struct relay_proc *r, unsigned timeout_ms);
  * exited 0 within 3 s and logged no sanitizer report. */
 void relay_finish(struct relay_proc *r);
 
-/* Ask the relay to log its counters (SIGUSR1) and return one counter's value. */
+/* One counter of core/stats.h by its field name (e.g. "conns_accepted"), summed over
+ * workers, read from /metrics: the series stats.h exports it as. */
 uint64_t relay_counter(struct relay_proc *r, const char *name);
+
+/* The same counter from the SIGUSR1 stats line in the log (to test that line itself). */
+uint64_t relay_log_counter(struct relay_proc *r, const char *name);
 
 /* True if the log contains needle, polling up to timeout_ms. */
 bool relay_log_wait(struct relay_proc *r, const char *needle, unsigned timeout_ms);

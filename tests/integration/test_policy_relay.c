@@ -85,6 +85,13 @@ Test(policy_relay, deny_policy_refuses_with_the_reason_in_the_log)
     cr_assert(relay_log_count(&relay, "closed for maintenance") > 0);
     cr_assert_eq(relay_counter(&relay, "join_refused_policy"), 1);
     cr_assert_eq(wzpc_state(ok.c), WZPC_JOINED);
+    static char scrape[256 * 1024];
+    cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", NULL, scrape, sizeof scrape),
+                 200);
+    cr_assert_eq(scrape_value(scrape, "wzp_relay_policy_metric_total{name=\"joins_seen\"}"), 2);
+    cr_assert_eq(scrape_value(scrape, "wzp_relay_policy_metric_total{name=\"joins_denied\"}"), 1);
+    /* the SIGUSR1 stats line has them too */
+    cr_assert_eq(relay_log_counter(&relay, "join_refused_policy"), 1);
     cr_assert(relay_log_count(&relay, "policy_metric joins_seen=2 joins_denied=1") > 0,
               "wzp.metric counters in the stats line");
     tc_free(&ok);
