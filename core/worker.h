@@ -13,16 +13,14 @@
  * then writes every dirty connection once and sends all packets with sendmmsg; when a
  * receive batch was full it also writes and sends before reading the next one.
  *
- * Transmit batch (struct wzp_txbatch): packets are written back to back into one arena.
- * Consecutive packets to the same address become the segments of one UDP GSO message
- * (a UDP_SEGMENT control message), so the kernel is entered once per receiver, not once
- * per packet; sendmmsg then sends up to WZP_TX_BATCH such messages in one call.
+ * Transmit: txbatch.h (one batch per worker, sent with sendmmsg and UDP GSO).
  */
 #ifndef WZP_WORKER_H
 #define WZP_WORKER_H
 
 #include "relay.h"
 #include "stats.h"
+#include "txbatch.h"
 #include "xq.h"
 
 #include <ev.h>
@@ -34,18 +32,9 @@
 
 #define WZP_SCID_LEN        16 /* our connection IDs; byte 0 is the owning worker */
 #define WZP_RX_BATCH        32
-#define WZP_TX_BATCH        64   /* messages (mmsghdr entries) per sendmmsg */
-#define WZP_TX_PACKET_BYTES 1452 /* room tx_buf guarantees for one QUIC packet */
 #define WZP_FANOUT_CHUNK    64   /* receivers per cross-worker media message, at most */
 #define WZP_CTLQ_LIMIT      16384
 
-/* UDP GSO in the transmit batch (struct wzp_txbatch) */
-#define WZP_TX_ARENA_BYTES   (128 * 1024)
-#define WZP_GSO_MAX_SEGMENTS 64    /* UDP_MAX_SEGMENTS is 64 on older kernels, 128 on newer */
-#define WZP_GSO_MAX_BYTES    65507 /* all segments of one message: the IPv4 UDP maximum */
-#ifndef WZP_TX_GSO
-#define WZP_TX_GSO 1 /* build with -DWZP_TX_GSO=0 to send one packet per message */
-#endif
 
 struct wzp_conn;
 
@@ -56,29 +45,6 @@ struct wzp_cid_entry {
     struct wzp_cid_entry *conn_next; /* the connection's entries */
     ngtcp2_cid cid;
     struct wzp_conn *conn;
-};
-
-/*
- * The batch of packets waiting for the next sendmmsg. The arena holds the packets back to
- * back; message i covers arena bytes [iov[i].iov_base, + iov[i].iov_len) and is nseg[i]
- * segments of seg[i] bytes, the last one possibly shorter (then the message is closed).
- * Every array is fixed: nothing is allocated per packet.
- */
-struct wzp_txbatch {
-    size_t used;     /* arena bytes committed */
-    unsigned nmsgs;  /* messages in use */
-    bool gso;        /* may coalesce: UDP_SEGMENT works on this socket */
-    bool gso_warned; /* the "GSO off" warning was logged */
-    struct mmsghdr msgs[WZP_TX_BATCH];
-    struct iovec iov[WZP_TX_BATCH];
-    struct sockaddr_storage addr[WZP_TX_BATCH];
-    uint16_t seg[WZP_TX_BATCH];  /* segment size (the first packet's length) */
-    uint16_t nseg[WZP_TX_BATCH]; /* packets in the message */
-    union {
-        struct cmsghdr align;
-        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
-    } ctl[WZP_TX_BATCH]; /* UDP_SEGMENT, only for messages of 2+ segments */
-    uint8_t arena[WZP_TX_ARENA_BYTES];
 };
 
 /* Where a new connection's packets were handed (room affinity), by client-chosen DCID. */
@@ -213,31 +179,6 @@ void wzp_worker_tx_commit(struct wzp_worker *w, size_t len, const struct sockadd
                           socklen_t tolen);
 void wzp_worker_tx_flush(struct wzp_worker *w);
 
-/*
- * The transmit batch on its own (the worker's calls above are these plus its socket).
- * init: empty, GSO on or off. probe_gso: asks the socket fd for UDP_SEGMENT and turns
- * GSO off, logging once at WARN with the reason, when it is not there.
- * full: no room for one more packet (arena tail < WZP_TX_PACKET_BYTES, or every message
- * in use): send before writing the next packet.
- * can_append: whether a packet of len bytes to `to` would become one more segment of the
- * last message (GSO on, same address, last segment not short, len <= segment size, at
- * most WZP_GSO_MAX_SEGMENTS segments and WZP_GSO_MAX_BYTES bytes).
- * commit: the packet of len bytes written at the tail joins the last message if
- * can_append, else starts a new one; returns true if it was appended. Never called when
- * full (the worker's tx_buf guarantees it).
- * send: sendmmsg the batch on fd, counting into st, and empty it. A GSO message the
- * kernel refuses (EIO, EINVAL, ENOPROTOOPT, EOPNOTSUPP) turns GSO off for this batch for
- * good (logged once) and its packets are sent one per message; nothing is lost.
- */
-void wzp_txbatch_init(struct wzp_txbatch *b, bool gso);
-void wzp_txbatch_probe_gso(struct wzp_txbatch *b, int fd, unsigned worker_idx);
-bool wzp_txbatch_full(const struct wzp_txbatch *b);
-uint8_t *wzp_txbatch_tail(struct wzp_txbatch *b);
-bool wzp_txbatch_can_append(const struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
-                            socklen_t tolen);
-bool wzp_txbatch_commit(struct wzp_txbatch *b, size_t len, const struct sockaddr *to,
-                        socklen_t tolen);
-void wzp_txbatch_send(struct wzp_txbatch *b, int fd, struct wzp_stats *st, unsigned worker_idx);
 
 /*
  * Cross-worker media fan-out of one datagram (the caller holds the room's read lock):

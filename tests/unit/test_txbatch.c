@@ -5,7 +5,8 @@
  * refuses GSO (SO_NO_CHECK makes the kernel answer EINVAL) falls back to one packet per
  * message without losing any.
  */
-#include "worker.h"
+#include "txbatch.h"
+#include "worker.h" /* the worker's tx_buf/commit/flush over its batch */
 
 #include "common.h"
 
