@@ -183,23 +183,14 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
 {
     metric_header(b, "wzp_relay_worker_control_queue_depth", "gauge",
                   "Control messages waiting for each worker.");
-    for (unsigned i = 0; i < r->nworkers; i++) {
-        pthread_mutex_lock(&r->workers[i]->ctl.lock);
-        size_t depth = r->workers[i]->ctl.count;
-        pthread_mutex_unlock(&r->workers[i]->ctl.lock);
-        wzp_buf_printf(b, "wzp_relay_worker_control_queue_depth{worker=\"%u\"} %zu\n", i, depth);
-    }
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_buf_printf(b, "wzp_relay_worker_control_queue_depth{worker=\"%u\"} %zu\n", i,
+                       wzp_mesh_ctl_depth(&r->mesh, i));
     metric_header(b, "wzp_relay_worker_media_queue_depth", "gauge",
                   "Media messages from other workers waiting in each worker's rings.");
-    for (unsigned i = 0; i < r->nworkers; i++) {
-        size_t depth = 0;
-        for (unsigned src = 0; src < r->nworkers; src++) {
-            if (src == i)
-                continue;
-            depth += wzp_spsc_depth(&r->workers[i]->inq[src]);
-        }
-        wzp_buf_printf(b, "wzp_relay_worker_media_queue_depth{worker=\"%u\"} %zu\n", i, depth);
-    }
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_buf_printf(b, "wzp_relay_worker_media_queue_depth{worker=\"%u\"} %llu\n", i,
+                       (unsigned long long)wzp_mesh_ring_depth(&r->mesh, i));
 #define WZP_GAUGE_METRIC(field, help)                                                              \
     metric_header(b, "wzp_relay_worker_" #field, "gauge", help ", per worker.");                   \
     for (unsigned i = 0; i < r->nworkers; i++)                                                     \

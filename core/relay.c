@@ -206,7 +206,7 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     }
     r->nworkers = r->cfg.threads;
     r->workers = calloc(r->nworkers, sizeof *r->workers);
-    if (!r->workers) {
+    if (!r->workers || wzp_mesh_init(&r->mesh, r->nworkers) != WZP_OK) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -273,6 +273,7 @@ void wzp_relay_free(struct wzp_relay *r)
             }
         free(r->workers);
     }
+    wzp_mesh_free(&r->mesh); /* after the workers: their loops no longer run */
     if (r->affinity) {
         wzp_affinity_free(r->affinity);
         free(r->affinity);
@@ -293,7 +294,7 @@ void wzp_relay_log_stats(struct wzp_relay *r)
 {
     char line[4096];
     size_t off = 0;
-#define WZP_STATS_SUM(name, family, label, help)                                                                  \
+#define WZP_STATS_SUM(name, family, label, help)                                                   \
     {                                                                                              \
         uint64_t sum = 0;                                                                          \
         for (unsigned i = 0; i < r->nworkers; i++)                                                 \

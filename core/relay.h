@@ -10,6 +10,7 @@
 #define WZP_RELAY_H
 
 #include "identity.h"
+#include "mesh.h"
 #include "policy.h"
 #include "room.h"
 #include "shdict.h"
@@ -75,6 +76,7 @@ struct wzp_relay {
     struct wzp_room_table rooms;
     struct wzp_worker **workers;
     unsigned nworkers;
+    struct wzp_mesh mesh;        /* every message between workers (one node per worker) */
     _Atomic unsigned sessions;   /* reserved room slots (joining or joined) */
     _Atomic unsigned handshakes; /* QUIC handshakes in progress */
     _Atomic unsigned connections;

@@ -35,7 +35,8 @@ static uint64_t now_ms(void)
 static void deliver_ctl(struct wzp_worker *w, uint16_t type, const struct wzp_participant *p,
                         const struct wzp_buf *frame)
 {
-    if (wzp_worker_send_ctl(w, p->worker, type, p->slot, p->gen, frame->data, frame->len) != WZP_OK)
+    if (wzp_mesh_send_ctl(w->node, p->worker, type, p->slot, p->gen, frame->data, frame->len) !=
+        WZP_OK)
         LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
                  p->fingerprint);
 }
@@ -503,7 +504,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
     }
     if (atomic_load_explicit(&r->tap, memory_order_relaxed))
         tap_packet(c, r, data, len);
-    wzp_worker_fanout_begin(w, data, len);
+    wzp_mesh_fanout_begin(w->node, data, len);
     for (size_t i = 0; i < r->count; i++) {
         const struct wzp_participant *p = &r->parts[i];
         if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))
@@ -511,9 +512,9 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
         if (p->worker == w->idx)
             wzp_conn_queue_datagram(p->conn, data, len);
         else
-            wzp_worker_fanout_add(w, p->worker, p->slot, p->gen);
+            wzp_mesh_fanout_add(w->node, p->worker, p->slot, p->gen);
     }
-    wzp_worker_fanout_end(w);
+    wzp_mesh_fanout_end(w->node);
     pthread_rwlock_unlock(&r->lock);
     return tier_changed;
 }
@@ -562,10 +563,8 @@ int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason)
     ssize_t i = wzp_room_find_locked(r, id);
     if (i >= 0) {
         const struct wzp_participant *p = &r->parts[i];
-        struct wzp_worker *owner = relay->workers[p->worker];
-        rv = wzp_ctlq_push(&owner->ctl, WZP_CTL_KICK, p->slot, p->gen, reason, strlen(reason) + 1);
-        if (rv == WZP_OK)
-            ev_async_send(owner->loop, &owner->wake);
+        rv = wzp_mesh_post_ctl(&relay->mesh, p->worker, WZP_CTL_KICK, p->slot, p->gen, reason,
+                               strlen(reason) + 1);
         LOG_INFO(MOD, "kick: %s from room %s: %s", p->fingerprint, r->name, reason);
     }
     pthread_rwlock_unlock(&r->lock);

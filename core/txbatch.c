@@ -231,4 +231,3 @@ void wzp_txbatch_send(struct wzp_txbatch *b, int fd, struct wzp_stats *st, unsig
     b->nmsgs = 0;
     b->used = 0;
 }
-

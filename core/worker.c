@@ -227,107 +227,6 @@ void wzp_worker_tx_flush(struct wzp_worker *w)
     wzp_txbatch_send(&w->tx, w->fd, &w->stats, w->idx);
 }
 
-/* ---------------------------------------------------------------- cross-worker */
-
-static struct wzp_spsc *ring_to(struct wzp_worker *self, unsigned dst)
-{
-    return &self->relay->workers[dst]->inq[self->idx];
-}
-
-static void fanout_flush(struct wzp_worker *self, unsigned dst)
-{
-    uint32_t n = self->fan_n[dst];
-    struct wzp_xtarget *t = self->fan_targets + (size_t)dst * WZP_FANOUT_CHUNK;
-    size_t hdr = sizeof(struct wzp_xdatagram) + n * sizeof *t;
-    struct wzp_spsc *q = ring_to(self, dst);
-    struct wzp_xdatagram *m = wzp_spsc_push_begin(q, hdr + self->fan_len);
-    self->fan_n[dst] = 0;
-    self->fan_mask &= ~(1ull << dst);
-    if (!m) {
-        WZP_STAT_ADD(&self->stats, datagrams_queue_drops, n);
-        return;
-    }
-    m->type = WZP_XMSG_DATAGRAM;
-    m->len = (uint16_t)self->fan_len;
-    m->ntargets = n;
-    memcpy(m->targets, t, n * sizeof *t);
-    memcpy((uint8_t *)m + hdr, self->fan_data, self->fan_len);
-    wzp_spsc_push_commit(q);
-    WZP_STAT_INC(&self->stats, fanout_messages_out);
-    self->ring_wake_pending |= 1ull << dst;
-}
-
-void wzp_worker_fanout_begin(struct wzp_worker *self, const uint8_t *data, size_t len)
-{
-    self->fan_data = data;
-    self->fan_len = len;
-}
-
-void wzp_worker_fanout_add(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen)
-{
-    uint32_t i = self->fan_n[dst]++;
-    self->fan_targets[(size_t)dst * WZP_FANOUT_CHUNK + i] = (struct wzp_xtarget){slot, gen};
-    self->fan_mask |= 1ull << dst;
-    if (i + 1 == WZP_FANOUT_CHUNK)
-        fanout_flush(self, dst);
-}
-
-void wzp_worker_fanout_end(struct wzp_worker *self)
-{
-    while (self->fan_mask)
-        fanout_flush(self, (unsigned)__builtin_ctzll(self->fan_mask));
-}
-
-static void steer_packet(struct wzp_worker *self, unsigned dst, const uint8_t *data, size_t len,
-                         const struct sockaddr *from, socklen_t fromlen)
-{
-    struct wzp_spsc *q = ring_to(self, dst);
-    struct wzp_xpacket *m = wzp_spsc_push_begin(q, sizeof *m + len);
-    if (!m) {
-        WZP_STAT_INC(&self->stats, steer_queue_full);
-        return;
-    }
-    m->type = WZP_XMSG_PACKET;
-    m->len = (uint16_t)len;
-    m->addrlen = fromlen;
-    memcpy(&m->addr, from, fromlen);
-    memcpy(m->data, data, len);
-    wzp_spsc_push_commit(q);
-    self->ring_wake_pending |= 1ull << dst;
-    WZP_STAT_INC(&self->stats, packets_steered_out);
-}
-
-int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
-                        uint32_t gen, const void *data, size_t len)
-{
-    int rv = wzp_ctlq_push(&self->relay->workers[dst]->ctl, type, slot, gen, data, len);
-    if (rv == WZP_OK)
-        self->wake_pending |= 1ull << dst;
-    return rv;
-}
-
-void wzp_worker_kick_peers(struct wzp_worker *w)
-{
-    uint64_t always = w->wake_pending, lazy = w->ring_wake_pending & ~w->wake_pending;
-    w->wake_pending = w->ring_wake_pending = 0;
-    /* Our ring pushes before the peer's idle flag: pairs with the fence in flush_cb, so
-     * either we see it idle and wake it, or it sees our messages before it blocks. */
-    if (lazy)
-        atomic_thread_fence(memory_order_seq_cst);
-    uint64_t m = always | lazy;
-    while (m) {
-        unsigned i = (unsigned)__builtin_ctzll(m);
-        m &= m - 1;
-        struct wzp_worker *peer = w->relay->workers[i];
-        if (((lazy >> i) & 1) && !atomic_load_explicit(&peer->idle, memory_order_relaxed)) {
-            WZP_STAT_INC(&w->stats, peer_wakeups_skipped);
-            continue;
-        }
-        WZP_STAT_INC(&w->stats, peer_wakeups);
-        ev_async_send(peer->loop, &peer->wake);
-    }
-}
-
 /* ---------------------------------------------------------------- receive */
 
 static void send_version_negotiation(struct wzp_worker *w, const ngtcp2_version_cid *vc,
@@ -435,7 +334,7 @@ static bool route_to_room_worker(struct wzp_worker *w, const ngtcp2_version_cid 
     if (dst == w->idx)
         return false;
     WZP_STAT_INC(&w->stats, packets_handed_over);
-    steer_packet(w, dst, data, len, from, fromlen);
+    wzp_mesh_send_packet(w->node, dst, data, len, from, fromlen);
     return true;
 }
 
@@ -462,7 +361,7 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
     bool ours = vc.dcidlen == WZP_SCID_LEN && vc.dcid[0] < w->relay->nworkers;
     if (ours && vc.dcid[0] != w->idx && !(long_hdr && is_initial(data, vc.version))) {
         /* A connection of another worker, reached us after a NAT rebinding. */
-        steer_packet(w, vc.dcid[0], data, len, from, fromlen);
+        wzp_mesh_send_packet(w->node, vc.dcid[0], data, len, from, fromlen);
         return;
     }
     if (!long_hdr) {
@@ -496,7 +395,7 @@ static void flush_now(struct wzp_worker *w)
 {
     flush_dirty(w);
     wzp_worker_tx_flush(w);
-    wzp_worker_kick_peers(w);
+    wzp_mesh_kick_peers(w->node);
 }
 
 static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -541,48 +440,36 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---------------------------------------------------------------- queues in */
 
-static void drain_rings(struct wzp_worker *w)
+/* One message from another worker's ring: media for our connections, or a packet. */
+static void ring_message(void *ctx, const void *m, size_t len)
 {
-    for (unsigned src = 0; src < w->relay->nworkers; src++) {
-        if (src == w->idx)
-            continue;
-        struct wzp_spsc *q = &w->inq[src];
-        const void *m;
-        size_t mlen;
-        while ((m = wzp_spsc_peek(q, &mlen))) {
-            uint16_t type;
-            memcpy(&type, m, sizeof type);
-            if (type == WZP_XMSG_DATAGRAM) {
-                const struct wzp_xdatagram *d = m;
-                const uint8_t *payload = (const uint8_t *)&d->targets[d->ntargets];
-                for (uint32_t i = 0; i < d->ntargets; i++) {
-                    struct wzp_conn *c =
-                        wzp_worker_slot_get(w, d->targets[i].slot, d->targets[i].gen);
-                    if (c && c->state == WZP_CONN_JOINED)
-                        wzp_conn_queue_datagram(c, payload, d->len);
-                }
-            } else {
-                const struct wzp_xpacket *pk = m;
-                WZP_STAT_INC(&w->stats, packets_steered_in);
-                handle_packet(w, pk->data, pk->len, (const struct sockaddr *)&pk->addr, pk->addrlen,
-                              true);
-            }
-            wzp_spsc_pop_commit(q);
+    struct wzp_worker *w = ctx;
+    (void)len;
+    uint16_t type;
+    memcpy(&type, m, sizeof type);
+    if (type == WZP_XMSG_DATAGRAM) {
+        const struct wzp_xdatagram *d = m;
+        const uint8_t *payload = (const uint8_t *)&d->targets[d->ntargets];
+        for (uint32_t i = 0; i < d->ntargets; i++) {
+            struct wzp_conn *c = wzp_worker_slot_get(w, d->targets[i].slot, d->targets[i].gen);
+            if (c && c->state == WZP_CONN_JOINED)
+                wzp_conn_queue_datagram(c, payload, d->len);
         }
+    } else {
+        const struct wzp_xpacket *pk = m;
+        WZP_STAT_INC(&w->stats, packets_steered_in);
+        handle_packet(w, pk->data, pk->len, (const struct sockaddr *)&pk->addr, pk->addrlen, true);
     }
 }
 
-static bool inbound_pending(struct wzp_worker *w)
+static void drain_rings(struct wzp_worker *w)
 {
-    for (unsigned src = 0; src < w->relay->nworkers; src++)
-        if (src != w->idx && wzp_spsc_pending(&w->inq[src]))
-            return true;
-    return false;
+    wzp_mesh_drain_rings(w->node, ring_message, w);
 }
 
 static void drain_ctl(struct wzp_worker *w)
 {
-    struct wzp_ctlmsg *m = wzp_ctlq_take_all(&w->ctl);
+    struct wzp_ctlmsg *m = wzp_mesh_take_ctl(w->node);
     while (m) {
         struct wzp_ctlmsg *next = m->next;
         struct wzp_conn *c = wzp_worker_slot_get(w, m->slot, m->gen);
@@ -626,7 +513,7 @@ void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p)
 {
     struct wzp_policy *older = atomic_exchange(&w->policy_pending, p);
     wzp_policy_free(older); /* never switched in: no worker used it */
-    ev_async_send(w->loop, &w->wake);
+    wzp_mesh_wake(&w->relay->mesh, w->idx);
 }
 
 /* Worker 0 runs the policy's timers (wzp.every); the timer fires at the next due one. */
@@ -661,11 +548,10 @@ static void switch_policy(struct wzp_worker *w)
     arm_policy_timer(w, wzp_policy_run_timers(p, 0)); /* now = 0: nothing due yet */
 }
 
-static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+/* Another thread woke us (mesh.h): stop, a new policy, messages. */
+static void wake_cb(void *ctx)
 {
-    (void)loop;
-    (void)revents;
-    struct wzp_worker *w = a->data;
+    struct wzp_worker *w = ctx;
     if (atomic_load(&w->stop_requested)) {
         worker_shutdown(w);
         return;
@@ -683,26 +569,12 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     struct wzp_worker *w = p->data;
     for (;;) {
         flush_dirty(w);
-        /* About to block: say so, then take what peers queued without waking us (they
-         * saw us busy). Pairs with the fence in wzp_worker_kick_peers. */
-        atomic_store_explicit(&w->idle, true, memory_order_relaxed);
-        atomic_thread_fence(memory_order_seq_cst);
-        if (!inbound_pending(w))
+        if (wzp_mesh_going_idle(w->node))
             break;
-        atomic_store_explicit(&w->idle, false, memory_order_relaxed);
-        drain_rings(w);
+        drain_rings(w); /* queued by peers that saw us busy */
     }
     wzp_worker_tx_flush(w);
-    wzp_worker_kick_peers(w);
-}
-
-/* The loop woke up: peers may queue to us without a wake-up until we block again. */
-static void idle_check_cb(struct ev_loop *loop, ev_check *ck, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct wzp_worker *w = ck->data;
-    atomic_store_explicit(&w->idle, false, memory_order_relaxed);
+    wzp_mesh_kick_peers(w->node);
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -804,47 +676,6 @@ int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen)
     return WZP_OK;
 }
 
-/* Bytes of each (source, destination) ring: 512 KiB shared by a worker's peers, each
- * ring between 64 and 256 KiB (a few thousand media messages). */
-static size_t ring_bytes(unsigned nworkers)
-{
-    size_t per_peer = nworkers > 1 ? (512u * 1024) / (nworkers - 1) : 0;
-    size_t bytes = 64 * 1024;
-    while (bytes * 2 <= per_peer && bytes < 256 * 1024)
-        bytes *= 2;
-    return bytes;
-}
-
-int wzp_worker_init_queues(struct wzp_worker *w, struct wzp_relay *r, unsigned idx)
-{
-    w->relay = r;
-    w->idx = idx;
-    w->inq = calloc(r->nworkers, sizeof *w->inq);
-    w->fan_n = calloc(r->nworkers, sizeof *w->fan_n);
-    w->fan_targets = calloc((size_t)r->nworkers * WZP_FANOUT_CHUNK, sizeof *w->fan_targets);
-    if (!w->inq || !w->fan_n || !w->fan_targets)
-        return WZP_ENOMEM;
-    for (unsigned i = 0; i < r->nworkers; i++)
-        if (i != idx && wzp_spsc_init(&w->inq[i], ring_bytes(r->nworkers)))
-            return WZP_ENOMEM;
-    wzp_ctlq_init(&w->ctl, WZP_CTLQ_LIMIT);
-    return WZP_OK;
-}
-
-void wzp_worker_free_queues(struct wzp_worker *w)
-{
-    if (w->inq)
-        for (unsigned i = 0; i < w->relay->nworkers; i++)
-            wzp_spsc_destroy(&w->inq[i]);
-    free(w->inq);
-    free(w->fan_n);
-    free(w->fan_targets);
-    w->inq = NULL;
-    w->fan_n = NULL;
-    w->fan_targets = NULL;
-    wzp_ctlq_destroy(&w->ctl);
-}
-
 int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, char *err,
                     size_t errlen)
 {
@@ -857,7 +688,7 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     w->cid_buckets = calloc(CID_BUCKETS, sizeof *w->cid_buckets);
     w->handover = calloc(WZP_HANDOVER_SLOTS, sizeof *w->handover);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->cid_buckets || !w->handover || !w->loop || wzp_worker_init_queues(w, r, idx)) {
+    if (!w->cid_buckets || !w->handover || !w->loop || idx >= r->mesh.n) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -871,17 +702,13 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_io_init(&w->rx, rx_cb, w->fd, EV_READ);
     w->rx.data = w;
     ev_io_start(w->loop, &w->rx);
-    ev_async_init(&w->wake, wake_cb);
-    w->wake.data = w;
-    ev_async_start(w->loop, &w->wake);
+    w->node = &r->mesh.nodes[idx];
+    wzp_mesh_node_start(w->node, w->loop, &w->stats, wake_cb, w);
     ev_timer_init(&w->policy_timer, policy_timer_cb, 0., 0.);
     w->policy_timer.data = w;
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);
-    ev_check_init(&w->idle_check, idle_check_cb);
-    w->idle_check.data = w;
-    ev_check_start(w->loop, &w->idle_check);
     return WZP_OK;
 }
 
@@ -905,7 +732,7 @@ int wzp_worker_start(struct wzp_worker *w)
 void wzp_worker_request_stop(struct wzp_worker *w)
 {
     atomic_store(&w->stop_requested, true);
-    ev_async_send(w->loop, &w->wake);
+    wzp_mesh_wake(&w->relay->mesh, w->idx);
 }
 
 void wzp_worker_free(struct wzp_worker *w)
@@ -922,7 +749,6 @@ void wzp_worker_free(struct wzp_worker *w)
     }
     free(w->cid_buckets);
     free(w->handover);
-    wzp_worker_free_queues(w);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
     wzp_policy_free(w->policy);
     free(w->slots);

@@ -4,9 +4,10 @@
  * queues.
  *
  * Ownership: a connection is created, touched and freed only by its worker. Other
- * workers reach it through (slot, gen) handles: media via the SPSC ring from that worker,
- * signals and close requests via the control queue. Handles of freed connections fail
- * the generation check and the message is dropped.
+ * workers reach it through (slot, gen) handles, in messages of the mesh (mesh.h): media
+ * and steered packets through rings, signals and close requests through the control
+ * queue. Handles of freed connections fail the generation check and the message is
+ * dropped.
  *
  * Per loop iteration the worker reads batches of packets (recvmmsg), handles them
  * (which fills receivers' queues and marks them dirty), drains cross-worker queues,
@@ -21,6 +22,7 @@
 #include "relay.h"
 #include "stats.h"
 #include "txbatch.h"
+#include "mesh.h"
 #include "xq.h"
 
 #include <ev.h>
@@ -30,11 +32,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define WZP_SCID_LEN        16 /* our connection IDs; byte 0 is the owning worker */
-#define WZP_RX_BATCH        32
-#define WZP_FANOUT_CHUNK    64   /* receivers per cross-worker media message, at most */
-#define WZP_CTLQ_LIMIT      16384
-
+#define WZP_SCID_LEN 16 /* our connection IDs; byte 0 is the owning worker */
+#define WZP_RX_BATCH 32
 
 struct wzp_conn;
 
@@ -69,7 +68,6 @@ struct wzp_worker {
     struct ev_loop *loop;
     int fd;
     ev_io rx;
-    ev_async wake;
     ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
     ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
     _Atomic bool stop_requested;
@@ -83,21 +81,8 @@ struct wzp_worker {
     struct wzp_conn *conns; /* every live connection (doubly linked) */
     struct wzp_conn *dirty; /* connections with something to write */
 
-    /* queues from every other worker (indexed by source) and the control queue */
-    struct wzp_spsc *inq; /* array of nworkers rings; [idx] unused */
-    struct wzp_ctlq ctl;
-    uint64_t wake_pending;      /* bit i: worker i has new control messages from us */
-    uint64_t ring_wake_pending; /* bit i: worker i has new ring messages from us */
-    /* Set just before the loop blocks, cleared when it wakes. A peer that queued ring
-     * messages wakes us only if we are idle; otherwise we drain them before blocking. */
-    _Atomic bool idle;
-    ev_check idle_check;
-    /* fan-out of one datagram to receivers on other workers (wzp_worker_fanout_*) */
-    const uint8_t *fan_data;
-    size_t fan_len;
-    uint64_t fan_mask;               /* bit i: fan_targets[i] has entries */
-    uint32_t *fan_n;                 /* [nworkers] targets collected per destination */
-    struct wzp_xtarget *fan_targets; /* [nworkers][WZP_FANOUT_CHUNK] */
+    /* this worker's node of the relay's mesh: every message to and from other workers */
+    struct wzp_mesh_node *node;
 
     /* room affinity: new connections handed to the worker serving their room */
     struct wzp_handover *handover; /* [WZP_HANDOVER_SLOTS], direct-mapped, overwritten */
@@ -123,10 +108,6 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
 int wzp_worker_start(struct wzp_worker *w);
 void wzp_worker_request_stop(struct wzp_worker *w);
 void wzp_worker_free(struct wzp_worker *w);
-/* The cross-worker queues and fan-out buffers alone (part of init/free; tests use them
- * without a socket or a thread). */
-int wzp_worker_init_queues(struct wzp_worker *w, struct wzp_relay *r, unsigned idx);
-void wzp_worker_free_queues(struct wzp_worker *w);
 
 /* Attach the kernel program that delivers each packet addressed to one of our connection
  * IDs to the socket of the worker owning it (every worker socket must be bound, in worker
@@ -179,27 +160,7 @@ void wzp_worker_tx_commit(struct wzp_worker *w, size_t len, const struct sockadd
                           socklen_t tolen);
 void wzp_worker_tx_flush(struct wzp_worker *w);
 
-
-/*
- * Cross-worker media fan-out of one datagram (the caller holds the room's read lock):
- * begin with the payload, add every receiver owned by another worker, end. Each
- * destination worker gets one message holding the payload once and its receivers (up to
- * WZP_FANOUT_CHUNK per message), so the copy is per worker, not per receiver. A full
- * ring drops the message and counts its receivers in datagrams_queue_drops.
- */
-void wzp_worker_fanout_begin(struct wzp_worker *self, const uint8_t *data, size_t len);
-void wzp_worker_fanout_add(struct wzp_worker *self, unsigned dst, uint32_t slot, uint32_t gen);
-void wzp_worker_fanout_end(struct wzp_worker *self);
-
-/* Signal frame / close to the connection (worker, slot, gen), from any worker thread,
- * through the destination's control queue. */
-int wzp_worker_send_ctl(struct wzp_worker *self, unsigned dst, uint16_t type, uint32_t slot,
-                        uint32_t gen, const void *data, size_t len);
-
 /* Hand a new policy state to the worker (any thread); it switches at its next wake-up. */
 void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p);
-
-/* Wake the workers we queued messages to since the last call. */
-void wzp_worker_kick_peers(struct wzp_worker *w);
 
 #endif

@@ -28,17 +28,16 @@ static void setup(void)
     relay.workers = worker_ptrs;
     cr_assert_eq(wzp_room_table_init(&relay.rooms, 64), WZP_OK);
     wzp_policy_metrics_init(&relay.policy_metrics);
+    cr_assert_eq(wzp_mesh_init(&relay.mesh, NWORKERS), WZP_OK);
     for (unsigned i = 0; i < NWORKERS; i++) {
         memset(&workers[i], 0, sizeof workers[i]);
         worker_ptrs[i] = &workers[i];
-        cr_assert_eq(wzp_worker_init_queues(&workers[i], &relay, i), WZP_OK);
     }
 }
 
 static void teardown(void)
 {
-    for (unsigned i = 0; i < NWORKERS; i++)
-        wzp_worker_free_queues(&workers[i]);
+    wzp_mesh_free(&relay.mesh);
     wzp_room_table_destroy(&relay.rooms);
 }
 

@@ -23,6 +23,7 @@ static void setup(void)
     cr_assert_eq(wzp_config_set_listen(&relay.cfg, "127.0.0.1:0"), WZP_OK);
     relay.nworkers = 1;
     relay.workers = &worker_ptr;
+    cr_assert_eq(wzp_mesh_init(&relay.mesh, 1), WZP_OK);
     char err[256];
     cr_assert_eq(wzp_worker_init(&worker, &relay, 0, err, sizeof err), WZP_OK, "%s", err);
 }
@@ -35,6 +36,7 @@ static void teardown(void)
         free(c);
     }
     wzp_worker_free(&worker);
+    wzp_mesh_free(&relay.mesh);
 }
 
 TestSuite(worker, .init = setup, .fini = teardown);
