@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -131,6 +132,23 @@ static void upstream_metrics(struct wzp_buf *b, struct wzp_relay *r)
     wzp_buf_printf(b, "wzp_relay_handshake_duration_seconds_count %llu\n", (unsigned long long)cum);
 }
 
+/* A copy of room name's members (NULL if there is no such room or no memory); the caller
+ * frees it. *tier gets the room's tier if not NULL. */
+static struct wzp_member *room_members(struct wzp_relay *r, const char *name, size_t *count,
+                                       enum wzp_tier *tier)
+{
+    *count = 0;
+    struct wzp_room *room = wzp_room_lookup(&r->rooms, name);
+    if (!room)
+        return NULL;
+    size_t max = wzp_room_size(room) + 16; /* room for joins in between; more are cut */
+    struct wzp_member *m = malloc(max * sizeof *m);
+    if (m)
+        *count = wzp_room_members(room, m, max, tier);
+    wzp_room_release(&r->rooms, room);
+    return m;
+}
+
 /* Per-session loss and RTT from each participant's last QualityReport, labelled by
  * participant id, at most METRICS_MAX_SESSIONS series (bounded cardinality). */
 static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
@@ -143,24 +161,18 @@ static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
     pthread_mutex_lock(&lock); /* MHD runs one thread, but keep the scratch safe */
     size_t n = WZP_MIN(wzp_room_table_list(&r->rooms, names, sizes, 1024), (size_t)1024);
     for (size_t i = 0; i < n && emitted < METRICS_MAX_SESSIONS; i++) {
-        struct wzp_room *room = wzp_room_lookup(&r->rooms, names[i]);
-        if (!room)
-            continue;
-        pthread_rwlock_rdlock(&room->lock);
-        for (size_t k = 0; k < room->count && emitted < METRICS_MAX_SESSIONS; k++) {
-            const struct wzp_participant *p = &room->parts[k];
-            if (!atomic_load_explicit(&p->has_report, memory_order_relaxed))
+        size_t count;
+        struct wzp_member *m = room_members(r, names[i], &count, NULL);
+        for (size_t k = 0; m && k < count && emitted < METRICS_MAX_SESSIONS; k++) {
+            if (!m[k].has_report)
                 continue;
-            uint8_t l = atomic_load_explicit(&p->loss_pct, memory_order_relaxed);
-            uint8_t t = atomic_load_explicit(&p->rtt_4ms, memory_order_relaxed);
             wzp_buf_printf(&loss, "wzp_relay_session_loss_pct{session_id=\"%llu\"} %.2f\n",
-                           (unsigned long long)p->id, l / 255.0 * 100.0);
+                           (unsigned long long)m[k].id, m[k].loss_pct / 255.0 * 100.0);
             wzp_buf_printf(&rtt, "wzp_relay_session_rtt_ms{session_id=\"%llu\"} %u\n",
-                           (unsigned long long)p->id, t * 4u);
+                           (unsigned long long)m[k].id, m[k].rtt_4ms * 4u);
             emitted++;
         }
-        pthread_rwlock_unlock(&room->lock);
-        wzp_room_release(&r->rooms, room);
+        free(m);
     }
     pthread_mutex_unlock(&lock);
     metric_header(b, "wzp_relay_session_loss_pct", "gauge",
@@ -283,29 +295,28 @@ static char *rooms_json(struct wzp_relay *r)
 
 static char *room_json(struct wzp_relay *r, const char *name)
 {
-    struct wzp_room *room = wzp_room_lookup(&r->rooms, name);
-    if (!room)
+    size_t count;
+    enum wzp_tier tier;
+    struct wzp_member *m = room_members(r, name, &count, &tier);
+    if (!m)
         return NULL;
     json_t *parts = json_array();
-    pthread_rwlock_rdlock(&room->lock);
-    for (size_t i = 0; i < room->count; i++) {
-        const struct wzp_participant *p = &room->parts[i];
-        json_t *o =
-            json_pack("{s:I, s:s, s:s, s:s, s:I}", "id", (json_int_t)p->id, "fingerprint",
-                      p->fingerprint, "role", wzp_role_name((enum wzp_role)p->role), "tier",
-                      wzp_tier_name(p->tier), "packets", (json_int_t)atomic_load(&p->packets));
+    for (size_t i = 0; i < count; i++) {
+        const struct wzp_member *p = &m[i];
+        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I}", "id", (json_int_t)p->id, "fingerprint",
+                              p->fingerprint, "role", wzp_role_name((enum wzp_role)p->role), "tier",
+                              wzp_tier_name(p->tier), "packets", (json_int_t)p->packets);
         json_object_set_new(o, "alias", p->has_alias ? json_string(p->alias) : json_null());
         json_object_set_new(o, "worker", json_integer(p->worker));
-        if (atomic_load(&p->has_report)) {
-            json_object_set_new(o, "loss_pct", json_real(atomic_load(&p->loss_pct) / 2.55));
-            json_object_set_new(o, "rtt_ms", json_integer(atomic_load(&p->rtt_4ms) * 4));
+        if (p->has_report) {
+            json_object_set_new(o, "loss_pct", json_real(p->loss_pct / 2.55));
+            json_object_set_new(o, "rtt_ms", json_integer(p->rtt_4ms * 4));
         }
         json_array_append_new(parts, o);
     }
-    json_t *doc = json_pack("{s:s, s:s, s:o}", "name", room->name, "tier",
-                            wzp_tier_name(room->tier), "participants", parts);
-    pthread_rwlock_unlock(&room->lock);
-    wzp_room_release(&r->rooms, room);
+    free(m);
+    json_t *doc = json_pack("{s:s, s:s, s:o}", "name", name, "tier", wzp_tier_name(tier),
+                            "participants", parts);
     char *s = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return s;

@@ -203,3 +203,37 @@ enum wzp_tier wzp_room_weakest_locked(const struct wzp_room *r)
             w = r->parts[i].tier;
     return w;
 }
+
+size_t wzp_room_members(struct wzp_room *r, struct wzp_member *out, size_t max, enum wzp_tier *tier)
+{
+    wzp_room_rdlock(r);
+    size_t n = r->count < max ? r->count : max;
+    for (size_t i = 0; i < n; i++) {
+        const struct wzp_participant *p = &r->parts[i];
+        struct wzp_member *m = &out[i];
+        m->id = p->id;
+        m->worker = p->worker;
+        m->role = p->role;
+        m->tier = p->tier;
+        m->packets = atomic_load_explicit(&p->packets, memory_order_relaxed);
+        m->last_media_ms = atomic_load_explicit(&p->last_media_ms, memory_order_relaxed);
+        m->has_report = atomic_load_explicit(&p->has_report, memory_order_relaxed);
+        m->loss_pct = atomic_load_explicit(&p->loss_pct, memory_order_relaxed);
+        m->rtt_4ms = atomic_load_explicit(&p->rtt_4ms, memory_order_relaxed);
+        m->has_alias = p->has_alias;
+        memcpy(m->fingerprint, p->fingerprint, sizeof m->fingerprint);
+        memcpy(m->alias, p->alias, sizeof m->alias);
+    }
+    if (tier)
+        *tier = r->tier;
+    wzp_room_unlock(r);
+    return n;
+}
+
+size_t wzp_room_size(struct wzp_room *r)
+{
+    wzp_room_rdlock(r);
+    size_t n = r->count;
+    wzp_room_unlock(r);
+    return n;
+}

@@ -97,6 +97,45 @@ void wzp_room_release(struct wzp_room_table *t, struct wzp_room *r);
 size_t wzp_room_table_count(struct wzp_room_table *t);
 
 /*
+ * The room's lock, by name. Read: media fan-out, copies for views and policies. Write:
+ * membership, tiers, roles and flags. Never held across a call into Lua or a wait.
+ */
+static inline void wzp_room_rdlock(struct wzp_room *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+}
+static inline void wzp_room_wrlock(struct wzp_room *r)
+{
+    pthread_rwlock_wrlock(&r->lock);
+}
+static inline void wzp_room_unlock(struct wzp_room *r)
+{
+    pthread_rwlock_unlock(&r->lock);
+}
+
+/* What the control plane may know of a participant: a copy, taken under the read lock. */
+struct wzp_member {
+    uint64_t id;
+    uint32_t worker;
+    uint8_t role; /* enum wzp_role */
+    enum wzp_tier tier;
+    uint64_t packets, last_media_ms;
+    bool has_report; /* loss_pct (0..255 = 0..100 %) and rtt_4ms are set */
+    uint8_t loss_pct, rtt_4ms;
+    bool has_alias;
+    char fingerprint[WZP_FINGERPRINT_LEN + 1];
+    char alias[WZP_ALIAS_MAX + 1];
+};
+
+/* Copy up to max members, in join order, under the read lock; returns how many were
+ * copied. *tier (if not NULL) gets the room's tier at the same moment. */
+size_t wzp_room_members(struct wzp_room *r, struct wzp_member *out, size_t max,
+                        enum wzp_tier *tier);
+
+/* Participants now (read lock). */
+size_t wzp_room_size(struct wzp_room *r);
+
+/*
  * The following require the room's write lock (held by the caller).
  * wzp_room_add_locked copies *p into the array (join order). WZP_ENOMEM on failure.
  * wzp_room_remove_locked removes the participant with that id; WZP_ENOTFOUND if absent.

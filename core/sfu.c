@@ -169,23 +169,23 @@ static void decide_room_tier(struct wzp_worker *w, struct wzp_room *r)
     if (!has_room_tier_hook(w))
         return;
     enum wzp_tier small[64], *tiers = small;
-    pthread_rwlock_rdlock(&r->lock);
+    wzp_room_rdlock(r);
     size_t n = r->count;
     if (n > WZP_ARRAY_LEN(small) && !(tiers = malloc(n * sizeof *tiers))) {
-        pthread_rwlock_unlock(&r->lock);
+        wzp_room_unlock(r);
         return;
     }
     for (size_t i = 0; i < n; i++)
         tiers[i] = r->parts[i].tier;
     uint64_t version = r->version;
     enum wzp_tier weakest = wzp_room_weakest_locked(r);
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     if (n > 0) {
         enum wzp_tier t = wzp_policy_on_room_tier(w->policy, r->name, tiers, n, weakest);
-        pthread_rwlock_wrlock(&r->lock);
+        wzp_room_wrlock(r);
         if (r->version == version)
             set_room_tier_locked(w, r, t, t == weakest ? "weakest link" : "policy", NULL);
-        pthread_rwlock_unlock(&r->lock);
+        wzp_room_unlock(r);
     }
     if (tiers != small)
         free(tiers);
@@ -257,9 +257,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *r
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
     unsigned size = 0;
     if (r) {
-        pthread_rwlock_rdlock(&r->lock);
-        size = (unsigned)r->count;
-        pthread_rwlock_unlock(&r->lock);
+        size = (unsigned)wzp_room_size(r);
         wzp_room_release(&w->relay->rooms, r);
     }
     struct wzp_join_info info = {.id = p->id,
@@ -310,9 +308,9 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
     if (!r)
         return WZP_ENOMEM;
-    pthread_rwlock_wrlock(&r->lock);
+    wzp_room_wrlock(r);
     if (wzp_room_add_locked(r, &p) != WZP_OK) {
-        pthread_rwlock_unlock(&r->lock);
+        wzp_room_unlock(r);
         wzp_room_release(&w->relay->rooms, r);
         return WZP_ENOMEM;
     }
@@ -325,7 +323,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     size_t count = r->count;
     send_room_update_locked(w, r);
     retier_locked(w, r, &p);
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     decide_room_tier(w, r);
     if (w->relay->cfg.debug_tap[0] && (strcmp(w->relay->cfg.debug_tap, "*") == 0 ||
                                        strcmp(w->relay->cfg.debug_tap, r->name) == 0))
@@ -357,7 +355,7 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     if (!r)
         return;
     struct wzp_worker *w = c->w;
-    pthread_rwlock_wrlock(&r->lock);
+    wzp_room_wrlock(r);
     wzp_room_remove_locked(r, c->pid);
     size_t left = r->count;
     if (left > 0) {
@@ -365,7 +363,7 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
         retier_locked(w, r, NULL);
     }
     r->version++;
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     if (left > 0)
         decide_room_tier(w, r);
     LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
@@ -419,12 +417,12 @@ void wzp_sfu_tier_changed(struct wzp_conn *c, const struct wzp_quality_report *r
     WZP_STAT_INC(&c->w->stats, tier_changes);
     enum wzp_tier t = effective_tier(c, rep);
     c->tier = t;
-    pthread_rwlock_wrlock(&r->lock);
+    wzp_room_wrlock(r);
     ssize_t i = wzp_room_find_locked(r, c->pid);
     if (i >= 0)
         r->parts[i].tier = t;
     retier_locked(c->w, r, NULL);
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     decide_room_tier(c->w, r);
 }
 
@@ -481,7 +479,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
         }
     }
     struct wzp_room *r = c->room;
-    pthread_rwlock_rdlock(&r->lock);
+    wzp_room_rdlock(r);
     ssize_t self = find_self_locked(c, r);
     if (self >= 0 && ((data[0] >> 2) & 0x0f) != WZP_CODEC_COMFORT_NOISE) {
         /* activity for policies (last-N speakers): we are the only writer of our entry */
@@ -498,7 +496,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
         atomic_store_explicit(&me->has_report, true, memory_order_relaxed);
     }
     if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
-        pthread_rwlock_unlock(&r->lock);
+        wzp_room_unlock(r);
         WZP_STAT_INC(&w->stats, datagrams_not_forwarded);
         return tier_changed;
     }
@@ -515,7 +513,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
             wzp_mesh_fanout_add(w->node, p->worker, p->slot, p->gen);
     }
     wzp_mesh_fanout_end(w->node);
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     return tier_changed;
 }
 
@@ -534,22 +532,21 @@ static size_t api_participants(void *ctx, const char *name, struct wzp_participa
     struct wzp_room *r = wzp_room_lookup(&relay->rooms, name);
     if (!r)
         return 0;
-    pthread_rwlock_rdlock(&r->lock);
-    size_t n = WZP_MIN(r->count, max);
-    for (size_t i = 0; i < n; i++) {
-        const struct wzp_participant *p = &r->parts[i];
-        struct wzp_participant_view *v = &out[i];
-        v->id = p->id;
-        snprintf(v->fingerprint, sizeof v->fingerprint, "%s", p->fingerprint);
-        snprintf(v->alias, sizeof v->alias, "%s", p->alias);
-        v->has_alias = p->has_alias;
-        v->role = (enum wzp_role)p->role;
-        v->tier = p->tier;
-        v->packets = atomic_load_explicit(&p->packets, memory_order_relaxed);
-        v->last_media_ms = atomic_load_explicit(&p->last_media_ms, memory_order_relaxed);
-    }
-    pthread_rwlock_unlock(&r->lock);
+    struct wzp_member *m = malloc((max ? max : 1) * sizeof *m);
+    size_t n = m ? wzp_room_members(r, m, max, NULL) : 0;
     wzp_room_release(&relay->rooms, r);
+    for (size_t i = 0; i < n; i++) {
+        struct wzp_participant_view *v = &out[i];
+        v->id = m[i].id;
+        snprintf(v->fingerprint, sizeof v->fingerprint, "%s", m[i].fingerprint);
+        snprintf(v->alias, sizeof v->alias, "%s", m[i].alias);
+        v->has_alias = m[i].has_alias;
+        v->role = (enum wzp_role)m[i].role;
+        v->tier = m[i].tier;
+        v->packets = m[i].packets;
+        v->last_media_ms = m[i].last_media_ms;
+    }
+    free(m);
     return n;
 }
 
@@ -559,7 +556,7 @@ int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason)
     if (!r)
         return WZP_ENOTFOUND;
     int rv = WZP_ENOTFOUND;
-    pthread_rwlock_rdlock(&r->lock);
+    wzp_room_rdlock(r);
     ssize_t i = wzp_room_find_locked(r, id);
     if (i >= 0) {
         const struct wzp_participant *p = &r->parts[i];
@@ -567,7 +564,7 @@ int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason)
                                strlen(reason) + 1);
         LOG_INFO(MOD, "kick: %s from room %s: %s", p->fingerprint, r->name, reason);
     }
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     wzp_room_release(&relay->rooms, r);
     return rv;
 }
@@ -583,7 +580,7 @@ static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
     struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
     if (!r)
         return WZP_ENOTFOUND;
-    pthread_rwlock_wrlock(&r->lock);
+    wzp_room_wrlock(r);
     ssize_t i = wzp_room_find_locked(r, id);
     if (i >= 0) {
         struct wzp_participant *p = &r->parts[i];
@@ -596,7 +593,7 @@ static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
         else
             p->flags |= WZP_PART_NO_SEND;
     }
-    pthread_rwlock_unlock(&r->lock);
+    wzp_room_unlock(r);
     wzp_room_release(&relay->rooms, r);
     return i >= 0 ? WZP_OK : WZP_ENOTFOUND;
 }
@@ -617,10 +614,10 @@ static int api_send_directive(void *ctx, const char *name, enum wzp_tier tier, c
     struct wzp_buf frame = WZP_BUF_INIT;
     int rv = wzp_signal_encode_frame(&sig, &frame);
     if (rv == WZP_OK) {
-        pthread_rwlock_wrlock(&r->lock);
+        wzp_room_wrlock(r);
         broadcast_locked(w, r, &frame);
         WZP_STAT_ADD(&w->stats, directives_sent, r->count);
-        pthread_rwlock_unlock(&r->lock);
+        wzp_room_unlock(r);
     }
     wzp_buf_free(&frame);
     wzp_room_release(&relay->rooms, r);

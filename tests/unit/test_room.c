@@ -93,3 +93,50 @@ Test(room, concurrent_join_leave_fanout, .timeout = 60)
 {
     cr_assert_eq(stress_rooms(4, 2, 2000), 0);
 }
+
+Test(room, members_are_copied_in_join_order_up_to_max)
+{
+    struct wzp_room_table t;
+    cr_assert_eq(wzp_room_table_init(&t, 8), WZP_OK);
+    struct wzp_room *r = wzp_room_acquire(&t, "copy");
+    wzp_room_wrlock(r);
+    for (uint64_t id = 1; id <= 3; id++) {
+        struct wzp_participant p = part(id * 10, (enum wzp_tier)(id - 1));
+        p.worker = (uint32_t)id;
+        p.has_alias = id == 2;
+        snprintf(p.alias, sizeof p.alias, "alias-%llu", (unsigned long long)id);
+        atomic_store(&p.packets, id * 100);
+        if (id == 3) {
+            atomic_store(&p.has_report, true);
+            atomic_store(&p.loss_pct, 51);
+            atomic_store(&p.rtt_4ms, 25);
+        }
+        cr_assert_eq(wzp_room_add_locked(r, &p), WZP_OK);
+    }
+    r->tier = WZP_TIER_DEGRADED;
+    wzp_room_unlock(r);
+    cr_assert_eq(wzp_room_size(r), 3);
+    struct wzp_member m[3];
+    enum wzp_tier tier = WZP_TIER_GOOD;
+    cr_assert_eq(wzp_room_members(r, m, 3, &tier), 3);
+    cr_assert_eq(tier, WZP_TIER_DEGRADED);
+    cr_assert_eq(m[0].id, 10);
+    cr_assert_eq(m[2].id, 30);
+    cr_assert_str_eq(m[1].fingerprint, "fp-20");
+    cr_assert(m[1].has_alias);
+    cr_assert_str_eq(m[1].alias, "alias-2");
+    cr_assert_eq(m[1].worker, 2);
+    cr_assert_eq(m[1].packets, 200);
+    cr_assert_not(m[0].has_report);
+    cr_assert(m[2].has_report);
+    cr_assert_eq(m[2].loss_pct, 51);
+    cr_assert_eq(m[2].rtt_4ms, 25);
+    cr_assert_eq((int)m[2].tier, 2);
+    cr_assert_eq(wzp_room_members(r, m, 2, NULL), 2, "no more than max");
+    wzp_room_wrlock(r);
+    for (uint64_t id = 1; id <= 3; id++)
+        wzp_room_remove_locked(r, id * 10);
+    wzp_room_unlock(r);
+    wzp_room_release(&t, r);
+    wzp_room_table_destroy(&t);
+}
