@@ -373,7 +373,7 @@ static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *
         return reply_text(conn, MHD_HTTP_FORBIDDEN,
                           "admin actions are disabled: start the relay with --admin-token\n");
     if (!authorized(a, conn)) {
-        LOG_WARN(MOD, "refused %s: missing or wrong bearer token", url);
+        WZP_WARN(MOD, "refused %s: missing or wrong bearer token", url);
         return reply_text(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token\n");
     }
     if (strcmp(url, "/admin/drain") == 0) {

@@ -17,7 +17,7 @@
 #include "common.h"
 #include "log.h"
 #include "sfu.h"
-#include "signal.h"
+#include "signal_codec.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -417,7 +417,7 @@ static bool admit_new_connection(struct wzp_worker *w, const char *peer)
     if (n >= r->cfg.max_connections) {
         atomic_fetch_sub(&r->connections, 1);
         WZP_STAT_INC(&w->stats, conns_refused_limit);
-        LOG_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer, n);
+        WZP_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer, n);
         return false;
     }
     n = atomic_fetch_add(&r->handshakes, 1);
@@ -425,7 +425,7 @@ static bool admit_new_connection(struct wzp_worker *w, const char *peer)
         atomic_fetch_sub(&r->handshakes, 1);
         atomic_fetch_sub(&r->connections, 1);
         WZP_STAT_INC(&w->stats, conns_refused_handshakes);
-        LOG_DEBUG(MOD, "%s: Initial dropped: %u handshakes in progress (limit --max-handshakes)",
+        WZP_DEBUG(MOD, "%s: Initial dropped: %u handshakes in progress (limit --max-handshakes)",
                   peer, n);
         return false;
     }
@@ -442,7 +442,7 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     format_addr(from, peer, sizeof peer);
     if (hd.dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN) {
         WZP_STAT_INC(&w->stats, initials_short_dcid);
-        LOG_DEBUG(MOD, "%s: Initial dropped: client DCID of %zu bytes (at least %u)", peer,
+        WZP_DEBUG(MOD, "%s: Initial dropped: client DCID of %zu bytes (at least %u)", peer,
                   hd.dcid.datalen, (unsigned)NGTCP2_MIN_INITIAL_DCIDLEN);
         return NULL;
     }
@@ -450,7 +450,7 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
         /* No Retry and no NEW_TOKEN are ever sent, so no token can be ours. (A token
          * also lets a DCID shorter than 8 bytes past ngtcp2_accept: refused above.) */
         WZP_STAT_INC(&w->stats, initials_token_refused);
-        LOG_DEBUG(MOD, "%s: Initial dropped: it carries a token this relay never issued", peer);
+        WZP_DEBUG(MOD, "%s: Initial dropped: it carries a token this relay never issued", peer);
         return NULL;
     }
     if (!admit_new_connection(w, peer))
@@ -480,12 +480,12 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     ngtcp2_path path;
     conn_path(c, &path, from, fromlen);
     if (conn_create_quic(c, &hd, &path)) {
-        LOG_WARN(MOD, "%s: could not set up a new connection", peer);
+        WZP_WARN(MOD, "%s: could not set up a new connection", peer);
         wzp_conn_destroy(c);
         return NULL;
     }
     WZP_STAT_INC(&w->stats, conns_accepted);
-    LOG_DEBUG(MOD, "%s: new connection (worker %u)", peer, w->idx);
+    WZP_DEBUG(MOD, "%s: new connection (worker %u)", peer, w->idx);
     return c;
 }
 
@@ -653,7 +653,7 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
         ngtcp2_connection_close_error_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED,
                                                           (const uint8_t *)c->fatal_reason,
                                                           strlen(c->fatal_reason));
-        LOG_INFO(MOD, "%s: refused by policy (on_connect, sni %s): %s", c->peer,
+        WZP_INFO(MOD, "%s: refused by policy (on_connect, sni %s): %s", c->peer,
                  c->tlsctx.sni_present ? c->tlsctx.sni : "-", c->fatal_reason);
         wzp_sfu_event_refusal(c->peer, c->tlsctx.sni_present ? c->tlsctx.sni : NULL, NULL,
                               c->fatal_reason);
@@ -666,7 +666,7 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
             !sni_is_hostname(c->tlsctx.sni)) {
             /* GnuTLS refuses the name itself; see tls.h. */
             WZP_STAT_INC(&c->w->stats, conns_refused_sni);
-            LOG_INFO(MOD,
+            WZP_INFO(MOD,
                      "%s: refused: SNI \"%s\" %s; the TLS library accepts only letters, "
                      "digits, '-' and '.' in server names",
                      c->peer, c->tlsctx.sni,
@@ -674,17 +674,17 @@ static void conn_close_transport(struct wzp_conn *c, int liberr, const char *why
                          ? "is reserved for a service this relay does not offer yet"
                          : "is not a valid room name");
         } else {
-            LOG_INFO(MOD, "%s: refused: TLS handshake failed (alert %u: %s)", c->peer, alert,
+            WZP_INFO(MOD, "%s: refused: TLS handshake failed (alert %u: %s)", c->peer, alert,
                      gnutls_alert_get_name((gnutls_alert_description_t)alert));
         }
     } else if (why) {
         ngtcp2_connection_close_error_set_transport_error(
             &ccerr, NGTCP2_CRYPTO_ERROR | GNUTLS_A_NO_APPLICATION_PROTOCOL, (const uint8_t *)why,
             strlen(why));
-        LOG_INFO(MOD, "%s: refused: %s", c->peer, why);
+        WZP_INFO(MOD, "%s: refused: %s", c->peer, why);
     } else {
         ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
-        LOG_INFO(MOD, "%s: connection error: %s", c->peer, ngtcp2_strerror(liberr));
+        WZP_INFO(MOD, "%s: connection error: %s", c->peer, ngtcp2_strerror(liberr));
     }
     conn_close_with(c, &ccerr);
 }
@@ -701,7 +701,7 @@ static void conn_refuse(struct wzp_conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    LOG_INFO(MOD, "%s: refused (sni %s): %s", c->peer, c->sni[0] ? c->sni : "-", why);
+    WZP_INFO(MOD, "%s: refused (sni %s): %s", c->peer, c->sni[0] ? c->sni : "-", why);
     wzp_sfu_event_refusal(c->peer, c->sni, c->fingerprint[0] ? c->fingerprint : NULL, why);
     wzp_conn_close(c, why);
 }
@@ -739,7 +739,7 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
             WZP_STAT_INC(&c->w->stats, join_refused_protocol);
             conn_refuse(c, "malformed signal: %s", err);
         } else {
-            LOG_DEBUG(MOD, "%s: ignoring malformed signal: %s", c->peer, err);
+            WZP_DEBUG(MOD, "%s: ignoring malformed signal: %s", c->peer, err);
         }
         return;
     }
@@ -754,7 +754,7 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
             conn_refuse(c, "expected CallOffer, got %s", wzp_signal_type_name(sig.type));
         }
     } else {
-        LOG_DEBUG(MOD, "%s: ignoring %s on a room connection", c->peer,
+        WZP_DEBUG(MOD, "%s: ignoring %s on a room connection", c->peer,
                   wzp_signal_type_name(sig.type));
     }
     wzp_signal_clear(&sig);
@@ -830,7 +830,7 @@ static void conn_on_handshake_done(struct wzp_conn *c)
     }
     snprintf(c->sni, sizeof c->sni, "%s", c->tlsctx.sni_present ? c->tlsctx.sni : "default");
     if (strcmp(c->sni, "ping") == 0) {
-        LOG_DEBUG(MOD, "%s: ping", c->peer);
+        WZP_DEBUG(MOD, "%s: ping", c->peer);
         wzp_conn_close(c, "");
         return;
     }
@@ -871,7 +871,7 @@ static void conn_read_error(struct wzp_conn *c, int rv)
     case NGTCP2_ERR_DRAINING: {
         ngtcp2_connection_close_error ccerr;
         ngtcp2_conn_get_connection_close_error(c->qc, &ccerr);
-        LOG_DEBUG(MOD, "%s: closed by peer (code %llu)", c->peer,
+        WZP_DEBUG(MOD, "%s: closed by peer (code %llu)", c->peer,
                   (unsigned long long)ccerr.error_code);
         conn_end_session(c, "closed");
         conn_enter_closed(c, WZP_CONN_DRAINING, wzp_now_ns() + closing_period_ns(c));
@@ -1136,7 +1136,7 @@ static bool conn_deadline(struct wzp_conn *c)
         wzp_conn_destroy(c);
         return true;
     case WZP_CONN_HANDSHAKE:
-        LOG_DEBUG(MOD, "%s: handshake not finished in time", c->peer);
+        WZP_DEBUG(MOD, "%s: handshake not finished in time", c->peer);
         wzp_conn_destroy(c);
         return true;
     case WZP_CONN_AWAIT_OFFER:
@@ -1167,7 +1167,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (ngtcp2_conn_get_expiry(c->qc) <= now) {
         int rv = ngtcp2_conn_handle_expiry(c->qc, now);
         if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
-            LOG_DEBUG(MOD, "%s: %s", c->peer,
+            WZP_DEBUG(MOD, "%s: %s", c->peer,
                       rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
             conn_end_session(c, "timed_out");
             wzp_conn_destroy(c);

@@ -368,7 +368,7 @@ static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
     wzp_event_begin(&ev, "drain");
     wzp_event_int(&ev, "sessions", (long long)atomic_load(&r->sessions));
     wzp_event_emit(&ev);
-    LOG_INFO(MOD,
+    WZP_INFO(MOD,
              "draining: new joins are refused; %u session%s left; exiting when the last "
              "call ends or in %u s",
              atomic_load(&r->sessions), atomic_load(&r->sessions) == 1 ? "" : "s",
@@ -384,11 +384,11 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (atomic_load(&r->draining)) {
             if (atomic_load(&r->sessions) == 0) {
-                LOG_INFO(MOD, "drain complete: no call left");
+                WZP_INFO(MOD, "drain complete: no call left");
                 return;
             }
             if (wzp_now_ns() / 1000000 >= drain_deadline_ms) {
-                LOG_INFO(MOD, "drain deadline reached with %u session(s) left",
+                WZP_INFO(MOD, "drain deadline reached with %u session(s) left",
                          atomic_load(&r->sessions));
                 return;
             }
@@ -402,10 +402,10 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
         } else if (sig == SIGHUP) {
             char err[512];
             if (wzp_eventlog_reopen(err, sizeof err) != WZP_OK)
-                LOG_ERROR(MOD, "SIGHUP: %s; events are not logged until the next SIGHUP", err);
+                WZP_ERROR(MOD, "SIGHUP: %s; events are not logged until the next SIGHUP", err);
             wzp_relay_reload_policy(r);
         } else {
-            LOG_INFO(MOD, "%s: closing every connection and exiting",
+            WZP_INFO(MOD, "%s: closing every connection and exiting",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
             return;
         }
@@ -429,7 +429,7 @@ static void warn_unimplemented(const char *path, const struct wzp_file_config *f
     };
     for (size_t i = 0; i < WZP_ARRAY_LEN(keys); i++)
         if (keys[i].set)
-            LOG_WARN(MOD, "%s: %s is accepted but ignored: %s is not implemented yet", path,
+            WZP_WARN(MOD, "%s: %s is accepted but ignored: %s is not implemented yet", path,
                      keys[i].key, keys[i].what);
 }
 
@@ -552,30 +552,30 @@ int main(int argc, char **argv)
     static struct wzp_relay relay;
     char err[512] = "";
     if (cfg.event_log[0] && wzp_eventlog_open(cfg.event_log, err, sizeof err) != WZP_OK) {
-        LOG_ERROR(MOD, "cannot start: %s", err);
+        WZP_ERROR(MOD, "cannot start: %s", err);
         return 1;
     }
     if (wzp_relay_init(&relay, &cfg, err, sizeof err) != WZP_OK) {
-        LOG_ERROR(MOD, "cannot start: %s", err);
+        WZP_ERROR(MOD, "cannot start: %s", err);
         wzp_relay_free(&relay);
         return 1;
     }
-    LOG_INFO(MOD, "wzp-relay %s (build %s) listening on udp %s with %u worker%s", WZP_VERSION,
+    WZP_INFO(MOD, "wzp-relay %s (build %s) listening on udp %s with %u worker%s", WZP_VERSION,
              WZP_BUILD_HASH, relay.cfg.listen, relay.nworkers, relay.nworkers == 1 ? "" : "s");
-    LOG_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
+    WZP_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
              relay.cfg.identity_path);
-    LOG_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
-    LOG_INFO(MOD, "policy: %s",
+    WZP_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
+    WZP_INFO(MOD, "policy: %s",
              relay.cfg.policy_path[0] ? relay.cfg.policy_path : "none (upstream behaviour)");
-    LOG_INFO(MOD,
+    WZP_INFO(MOD,
              "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
              "join-timeout %u ms, idle-timeout %u ms",
              relay.cfg.max_sessions, relay.cfg.max_handshakes, relay.cfg.max_connections,
              relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms);
     if (relay.cfg.debug_tap[0])
-        LOG_INFO(MOD, "debug tap on room %s: every packet is logged", relay.cfg.debug_tap);
+        WZP_INFO(MOD, "debug tap on room %s: every packet is logged", relay.cfg.debug_tap);
     if (wzp_relay_start(&relay) != WZP_OK) {
-        LOG_ERROR(MOD, "cannot start worker threads");
+        WZP_ERROR(MOD, "cannot start worker threads");
         return 1;
     }
     struct wzp_event ev;
@@ -587,11 +587,11 @@ int main(int argc, char **argv)
     wzp_event_emit(&ev);
     if (relay.cfg.metrics_port) {
         if (wzp_admin_start(&relay.admin, &relay, err, sizeof err) != WZP_OK) {
-            LOG_ERROR(MOD, "cannot start: %s", err);
+            WZP_ERROR(MOD, "cannot start: %s", err);
             wzp_relay_stop(&relay, SHUTDOWN_TIMEOUT_MS);
             return 1;
         }
-        LOG_INFO(MOD, "metrics and admin on http://%s:%u/ (admin actions %s)",
+        WZP_INFO(MOD, "metrics and admin on http://%s:%u/ (admin actions %s)",
                  relay.cfg.metrics_bind, relay.cfg.metrics_port,
                  relay.cfg.admin_token[0] ? "need the bearer token" : "disabled");
     }
@@ -601,13 +601,13 @@ int main(int argc, char **argv)
     int rv = wzp_relay_stop(&relay, SHUTDOWN_TIMEOUT_MS);
     wzp_relay_log_stats(&relay);
     if (rv != WZP_OK) {
-        LOG_ERROR(MOD, "shutdown timed out; exiting anyway");
+        WZP_ERROR(MOD, "shutdown timed out; exiting anyway");
         return 1;
     }
     wzp_relay_free(&relay);
     wzp_event_begin(&ev, "stop");
     wzp_event_emit(&ev);
     wzp_eventlog_close();
-    LOG_INFO(MOD, "stopped");
+    WZP_INFO(MOD, "stopped");
     return 0;
 }

@@ -140,7 +140,7 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
         PSTAT_ADD(p, memory_errors, 1);
     const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
     snprintf(p->last_error, sizeof p->last_error, "%.*s", (int)strcspn(msg, "\n"), msg);
-    LOG_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
+    WZP_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
              rv == LUA_ERRMEM || p->mem_refused ? " (memory cap reached)" : "");
     lua_pop(L, 1);
     lua_gc(L, LUA_GCCOLLECT, 0);
@@ -989,7 +989,7 @@ enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quali
         if (parsed >= 0)
             t = (enum wzp_tier)parsed;
         else
-            LOG_WARN(MOD, "on_quality returned unknown tier '%s'; keeping %s", lua_tostring(L, -1),
+            WZP_WARN(MOD, "on_quality returned unknown tier '%s'; keeping %s", lua_tostring(L, -1),
                      wzp_tier_name(q->computed));
     }
     lua_pop(L, 1);
@@ -1040,7 +1040,7 @@ enum wzp_tier wzp_policy_on_room_tier(struct wzp_policy *p, const char *room,
         if (parsed >= 0)
             t = (enum wzp_tier)parsed;
         else
-            LOG_WARN(MOD, "on_room_tier returned unknown tier '%s'; using %s", lua_tostring(L, -1),
+            WZP_WARN(MOD, "on_room_tier returned unknown tier '%s'; using %s", lua_tostring(L, -1),
                      wzp_tier_name(weakest));
     }
     lua_pop(L, 1);

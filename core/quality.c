@@ -18,7 +18,7 @@
  */
 #include "quality.h"
 
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <string.h>
 

@@ -130,7 +130,7 @@ int wzp_relay_reload_policy(struct wzp_relay *r)
 {
     char err[1024];
     if (!r->cfg.policy_path[0]) {
-        LOG_INFO(MOD, "SIGHUP: no policy file configured (-s); nothing to reload");
+        WZP_INFO(MOD, "SIGHUP: no policy file configured (-s); nothing to reload");
         return WZP_OK;
     }
     struct wzp_event ev;
@@ -138,14 +138,14 @@ int wzp_relay_reload_policy(struct wzp_relay *r)
     wzp_event_str(&ev, "policy", r->cfg.policy_path);
     if (load_policies(r, err, sizeof err) != WZP_OK) {
         atomic_fetch_add(&r->policy_reloads_failed, 1);
-        LOG_ERROR(MOD, "policy reload failed, keeping the running policy: %s", err);
+        WZP_ERROR(MOD, "policy reload failed, keeping the running policy: %s", err);
         wzp_event_str(&ev, "result", "failed");
         wzp_event_str(&ev, "error", err);
         wzp_event_emit(&ev);
         return WZP_EINVAL;
     }
     atomic_fetch_add(&r->policy_reloads_ok, 1);
-    LOG_INFO(MOD, "policy reloaded from %s", r->cfg.policy_path);
+    WZP_INFO(MOD, "policy reloaded from %s", r->cfg.policy_path);
     wzp_event_str(&ev, "result", "ok");
     wzp_event_emit(&ev);
     return WZP_OK;
@@ -156,7 +156,7 @@ static int init_affinity(struct wzp_relay *r, char *err, size_t errlen)
 {
     if (r->nworkers < 2 || r->cfg.no_room_affinity) {
         if (r->nworkers > 1)
-            LOG_INFO(MOD,
+            WZP_INFO(MOD,
                      "room affinity off (--no-room-affinity): a room's connections are "
                      "spread over the %u workers",
                      r->nworkers);
@@ -164,7 +164,7 @@ static int init_affinity(struct wzp_relay *r, char *err, size_t errlen)
     }
     char why[256];
     if (wzp_worker_steer_by_cid(r, why, sizeof why) != WZP_OK) {
-        LOG_WARN(MOD,
+        WZP_WARN(MOD,
                  "room affinity off: the kernel refused connection-ID steering (%s); "
                  "rooms are spread over the workers and served through cross-worker "
                  "queues",
@@ -178,7 +178,7 @@ static int init_affinity(struct wzp_relay *r, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
-    LOG_INFO(MOD, "room affinity on: each room is served by one of the %u workers", r->nworkers);
+    WZP_INFO(MOD, "room affinity on: each room is served by one of the %u workers", r->nworkers);
     return WZP_OK;
 }
 
@@ -256,7 +256,7 @@ int wzp_relay_stop(struct wzp_relay *r, unsigned timeout_ms)
     int rv = WZP_OK;
     for (unsigned i = 0; i < r->nworkers; i++) {
         if (pthread_timedjoin_np(r->workers[i]->thread, NULL, &deadline) != 0) {
-            LOG_ERROR(MOD, "worker %u did not stop within %u ms", i, timeout_ms);
+            WZP_ERROR(MOD, "worker %u did not stop within %u ms", i, timeout_ms);
             rv = WZP_ESTATE;
         }
     }
@@ -319,5 +319,5 @@ void wzp_relay_log_stats(struct wzp_relay *r)
                                 i == 0 ? " policy_metric" : "", name,
                                 wzp_policy_metric_value(&r->policy_metrics, i));
     }
-    LOG_INFO(MOD, "stats:%s", line);
+    WZP_INFO(MOD, "stats:%s", line);
 }

@@ -37,7 +37,7 @@ static void deliver_ctl(struct wzp_worker *w, uint16_t type, const struct wzp_pa
 {
     if (wzp_mesh_send_ctl(w->node, p->worker, type, p->slot, p->gen, frame->data, frame->len) !=
         WZP_OK)
-        LOG_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
+        WZP_WARN(MOD, "control queue to worker %u full: signal to %s dropped", p->worker,
                  p->fingerprint);
 }
 
@@ -93,13 +93,13 @@ static int encode_directive(enum wzp_tier tier, const char *why, struct wzp_buf 
 static void send_room_update_locked(struct wzp_worker *w, struct wzp_room *r)
 {
     if (atomic_load_explicit(&r->tap, memory_order_relaxed))
-        LOG_INFO("tap", "room %s: RoomUpdate count %zu to %zu participants", r->name, r->count,
+        WZP_INFO("tap", "room %s: RoomUpdate count %zu to %zu participants", r->name, r->count,
                  r->count);
     struct wzp_buf frame = WZP_BUF_INIT;
     if (encode_room_update_locked(r, &frame) == WZP_OK)
         broadcast_ctl_locked(w, WZP_CTL_ROOM_UPDATE, r, &frame);
     else
-        LOG_ERROR(MOD, "room %s: could not encode RoomUpdate", r->name);
+        WZP_ERROR(MOD, "room %s: could not encode RoomUpdate", r->name);
     wzp_buf_free(&frame);
 }
 
@@ -124,7 +124,7 @@ static void set_room_tier_locked(struct wzp_worker *w, struct wzp_room *r, enum 
         return;
     }
     if (changed) {
-        LOG_INFO(MOD, "room %s: tier %s -> %s (%s)", r->name, wzp_tier_name(r->tier),
+        WZP_INFO(MOD, "room %s: tier %s -> %s (%s)", r->name, wzp_tier_name(r->tier),
                  wzp_tier_name(tier), why);
         struct wzp_event ev;
         wzp_event_begin(&ev, "tier");
@@ -270,7 +270,7 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *r
     wzp_policy_on_join(w->policy, &info, &d);
     if (!d.allow) {
         WZP_STAT_INC(&w->stats, join_refused_policy);
-        LOG_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
+        WZP_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
                  c->sni, d.reason);
         wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, d.reason);
         snprintf(reason, reasonlen, "denied: %s", d.reason);
@@ -290,7 +290,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     struct wzp_worker *w = c->w;
     if (wzp_handshake_verify_offer(offer) != WZP_OK) {
         WZP_STAT_INC(&w->stats, join_refused_signature);
-        LOG_INFO(MOD, "%s: refused (room %s): CallOffer signature does not verify", c->peer,
+        WZP_INFO(MOD, "%s: refused (room %s): CallOffer signature does not verify", c->peer,
                  c->sni);
         wzp_sfu_event_refusal(c->peer, c->sni, NULL, "bad CallOffer signature");
         snprintf(reason, reasonlen, "bad CallOffer signature");
@@ -302,7 +302,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
         return WZP_EINVAL;
     snprintf(reason, reasonlen, "internal error");
     if (send_answer(c) != WZP_OK) {
-        LOG_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
+        WZP_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
         return WZP_ENOMEM;
     }
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
@@ -340,7 +340,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     wzp_event_int(&ev, "participants", (long long)count);
     wzp_event_emit(&ev);
     record_handshake(w, wzp_now_ns() - c->created_ns);
-    LOG_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
+    WZP_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
              p.has_alias ? "\"" : "", c->peer, r->name, count,
              p.role == WZP_ROLE_LISTENER ? " as a listener"
@@ -366,7 +366,7 @@ void wzp_sfu_leave(struct wzp_conn *c, const char *why)
     wzp_room_unlock(r);
     if (left > 0)
         decide_room_tier(w, r);
-    LOG_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
+    WZP_INFO(MOD, "leave: %s from %s left room %s (%s; %zu remain)", c->fingerprint, c->peer,
              r->name, why, left);
     struct wzp_event ev;
     wzp_event_begin(&ev, "leave");
@@ -434,7 +434,7 @@ static void tap_packet(const struct wzp_conn *c, const struct wzp_room *r, const
     struct wzp_quality_report q;
     if (wzp_media_parse(data, len, &h, &q) != WZP_MEDIA_OK)
         return;
-    LOG_INFO("tap", "room %s from %s (%s): seq %u codec %s ts %u fec %u/%u%s len %zu fanout %zu%s",
+    WZP_INFO("tap", "room %s from %s (%s): seq %u codec %s ts %u fec %u/%u%s len %zu fanout %zu%s",
              r->name, c->fingerprint, c->peer, h.seq, wzp_codec_name(h.codec), h.timestamp_ms,
              h.fec_block, h.fec_symbol, h.repair ? " repair" : "", len, r->count ? r->count - 1 : 0,
              h.has_quality ? " +quality" : "");
@@ -464,7 +464,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
     enum wzp_media_verdict v = wzp_media_check(data, len);
     if (v != WZP_MEDIA_OK) {
         WZP_STAT_INC(&w->stats, datagrams_invalid);
-        LOG_DEBUG(MOD, "%s: dropped datagram of %zu bytes: %s", c->peer, len,
+        WZP_DEBUG(MOD, "%s: dropped datagram of %zu bytes: %s", c->peer, len,
                   wzp_media_verdict_name(v));
         return false;
     }
@@ -562,7 +562,7 @@ int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason)
         const struct wzp_participant *p = &r->parts[i];
         rv = wzp_mesh_post_ctl(&relay->mesh, p->worker, WZP_CTL_KICK, p->slot, p->gen, reason,
                                strlen(reason) + 1);
-        LOG_INFO(MOD, "kick: %s from room %s: %s", p->fingerprint, r->name, reason);
+        WZP_INFO(MOD, "kick: %s from room %s: %s", p->fingerprint, r->name, reason);
     }
     wzp_room_unlock(r);
     wzp_room_release(&relay->rooms, r);
@@ -585,7 +585,7 @@ static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
     if (i >= 0) {
         struct wzp_participant *p = &r->parts[i];
         if (p->role != role)
-            LOG_DEBUG(MOD, "policy: %s in room %s is now a %s", p->fingerprint, r->name,
+            WZP_DEBUG(MOD, "policy: %s in room %s is now a %s", p->fingerprint, r->name,
                       wzp_role_name(role));
         p->role = (uint8_t)role;
         if (role == WZP_ROLE_SPEAKER)

@@ -8,7 +8,7 @@
 #define WZP_SFU_H
 
 #include "policy.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 struct wzp_conn;
 

@@ -34,7 +34,7 @@ static void txbatch_gso_off(struct wzp_txbatch *b, unsigned worker_idx, const ch
     if (b->gso_warned)
         return;
     b->gso_warned = true;
-    LOG_WARN(MOD, "worker %u: UDP GSO off (%s: %s); sending one packet per message", worker_idx,
+    WZP_WARN(MOD, "worker %u: UDP GSO off (%s: %s); sending one packet per message", worker_idx,
              why, strerror(err));
 }
 
@@ -52,7 +52,7 @@ void wzp_txbatch_probe_gso(struct wzp_txbatch *b, int fd, unsigned worker_idx)
     if (getsockopt(fd, SOL_UDP, UDP_SEGMENT, &val, &len) != 0)
         txbatch_gso_off(b, worker_idx, "getsockopt UDP_SEGMENT", errno);
     else
-        LOG_DEBUG(MOD, "worker %u: UDP GSO on", worker_idx);
+        WZP_DEBUG(MOD, "worker %u: UDP GSO on", worker_idx);
 }
 
 bool wzp_txbatch_full(const struct wzp_txbatch *b)
@@ -118,7 +118,7 @@ bool wzp_txbatch_commit(struct wzp_txbatch *b, size_t len, const struct sockaddr
         return true;
     }
     if (b->nmsgs == WZP_TX_BATCH || len > WZP_TX_PACKET_BYTES || tolen > sizeof b->addr[0]) {
-        LOG_ERROR(MOD, "transmit batch misuse (len %zu, %u messages): packet dropped", len,
+        WZP_ERROR(MOD, "transmit batch misuse (len %zu, %u messages): packet dropped", len,
                   b->nmsgs);
         return false;
     }

@@ -14,7 +14,7 @@
 #include "common.h"
 #include "log.h"
 #include "media.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <ctype.h>
 #include <getopt.h>

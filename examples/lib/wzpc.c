@@ -371,7 +371,7 @@ static void set_state(struct wzpc_client *c, enum wzpc_state state)
 {
     if (c->state == state || c->state == WZPC_CLOSED)
         return;
-    LOG_DEBUG(MOD, "%s: state %d -> %d", c->id.fingerprint, c->state, state);
+    WZP_DEBUG(MOD, "%s: state %d -> %d", c->id.fingerprint, c->state, state);
     c->state = state;
     if (c->cfg.on_state != NULL)
         c->cfg.on_state(c, state, c->cfg.user_data);
@@ -419,7 +419,7 @@ static void send_one_packet(int fd, const uint8_t *pkt, size_t len)
     /* EAGAIN: the packet is lost and QUIC recovers. ECONNREFUSED: an ICMP error from
      * an earlier packet, ignored like quinn does (the idle timer decides). */
     if (n < 0)
-        LOG_DEBUG(MOD, "send: %s", strerror(errno));
+        WZP_DEBUG(MOD, "send: %s", strerror(errno));
 }
 
 /* Send one packet now (on a mux: after what is queued on the socket, to keep order). */
@@ -460,7 +460,7 @@ static void send_batch(int fd, uint8_t (*bufs)[WZPC_TX_BUF_BYTES], const size_t 
             continue;
         if (n <= 0) {
             /* The first remaining packet failed (see send_packet): it is lost. */
-            LOG_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
+            WZP_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
             done++;
             continue;
         }
@@ -488,14 +488,14 @@ static void close_with(struct wzpc_client *c, const ngtcp2_connection_close_erro
     if (n > 0)
         send_packet(c, buf, (size_t)n);
     else if (n < 0)
-        LOG_DEBUG(MOD, "write_connection_close: %s", ngtcp2_strerror((int)n));
+        WZP_DEBUG(MOD, "write_connection_close: %s", ngtcp2_strerror((int)n));
 }
 
 static void close_liberr(struct wzpc_client *c, int liberr)
 {
     ngtcp2_connection_close_error ccerr;
 
-    LOG_DEBUG(MOD, "%s: closing after ngtcp2 error: %s", c->id.fingerprint,
+    WZP_DEBUG(MOD, "%s: closing after ngtcp2 error: %s", c->id.fingerprint,
               ngtcp2_strerror(liberr));
     ngtcp2_connection_close_error_default(&ccerr);
     ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, liberr, NULL, 0);
@@ -506,7 +506,7 @@ static void close_tls_alert(struct wzpc_client *c, uint8_t alert)
 {
     ngtcp2_connection_close_error ccerr;
 
-    LOG_DEBUG(MOD, "%s: closing after TLS alert %u", c->id.fingerprint, alert);
+    WZP_DEBUG(MOD, "%s: closing after TLS alert %u", c->id.fingerprint, alert);
     ngtcp2_connection_close_error_default(&ccerr);
     ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, NULL, 0);
     close_with(c, &ccerr);
@@ -668,7 +668,7 @@ static void log_ngtcp2(void *user_data, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    LOG_TRACE("ngtcp2", "%s", line);
+    WZP_TRACE("ngtcp2", "%s", line);
 }
 
 static void fill_callbacks(ngtcp2_callbacks *cb)
@@ -715,7 +715,7 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
         v6->sin6_port = htons(port);
         *len = sizeof(*v6);
     } else {
-        LOG_ERROR(MOD, "not an IPv4 or IPv6 literal: %s", host ? host : "(null)");
+        WZP_ERROR(MOD, "not an IPv4 or IPv6 literal: %s", host ? host : "(null)");
         return WZP_EINVAL;
     }
     return WZP_OK;
@@ -760,7 +760,7 @@ static int setup_socket(struct wzpc_client *c, const char *host, uint16_t port)
     c->fd = open_connected_socket(&c->remote_addr, c->remote_addrlen, &c->local_addr,
                                   &c->local_addrlen);
     if (c->fd < 0) {
-        LOG_ERROR(MOD, "connect %s:%u: %s", host, port, strerror(errno));
+        WZP_ERROR(MOD, "connect %s:%u: %s", host, port, strerror(errno));
         return WZP_EIO;
     }
     return WZP_OK;
@@ -1225,14 +1225,14 @@ static void send_join(struct wzpc_client *c)
     if (rc == WZP_OK)
         rc = queue_offer(c);
     if (rc != WZP_OK) {
-        LOG_ERROR(MOD, "cannot build the join signals: %s", wzp_strerror(rc));
+        WZP_ERROR(MOD, "cannot build the join signals: %s", wzp_strerror(rc));
         wzpc_close(c, 0, "client error");
     }
 }
 
 static void on_handshake_done(struct wzpc_client *c)
 {
-    LOG_DEBUG(MOD, "%s: QUIC handshake complete", c->id.fingerprint);
+    WZP_DEBUG(MOD, "%s: QUIC handshake complete", c->id.fingerprint);
     {
         const ngtcp2_transport_params *tp = ngtcp2_conn_get_remote_transport_params(c->conn);
 
@@ -1278,7 +1278,7 @@ static void handle_answer(struct wzpc_client *c, const struct wzp_signal *sig)
     if (c->state != WZPC_CONNECTED || c->dead)
         return;
     if (wzp_handshake_verify_answer(sig) != WZP_OK) {
-        LOG_WARN(MOD, "%s: CallAnswer signature does not verify", c->id.fingerprint);
+        WZP_WARN(MOD, "%s: CallAnswer signature does not verify", c->id.fingerprint);
         wzpc_close(c, 0, "bad answer");
         return;
     }
@@ -1292,12 +1292,12 @@ static void handle_frame(struct wzpc_client *c, int64_t id, const uint8_t *body,
 
     if (wzp_signal_parse(body, len, &sig, err, sizeof(err)) != WZP_OK) {
         c->stats.signals_unparsable++;
-        LOG_WARN(MOD, "%s: unparsable signal on stream %lld: %s", c->id.fingerprint, (long long)id,
+        WZP_WARN(MOD, "%s: unparsable signal on stream %lld: %s", c->id.fingerprint, (long long)id,
                  err);
         return;
     }
     c->stats.signals_received++;
-    LOG_DEBUG(MOD, "%s: signal %s on stream %lld", c->id.fingerprint,
+    WZP_DEBUG(MOD, "%s: signal %s on stream %lld", c->id.fingerprint,
               wzp_signal_type_name(sig.type), (long long)id);
     if (c->cfg.on_signal != NULL)
         c->cfg.on_signal(c, &sig, c->cfg.user_data);
@@ -1326,7 +1326,7 @@ static void deliver_signals(struct wzpc_client *c)
             handle_frame(c, s->id, body, len);
         } else {
             c->stats.signals_unparsable++;
-            LOG_WARN(MOD, "%s: stream %lld ended without a valid frame (%s)", c->id.fingerprint,
+            WZP_WARN(MOD, "%s: stream %lld ended without a valid frame (%s)", c->id.fingerprint,
                      (long long)s->id, wzp_strerror(rc));
         }
         wzp_buf_free(&s->rx);
@@ -1355,7 +1355,7 @@ static void handle_read_error(struct wzpc_client *c, int rv)
         if (!c->got_stateless_reset) {
             ngtcp2_conn_get_connection_close_error(c->conn, &ccerr);
             record_close(c, true, &ccerr);
-            LOG_DEBUG(MOD, "%s: relay closed: %s code 0x%llx \"%s\"", c->id.fingerprint,
+            WZP_DEBUG(MOD, "%s: relay closed: %s code 0x%llx \"%s\"", c->id.fingerprint,
                       c->close_is_app ? "application" : "transport",
                       (unsigned long long)c->close_code, c->close_reason);
         }
@@ -1363,7 +1363,7 @@ static void handle_read_error(struct wzpc_client *c, int rv)
         break;
     case NGTCP2_ERR_DROP_CONN:
     case NGTCP2_ERR_RECV_VERSION_NEGOTIATION:
-        LOG_DEBUG(MOD, "%s: connection dropped: %s", c->id.fingerprint, ngtcp2_strerror(rv));
+        WZP_DEBUG(MOD, "%s: connection dropped: %s", c->id.fingerprint, ngtcp2_strerror(rv));
         c->dead = true;
         break;
     case NGTCP2_ERR_CRYPTO:
@@ -1371,7 +1371,7 @@ static void handle_read_error(struct wzpc_client *c, int rv)
         break;
     case NGTCP2_ERR_CALLBACK_FAILURE:
         if (c->alpn_mismatch) {
-            LOG_WARN(MOD, "relay did not select ALPN \"%.*s\"", (int)c->alpn_len, c->alpn);
+            WZP_WARN(MOD, "relay did not select ALPN \"%.*s\"", (int)c->alpn_len, c->alpn);
             close_tls_alert(c, WZPC_TLS_ALERT_NO_ALPN);
             break;
         }
@@ -1506,7 +1506,7 @@ uint64_t wzpc_rx_time_ns(const struct wzpc_client *c)
 static void log_recv_error(const char *what)
 {
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        LOG_DEBUG(MOD, "%s: %s", what, strerror(errno)); /* e.g. ICMP unreachable */
+        WZP_DEBUG(MOD, "%s: %s", what, strerror(errno)); /* e.g. ICMP unreachable */
 }
 
 /*
@@ -1593,7 +1593,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     int rv = ngtcp2_conn_handle_expiry(c->conn, now);
 
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
-        LOG_DEBUG(MOD, "%s: %s", c->id.fingerprint, ngtcp2_strerror(rv));
+        WZP_DEBUG(MOD, "%s: %s", c->id.fingerprint, ngtcp2_strerror(rv));
         c->dead = true; /* closes silently: nothing to send */
     } else if (rv != 0) {
         close_liberr(c, rv);
@@ -1771,11 +1771,11 @@ static void send_gso(struct wzpc_mux_sock *ms)
             continue;
         }
         if (n < 0 && g[done].n > 1 && gso_refused(errno)) {
-            LOG_WARN(MOD, "UDP GSO refused (%s): sending one datagram per packet", strerror(errno));
+            WZP_WARN(MOD, "UDP GSO refused (%s): sending one datagram per packet", strerror(errno));
             ms->mux->gso_off = true;
             break;
         }
-        LOG_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
+        WZP_DEBUG(MOD, "sendmmsg: %s", n < 0 ? strerror(errno) : "sent nothing");
         done++; /* that message is lost; QUIC recovers */
     }
     for (; done < ngroups; done++) /* GSO refused: the rest one datagram at a time */
@@ -1961,7 +1961,7 @@ struct wzpc_mux *wzpc_mux_new(struct ev_loop *loop, const char *host, uint16_t p
         ms->fd = open_connected_socket(&m->remote_addr, m->remote_addrlen, &ms->local_addr,
                                        &ms->local_addrlen);
         if (ms->fd < 0) {
-            LOG_ERROR(MOD, "shared socket to %s:%u: %s", host, port, strerror(errno));
+            WZP_ERROR(MOD, "shared socket to %s:%u: %s", host, port, strerror(errno));
             wzpc_mux_free(m);
             return NULL;
         }
@@ -1985,7 +1985,7 @@ static int mux_attach(struct wzpc_client *c, struct wzpc_mux *m, const char *hos
         return rc;
     if (wantlen != m->remote_addrlen || memcmp(&want, &m->remote_addr, wantlen) != 0 ||
         c->loop != m->loop) {
-        LOG_ERROR(MOD, "a client must use its mux's loop and relay address");
+        WZP_ERROR(MOD, "a client must use its mux's loop and relay address");
         return WZP_EINVAL;
     }
     while (slot < m->nslots && m->slots[slot] != NULL)
@@ -2098,7 +2098,7 @@ struct wzpc_client *wzpc_connect(const struct wzpc_config *cfg)
     if (rc == WZP_OK)
         rc = setup_quic(c);
     if (rc != WZP_OK) {
-        LOG_ERROR(MOD, "cannot start a client: %s", wzp_strerror(rc));
+        WZP_ERROR(MOD, "cannot start a client: %s", wzp_strerror(rc));
         wzpc_free(c);
         return NULL;
     }

@@ -14,7 +14,7 @@
 #ifndef WZPC_H
 #define WZPC_H
 
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <ev.h>
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 /* fuzz_signal.c - libFuzzer target: signal frames and JSON. Anything that parses must
  * re-encode, and the re-encoding must parse to the same encoding again. */
 #include "common.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 #include "harness.h"
 
 #include "common.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* test_quality.c - tier classification, hysteresis, probing and weakest link (quality.c). */
 #include "quality.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 #include <criterion/criterion.h>
 

@@ -109,6 +109,6 @@ void wzp_event_emit(struct wzp_event *e)
     e->buf[e->len++] = '\n';
     pthread_mutex_lock(&lock);
     if (fd >= 0 && write(fd, e->buf, e->len) < 0)
-        LOG_WARN("eventlog", "write failed: %s", strerror(errno));
+        WZP_WARN("eventlog", "write failed: %s", strerror(errno));
     pthread_mutex_unlock(&lock);
 }

@@ -11,7 +11,7 @@
 #define WZP_HANDSHAKE_H
 
 #include "identity.h"
-#include "signal.h"
+#include "signal_codec.h"
 
 /* WZP_OK if the CallOffer's signature is valid, WZP_ECRYPTO otherwise. */
 int wzp_handshake_verify_offer(const struct wzp_signal *offer);

@@ -1,5 +1,5 @@
 /*
- * signal.c - WZP signal messages: framing and a serde-compatible JSON codec for every
+ * signal_codec.c - WZP signal messages: framing and a serde-compatible JSON codec for every
  * SignalMessage variant (wire-protocol.md §1.3, §3).
  *
  * Each variant is described once, as a table of fields: JSON name, value kind, serde's
@@ -20,7 +20,7 @@
  *   - FederatedSignalForward nesting is capped at MAX_NESTING messages (serde: 128);
  *   - an f32 outside the float range is rejected (serde turns it into infinity).
  */
-#include "signal.h"
+#include "signal_codec.h"
 
 #include "common.h"
 

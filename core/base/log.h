@@ -39,10 +39,10 @@ void wzp_log_write(int level, const char *module, const char *fmt, ...)
             wzp_log_write((level), (module), __VA_ARGS__);                                         \
     } while (0)
 
-#define LOG_ERROR(mod, ...) WZP_LOG(WZP_LOG_ERROR, mod, __VA_ARGS__)
-#define LOG_WARN(mod, ...)  WZP_LOG(WZP_LOG_WARN, mod, __VA_ARGS__)
-#define LOG_INFO(mod, ...)  WZP_LOG(WZP_LOG_INFO, mod, __VA_ARGS__)
-#define LOG_DEBUG(mod, ...) WZP_LOG(WZP_LOG_DEBUG, mod, __VA_ARGS__)
-#define LOG_TRACE(mod, ...) WZP_LOG(WZP_LOG_TRACE, mod, __VA_ARGS__)
+#define WZP_ERROR(mod, ...) WZP_LOG(WZP_LOG_ERROR, mod, __VA_ARGS__)
+#define WZP_WARN(mod, ...)  WZP_LOG(WZP_LOG_WARN, mod, __VA_ARGS__)
+#define WZP_INFO(mod, ...)  WZP_LOG(WZP_LOG_INFO, mod, __VA_ARGS__)
+#define WZP_DEBUG(mod, ...) WZP_LOG(WZP_LOG_DEBUG, mod, __VA_ARGS__)
+#define WZP_TRACE(mod, ...) WZP_LOG(WZP_LOG_TRACE, mod, __VA_ARGS__)
 
 #endif

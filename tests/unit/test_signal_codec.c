@@ -5,7 +5,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "signal.h"
+#include "signal_codec.h"
 
 #include "common.h"
 

@@ -1,5 +1,5 @@
 /*
- * signal.h - WZP signal messages: framing (u32 BE length + JSON, one message per QUIC
+ * signal_codec.h - WZP signal messages: framing (u32 BE length + JSON, one message per QUIC
  * bidi stream) and a JSON codec for every SignalMessage variant, byte-exact to serde's
  * output (wire-protocol.md §1.3, §3).
  *
