@@ -88,7 +88,7 @@ bool wzp_parse_uint(const char *text, unsigned long min, unsigned long max, unsi
 uint64_t wzp_fnv1a(const void *data, size_t len)
 {
     const uint8_t *p = data;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull; /* the FNV-1a 64-bit offset basis */
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 1099511628211ull;
