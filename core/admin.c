@@ -21,7 +21,25 @@
 #define MOD                        "admin"
 #define ADMIN_MAX_CONNECTIONS      64
 #define ADMIN_CONNECTION_TIMEOUT_S 10
-#define METRICS_MAX_SESSIONS       200 /* bound on per-session series */
+#define METRICS_MAX_SESSIONS       200  /* bound on per-session series */
+#define ADMIN_MAX_ROOMS            1024 /* rooms /rooms and /metrics look at, at most */
+
+/* The rooms now (names and sizes), at most ADMIN_MAX_ROOMS; the caller frees names. */
+struct room_list {
+    char (*names)[WZP_ROOM_NAME_MAX + 1];
+    size_t sizes[ADMIN_MAX_ROOMS];
+    size_t n;
+};
+
+static bool list_rooms(struct wzp_relay *r, struct room_list *l)
+{
+    l->names = malloc(ADMIN_MAX_ROOMS * sizeof *l->names);
+    if (!l->names)
+        return false;
+    l->n = WZP_MIN(wzp_room_table_list(&r->rooms, l->names, l->sizes, ADMIN_MAX_ROOMS),
+                   (size_t)ADMIN_MAX_ROOMS);
+    return true;
+}
 
 struct wzp_admin {
     struct MHD_Daemon *daemon;
@@ -153,14 +171,13 @@ static struct wzp_member *room_members(struct wzp_relay *r, const char *name, si
  * participant id, at most METRICS_MAX_SESSIONS series (bounded cardinality). */
 static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
 {
-    static char names[1024][256];
-    static size_t sizes[1024];
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     struct wzp_buf loss = WZP_BUF_INIT, rtt = WZP_BUF_INIT;
     size_t emitted = 0;
-    pthread_mutex_lock(&lock); /* MHD runs one thread, but keep the scratch safe */
-    size_t n = WZP_MIN(wzp_room_table_list(&r->rooms, names, sizes, 1024), (size_t)1024);
-    for (size_t i = 0; i < n && emitted < METRICS_MAX_SESSIONS; i++) {
+    static struct room_list rooms; /* MHD serves one request at a time */
+    if (!list_rooms(r, &rooms))
+        rooms.n = 0;
+    char(*names)[WZP_ROOM_NAME_MAX + 1] = rooms.names;
+    for (size_t i = 0; i < rooms.n && emitted < METRICS_MAX_SESSIONS; i++) {
         size_t count;
         struct wzp_member *m = room_members(r, names[i], &count, NULL);
         for (size_t k = 0; m && k < count && emitted < METRICS_MAX_SESSIONS; k++) {
@@ -174,7 +191,7 @@ static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
         }
         free(m);
     }
-    pthread_mutex_unlock(&lock);
+    free(rooms.names);
     metric_header(b, "wzp_relay_session_loss_pct", "gauge",
                   "Loss a participant last reported (at most 200 sessions).");
     wzp_buf_append(b, loss.data, loss.len);
@@ -281,13 +298,14 @@ char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
 
 static char *rooms_json(struct wzp_relay *r)
 {
-    static char names[1024][256];
-    static size_t sizes[1024];
+    static struct room_list rooms; /* MHD serves one request at a time */
+    if (!list_rooms(r, &rooms))
+        return NULL;
     json_t *arr = json_array();
-    size_t n = WZP_MIN(wzp_room_table_list(&r->rooms, names, sizes, 1024), (size_t)1024);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            arr, json_pack("{s:s, s:I}", "name", names[i], "participants", (json_int_t)sizes[i]));
+    for (size_t i = 0; i < rooms.n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:I}", "name", rooms.names[i], "participants",
+                                             (json_int_t)rooms.sizes[i]));
+    free(rooms.names);
     char *s = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     return s;

@@ -792,7 +792,7 @@ static void conn_dispatch_signals(struct wzp_conn *c)
 static bool room_name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n > 253)
+    if (n == 0 || n > WZP_ROOM_NAME_LEN_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = name[i];
@@ -845,7 +845,8 @@ static void conn_on_handshake_done(struct wzp_conn *c)
     }
     if (!room_name_valid(c->sni)) {
         WZP_STAT_INC(&c->w->stats, conns_refused_sni);
-        conn_refuse(c, "invalid room name (allowed: a-z 0-9 - _ . up to 253 characters)");
+        conn_refuse(c, "invalid room name (allowed: a-z 0-9 - _ . up to %u characters)",
+                    WZP_ROOM_NAME_LEN_MAX);
         return;
     }
     if (atomic_load(&r->draining)) {

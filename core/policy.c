@@ -356,7 +356,7 @@ static int api_rooms(lua_State *L)
     void *ctx;
     const struct wzp_policy_ops *ops = ops_of(L, &ctx);
     /* scratch space owned by Lua's GC, so an error on the way cannot leak it */
-    char(*names)[256] = lua_newuserdata(L, API_MAX_ROOMS * sizeof *names);
+    char(*names)[WZP_ROOM_NAME_MAX + 1] = lua_newuserdata(L, API_MAX_ROOMS * sizeof *names);
     size_t *sizes = lua_newuserdata(L, API_MAX_ROOMS * sizeof *sizes);
     size_t n = WZP_MIN(ops->rooms(ctx, names, sizes, API_MAX_ROOMS), (size_t)API_MAX_ROOMS);
     lua_createtable(L, (int)n, 0);

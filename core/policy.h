@@ -20,6 +20,7 @@
 #ifndef WZP_POLICY_H
 #define WZP_POLICY_H
 
+#include "sizes.h"
 #include "quality.h"
 #include "shdict.h"
 
@@ -54,8 +55,8 @@ const char *wzp_role_name(enum wzp_role role);
 /* What the room API shows of a participant. */
 struct wzp_participant_view {
     uint64_t id;
-    char fingerprint[48];
-    char alias[132];
+    char fingerprint[WZP_FINGERPRINT_LEN + 1];
+    char alias[WZP_ALIAS_MAX + 1];
     bool has_alias;
     enum wzp_role role;
     enum wzp_tier tier;
@@ -69,7 +70,7 @@ struct wzp_participant_view {
  * test harness with synthetic rooms. Returns follow the WZP_E* convention.
  */
 struct wzp_policy_ops {
-    size_t (*rooms)(void *ctx, char (*names)[256], size_t *sizes, size_t max);
+    size_t (*rooms)(void *ctx, char (*names)[WZP_ROOM_NAME_MAX + 1], size_t *sizes, size_t max);
     size_t (*participants)(void *ctx, const char *room, struct wzp_participant_view *out,
                            size_t max);
     int (*kick)(void *ctx, uint64_t id, const char *reason);

@@ -19,7 +19,7 @@
 #include <lua.h>
 #include <string.h>
 
-#define ROOM_MAX      256
+#define ROOM_MAX      (WZP_ROOM_NAME_MAX + 1)
 #define ADDR_MAX      64
 #define KICK_REASON   256
 #define DEFAULT_LEAVE "closed"
@@ -27,8 +27,8 @@
 struct pt_part {
     uint64_t id;
     char room[ROOM_MAX];
-    char fingerprint[48];
-    char alias[132];
+    char fingerprint[WZP_FINGERPRINT_LEN + 1];
+    char alias[WZP_ALIAS_MAX + 1];
     bool has_alias;
     char addr[ADDR_MAX];
     enum wzp_role role;
@@ -128,7 +128,7 @@ static void remove_part(struct pt_world *w, size_t i)
 /* Participant i leaves: removed, then on_leave (with copies: the array may change). */
 static void leave_part(struct pt_world *w, size_t i, const char *reason)
 {
-    char room[ROOM_MAX], fp[48], addr[ADDR_MAX];
+    char room[ROOM_MAX], fp[WZP_FINGERPRINT_LEN + 1], addr[ADDR_MAX];
     snprintf(room, sizeof room, "%s", w->parts[i].room);
     snprintf(fp, sizeof fp, "%s", w->parts[i].fingerprint);
     snprintf(addr, sizeof addr, "%s", w->parts[i].addr);
@@ -158,7 +158,7 @@ static void flush_kicks(struct pt_world *w)
 
 /* ---------------------------------------------------------------- policy ops */
 
-static size_t op_rooms(void *ctx, char (*names)[256], size_t *sizes, size_t max)
+static size_t op_rooms(void *ctx, char (*names)[WZP_ROOM_NAME_MAX + 1], size_t *sizes, size_t max)
 {
     struct pt_world *w = ctx;
     size_t n = WZP_MIN(w->nrooms, max);
@@ -367,7 +367,7 @@ static int t_join(lua_State *L)
     const char *alias = opt_field_str(L, 1, "join", "alias");
     const char *addr = opt_field_str(L, 1, "join", "addr");
     uint64_t id = w->next_id++; /* the relay numbers every join attempt */
-    char fpbuf[48], addrbuf[ADDR_MAX];
+    char fpbuf[WZP_FINGERPRINT_LEN + 1], addrbuf[ADDR_MAX];
     if (!fp) {
         snprintf(fpbuf, sizeof fpbuf, "0000:0000:0000:0000:0000:0000:%04x:%04x",
                  (unsigned)(id >> 16) & 0xffff, (unsigned)id & 0xffff);
@@ -487,7 +487,7 @@ static int t_quality(lua_State *L)
             return luaL_error(L, "quality: unknown tier '%s'", tier_name);
         computed = (enum wzp_tier)t;
     }
-    char room[ROOM_MAX], fp[48];
+    char room[ROOM_MAX], fp[WZP_FINGERPRINT_LEN + 1];
     snprintf(room, sizeof room, "%s", w->parts[i].room);
     snprintf(fp, sizeof fp, "%s", w->parts[i].fingerprint);
     struct wzp_quality_info info = {.id = id,

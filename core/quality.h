@@ -1,6 +1,6 @@
 /*
  * quality.h - per-participant adaptive quality controller and the room's weakest-link
- * tier (wire-protocol.md §7; upstream quality.rs, Unknown network context).
+ * tier (doc/PROTOCOL.md, "Quality").
  *
  * Classification of one report (loss% = loss_pct/255*100, rtt = rtt_4ms*4 ms):
  *   loss >= 15 or rtt >= 200 -> CATASTROPHIC;  loss >= 5 or rtt >= 100 -> DEGRADED;

@@ -15,15 +15,13 @@
 #define WZP_ROOM_H
 
 #include "identity.h"
+#include "sizes.h"
 #include "quality.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#define WZP_ROOM_NAME_MAX 255 /* a DNS name fits in 253 */
-#define WZP_ALIAS_MAX     128 /* longer aliases are truncated */
 
 struct wzp_conn;
 

@@ -468,10 +468,10 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
                   wzp_media_verdict_name(v));
         return false;
     }
-    const uint8_t *trailer = NULL;
-    if (data[0] & 0x02) {
-        const uint8_t *t = trailer = data + len - WZP_QUALITY_REPORT_BYTES;
-        struct wzp_quality_report rep = {t[0], t[1], t[2], t[3]};
+    bool has_report = wzp_media_has_report(data);
+    struct wzp_quality_report rep = {0};
+    if (has_report) {
+        rep = wzp_media_report(data, len);
         WZP_STAT_INC(&w->stats, quality_reports);
         if (wzp_quality_observe(&c->quality, &rep, now_ms())) {
             *tier_report = rep; /* acted on by the caller, outside ngtcp2 */
@@ -481,7 +481,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
     struct wzp_room *r = c->room;
     wzp_room_rdlock(r);
     ssize_t self = find_self_locked(c, r);
-    if (self >= 0 && ((data[0] >> 2) & 0x0f) != WZP_CODEC_COMFORT_NOISE) {
+    if (self >= 0 && wzp_media_codec(data) != WZP_CODEC_COMFORT_NOISE) {
         /* activity for policies (last-N speakers): we are the only writer of our entry */
         struct wzp_participant *me = &r->parts[self];
         atomic_store_explicit(&me->packets,
@@ -489,10 +489,10 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
                               memory_order_relaxed);
         atomic_store_explicit(&me->last_media_ms, now_ms(), memory_order_relaxed);
     }
-    if (self >= 0 && trailer) {
+    if (self >= 0 && has_report) {
         struct wzp_participant *me = &r->parts[self];
-        atomic_store_explicit(&me->loss_pct, trailer[0], memory_order_relaxed);
-        atomic_store_explicit(&me->rtt_4ms, trailer[1], memory_order_relaxed);
+        atomic_store_explicit(&me->loss_pct, rep.loss_pct, memory_order_relaxed);
+        atomic_store_explicit(&me->rtt_4ms, rep.rtt_4ms, memory_order_relaxed);
         atomic_store_explicit(&me->has_report, true, memory_order_relaxed);
     }
     if (self < 0 || (r->parts[self].flags & WZP_PART_NO_SEND)) {
@@ -519,7 +519,7 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
 
 /* ---------------------------------------------------------------- policy room API */
 
-static size_t api_rooms(void *ctx, char (*names)[256], size_t *sizes, size_t max)
+static size_t api_rooms(void *ctx, char (*names)[WZP_ROOM_NAME_MAX + 1], size_t *sizes, size_t max)
 {
     struct wzp_relay *r = ctx;
     return wzp_room_table_list(&r->rooms, names, sizes, max);

@@ -1,5 +1,5 @@
 /*
- * handshake.c - the room handshake (wire-protocol.md §5.2): the relay verifies a client's
+ * handshake.c - the room handshake (doc/PROTOCOL.md, "Room join"): the relay verifies a client's
  * CallOffer signature (Ed25519 over E_c || "call-offer") and answers with a fresh X25519
  * ephemeral signed as E_r || "call-answer", always choosing the GOOD profile. Also the
  * client side (make_offer / verify_answer) and the session key / SAS derivation.

@@ -1,6 +1,6 @@
 /*
  * handshake.h - the room handshake: CallOffer verification and the relay's CallAnswer
- * (wire-protocol.md §5.2), plus the client side used by examples and tests.
+ * (doc/PROTOCOL.md, "Room join"), plus the client side used by examples and tests.
  *
  *   client: sig_c = Ed25519(id_c, E_c || "call-offer")
  *   relay : verify sig_c (exactly 64 bytes) under CallOffer.identity_pub;

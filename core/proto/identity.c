@@ -2,7 +2,7 @@
  * identity.c - the relay's long-term identity: HKDF-SHA256 key schedule, Ed25519 and
  * X25519 over nettle, the seed file (~/.wzp/relay-identity, 64 hex digits, mode 0600) and
  * a deterministic self-signed Ed25519 TLS certificate built with GnuTLS
- * (wire-protocol.md §1.1, §1.5, §5.1; upstream-relay.md §1.4).
+ * (doc/PROTOCOL.md, "Identity").
  *
  * Unlike upstream, a corrupt seed file is an error and is never replaced: replacing it
  * would silently change the relay's TLS fingerprint and break federation pins.

@@ -1,6 +1,6 @@
 /*
  * identity.h - the relay's long-term identity and the WZP key schedule
- * (wire-protocol.md §1.5, §5.1; upstream-relay.md §1.4).
+ * (doc/PROTOCOL.md, "Identity").
  *
  * A 32-byte seed, stored as 64 hex characters in a file (mode 0600), yields:
  *   - Ed25519 signing key   = HKDF-SHA256(salt none, ikm seed, info "warzone-ed25519", 32)
@@ -13,11 +13,12 @@
 #ifndef WZP_IDENTITY_H
 #define WZP_IDENTITY_H
 
+#include "sizes.h"
+
 #include <gnutls/gnutls.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define WZP_FINGERPRINT_LEN     39 /* "xxxx:" x 8 minus the last colon */
 #define WZP_TLS_FINGERPRINT_LEN 95 /* "xx:" x 32 minus the last colon */
 
 struct wzp_identity {

@@ -1,4 +1,4 @@
-/* media.c - MediaHeader / QualityReport codec. See media.h and wire-protocol.md §2. */
+/* media.c - MediaHeader / QualityReport codec. See media.h and doc/PROTOCOL.md, "Media". */
 #include "media.h"
 
 #include "common.h"

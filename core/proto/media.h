@@ -1,6 +1,6 @@
 /*
  * media.h - the WZP media datagram: 12-byte MediaHeader, payload, optional 4-byte
- * QualityReport trailer (wire-protocol.md §2). The relay forwards datagram bytes
+ * QualityReport trailer (doc/PROTOCOL.md, "Media"). The relay forwards datagram bytes
  * unchanged; it only validates the header and reads the trailer.
  *
  * Byte 0: V(7) T(6) CodecID(5..2) Q(1) FecRatio[6](0)   Byte 1: FecRatio[5..0](7..2)
@@ -88,6 +88,23 @@ enum wzp_media_verdict wzp_media_parse(const uint8_t *data, size_t len,
 
 /* Cheap check used on the forwarding path: same rules as wzp_media_parse, no decode. */
 enum wzp_media_verdict wzp_media_check(const uint8_t *data, size_t len);
+
+/* Bits of byte 0 the forwarding path reads without decoding the header (only after
+ * wzp_media_check said WZP_MEDIA_OK): the Q bit, and the codec id. */
+static inline bool wzp_media_has_report(const uint8_t *data)
+{
+    return data[0] & 0x02;
+}
+static inline enum wzp_codec wzp_media_codec(const uint8_t *data)
+{
+    return (enum wzp_codec)((data[0] >> 2) & 0x0f);
+}
+/* The trailer of a datagram of len bytes whose Q bit is set. */
+static inline struct wzp_quality_report wzp_media_report(const uint8_t *data, size_t len)
+{
+    const uint8_t *t = data + len - WZP_QUALITY_REPORT_BYTES;
+    return (struct wzp_quality_report){t[0], t[1], t[2], t[3]};
+}
 
 /* Write a 12-byte header into out (client side, tests). */
 void wzp_media_write_header(const struct wzp_media_header *hdr, uint8_t out[12]);

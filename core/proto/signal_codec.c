@@ -1,6 +1,6 @@
 /*
  * signal_codec.c - WZP signal messages: framing and a serde-compatible JSON codec for every
- * SignalMessage variant (wire-protocol.md §1.3, §3).
+ * SignalMessage variant (doc/PROTOCOL.md, "Signals").
  *
  * Each variant is described once, as a table of fields: JSON name, value kind, serde's
  * Option/default rule, and the offset of the value inside struct wzp_signal. Three

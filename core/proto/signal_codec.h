@@ -1,7 +1,7 @@
 /*
  * signal_codec.h - WZP signal messages: framing (u32 BE length + JSON, one message per QUIC
  * bidi stream) and a JSON codec for every SignalMessage variant, byte-exact to serde's
- * output (wire-protocol.md §1.3, §3).
+ * output (doc/PROTOCOL.md, "Signals").
  *
  * Ownership: wzp_signal_parse() fills a caller-provided struct and allocates its
  * strings and arrays; release them with wzp_signal_clear(). Structs built by hand for

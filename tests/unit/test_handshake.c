@@ -1,5 +1,5 @@
 /*
- * test_handshake.c - the room handshake (wire-protocol.md §5.2): CallOffer construction
+ * test_handshake.c - the room handshake (doc/PROTOCOL.md, "Room join"): CallOffer construction
  * and verification against the §5.3 vectors, rejection of tampered offers, the relay's
  * CallAnswer (fresh ephemerals, GOOD profile, verifiable signature) and the session key /
  * SAS derivation vectors.

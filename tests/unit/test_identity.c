@@ -1,6 +1,7 @@
 /*
  * test_identity.c - the identity module: HKDF (RFC 5869), Ed25519 (RFC 8032), X25519, the
- * §5.3 crypto test vectors of wire-protocol.md, the deterministic self-signed TLS
+ * WarzonePhone protocol's crypto test vectors (the published values upstream's tests
+ * check; doc/PROTOCOL.md, "Identity"), the deterministic self-signed TLS
  * certificate (including a real in-memory TLS 1.3 handshake with it) and the seed file
  * (creation, permissions, reload, corrupt files never replaced).
  */

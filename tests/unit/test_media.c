@@ -1,4 +1,4 @@
-/* test_media.c - MediaHeader / QualityReport codec (media.c, wire-protocol.md §2). */
+/* test_media.c - MediaHeader / QualityReport codec (media.c, doc/PROTOCOL.md "Media"). */
 #include "media.h"
 
 #include "common.h"

@@ -1,7 +1,8 @@
 /*
- * test_signal.c - signal framing and the serde-compatible JSON codec (wire-protocol.md
- * §1.3, §3): every §3.3 example must parse and re-encode byte for byte, plus the §3.3
- * parse checks, rejections, framing, escaping and float formatting.
+ * test_signal_codec.c - signal framing and the serde-compatible JSON codec
+ * (doc/PROTOCOL.md, "Signals"): one example of every SignalMessage variant as upstream's
+ * serde writes it must parse and re-encode byte for byte, plus parse checks, rejections,
+ * framing, escaping and float formatting.
  */
 #include <criterion/criterion.h>
 
@@ -43,7 +44,8 @@
     "{\"codec\":\"Codec2_1200\",\"fec_ratio\":1.0,\"frame_duration_ms\":40,\"frames_per_block\":"  \
     "8}"
 
-/* wire-protocol.md §3.3, in order, with the abbreviated arrays filled in. */
+/* One message of each variant, exactly as serde writes it (the protocol's published
+ * examples, abbreviated arrays filled in). */
 static const char *const spec_examples[] = {
     "{\"CallOffer\":{\"identity_pub\":" KEY_1 ",\"ephemeral_pub\":" KEY_2
     ",\"signature\":[3,4],\"supported_profiles\":[" P_S64K "," P_S48K "," P_S32K "," P_GOOD
