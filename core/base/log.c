@@ -58,6 +58,27 @@ size_t wzp_json_escape(const char *in, char *out, size_t outlen)
     return o;
 }
 
+size_t wzp_log_escape_text(const char *in, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < outlen; p++) {
+        if (*p == '\n' || *p == '\r' || *p == '\t') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 void wzp_log_write(int level, const char *module, const char *fmt, ...)
 {
     char msg[1536], line[4096], ts[32];
@@ -74,7 +95,11 @@ void wzp_log_write(int level, const char *module, const char *fmt, ...)
                      "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}", ts,
                      level_lower[level], module, esc);
     } else {
-        n = snprintf(line, sizeof line - 1, "%s %-5s %s: %s", ts, level_names[level], module, msg);
+        /* Client-controlled text (aliases, reasons, URLs) must not forge lines or drive a
+         * terminal: control characters are written as escapes. */
+        char esc[sizeof msg * 2];
+        wzp_log_escape_text(msg, esc, sizeof esc);
+        n = snprintf(line, sizeof line - 1, "%s %-5s %s: %s", ts, level_names[level], module, esc);
     }
     size_t len = n < 0 ? 0 : ((size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2);
     line[len++] = '\n';

@@ -1,7 +1,9 @@
 /*
  * log.h - leveled logging to stderr, one line per event.
  *
- * Every refusal is logged with who (remote address / fingerprint), what and why.
+ * Every refusal is logged with who (remote address / fingerprint), what and why. One
+ * event is one line: control characters in a message are escaped (text) or encoded
+ * (JSON), so text a client controls cannot forge another line.
  * Thread-safe: each call formats into a stack buffer and writes it with one write(2).
  */
 #ifndef WZP_LOG_H
@@ -26,6 +28,11 @@ void wzp_log_timestamp(char out[32]);
 
 /* JSON string escaping of in (without quotes) into out; returns the length written. */
 size_t wzp_json_escape(const char *in, char *out, size_t outlen);
+
+/* Text-log escaping of in into out: newline, CR and tab as \n \r \t, other control
+ * characters and DEL as \xNN, everything else (UTF-8 included) as is. Returns the length
+ * written; never more than outlen - 1 bytes, never half an escape. */
+size_t wzp_log_escape_text(const char *in, char *out, size_t outlen);
 
 /* Parse "error|warn|info|debug|trace"; returns the level or -1. */
 int wzp_log_parse_level(const char *name);

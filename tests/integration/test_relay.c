@@ -503,3 +503,23 @@ Test(relay, join_storm_coalesces_room_updates)
     for (int i = 0; i < N; i++)
         tc_free(&t[i]);
 }
+
+/* An alias is client-controlled text: a newline or an escape sequence in it must not start
+ * a forged line in the text log or reach the operator's terminal. */
+Test(relay, control_characters_in_an_alias_cannot_forge_log_lines)
+{
+    setup(NULL);
+    struct wzpc_config cfg = {.sni = "room",
+                              .auto_join = true,
+                              .alias = "eve\n2026-12-06T00:00:00.000Z INFO  room: FORGED\x1b[2J"};
+    struct tc t;
+    tc_connect(&t, loop, &relay, "room", 1, &cfg);
+    cr_assert(tc_wait_state(&t, loop, WZPC_JOINED, 5000));
+    cr_assert(
+        relay_log_wait(&relay, "eve\\n2026-12-06T00:00:00.000Z INFO  room: FORGED\\x1b[2J", 2000),
+        "the alias is logged, escaped");
+    cr_assert_eq(relay_log_count(&relay, "\n2026-12-06T00:00:00.000Z INFO  room: FORGED"), 0,
+                 "no forged line");
+    cr_assert_eq(relay_log_count(&relay, "\x1b"), 0, "no escape character");
+    tc_free(&t);
+}
