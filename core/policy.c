@@ -33,8 +33,9 @@ struct wzp_policy {
     size_t mem_used;
     bool mem_refused; /* the allocator refused a request during the current call */
     uint64_t deadline_ns;
-    char last_error[512];             /* first line of the last error, for load-time messages */
-    int hooks[H_COUNT];               /* registry refs, LUA_NOREF when absent */
+    bool over_budget;     /* the running call passed its deadline: it is being unwound */
+    char last_error[512]; /* first line of the last error, for load-time messages */
+    int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
     unsigned hook_budget_ms[H_COUNT]; /* from the policy's `budgets` table, else the default */
     unsigned call_budget_ms;          /* budget of the call being made (push_hook sets it) */
     unsigned active_budget_ms;        /* budget of the call running now (for messages) */
@@ -87,18 +88,51 @@ static uint64_t policy_now_ms(const struct wzp_policy *p)
     return wzp_now_ns() / 1000000;
 }
 
+/*
+ * The time budget. Checked every HOOK_COUNT_INSNS instructions; once the deadline has
+ * passed, the error is raised again at every instruction until the call has unwound to
+ * the relay (policy_pcall), so a pcall, xpcall or coroutine.resume in the policy only
+ * delays the end by the few instructions between the catch and the next one: the hook
+ * is global to the state, coroutines included, and an error raised in an unprotected
+ * frame ends the call.
+ */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct wzp_policy *p = policy_of(L);
-    if (wzp_now_ns() > p->deadline_ns) {
-        PSTAT_ADD(p, budget_exceeded, 1);
+    if (p->over_budget || wzp_now_ns() > p->deadline_ns) {
+        if (!p->over_budget) {
+            p->over_budget = true;
+            PSTAT_ADD(p, budget_exceeded, 1);
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        }
         lua_Debug where;
         if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
             luaL_error(L, "%s:%d: time budget of %u ms exceeded", where.short_src,
                        where.currentline, p->active_budget_ms);
         luaL_error(L, "time budget of %u ms exceeded", p->active_budget_ms);
     }
+}
+
+/*
+ * lua_pcall with deadline_ns armed (or the caller's, if earlier). Afterwards the caller's
+ * deadline is back and, if this call ran over budget, the hook is back to a check every
+ * HOOK_COUNT_INSNS for the next call. A call nested in an over-budget one stays over.
+ */
+static int pcall_until(struct wzp_policy *p, int nargs, int nresults, int errfunc,
+                       uint64_t deadline_ns)
+{
+    uint64_t outer_deadline = p->deadline_ns;
+    bool outer_over = p->over_budget;
+    p->deadline_ns = WZP_MIN(outer_deadline, deadline_ns);
+    p->mem_refused = false;
+    int rv = lua_pcall(p->L, nargs, nresults, errfunc);
+    if (p->over_budget && !outer_over) {
+        p->over_budget = false;
+        lua_sethook(p->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT_INSNS);
+    }
+    p->deadline_ns = outer_deadline;
+    return rv;
 }
 
 static int traceback(lua_State *L)
@@ -120,15 +154,11 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
     uint64_t t0 = wzp_now_ns();
-    uint64_t outer_deadline = p->deadline_ns; /* a hook called from Lua (policy tests) */
     unsigned budget = p->call_budget_ms ? p->call_budget_ms : p->lim.budget_ms;
-    unsigned outer_budget = p->active_budget_ms;
+    unsigned outer_budget = p->active_budget_ms; /* a hook called from Lua (policy tests) */
     p->call_budget_ms = 0;
     p->active_budget_ms = budget;
-    p->deadline_ns = WZP_MIN(outer_deadline, t0 + (uint64_t)budget * 1000000ull);
-    p->mem_refused = false;
-    int rv = lua_pcall(L, nargs, nresults, base);
-    p->deadline_ns = outer_deadline;
+    int rv = pcall_until(p, nargs, nresults, base, t0 + (uint64_t)budget * 1000000ull);
     p->active_budget_ms = outer_budget;
     PSTAT_ADD(p, calls, 1);
     PSTAT_ADD(p, latency_ns_total, wzp_now_ns() - t0);
@@ -594,6 +624,21 @@ static void sandbox(lua_State *L, bool unsafe)
     /* ffi and jit must not be reachable through package.loaded either */
     lua_pushcfunction(L, api_require);
     lua_setglobal(L, "require");
+    /* xpcall's message handler runs before the stack unwinds, inside the error that the
+     * time budget raises from its hook, where LuaJIT runs no hooks: a handler that loops
+     * would never be stopped. This xpcall calls the handler after unwinding instead, as
+     * ordinary code under the budget (a traceback taken there shows the handler's stack,
+     * not the error's). */
+    static const char xpcall_lua[] =
+        "local pcall = pcall\n"
+        "local function finish(h, ok, ...)\n"
+        "  if ok then return true, ... end\n"
+        "  local _, r = pcall(h, (...))\n"
+        "  return false, r\n"
+        "end\n"
+        "xpcall = function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
+    if (luaL_loadbuffer(L, xpcall_lua, sizeof xpcall_lua - 1, "=[relay xpcall]") == 0)
+        lua_call(L, 0, 0);
 }
 
 /* ---------------------------------------------------------------- load */
@@ -1006,11 +1051,8 @@ lua_State *wzp_policy_lua_state(struct wzp_policy *p)
 int wzp_policy_pcall_budget(struct wzp_policy *p, int nargs, int nresults, int errfunc,
                             unsigned budget_ms)
 {
-    uint64_t outer_deadline = p->deadline_ns;
-    p->deadline_ns = WZP_MIN(outer_deadline, wzp_now_ns() + (uint64_t)budget_ms * 1000000ull);
-    p->mem_refused = false;
-    int rv = lua_pcall(p->L, nargs, nresults, errfunc);
-    p->deadline_ns = outer_deadline;
+    int rv =
+        pcall_until(p, nargs, nresults, errfunc, wzp_now_ns() + (uint64_t)budget_ms * 1000000ull);
     if (rv != 0)
         lua_gc(p->L, LUA_GCCOLLECT, 0);
     return rv;

@@ -309,3 +309,50 @@ Test(policy_relay, room_tier_hook_overrides_the_weakest_link)
     tc_free(&b);
     tc_free(&c);
 }
+
+/* A hook that catches its own time-budget error (pcall in a loop) used to hold its worker
+ * for good: bystanders stopped hearing each other and SIGTERM could not stop the relay. */
+Test(policy_relay, a_hook_cannot_swallow_its_time_budget)
+{
+    start_with_policy("budgets = { on_join = 30 }\n"
+                      "function on_join(j)\n"
+                      "  if j.room ~= 'trap' then return true end\n"
+                      "  while true do pcall(function() while true do end end) end\n"
+                      "end\n",
+                      "1");
+    struct tc a, b, t;
+    join(&a, "calm", 1);
+    join(&b, "calm", 2);
+    tc_connect(&t, loop, &relay, "trap", 3, NULL);
+    /* the trapped join fails closed after its budget, while the call next door goes on */
+    for (int i = 0; i < 25; i++) {
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 20);
+    }
+    expect_app_close(&t, "denied");
+    tc_send_media(&a, NULL);
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(b.from[1], 26, "the bystander heard every packet");
+    cr_assert_geq(relay_counter(&relay, "join_refused_policy"), 1);
+    /* the worker is free: a new join on it succeeds */
+    struct tc c;
+    join(&c, "calm", 4);
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+    tc_free(&t);
+    cr_assert_eq(relay_stop(&relay, 2000), 0, "SIGTERM ends the relay within 2 s");
+    relay.exit_checked = true;
+}
+
+Test(policy_relay, check_refuses_a_file_that_swallows_its_budget_at_load)
+{
+    policy_path[0] = '\0';
+    write_policy("while true do pcall(function() while true do end end) end\n");
+    const char *const args[] = {"--check", policy_path, NULL};
+    uint64_t t0 = wzp_now_ns();
+    int rc = relay_run_to_exit(&relay, NULL, args, 10000);
+    cr_assert_eq(rc, 1, "--check refuses it");
+    cr_assert_lt((wzp_now_ns() - t0) / 1000000, 5000);
+    cr_assert(relay_log_count(&relay, "time budget of") > 0);
+}

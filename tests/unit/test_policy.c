@@ -468,3 +468,54 @@ Test(policy, shared_dictionary_across_worker_states)
     wzp_policy_free(a);
     wzp_policy_free(b);
 }
+
+/* A policy cannot swallow its time budget: pcall, xpcall and coroutines each catch the
+ * error once, but it is raised again at every instruction until the hook returns. */
+static void budget_is_not_catchable(const char *body)
+{
+    limits.budget_ms = 20;
+    char text[512];
+    snprintf(text, sizeof text, "function on_join(j)\n%s\nend\n", body);
+    struct wzp_policy *p = load(text);
+    for (int round = 0; round < 2; round++) { /* and the next call gets its whole budget */
+        uint64_t t0 = wzp_now_ns();
+        struct wzp_decision d = join(p);
+        uint64_t ms = (wzp_now_ns() - t0) / 1000000;
+        cr_assert_not(d.allow, "fails closed");
+        cr_assert_geq(ms, 20);
+        cr_assert_lt(ms, 1000, "%s: stopped near the budget, took %llu ms", body,
+                     (unsigned long long)ms);
+    }
+    cr_assert_eq(wzp_policy_stats(p)->budget_exceeded, 2);
+    wzp_policy_free(p);
+}
+
+Test(policy, budget_survives_pcall)
+{
+    budget_is_not_catchable("while true do pcall(function() while true do end end) end");
+}
+
+Test(policy, budget_survives_xpcall_with_a_looping_handler)
+{
+    budget_is_not_catchable("while true do xpcall(function() while true do end end,\n"
+                            "  function(e) while true do end end) end");
+}
+
+Test(policy, budget_survives_coroutines)
+{
+    budget_is_not_catchable("while true do local co = coroutine.create(function()\n"
+                            "  while true do end end) coroutine.resume(co) end");
+}
+
+Test(policy, budget_survives_pcall_at_load_and_in_self_check)
+{
+    limits.budget_ms = 20;
+    uint64_t t0 = wzp_now_ns();
+    load_fails("while true do pcall(function() while true do end end) end\n",
+               "time budget of 20 ms exceeded");
+    load_fails("function self_check()\n"
+               "  while true do pcall(function() while true do end end) end\n"
+               "end\n",
+               "time budget of 20 ms exceeded");
+    cr_assert_lt((wzp_now_ns() - t0) / 1000000, 2000);
+}
