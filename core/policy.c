@@ -624,20 +624,45 @@ static void sandbox(lua_State *L, bool unsafe)
     /* ffi and jit must not be reachable through package.loaded either */
     lua_pushcfunction(L, api_require);
     lua_setglobal(L, "require");
-    /* xpcall's message handler runs before the stack unwinds, inside the error that the
-     * time budget raises from its hook, where LuaJIT runs no hooks: a handler that loops
-     * would never be stopped. This xpcall calls the handler after unwinding instead, as
-     * ordinary code under the budget (a traceback taken there shows the handler's stack,
-     * not the error's). */
-    static const char xpcall_lua[] =
-        "local pcall = pcall\n"
+    /*
+     * Two library functions are replaced by Lua versions that keep a policy inside its
+     * limits (this chunk is ours and trusted; it runs before the policy's file):
+     * - xpcall: its message handler runs before the stack unwinds, inside the error that
+     *   the time budget raises from its hook, where LuaJIT runs no hooks, so a handler
+     *   that loops would never be stopped. This one calls the handler after unwinding, as
+     *   ordinary budgeted code (a traceback taken there shows the handler's stack).
+     * - string.gsub with a replacement function re-enters Lua from C; a replacement that
+     *   calls gsub again recursed on the C stack until SIGSEGV. Nesting is bounded.
+     */
+    static const char sandbox_lua[] =
+        "local pcall, error, type, gsub = pcall, error, type, string.gsub\n"
         "local function finish(h, ok, ...)\n"
         "  if ok then return true, ... end\n"
         "  local _, r = pcall(h, (...))\n"
         "  return false, r\n"
         "end\n"
-        "xpcall = function(f, h, ...) return finish(h, pcall(f, ...)) end\n";
-    if (luaL_loadbuffer(L, xpcall_lua, sizeof xpcall_lua - 1, "=[relay xpcall]") == 0)
+        "xpcall = function(f, h, ...) return finish(h, pcall(f, ...)) end\n"
+        "local depth = 0\n"
+        "local function unnest(ok, ...)\n"
+        "  depth = depth - 1\n"
+        "  if not ok then error((...), 0) end\n"
+        "  return ...\n"
+        "end\n"
+        "string.gsub = function(s, p, r, n)\n"
+        "  if type(r) ~= 'function' then return gsub(s, p, r, n) end\n"
+        "  if depth >= " WZP_STR(
+            WZP_POLICY_MAX_CALLBACK_DEPTH) " then\n"
+                                           "    error('string.gsub: replacement functions nested "
+                                           "more than " WZP_STR(
+                                               WZP_POLICY_MAX_CALLBACK_DEPTH) " deep', 2)\n"
+                                                                              "  end\n"
+                                                                              "  depth = depth + "
+                                                                              "1\n"
+                                                                              "  return "
+                                                                              "unnest(pcall(gsub, "
+                                                                              "s, p, r, n))\n"
+                                                                              "end\n";
+    if (luaL_loadbuffer(L, sandbox_lua, sizeof sandbox_lua - 1, "=[relay sandbox]") == 0)
         lua_call(L, 0, 0);
 }
 

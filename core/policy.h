@@ -30,10 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WZP_POLICY_DEFAULT_BUDGET_MS 20
-#define WZP_POLICY_DEFAULT_MEMORY_MB 64
-#define WZP_POLICY_REASON_MAX        128
-#define WZP_POLICY_MAX_METRICS       64
+#define WZP_POLICY_DEFAULT_BUDGET_MS  20
+#define WZP_POLICY_DEFAULT_MEMORY_MB  64
+#define WZP_POLICY_MAX_CALLBACK_DEPTH 64 /* string.gsub replacement functions nested */
+#define WZP_POLICY_REASON_MAX         128
+#define WZP_POLICY_MAX_METRICS        64
 
 struct wzp_policy_limits {
     unsigned budget_ms;  /* per hook call */

@@ -30,6 +30,9 @@ enum wzp_status {
 /* A short, static description of a WZP_E* code. */
 const char *wzp_strerror(int status);
 
+/* A macro's value as a string literal. */
+#define WZP_STR_(x)      #x
+#define WZP_STR(x)       WZP_STR_(x)
 #define WZP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define WZP_MIN(a, b)    ((a) < (b) ? (a) : (b))
 #define WZP_MAX(a, b)    ((a) > (b) ? (a) : (b))

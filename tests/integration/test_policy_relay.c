@@ -345,14 +345,26 @@ Test(policy_relay, a_hook_cannot_swallow_its_time_budget)
     relay.exit_checked = true;
 }
 
-Test(policy_relay, check_refuses_a_file_that_swallows_its_budget_at_load)
+/* --check on a hostile file: exit 1 with the reason within seconds, no crash, no hang. */
+static void check_refuses(const char *text, const char *reason)
 {
     policy_path[0] = '\0';
-    write_policy("while true do pcall(function() while true do end end) end\n");
+    write_policy(text);
     const char *const args[] = {"--check", policy_path, NULL};
     uint64_t t0 = wzp_now_ns();
     int rc = relay_run_to_exit(&relay, NULL, args, 10000);
-    cr_assert_eq(rc, 1, "--check refuses it");
+    cr_assert_eq(rc, 1, "--check refuses it (exit %d)", rc);
     cr_assert_lt((wzp_now_ns() - t0) / 1000000, 5000);
-    cr_assert(relay_log_count(&relay, "time budget of") > 0);
+    cr_assert(relay_log_count(&relay, reason) > 0, "the output says \"%s\"", reason);
+}
+
+Test(policy_relay, check_refuses_a_file_that_swallows_its_budget_at_load)
+{
+    check_refuses("while true do pcall(function() while true do end end) end\n", "time budget of");
+}
+
+Test(policy_relay, check_refuses_recursion_through_gsub)
+{
+    check_refuses("local function f(s) return (s:gsub('.', f)) end\nf('ab')\n",
+                  "nested more than 64 deep");
 }

@@ -519,3 +519,40 @@ Test(policy, budget_survives_pcall_at_load_and_in_self_check)
                "time budget of 20 ms exceeded");
     cr_assert_lt((wzp_now_ns() - t0) / 1000000, 2000);
 }
+
+/* A gsub replacement that calls gsub again recursed on the C stack until SIGSEGV (a
+ * template expander with a cycle looks exactly like this). */
+Test(policy, gsub_recursion_is_an_error_not_a_crash)
+{
+    load_fails("local function f(s) return (s:gsub('.', f)) end\nf('ab')\n",
+               "replacement functions nested more than 64 deep");
+    struct wzp_policy *p = load("local function f(s) return (s:gsub('.', f)) end\n"
+                                "function on_join(j) f(j.room) end\n");
+    cr_assert_not(join(p).allow, "fails closed");
+    cr_assert_eq(wzp_policy_stats(p)->errors, 1);
+    /* the counter unwound with the error: gsub with a function still works */
+    wzp_policy_free(p);
+    p = load("function on_join(j)\n"
+             "  pcall(function() local function f(s) return (s:gsub('.', f)) end f('ab') end)\n"
+             "  local s = ('abc'):gsub('.', function(c) return c:upper() end)\n"
+             "  return s == 'ABC', 'gsub broken'\n"
+             "end\n");
+    cr_assert(join(p).allow);
+    cr_assert(join(p).allow, "and again");
+    wzp_policy_free(p);
+}
+
+Test(policy, xpcall_calls_its_handler_with_the_error)
+{
+    struct wzp_policy *p =
+        load("function on_join(j)\n"
+             "  local ok, msg = xpcall(function(a) error('boom ' .. a, 0) end,\n"
+             "                         function(e) return 'handled: ' .. e end,\n"
+             "                         'x')\n"
+             "  local ok2, v = xpcall(function() return 42 end, print)\n"
+             "  return not ok and msg == 'handled: boom x' and ok2 and v == 42,\n"
+             "         tostring(msg)\n"
+             "end\n");
+    cr_assert(join(p).allow);
+    wzp_policy_free(p);
+}
