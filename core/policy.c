@@ -135,10 +135,26 @@ static int pcall_until(struct wzp_policy *p, int nargs, int nresults, int errfun
     return rv;
 }
 
+/* Message handler: the error and a traceback. An error object that is not a string
+ * (error({}) say) is named by its type and where it was raised. */
 static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    char what[256];
+    if (!msg) {
+        lua_Debug ar;
+        int level = 1; /* the first Lua frame above error() */
+        while (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline <= 0 &&
+               level < 4)
+            level++;
+        if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+            snprintf(what, sizeof what, "%s:%d: error object is a %s, not a string", ar.short_src,
+                     ar.currentline, luaL_typename(L, 1));
+        else
+            snprintf(what, sizeof what, "error object is a %s, not a string", luaL_typename(L, 1));
+        msg = what;
+    }
+    luaL_traceback(L, L, msg, 1);
     return 1;
 }
 
@@ -542,9 +558,10 @@ static int api_every(lua_State *L)
     struct wzp_policy *p = policy_of(L);
     lua_Number ms = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (ms < WZP_POLICY_MIN_TIMER_MS)
-        return luaL_error(L, "wzp.every: the interval must be at least %d ms",
-                          WZP_POLICY_MIN_TIMER_MS);
+    /* also refuses NaN and infinity: 2^64 or 1e300 "to turn a timer off" wrapped to 0 */
+    if (!(ms >= WZP_POLICY_MIN_TIMER_MS && ms <= WZP_POLICY_MAX_TIMER_MS))
+        return luaL_error(L, "wzp.every: the interval must be %d to %d ms, got %g",
+                          WZP_POLICY_MIN_TIMER_MS, WZP_POLICY_MAX_TIMER_MS, (double)ms);
     if (p->ntimers >= WZP_POLICY_MAX_TIMERS)
         return luaL_error(L, "wzp.every: at most %d timers", WZP_POLICY_MAX_TIMERS);
     lua_pushvalue(L, 2);
@@ -793,7 +810,16 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT_INSNS);
     if (luaL_loadfilex(L, path, "t") != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        const char *why = lua_tostring(L, -1);
+        if (why && strstr(why, "wrong mode"))
+            snprintf(err, errlen,
+                     "%s: precompiled (bytecode) policies are refused: load the "
+                     "Lua source",
+                     path);
+        else if (why && strncmp(why, path, strlen(path)) != 0)
+            snprintf(err, errlen, "%s: %s", path, why);
+        else
+            snprintf(err, errlen, "%s", why ? why : "cannot load");
         wzp_policy_free(p);
         return WZP_EINVAL;
     }
@@ -908,24 +934,36 @@ static bool parse_role(const char *s, enum wzp_role *out)
 }
 
 /* Read a decision table at the top of the stack. false (with d->reason) if malformed. */
+static void raw_field(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, -2); /* no __index: no policy code runs outside a protected call */
+}
+
 static bool parse_decision_table(lua_State *L, struct wzp_decision *d)
 {
-    lua_getfield(L, -1, "allow");
-    if (!lua_isnil(L, -1))
+    raw_field(L, "allow");
+    int allow_type = lua_type(L, -1);
+    if (allow_type == LUA_TBOOLEAN)
         d->allow = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    lua_getfield(L, -1, "reason");
+    if (allow_type != LUA_TNIL && allow_type != LUA_TBOOLEAN) {
+        /* {allow = "no"} or {allow = 0} would admit in Lua's truthiness: refuse instead */
+        deny(d, "policy returned allow that is not true or false");
+        return false;
+    }
+    raw_field(L, "reason");
     if (lua_isstring(L, -1))
         snprintf(d->reason, sizeof d->reason, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
-    lua_getfield(L, -1, "role");
+    raw_field(L, "role");
     bool ok = true;
     if (!lua_isnil(L, -1) && !(lua_isstring(L, -1) && parse_role(lua_tostring(L, -1), &d->role))) {
         deny(d, "policy returned an unknown role (speaker, listener, muted)");
         ok = false;
     }
     lua_pop(L, 1);
-    lua_getfield(L, -1, "max_tier");
+    raw_field(L, "max_tier");
     if (ok && !lua_isnil(L, -1)) {
         int t = lua_isstring(L, -1) ? wzp_tier_from_name(lua_tostring(L, -1)) : -1;
         if (t < 0) {

@@ -193,6 +193,7 @@ bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
 
 #define WZP_POLICY_MAX_TIMERS   32
 #define WZP_POLICY_MIN_TIMER_MS 10
+#define WZP_POLICY_MAX_TIMER_MS 86400000 /* one day */
 
 /* Run the timers (wzp.every) that are due; returns when the next one is due
  * (UINT64_MAX: none). Only one worker runs timers (see doc/POLICY.md). */

@@ -5,6 +5,9 @@
 #include "common.h"
 #include "shdict.h"
 
+#include <lauxlib.h>
+#include <lua.h>
+
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -555,4 +558,76 @@ Test(policy, xpcall_calls_its_handler_with_the_error)
              "end\n");
     cr_assert(join(p).allow);
     wzp_policy_free(p);
+}
+
+/* A typo must not fail open: allow is true, false or absent. */
+Test(policy, allow_must_be_a_boolean)
+{
+    const char *const bad[] = {"'no'", "0", "1", "'false'", "{}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[160];
+        snprintf(text, sizeof text, "function on_join(j) return {allow = %s} end\n", bad[i]);
+        struct wzp_policy *p = load(text);
+        struct wzp_decision d = join(p);
+        cr_assert_not(d.allow, "allow = %s refuses", bad[i]);
+        cr_assert_str_eq(d.reason, "policy returned allow that is not true or false");
+        wzp_policy_free(p);
+    }
+    struct wzp_policy *p =
+        load("function on_join(j) return {allow = true, role = 'listener'} end\n");
+    cr_assert(join(p).allow);
+    wzp_policy_free(p);
+    p = load("function on_join(j) return {role = 'listener'} end\n");
+    cr_assert(join(p).allow, "absent allow admits");
+    wzp_policy_free(p);
+    /* a decision table's metatable is not consulted (no policy code outside protection) */
+    p = load("function on_join(j)\n"
+             "  return setmetatable({}, {__index = function() error('never called') end})\n"
+             "end\n");
+    cr_assert(join(p).allow);
+    wzp_policy_free(p);
+}
+
+Test(policy, timer_intervals_are_finite_and_in_range)
+{
+    const char *const bad[] = {"2^64", "1/0", "0/0", "1e300", "-5", "5", "86400001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[160];
+        snprintf(text, sizeof text, "wzp.every(%s, function() end)\n", bad[i]);
+        load_fails(text, "wzp.every: the interval must be 10 to 86400000 ms");
+    }
+    struct wzp_policy *p = load("wzp.every(86400000, function() end)\n");
+    wzp_policy_free(p);
+}
+
+Test(policy, errors_that_are_not_strings_say_where)
+{
+    load_fails("local x = 1\nerror({code = 7})\n",
+               "p.lua:2: error object is a table, not a string");
+    struct wzp_policy *p = load("function on_join(j)\n  error(nil)\nend\n");
+    cr_assert_not(join(p).allow);
+    wzp_policy_free(p);
+}
+
+static int dump_writer(lua_State *L, const void *data, size_t len, void *ud)
+{
+    (void)L;
+    return fwrite(data, 1, len, ud) == len ? 0 : 1;
+}
+
+Test(policy, bytecode_is_refused_with_the_file_named)
+{
+    lua_State *L = luaL_newstate();
+    cr_assert_eq(luaL_loadstring(L, "function on_join() end"), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/compiled.lua", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_eq(lua_dump(L, dump_writer, f), 0);
+    fclose(f);
+    lua_close(L);
+    struct wzp_policy *p;
+    char err[512] = "";
+    cr_assert_eq(wzp_policy_load(&p, path, &limits, &env, err, sizeof err), WZP_EINVAL);
+    cr_assert(strstr(err, path) && strstr(err, "precompiled (bytecode) policies are refused"), "%s",
+              err);
 }
