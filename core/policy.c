@@ -16,9 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MOD              "policy"
-#define HOOK_COUNT_INSNS 1000 /* how often the budget check runs, in VM instructions */
-#define REQUIRE_NAME_MAX 128
+#define MOD                   "policy"
+#define HOOK_COUNT_INSNS      1000 /* how often the budget check runs, in VM instructions */
+#define REQUIRE_NAME_MAX      128
+#define ERROR_LOG_WINDOW_NS   (10ull * 1000000000) /* error lines: at most ... */
+#define ERROR_LOGS_PER_WINDOW 10                   /* ... this many per window and state */
 
 static const char *const hook_names[] = {"on_connect", "on_join",   "on_leave",
                                          "on_quality", "on_action", "on_room_tier"};
@@ -31,7 +33,10 @@ struct wzp_policy {
     struct wzp_policy_limits lim;
     struct wzp_policy_env env;
     size_t mem_used;
-    bool mem_refused; /* the allocator refused a request during the current call */
+    bool mem_refused;          /* the allocator refused a request during the current call */
+    bool in_lua;               /* policy code is running (its allocations stop short of the cap) */
+    uint64_t errlog_window_ns; /* start of the current error-log window */
+    unsigned errlog_lines, errlog_suppressed;
     uint64_t deadline_ns;
     bool over_budget;     /* the running call passed its deadline: it is being unwound */
     char last_error[512]; /* first line of the last error, for load-time messages */
@@ -52,6 +57,18 @@ struct wzp_policy {
 
 /* ---------------------------------------------------------------- allocator */
 
+/*
+ * Memory kept back from policy code: what the relay's own calls into the state (building
+ * a hook's argument table, reading its result, reading `budgets`) may use even when the
+ * policy has filled everything it may. Those calls are not protected, and an allocation
+ * failure there would end the process (LuaJIT's panic), so policy code stops this much
+ * short of the cap.
+ */
+static size_t memory_reserve(const struct wzp_policy *p)
+{
+    return WZP_MIN(p->lim.memory_bytes / 8, (size_t)1 << 20);
+}
+
 static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct wzp_policy *p = ud;
@@ -60,7 +77,8 @@ static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
         return NULL;
     }
-    if (nsize > osize && p->mem_used + (nsize - osize) > p->lim.memory_bytes) {
+    size_t limit = p->lim.memory_bytes - (p->in_lua ? memory_reserve(p) : 0);
+    if (nsize > osize && p->mem_used + (nsize - osize) > limit) {
         p->mem_refused = true;
         return NULL;
     }
@@ -126,7 +144,10 @@ static int pcall_until(struct wzp_policy *p, int nargs, int nresults, int errfun
     bool outer_over = p->over_budget;
     p->deadline_ns = WZP_MIN(outer_deadline, deadline_ns);
     p->mem_refused = false;
+    bool outer_in_lua = p->in_lua;
+    p->in_lua = true;
     int rv = lua_pcall(p->L, nargs, nresults, errfunc);
+    p->in_lua = outer_in_lua;
     if (p->over_budget && !outer_over) {
         p->over_budget = false;
         lua_sethook(p->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT_INSNS);
@@ -163,6 +184,33 @@ static int traceback(lua_State *L)
  * logs "<what>: <message + traceback>", counts it and returns false (stack: nothing);
  * on success leaves nresults values.
  */
+/*
+ * Whether one more policy error may be logged: at most ERROR_LOGS_PER_WINDOW lines per
+ * window and state (a policy failing on every packet's quality report would otherwise
+ * write thousands of tracebacks a second). The errors are all counted either way; the
+ * first line of the next window says how many were not logged.
+ */
+static bool error_log_allowed(struct wzp_policy *p)
+{
+    uint64_t now = wzp_now_ns();
+    if (now - p->errlog_window_ns >= ERROR_LOG_WINDOW_NS) {
+        if (p->errlog_suppressed)
+            WZP_WARN(MOD,
+                     "%s: %u more policy errors in the last %llu s were not logged "
+                     "(wzp_relay_policy_errors_total counts them all)",
+                     p->path, p->errlog_suppressed,
+                     (unsigned long long)(ERROR_LOG_WINDOW_NS / 1000000000));
+        p->errlog_window_ns = now;
+        p->errlog_lines = p->errlog_suppressed = 0;
+    }
+    if (p->errlog_lines < ERROR_LOGS_PER_WINDOW) {
+        p->errlog_lines++;
+        return true;
+    }
+    p->errlog_suppressed++;
+    return false;
+}
+
 static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int nresults)
 {
     lua_State *L = p->L;
@@ -186,8 +234,9 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
         PSTAT_ADD(p, memory_errors, 1);
     const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
     snprintf(p->last_error, sizeof p->last_error, "%.*s", (int)strcspn(msg, "\n"), msg);
-    WZP_WARN(MOD, "%s: %s%s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error",
-             rv == LUA_ERRMEM || p->mem_refused ? " (memory cap reached)" : "");
+    if (error_log_allowed(p))
+        WZP_WARN(MOD, "%s: %s%s", what, msg,
+                 rv == LUA_ERRMEM || p->mem_refused ? " (memory cap reached)" : "");
     lua_pop(L, 1);
     lua_gc(L, LUA_GCCOLLECT, 0);
     return false;
@@ -777,6 +826,16 @@ static bool run_self_check(struct wzp_policy *p, char *err, size_t errlen)
     return ok;
 }
 
+/* An error outside any protected call: LuaJIT exits the process after this returns. The
+ * memory reserve is there so this never happens; if it does, say why before dying. */
+static int policy_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    WZP_ERROR(MOD, "Lua error outside a protected call (a relay bug, please report): %s",
+              msg ? msg : "?");
+    return 0;
+}
+
 int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_policy_limits *lim,
                     const struct wzp_policy_env *env, char *err, size_t errlen)
 {
@@ -804,6 +863,7 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
         return WZP_ENOMEM;
     }
     lua_State *L = p->L;
+    lua_atpanic(L, policy_panic);
     sandbox(L, lim->unsafe);
     register_api(L);
     if (!lim->jit)
@@ -829,6 +889,18 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
         return WZP_EINVAL;
     }
     if (!check_hooks(p, err, errlen) || !run_self_check(p, err, errlen)) {
+        wzp_policy_free(p);
+        return WZP_EINVAL;
+    }
+    /* A state that keeps (nearly) all its memory after loading would fail every hook. */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    size_t usable = p->lim.memory_bytes - memory_reserve(p);
+    if (p->mem_used > usable / 10 * 9) {
+        snprintf(err, errlen,
+                 "%s: keeps %.1f MiB after loading, %.0f %% of the %.1f MiB policy code may "
+                 "use: hooks would run out of memory (raise --policy-memory-mb or keep less)",
+                 path, p->mem_used / 1048576.0, 100.0 * (double)p->mem_used / (double)usable,
+                 usable / 1048576.0);
         wzp_policy_free(p);
         return WZP_EINVAL;
     }

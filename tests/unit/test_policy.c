@@ -631,3 +631,34 @@ Test(policy, bytecode_is_refused_with_the_file_named)
     cr_assert(strstr(err, path) && strstr(err, "precompiled (bytecode) policies are refused"), "%s",
               err);
 }
+
+/* A policy that keeps its data at the memory cap made a later unprotected call inside the
+ * relay (building a hook's arguments, reading its result) fail, and LuaJIT exited the
+ * process with nothing logged. */
+Test(policy, memory_kept_at_the_cap_never_ends_the_process)
+{
+    limits.memory_bytes = 4u << 20;
+    limits.budget_ms = 20000;
+    /* at load: refused with a reason, not a silent exit */
+    load_fails(
+        "keep = {}\n"
+        "pcall(function() while true do keep[#keep + 1] = ('x'):rep(500) .. #keep end end)\n",
+        "hooks would run out of memory");
+    /* in a hook: every later call still returns (fails closed), the state is not lost */
+    struct wzp_policy *p = load("keep = {}\n"
+                                "function on_join(j)\n"
+                                "  pcall(function()\n"
+                                "    while true do keep[#keep + 1] = ('y'):rep(500) .. #keep end\n"
+                                "  end)\n"
+                                "  return {allow = true, reason = ('r'):rep(100)}\n"
+                                "end\n"
+                                "function on_leave(l) keep = {} end\n");
+    for (int i = 0; i < 50; i++)
+        join(p); /* allowed or refused, but returning */
+    struct wzp_leave_info l = {7, "lobby", "aaaa:bbbb", "1.2.3.4:5", "closed"};
+    wzp_policy_on_leave(p, &l); /* drops the data */
+    uint64_t errors = wzp_policy_stats(p)->errors;
+    wzp_policy_on_leave(p, &l);
+    cr_assert_eq(wzp_policy_stats(p)->errors, errors, "once emptied, calls work again");
+    wzp_policy_free(p);
+}
