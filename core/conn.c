@@ -351,7 +351,9 @@ static void conn_arm_timer(struct wzp_conn *c)
         exp = ngtcp2_conn_get_expiry(c->qc);
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
-    WZP_BUG_ON(exp == UINT64_MAX);
+    WZP_CHECK(exp != UINT64_MAX); /* a state without a deadline is a bug ... */
+    if (exp == UINT64_MAX)        /* ... which a release build survives: never wait forever */
+        exp = now + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
     ev_timer_stop(c->w->loop, &c->timer);
     double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
     ev_timer_set(&c->timer, after, 0.);
