@@ -6,6 +6,7 @@
 #include "admin.h"
 
 #include "common.h"
+#include "fake_relay.h"
 #include "relay.h"
 #include "stats.h"
 #include "worker.h"
@@ -17,28 +18,18 @@
 
 enum { NWORKERS = 2 };
 
-static struct wzp_relay relay;
-static struct wzp_worker workers[NWORKERS];
-static struct wzp_worker *worker_ptrs[NWORKERS];
+static struct fake_relay fr;
+static struct wzp_relay *const relay = &fr.relay;
+static struct wzp_worker *const workers = fr.workers;
 
 static void setup(void)
 {
-    memset(&relay, 0, sizeof relay);
-    relay.nworkers = NWORKERS;
-    relay.workers = worker_ptrs;
-    cr_assert_eq(wzp_room_table_init(&relay.rooms, 64), WZP_OK);
-    wzp_policy_metrics_init(&relay.policy_metrics);
-    cr_assert_eq(wzp_mesh_init(&relay.mesh, NWORKERS), WZP_OK);
-    for (unsigned i = 0; i < NWORKERS; i++) {
-        memset(&workers[i], 0, sizeof workers[i]);
-        worker_ptrs[i] = &workers[i];
-    }
+    fake_relay_init(&fr, NWORKERS);
 }
 
 static void teardown(void)
 {
-    wzp_mesh_free(&relay.mesh);
-    wzp_room_table_destroy(&relay.rooms);
+    fake_relay_free(&fr);
 }
 
 TestSuite(admin, .init = setup, .fini = teardown);
@@ -99,7 +90,7 @@ Test(admin, every_counter_is_exported_with_its_value)
         }
     }
     size_t len;
-    char *text = wzp_admin_metrics_text(&relay, &len);
+    char *text = wzp_admin_metrics_text(relay, &len);
     cr_assert_not_null(text);
     for (size_t i = 0; i < WZP_ARRAY_LEN(all_series); i++) {
         const struct series *s = &all_series[i];
@@ -149,9 +140,9 @@ Test(admin, gauges_are_per_worker)
 {
     atomic_store(&workers[0].gauges.conns, 3);
     atomic_store(&workers[1].gauges.cid_entries, 5);
-    atomic_store(&relay.connections, 3);
+    atomic_store(&relay->connections, 3);
     size_t len;
-    char *text = wzp_admin_metrics_text(&relay, &len);
+    char *text = wzp_admin_metrics_text(relay, &len);
     cr_assert_eq(value_of(text, "wzp_relay_worker_conns{worker=\"0\"}"), 3);
     cr_assert_eq(value_of(text, "wzp_relay_worker_conns{worker=\"1\"}"), 0);
     cr_assert_eq(value_of(text, "wzp_relay_worker_cid_entries{worker=\"1\"}"), 5);

@@ -12,6 +12,7 @@
 #include "sfu.h"
 
 #include "common.h"
+#include "fake_relay.h"
 #include "conn.h"
 #include "handshake.h"
 #include "media.h"
@@ -24,29 +25,13 @@
 
 enum { NWORKERS = 2 };
 
-static struct wzp_relay relay;
-static struct wzp_worker workers[NWORKERS];
-static struct wzp_worker *worker_ptrs[NWORKERS];
+static struct fake_relay fr;
+static struct wzp_relay *const relay = &fr.relay;
+static struct wzp_worker *const workers = fr.workers;
 
 static void setup(void)
 {
-    memset(&relay, 0, sizeof relay);
-    relay.nworkers = NWORKERS;
-    relay.workers = worker_ptrs;
-    uint8_t seed[32] = {7};
-    cr_assert_eq(wzp_identity_from_seed(&relay.identity, seed), WZP_OK);
-    cr_assert_eq(wzp_room_table_init(&relay.rooms, 64), WZP_OK);
-    cr_assert_eq(wzp_mesh_init(&relay.mesh, NWORKERS), WZP_OK);
-    for (unsigned i = 0; i < NWORKERS; i++) {
-        struct wzp_worker *w = &workers[i];
-        memset(w, 0, sizeof *w);
-        worker_ptrs[i] = w;
-        w->relay = &relay;
-        w->idx = i;
-        w->free_slot = UINT32_MAX;
-        w->node = &relay.mesh.nodes[i];
-        w->node->stats = &w->stats; /* no loop: nothing is woken here */
-    }
+    fake_relay_init(&fr, NWORKERS);
 }
 
 struct conn_list {
@@ -71,11 +56,7 @@ static void teardown(void)
         free(c);
     }
     made.n = 0;
-    for (unsigned i = 0; i < NWORKERS; i++)
-        free(workers[i].slots);
-    wzp_mesh_free(&relay.mesh);
-    wzp_room_table_destroy(&relay.rooms);
-    wzp_identity_free(&relay.identity);
+    fake_relay_free(&fr);
 }
 
 TestSuite(sfu, .init = setup, .fini = teardown);
@@ -268,7 +249,7 @@ Test(sfu, bad_signature_is_refused_with_a_reason)
     cr_assert_null(c->room, "in no room");
     cr_assert_null(c->out_head, "no CallAnswer");
     cr_assert_eq(atomic_load(&workers[0].stats.join_refused_signature), 1);
-    cr_assert_eq(wzp_room_table_count(&relay.rooms), 0, "no room was created");
+    cr_assert_eq(wzp_room_table_count(&relay->rooms), 0, "no room was created");
 }
 
 Test(sfu, datagram_goes_to_everyone_else_once)
@@ -280,7 +261,7 @@ Test(sfu, datagram_goes_to_everyone_else_once)
     cr_assert_eq(media_queued(b), 1, "same worker: straight into its queue");
     cr_assert_eq(media_queued(other), 0, "another room hears nothing");
     struct ring_targets rt = {0};
-    wzp_mesh_drain_rings(&relay.mesh.nodes[1], take_targets, &rt);
+    wzp_mesh_drain_rings(&relay->mesh.nodes[1], take_targets, &rt);
     cr_assert_eq(rt.msgs, 1, "one message to the other worker");
     cr_assert_eq(rt.n, 1);
     cr_assert_eq(rt.t[0].slot, c->slot);
@@ -371,6 +352,6 @@ Test(sfu, tier_change_after_leaving_is_ignored)
     struct wzp_quality_report bad = {.loss_pct = 200};
     wzp_sfu_tier_changed(a, &bad); /* must not touch a room it left */
     cr_assert_null(a->room);
-    cr_assert_eq(wzp_room_table_count(&relay.rooms), 0, "the empty room is gone");
+    cr_assert_eq(wzp_room_table_count(&relay->rooms), 0, "the empty room is gone");
     free_pending();
 }
