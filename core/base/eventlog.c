@@ -58,9 +58,18 @@ bool wzp_eventlog_enabled(void)
     return atomic_load_explicit(&enabled, memory_order_relaxed);
 }
 
+#define TRUNCATED_MARK 17 /* ,"truncated":true */
+
+static void append_raw(struct wzp_event *e, const char *s, size_t n)
+{
+    memcpy(e->buf + e->len, s, n);
+    e->len += n;
+}
+
 static void append(struct wzp_event *e, const char *s, size_t n)
 {
-    if (e->len + n + 2 >= sizeof e->buf) { /* keep room for "}\n" */
+    /* keep room for the truncation mark and "}\n" */
+    if (e->len + n + TRUNCATED_MARK + 2 > sizeof e->buf) {
         e->overflow = true;
         return;
     }
@@ -79,23 +88,36 @@ void wzp_event_begin(struct wzp_event *e, const char *name)
     append(e, head, (size_t)n);
 }
 
+/* A field goes in whole or not at all (then the event is marked truncated), so the line
+ * stays valid JSON whatever overflows. */
 void wzp_event_str(struct wzp_event *e, const char *key, const char *value)
 {
     if (!value)
         return;
-    char esc[WZP_EVENT_MAX_BYTES];
-    size_t n = wzp_json_escape(value, esc, sizeof esc);
-    char k[80];
-    int kn = snprintf(k, sizeof k, ",\"%s\":\"", key);
-    append(e, k, (size_t)kn);
-    append(e, esc, n);
-    append(e, "\"", 1);
+    char field[WZP_EVENT_MAX_BYTES];
+    int kn = snprintf(field, sizeof field, ",\"%s\":\"", key);
+    if (kn < 0 || (size_t)kn + 2 > sizeof field) {
+        e->overflow = true;
+        return;
+    }
+    size_t n = (size_t)kn;
+    n += wzp_json_escape(value, field + n, sizeof field - n - 1);
+    if (n + 1 >= sizeof field) {
+        e->overflow = true;
+        return;
+    }
+    field[n++] = '"';
+    append(e, field, n);
 }
 
 void wzp_event_int(struct wzp_event *e, const char *key, long long value)
 {
     char k[112];
     int n = snprintf(k, sizeof k, ",\"%s\":%lld", key, value);
+    if (n < 0 || (size_t)n >= sizeof k) {
+        e->overflow = true;
+        return;
+    }
     append(e, k, (size_t)n);
 }
 
@@ -103,8 +125,8 @@ void wzp_event_emit(struct wzp_event *e)
 {
     if (!wzp_eventlog_enabled())
         return;
-    if (e->overflow)
-        append(e, ",\"truncated\":true", 17);
+    if (e->overflow) /* the room for it is kept by append */
+        append_raw(e, ",\"truncated\":true", 17);
     e->buf[e->len++] = '}';
     e->buf[e->len++] = '\n';
     pthread_mutex_lock(&lock);
