@@ -366,12 +366,12 @@ static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
     *deadline_ms = wzp_now_ns() / 1000000 + (uint64_t)r->cfg.drain_timeout_s * 1000;
     struct wzp_event ev;
     wzp_event_begin(&ev, "drain");
-    wzp_event_int(&ev, "sessions", (long long)atomic_load(&r->sessions));
+    wzp_event_int(&ev, "sessions", (long long)wzp_quota_sessions(&r->quota));
     wzp_event_emit(&ev);
     WZP_INFO(MOD,
              "draining: new joins are refused; %u session%s left; exiting when the last "
              "call ends or in %u s",
-             atomic_load(&r->sessions), atomic_load(&r->sessions) == 1 ? "" : "s",
+             wzp_quota_sessions(&r->quota), wzp_quota_sessions(&r->quota) == 1 ? "" : "s",
              r->cfg.drain_timeout_s);
 }
 
@@ -383,13 +383,13 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
         struct timespec tick = {0, 200 * 1000000L};
         int sig = sigtimedwait(set, NULL, &tick);
         if (atomic_load(&r->draining)) {
-            if (atomic_load(&r->sessions) == 0) {
+            if (wzp_quota_sessions(&r->quota) == 0) {
                 WZP_INFO(MOD, "drain complete: no call left");
                 return;
             }
             if (wzp_now_ns() / 1000000 >= drain_deadline_ms) {
                 WZP_INFO(MOD, "drain deadline reached with %u session(s) left",
-                         atomic_load(&r->sessions));
+                         wzp_quota_sessions(&r->quota));
                 return;
             }
         }

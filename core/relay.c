@@ -80,21 +80,6 @@ int wzp_config_set_listen(struct wzp_config *cfg, const char *text)
     return WZP_OK;
 }
 
-bool wzp_relay_reserve_session(struct wzp_relay *r)
-{
-    unsigned n = atomic_load(&r->sessions);
-    do {
-        if (n >= r->cfg.max_sessions)
-            return false;
-    } while (!atomic_compare_exchange_weak(&r->sessions, &n, n + 1));
-    return true;
-}
-
-void wzp_relay_release_session(struct wzp_relay *r)
-{
-    atomic_fetch_sub(&r->sessions, 1);
-}
-
 static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
 {
     if (gnutls_certificate_allocate_credentials(&r->cred) != 0 ||
@@ -186,6 +171,7 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
 {
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
+    wzp_quota_init(&r->quota, cfg->max_sessions, cfg->max_handshakes, cfg->max_connections);
     if (r->cfg.threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r->cfg.threads = n > 0 ? (unsigned)n : 1;

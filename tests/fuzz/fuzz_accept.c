@@ -163,8 +163,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wzp_worker_tx_flush(worker); /* to ports on loopback that nobody reads */
     if (atomic_load(&worker->gauges.cid_entries) || atomic_load(&worker->gauges.slots_used) ||
         atomic_load(&worker->gauges.conns) || atomic_load(&worker->gauges.signal_bytes) ||
-        atomic_load(&relay.connections) || atomic_load(&relay.handshakes) ||
-        atomic_load(&relay.sessions))
+        wzp_quota_connections(&relay.quota) || wzp_quota_handshakes(&relay.quota) ||
+        wzp_quota_sessions(&relay.quota))
         abort();
     return 0;
 }

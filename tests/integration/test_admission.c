@@ -69,7 +69,7 @@ Test(admission, version_returns_build_hash_on_a_uni_stream)
     tc_free(&t);
 }
 
-/* GnuTLS 3.7 aborts the handshake for any SNI with '_' (see core/tls.h): the reserved
+/* GnuTLS 3.7 aborts the handshake for any SNI with '_' (see core/net/tls.h): the reserved
  * names are refused during the handshake, and the relay logs the name and why. */
 static void expect_tls_refusal(struct tc *t)
 {

@@ -2,6 +2,7 @@
 #include "concurrency.h"
 
 #include "common.h"
+#include "quota.h"
 #include "room.h"
 #include "xq.h"
 
@@ -195,5 +196,52 @@ unsigned stress_ctlq(unsigned producers, unsigned per_producer)
     for (unsigned i = 0; i < producers; i++)
         pthread_join(t[i], NULL);
     wzp_ctlq_destroy(&s.q);
+    return errors;
+}
+
+struct quota_ctx {
+    struct wzp_quota q;
+    unsigned iterations;
+    _Atomic unsigned errors;
+    _Atomic unsigned granted;
+};
+
+static void *quota_thread(void *arg)
+{
+    struct quota_ctx *s = arg;
+    for (unsigned i = 0; i < s->iterations; i++) {
+        if (wzp_quota_take_session(&s->q)) {
+            atomic_fetch_add(&s->granted, 1);
+            if (wzp_quota_sessions(&s->q) > s->q.max_sessions)
+                atomic_fetch_add(&s->errors, 1);
+            wzp_quota_give_session(&s->q);
+        }
+        if (wzp_quota_take_connection(&s->q, NULL) == WZP_QUOTA_GRANTED) {
+            wzp_quota_give_handshake(&s->q);
+            wzp_quota_give_connection(&s->q);
+        }
+    }
+    return NULL;
+}
+
+unsigned stress_quota(unsigned threads, unsigned iterations)
+{
+    struct quota_ctx s;
+    memset(&s, 0, sizeof s);
+    wzp_quota_init(&s.q, 2, 1, 3);
+    s.iterations = iterations;
+    pthread_t t[16];
+    threads = WZP_MIN(threads, WZP_ARRAY_LEN(t));
+    for (unsigned i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, quota_thread, &s);
+    for (unsigned i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    unsigned errors = atomic_load(&s.errors);
+    if (wzp_quota_sessions(&s.q) || wzp_quota_handshakes(&s.q) || wzp_quota_connections(&s.q))
+        errors++;
+    if (atomic_load(&s.granted) == 0) /* nothing was exercised */
+        errors++;
+    if (errors)
+        fprintf(stderr, "stress_quota: %u violations\n", errors);
     return errors;
 }

@@ -17,4 +17,8 @@ unsigned stress_spsc(unsigned messages);
 /* Several producers push into one control queue while a consumer drains it. */
 unsigned stress_ctlq(unsigned producers, unsigned per_producer);
 
+/* Threads take and give back sessions and connections of one quota: a session take never
+ * passes the limit, a refused take changes nothing, and everything returns to zero. */
+unsigned stress_quota(unsigned threads, unsigned iterations);
+
 #endif

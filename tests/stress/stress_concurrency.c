@@ -11,6 +11,8 @@ int main(void)
     unsigned rooms = stress_rooms(4, 2, 3000);
     unsigned spsc = stress_spsc(300000);
     unsigned ctlq = stress_ctlq(4, 20000);
-    printf("stress: rooms %u, spsc %u, ctlq %u violations\n", rooms, spsc, ctlq);
-    return rooms + spsc + ctlq == 0 ? 0 : 1;
+    unsigned quota = stress_quota(4, 50000);
+    printf("stress: rooms %u, spsc %u, ctlq %u, quota %u violations\n", rooms, spsc, ctlq,
+           quota);
+    return rooms + spsc + ctlq + quota == 0 ? 0 : 1;
 }

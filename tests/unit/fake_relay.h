@@ -8,7 +8,7 @@
 #define WZP_FAKE_RELAY_H
 
 #include "common.h"
-#include "relay.h"
+#include "relay_state.h"
 #include "worker.h"
 
 #include <criterion/criterion.h>
@@ -29,6 +29,7 @@ static inline void fake_relay_init(struct fake_relay *f, unsigned nworkers)
     memset(f, 0, sizeof *f);
     f->relay.nworkers = nworkers;
     f->relay.workers = f->ptrs;
+    wzp_quota_init(&f->relay.quota, 100, 256, 10000);
     uint8_t seed[32] = {7};
     cr_assert_eq(wzp_identity_from_seed(&f->relay.identity, seed), WZP_OK);
     cr_assert_eq(wzp_room_table_init(&f->relay.rooms, 64), WZP_OK);

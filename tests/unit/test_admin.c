@@ -1,5 +1,5 @@
 /*
- * test_admin.c - /metrics is generated from core/stats.h: every counter appears as a
+ * test_admin.c - /metrics is generated from core/base/stats.h: every counter appears as a
  * series of its family, summed over workers (or one series per worker), with the right
  * value; every family has a HELP and TYPE line once; gauges are there too.
  */
@@ -140,7 +140,7 @@ Test(admin, gauges_are_per_worker)
 {
     atomic_store(&workers[0].gauges.conns, 3);
     atomic_store(&workers[1].gauges.cid_entries, 5);
-    atomic_store(&relay->connections, 3);
+    atomic_store(&relay->quota.connections, 3);
     size_t len;
     char *text = wzp_admin_metrics_text(relay, &len);
     cr_assert_eq(value_of(text, "wzp_relay_worker_conns{worker=\"0\"}"), 3);

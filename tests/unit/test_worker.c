@@ -3,6 +3,7 @@
  * of a connection removed with it, whatever its length), connection handles and the
  * attach/detach of connections, with the gauges /metrics reports.
  */
+#include "relay.h"
 #include "worker.h"
 
 #include "common.h"

@@ -13,7 +13,6 @@
 
 #include "common.h"
 #include "quality.h"
-#include "relay.h"
 
 #include <lauxlib.h>
 #include <lua.h>

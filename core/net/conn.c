@@ -414,24 +414,22 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
 
 static bool admit_new_connection(struct wzp_worker *w, const char *peer)
 {
-    struct wzp_relay *r = w->relay;
-    unsigned n = atomic_fetch_add(&r->connections, 1);
-    if (n >= r->cfg.max_connections) {
-        atomic_fetch_sub(&r->connections, 1);
+    unsigned inuse = 0;
+    switch (wzp_quota_take_connection(&w->relay->quota, &inuse)) {
+    case WZP_QUOTA_GRANTED:
+        return true;
+    case WZP_QUOTA_NO_CONNECTION:
         WZP_STAT_INC(&w->stats, conns_refused_limit);
-        WZP_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer, n);
+        WZP_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer,
+                  inuse);
         return false;
-    }
-    n = atomic_fetch_add(&r->handshakes, 1);
-    if (n >= r->cfg.max_handshakes) {
-        atomic_fetch_sub(&r->handshakes, 1);
-        atomic_fetch_sub(&r->connections, 1);
+    case WZP_QUOTA_NO_HANDSHAKE:
         WZP_STAT_INC(&w->stats, conns_refused_handshakes);
         WZP_DEBUG(MOD, "%s: Initial dropped: %u handshakes in progress (limit --max-handshakes)",
-                  peer, n);
+                  peer, inuse);
         return false;
     }
-    return true;
+    return false;
 }
 
 struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
@@ -460,8 +458,8 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     struct wzp_conn *c = calloc(1, sizeof *c);
     if (!c || wzp_worker_attach(w, c) != WZP_OK) {
         free(c);
-        atomic_fetch_sub(&w->relay->handshakes, 1);
-        atomic_fetch_sub(&w->relay->connections, 1);
+        wzp_quota_give_handshake(&w->relay->quota);
+        wzp_quota_give_connection(&w->relay->quota);
         return NULL;
     }
     wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES);
@@ -495,7 +493,7 @@ static void release_handshake(struct wzp_conn *c)
 {
     if (c->handshake_counted) {
         c->handshake_counted = false;
-        atomic_fetch_sub(&c->w->relay->handshakes, 1);
+        wzp_quota_give_handshake(&c->w->relay->quota);
     }
 }
 
@@ -557,7 +555,7 @@ static void conn_end_session(struct wzp_conn *c, const char *why)
     wzp_sfu_leave(c, why);
     if (c->session_reserved) {
         c->session_reserved = false;
-        wzp_relay_release_session(c->w->relay);
+        wzp_quota_give_session(&c->w->relay->quota);
     }
 }
 
@@ -592,7 +590,7 @@ void wzp_conn_destroy(struct wzp_conn *c)
     wzp_dgq_destroy(&c->dgq);
     free(c->close_pkt);
     free(c);
-    atomic_fetch_sub(&w->relay->connections, 1);
+    wzp_quota_give_connection(&w->relay->quota);
     WZP_STAT_INC(&w->stats, conns_closed);
 }
 
@@ -856,7 +854,7 @@ static void conn_on_handshake_done(struct wzp_conn *c)
         conn_refuse(c, "relay is draining: connect to another relay");
         return;
     }
-    if (!wzp_relay_reserve_session(r)) {
+    if (!wzp_quota_take_session(&r->quota)) {
         WZP_STAT_INC(&c->w->stats, join_refused_sessions);
         conn_refuse(c, "max sessions (%u) reached", r->cfg.max_sessions);
         return;

@@ -203,7 +203,7 @@ uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms);
 void wzp_policy_describe(const struct wzp_policy *p, char *out, size_t outlen);
 
 /*
- * Test harness only (core/policytest.c, wzp-relay --test-policy): the policy's Lua
+ * Test harness only (core/policy/policytest.c, wzp-relay --test-policy): the policy's Lua
  * state, so that a test file can be loaded into it and call the hooks; and lua_pcall of
  * the function below nargs arguments on that state with a time budget of budget_ms
  * instead of the per-hook one (hooks it calls get their own budget, capped by this one).

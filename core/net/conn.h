@@ -72,8 +72,8 @@ struct wzp_conn {
     uint64_t deadline_ns; /* every state has one: handshake, join, linger, closing period;
                            * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
     uint64_t created_ns;
-    bool handshake_counted; /* holds one of relay->handshakes */
-    bool session_reserved;  /* holds one of relay->sessions */
+    bool handshake_counted; /* holds one handshake of the quota */
+    bool session_reserved;  /* holds one session of the quota */
     bool handshake_done_pending;
 
     /* signals */

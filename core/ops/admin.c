@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "common.h"
 #include "log.h"
-#include "relay.h"
+#include "relay_state.h"
 #include "sfu.h"
 #include "worker.h"
 
@@ -129,7 +129,7 @@ static void counter_metrics(struct wzp_buf *b, struct wzp_relay *r)
 static void upstream_metrics(struct wzp_buf *b, struct wzp_relay *r)
 {
     metric(b, "wzp_relay_active_sessions", "gauge", "Room sessions (joined or joining).",
-           atomic_load(&r->sessions));
+           wzp_quota_sessions(&r->quota));
     metric(b, "wzp_relay_active_rooms", "gauge", "Rooms with at least one participant.",
            (double)wzp_room_table_count(&r->rooms));
     static const double bounds[WZP_HANDSHAKE_NBUCKETS] = WZP_HANDSHAKE_BUCKETS;
@@ -284,9 +284,9 @@ char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
     worker_metrics(&b, r);
     policy_metrics(&b, r);
     metric(&b, "wzp_relay_connections", "gauge", "QUIC connections of any kind.",
-           atomic_load(&r->connections));
+           wzp_quota_connections(&r->quota));
     metric(&b, "wzp_relay_handshakes_in_progress", "gauge",
-           "QUIC handshakes in progress (limit --max-handshakes).", atomic_load(&r->handshakes));
+           "QUIC handshakes in progress (limit --max-handshakes).", wzp_quota_handshakes(&r->quota));
     metric(&b, "wzp_relay_draining", "gauge", "1 while the relay drains.",
            atomic_load(&r->draining) ? 1 : 0);
     *len = b.len;

@@ -18,6 +18,9 @@
 
 #define WZP_SHDICT_KEY_MAX   256
 #define WZP_SHDICT_VALUE_MAX 4096
+/* The relay's dictionary (wzp.shared): limits for all policies together. */
+#define WZP_SHARED_MAX_KEYS  100000
+#define WZP_SHARED_MAX_BYTES (16u << 20)
 
 enum wzp_shval_type {
     WZP_SHVAL_NONE = 0,

@@ -19,7 +19,7 @@
 #ifndef WZP_WORKER_H
 #define WZP_WORKER_H
 
-#include "relay.h"
+#include "relay_state.h"
 #include "stats.h"
 #include "txbatch.h"
 #include "mesh.h"

@@ -320,7 +320,7 @@ static bool route_to_room_worker(struct wzp_worker *w, const ngtcp2_version_cid 
          * spend a decryption on it (a flood of Initials must stay cheap). */
         const struct wzp_relay *r = w->relay;
         if (len < MIN_INITIAL_BYTES || !is_initial(data, vc->version) ||
-            atomic_load_explicit(&r->handshakes, memory_order_relaxed) >= r->cfg.max_handshakes ||
+            wzp_quota_handshakes_full(&r->quota) ||
             wzp_initial_peek_sni(data, len, sni) != WZP_OK)
             return false; /* accepted here, or refused here, as without affinity */
         dst = wzp_affinity_pick(w->relay->affinity, sni, now);

@@ -1,0 +1,87 @@
+/*
+ * relay_state.h - the process-wide state of the relay: configuration, identity, TLS
+ * credentials, the room table, the workers, the mesh between them and the admission
+ * quota. relay.c (the layer above) builds it; every worker reads it.
+ *
+ * Threads: main() builds the relay, starts one worker thread per configured thread and
+ * then only waits for signals. Everything here is immutable after wzp_relay_start()
+ * except the atomics, the quota and the room table (each has its own synchronisation).
+ */
+#ifndef WZP_RELAY_STATE_H
+#define WZP_RELAY_STATE_H
+
+#include "identity.h"
+#include "mesh.h"
+#include "policy.h"
+#include "quota.h"
+#include "room.h"
+#include "shdict.h"
+
+#include <gnutls/gnutls.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#define WZP_DEFAULT_PORT            4433
+#define WZP_DEFAULT_MAX_SESSIONS    100
+#define WZP_DEFAULT_MAX_HANDSHAKES  256
+#define WZP_DEFAULT_MAX_CONNECTIONS 10000
+#define WZP_DEFAULT_JOIN_TIMEOUT_MS 10000
+#define WZP_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define WZP_HANDSHAKE_TIMEOUT_MS    10000
+#define WZP_KEEPALIVE_MS            5000
+#define WZP_DEFAULT_DRAIN_TIMEOUT_S 600
+#define WZP_MAX_WORKERS             64
+
+struct wzp_config {
+    char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_addrlen;
+    char identity_path[PATH_MAX];
+    unsigned threads;         /* workers; 0 = online CPUs */
+    bool no_room_affinity;    /* spread a room's connections over the workers */
+    unsigned max_sessions;    /* room participants (joined or joining) */
+    unsigned max_handshakes;  /* QUIC handshakes in progress */
+    unsigned max_connections; /* QUIC connections of any kind */
+    unsigned join_timeout_ms; /* handshake done -> CallOffer */
+    unsigned idle_timeout_ms;
+    char policy_path[PATH_MAX];            /* "" = no policy file: upstream behaviour */
+    unsigned metrics_port;                 /* 0: no HTTP server */
+    char metrics_bind[64];                 /* address of the HTTP server (default 127.0.0.1) */
+    char admin_token[256];                 /* "" = admin actions disabled */
+    unsigned drain_timeout_s;              /* drain: exit at the latest after this */
+    char debug_tap[WZP_ROOM_NAME_MAX + 1]; /* room name or "*": log every packet there */
+    char event_log[PATH_MAX];              /* "" = no event log */
+    char lua_dir[PATH_MAX];                /* helpers for require() */
+    struct wzp_policy_limits policy_limits;
+};
+
+struct wzp_worker;
+struct wzp_admin;
+struct wzp_affinity;
+
+struct wzp_relay {
+    struct wzp_config cfg;
+    struct wzp_identity identity;
+    gnutls_certificate_credentials_t cred;
+    gnutls_priority_t priority;
+    uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
+    struct wzp_room_table rooms;
+    struct wzp_worker **workers;
+    unsigned nworkers;
+    struct wzp_mesh mesh;        /* every message between workers (one node per worker) */
+    struct wzp_quota quota;      /* sessions, handshakes, connections against their limits */
+    _Atomic bool stopping;
+    struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
+    struct wzp_policy_env policy_env;
+    struct wzp_policy_metrics policy_metrics; /* wzp.metric counters (kept across reloads) */
+    _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
+    _Atomic bool draining;   /* new joins refused; exit when the last call ends */
+    struct wzp_admin *admin; /* HTTP metrics/admin server, or NULL */
+    /* Room affinity (affinity.h): NULL when off (one worker, --no-room-affinity, or the
+     * kernel refused the connection-ID steering program it needs). */
+    struct wzp_affinity *affinity;
+};
+
+#endif
