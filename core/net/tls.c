@@ -67,7 +67,7 @@ static int client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *p, size_t le
         size_t n = (size_t)((p[off + 2] << 8) | p[off + 3]);
         off += 4;
         if (off + n > end)
-            return WZP_EINVAL;
+            return prefix && end == len ? WZP_OK : WZP_EINVAL; /* cut off: not here yet */
         if (type == 0)
             return wzp_tls_parse_sni(ctx, p + off, n) == 0 ? WZP_OK : WZP_EINVAL;
         off += n;

@@ -1,0 +1,176 @@
+/*
+ * test_tls.c - our own read of the SNI: the server_name list, its place in a ClientHello,
+ * a ClientHello cut short (the first Initial), and every malformed length refused. The
+ * handshake itself is exercised by the integration tests with a real client.
+ */
+#include "tls.h"
+
+#include "common.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+struct hello {
+    uint8_t b[2048];
+    size_t len;
+};
+
+static void put(struct hello *h, const void *p, size_t n)
+{
+    cr_assert_leq(h->len + n, sizeof h->b);
+    memcpy(h->b + h->len, p, n);
+    h->len += n;
+}
+
+static void put16(struct hello *h, size_t v)
+{
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    put(h, b, 2);
+}
+
+/* A server_name extension body naming each of names (type 0 host_name). */
+static size_t sni_body(uint8_t *out, const char *const *names, size_t count)
+{
+    size_t off = 2;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = strlen(names[i]);
+        out[off] = 0;
+        out[off + 1] = (uint8_t)(n >> 8);
+        out[off + 2] = (uint8_t)n;
+        memcpy(out + off + 3, names[i], n);
+        off += 3 + n;
+    }
+    out[0] = (uint8_t)((off - 2) >> 8);
+    out[1] = (uint8_t)(off - 2);
+    return off;
+}
+
+/* A ClientHello body: a 16-byte session id, two suites, then extensions: one unknown
+ * before server_name (when sni is non-NULL), one after it. */
+static void client_hello(struct hello *h, const char *sni)
+{
+    memset(h, 0, sizeof *h);
+    uint8_t random[34] = {3, 3};
+    put(h, random, sizeof random);
+    uint8_t sid[17] = {16};
+    put(h, sid, sizeof sid);
+    put16(h, 4);
+    put(h, "\x13\x01\x13\x02", 4);
+    put(h, "\x01\x00", 2); /* compression: null */
+    size_t ext_len_at = h->len;
+    put16(h, 0);
+    put16(h, 0x002b); /* supported_versions */
+    put16(h, 3);
+    put(h, "\x02\x03\x04", 3);
+    if (sni) {
+        uint8_t body[600];
+        const char *names[] = {sni};
+        size_t n = sni_body(body, names, 1);
+        put16(h, 0);
+        put16(h, n);
+        put(h, body, n);
+    }
+    put16(h, 0x0010); /* alpn */
+    put16(h, 6);
+    put(h, "\x00\x04\x03wzp", 6);
+    size_t ext = h->len - ext_len_at - 2;
+    h->b[ext_len_at] = (uint8_t)(ext >> 8);
+    h->b[ext_len_at + 1] = (uint8_t)ext;
+}
+
+Test(tls, sni_is_read_and_lower_cased)
+{
+    struct hello h;
+    client_hello(&h, "Lobby.Example");
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni(&ctx, h.b, h.len), WZP_OK);
+    cr_assert(ctx.sni_present);
+    cr_assert_not(ctx.sni_invalid);
+    cr_assert_str_eq(ctx.sni, "lobby.example");
+}
+
+Test(tls, no_server_name_leaves_sni_absent)
+{
+    struct hello h;
+    client_hello(&h, NULL);
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni(&ctx, h.b, h.len), WZP_OK);
+    cr_assert_not(ctx.sni_present);
+}
+
+Test(tls, the_first_host_name_wins)
+{
+    uint8_t body[64];
+    const char *names[] = {"first", "second"};
+    size_t n = sni_body(body, names, 2);
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_eq(wzp_tls_parse_sni(&ctx, body, n), 0);
+    cr_assert_str_eq(ctx.sni, "first");
+}
+
+Test(tls, empty_embedded_nul_and_overlong_names_are_invalid)
+{
+    static char longname[WZP_SNI_MAX + 2];
+    memset(longname, 'a', WZP_SNI_MAX + 1);
+    const char *cases[] = {"", longname};
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t body[600];
+        size_t n = sni_body(body, &cases[i], 1);
+        struct wzp_tls_ctx ctx = {0};
+        cr_assert_eq(wzp_tls_parse_sni(&ctx, body, n), 0);
+        cr_assert(ctx.sni_present && ctx.sni_invalid, "case %zu", i);
+    }
+    uint8_t nul[] = {0, 6, 0, 0, 3, 'a', 0, 'b'};
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_eq(wzp_tls_parse_sni(&ctx, nul, sizeof nul), 0);
+    cr_assert(ctx.sni_invalid);
+    /* The longest allowed name is kept whole. */
+    longname[WZP_SNI_MAX] = '\0';
+    const char *max[] = {longname};
+    uint8_t body[600];
+    size_t n = sni_body(body, max, 1);
+    struct wzp_tls_ctx ok = {0};
+    cr_assert_eq(wzp_tls_parse_sni(&ok, body, n), 0);
+    cr_assert_not(ok.sni_invalid);
+    cr_assert_eq(strlen(ok.sni), WZP_SNI_MAX);
+}
+
+Test(tls, malformed_lengths_are_refused)
+{
+    uint8_t body[64];
+    const char *names[] = {"room"};
+    size_t n = sni_body(body, names, 1);
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_neq(wzp_tls_parse_sni(&ctx, body, n - 1), 0, "list length past the end");
+    cr_assert_neq(wzp_tls_parse_sni(&ctx, body, 1), 0);
+    body[4] = 200; /* entry longer than the list */
+    cr_assert_neq(wzp_tls_parse_sni(&ctx, body, n), 0);
+
+    struct hello h;
+    client_hello(&h, "room");
+    for (size_t cut = 0; cut < h.len; cut++) {
+        struct wzp_tls_ctx c = {0};
+        int rv = wzp_tls_client_hello_sni(&c, h.b, cut);
+        cr_assert(rv != WZP_OK || !c.sni_present || strcmp(c.sni, "room") == 0,
+                  "a hello cut at %zu never yields a wrong name", cut);
+    }
+    struct wzp_tls_ctx c = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni(&c, h.b, 40), WZP_EINVAL, "cut in the suites");
+}
+
+Test(tls, a_hello_cut_short_is_read_as_far_as_it_goes)
+{
+    struct hello h;
+    client_hello(&h, "lobby");
+    /* server_name whole, alpn cut: the prefix read finds the name. */
+    struct wzp_tls_ctx ctx = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni_prefix(&ctx, h.b, h.len - 3), WZP_OK);
+    cr_assert_str_eq(ctx.sni, "lobby");
+    /* The same bytes as a complete hello are malformed. */
+    struct wzp_tls_ctx whole = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni(&whole, h.b, h.len - 3), WZP_EINVAL);
+    /* Cut inside server_name: not there yet, not an error. */
+    struct wzp_tls_ctx cut = {0};
+    cr_assert_eq(wzp_tls_client_hello_sni_prefix(&cut, h.b, h.len - 12), WZP_OK);
+    cr_assert_not(cut.sni_present);
+}
