@@ -46,6 +46,15 @@ static void usage(FILE *out)
         "                         checked before any handshake work is spent on a join\n"
         "  --max-handshakes N     QUIC handshakes in progress at once (default %d)\n"
         "  --max-connections N    QUIC connections of any kind (default %d)\n"
+        "  --max-handshakes-per-addr N\n"
+        "                         handshakes in progress from one source address (an IPv4\n"
+        "                         address or an IPv6 /64; default %d, 0 = no limit)\n"
+        "  --max-connections-per-addr N\n"
+        "                         connections from one source address (default %d,\n"
+        "                         0 = no limit; clients behind one NAT share an address)\n"
+        "  --retry MODE           QUIC address validation with Retry: auto (default: when\n"
+        "                         handshakes in progress reach a quarter of --max-handshakes,\n"
+        "                         or an address half of its own limit), always, or off\n"
         "  --join-timeout MS      time a client has to send CallOffer after the QUIC\n"
         "                         handshake (default %d)\n"
         "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
@@ -89,8 +98,10 @@ static void usage(FILE *out)
         "SIGUSR2 starts a drain (new joins refused, exit when the last call ends);\n"
         "SIGUSR1 logs the relay's counters.\n",
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
-        WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_JOIN_TIMEOUT_MS, WZP_DEFAULT_IDLE_TIMEOUT_MS,
-        WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
+        WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
+        WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS,
+        WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
@@ -111,6 +122,9 @@ enum {
     OPT_MAX_SESSIONS,
     OPT_MAX_HANDSHAKES,
     OPT_MAX_CONNECTIONS,
+    OPT_MAX_HANDSHAKES_PER_ADDR,
+    OPT_MAX_CONNECTIONS_PER_ADDR,
+    OPT_RETRY,
     OPT_JOIN_TIMEOUT,
     OPT_IDLE_TIMEOUT,
     OPT_LOG_LEVEL,
@@ -146,6 +160,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"max-handshakes", required_argument, NULL, OPT_MAX_HANDSHAKES},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+        {"max-handshakes-per-addr", required_argument, NULL, OPT_MAX_HANDSHAKES_PER_ADDR},
+        {"max-connections-per-addr", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_ADDR},
+        {"retry", required_argument, NULL, OPT_RETRY},
         {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -198,6 +215,23 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         case OPT_MAX_CONNECTIONS:
             if (parse_uint("--max-connections", optarg, 1, 10000000, &cfg->max_connections))
                 return -1;
+            break;
+        case OPT_MAX_HANDSHAKES_PER_ADDR:
+            if (parse_uint("--max-handshakes-per-addr", optarg, 0, 1000000,
+                           &cfg->max_handshakes_per_addr))
+                return -1;
+            break;
+        case OPT_MAX_CONNECTIONS_PER_ADDR:
+            if (parse_uint("--max-connections-per-addr", optarg, 0, 10000000,
+                           &cfg->max_connections_per_addr))
+                return -1;
+            break;
+        case OPT_RETRY:
+            if (wzp_retry_mode_parse(optarg, &cfg->retry) != WZP_OK) {
+                fprintf(stderr, "wzp-relay: --retry expects auto, always or off, got \"%s\"\n",
+                        optarg);
+                return -1;
+            }
             break;
         case OPT_JOIN_TIMEOUT:
             if (parse_uint("--join-timeout", optarg, 100, 600000, &cfg->join_timeout_ms))
@@ -458,6 +492,12 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
         cfg->no_room_affinity = !f->room_affinity;
     COPY_UINT(max_handshakes, max_handshakes)
     COPY_UINT(max_connections, max_connections)
+    COPY_UINT(max_handshakes_per_addr, max_handshakes_per_addr)
+    COPY_UINT(max_connections_per_addr, max_connections_per_addr)
+    if (f->set.retry && wzp_retry_mode_parse(f->retry, &cfg->retry) != WZP_OK) {
+        fprintf(stderr, "wzp-relay: %s: retry \"%s\" is not auto, always or off\n", path, f->retry);
+        return -1;
+    }
     COPY_UINT(join_timeout_ms, join_timeout_ms)
     COPY_UINT(idle_timeout_ms, idle_timeout_ms)
 #undef COPY_UINT
@@ -569,9 +609,12 @@ int main(int argc, char **argv)
              relay.cfg.policy_path[0] ? relay.cfg.policy_path : "none (upstream behaviour)");
     WZP_INFO(MOD,
              "limits: max-sessions %u, max-handshakes %u, max-connections %u, "
-             "join-timeout %u ms, idle-timeout %u ms",
+             "join-timeout %u ms, idle-timeout %u ms; per address: %u handshakes, "
+             "%u connections (0 = no limit); retry %s",
              relay.cfg.max_sessions, relay.cfg.max_handshakes, relay.cfg.max_connections,
-             relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms);
+             relay.cfg.join_timeout_ms, relay.cfg.idle_timeout_ms,
+             relay.cfg.max_handshakes_per_addr, relay.cfg.max_connections_per_addr,
+             wzp_retry_mode_name(relay.cfg.retry));
     if (relay.cfg.debug_tap[0])
         WZP_INFO(MOD, "debug tap on room %s: every packet is logged", relay.cfg.debug_tap);
     if (wzp_relay_start(&relay) != WZP_OK) {

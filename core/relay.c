@@ -29,6 +29,9 @@ void wzp_config_defaults(struct wzp_config *cfg)
     cfg->max_sessions = WZP_DEFAULT_MAX_SESSIONS;
     cfg->max_handshakes = WZP_DEFAULT_MAX_HANDSHAKES;
     cfg->max_connections = WZP_DEFAULT_MAX_CONNECTIONS;
+    cfg->max_handshakes_per_addr = WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR;
+    cfg->max_connections_per_addr = WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR;
+    cfg->retry = WZP_RETRY_AUTO;
     cfg->join_timeout_ms = WZP_DEFAULT_JOIN_TIMEOUT_MS;
     cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
     snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "127.0.0.1");
@@ -171,7 +174,17 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
 {
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
-    wzp_quota_init(&r->quota, cfg->max_sessions, cfg->max_handshakes, cfg->max_connections);
+    const struct wzp_quota_limits limits = {
+        .sessions = cfg->max_sessions,
+        .handshakes = cfg->max_handshakes,
+        .connections = cfg->max_connections,
+        .handshakes_per_addr = cfg->max_handshakes_per_addr,
+        .connections_per_addr = cfg->max_connections_per_addr,
+    };
+    if (wzp_quota_init(&r->quota, &limits) != WZP_OK) {
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
     if (r->cfg.threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r->cfg.threads = n > 0 ? (unsigned)n : 1;
@@ -183,6 +196,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
         return rv;
     wzp_hkdf_sha256(r->identity.seed, sizeof r->identity.seed, "wzp-relay-stateless-reset",
                     r->reset_secret, sizeof r->reset_secret);
+    wzp_hkdf_sha256(r->identity.seed, sizeof r->identity.seed, "wzp-relay-retry-token",
+                    r->retry_secret, sizeof r->retry_secret);
     if ((rv = init_tls(r, err, errlen)))
         return rv;
     if (wzp_shdict_init(&r->shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
@@ -268,6 +283,7 @@ void wzp_relay_free(struct wzp_relay *r)
         wzp_room_table_destroy(&r->rooms);
     if (r->shared.buckets)
         wzp_shdict_destroy(&r->shared);
+    wzp_quota_free(&r->quota); /* after the workers: their connections gave everything back */
     if (r->priority)
         gnutls_priority_deinit(r->priority);
     if (r->cred)

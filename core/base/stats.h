@@ -46,6 +46,8 @@
     F(peer_wakeups, "result", 0,                                                                   \
       "Wake-ups of another worker: sent, or skipped because it was busy and drains first.")        \
     F(version_negotiations, "", 0, "Version Negotiation packets sent.")                            \
+    F(retries_sent, "", 0, "Retry packets sent: new connections asked to prove their address.")    \
+    F(retry_tokens, "result", 0, "Initials carrying a Retry token, by result (valid, invalid).")   \
     F(stateless_resets, "", 0, "Stateless Reset packets sent.")                                    \
     F(connections_accepted, "", 0, "QUIC connections accepted.")                                   \
     F(connections_closed, "", 0, "QUIC connections freed.")                                        \
@@ -81,6 +83,10 @@
       "packets dropped: cross-worker queue full")                                                  \
     X(version_negotiations, version_negotiations, "", "Version Negotiation packets sent")          \
     X(stateless_resets, stateless_resets, "", "Stateless Reset packets sent")                      \
+    X(retries_sent, retries_sent, "", "Retry packets sent (address validation)")                   \
+    X(retry_tokens_valid, retry_tokens, "valid", "Initials with a valid Retry token")              \
+    X(retry_tokens_invalid, retry_tokens, "invalid",                                               \
+      "Initials refused: forged, expired or misaddressed Retry token")                             \
     X(initials_token_refused, initials_dropped, "token",                                           \
       "Initials dropped: they carry a token this relay never issued")                              \
     X(initials_short_dcid, initials_dropped, "short_dcid",                                         \
@@ -89,6 +95,10 @@
     X(conns_refused_handshakes, refusals, "handshake_limit",                                       \
       "Initials dropped: too many concurrent handshakes")                                          \
     X(conns_refused_limit, refusals, "connection_limit", "Initials dropped: connection limit")     \
+    X(conns_refused_addr_handshakes, refusals, "addr_handshake_limit",                             \
+      "Initials dropped: too many handshakes from one address")                                    \
+    X(conns_refused_addr_limit, refusals, "addr_connection_limit",                                 \
+      "Initials dropped: too many connections from one address")                                   \
     X(conns_refused_alpn, refusals, "alpn", "connections refused: ALPN is not wzp")                \
     X(conns_refused_sni, refusals, "sni", "connections refused: reserved or invalid SNI")          \
     X(conns_refused_policy, refusals, "policy_connect",                                            \

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "retry.h"
 #include "sfu.h"
 #include "signal_codec.h"
 #include "tls.h"
@@ -362,8 +363,9 @@ static void conn_arm_timer(struct wzp_conn *c)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_cid *scid,
-                           ngtcp2_transport_params *p)
+/* odcid: the client's first DCID from its Retry token, or NULL when there was no Retry. */
+static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_cid *odcid,
+                           const ngtcp2_cid *scid, ngtcp2_transport_params *p)
 {
     ngtcp2_transport_params_default(p);
     p->initial_max_stream_data_bidi_local = 64 * 1024;
@@ -374,7 +376,13 @@ static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ng
     p->initial_max_streams_uni = 3;
     p->max_idle_timeout = (uint64_t)c->w->relay->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
     p->max_datagram_frame_size = 65535;
-    p->original_dcid = hd->dcid;
+    if (odcid) { /* after a Retry: the client checks both (RFC 9000 7.3) */
+        p->original_dcid = *odcid;
+        p->retry_scid = hd->dcid;
+        p->retry_scid_present = 1;
+    } else {
+        p->original_dcid = hd->dcid;
+    }
     p->stateless_reset_token_present = 1;
     if (ngtcp2_crypto_generate_stateless_reset_token(p->stateless_reset_token,
                                                      c->w->relay->reset_secret,
@@ -383,7 +391,8 @@ static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ng
     return WZP_OK;
 }
 
-static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_path *path)
+static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_cid *odcid,
+                            uint64_t handshake_timeout_ms, const ngtcp2_path *path)
 {
     ngtcp2_cid scid;
     uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
@@ -392,11 +401,13 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
     ngtcp2_settings settings;
     ngtcp2_settings_default(&settings);
     settings.initial_ts = wzp_now_ns();
-    /* settings.token stays empty: it tells ngtcp2 the address is validated, which lifts
-     * the anti-amplification limit. wzp_conn_accept refuses Initials with a token. */
-    settings.handshake_timeout = (uint64_t)WZP_HANDSHAKE_TIMEOUT_MS * NGTCP2_MILLISECONDS;
+    /* A token only after we verified it (a Retry token): it tells ngtcp2 the address is
+     * validated, which lifts the anti-amplification limit. */
+    if (odcid)
+        settings.token = hd->token;
+    settings.handshake_timeout = handshake_timeout_ms * NGTCP2_MILLISECONDS;
     ngtcp2_transport_params params;
-    if (conn_set_params(c, hd, &scid, &params))
+    if (conn_set_params(c, hd, odcid, &scid, &params))
         return WZP_ECRYPTO;
     if (ngtcp2_conn_server_new(&c->qc, &hd->scid, &scid, path, hd->version, &server_callbacks,
                                &settings, &params, NULL, c) != 0)
@@ -412,56 +423,185 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
     return WZP_OK;
 }
 
-static bool admit_new_connection(struct wzp_worker *w, const char *peer)
+/* A stateless CONNECTION_CLOSE for the Initial hd (retry.h). */
+static void send_refusal(struct wzp_worker *w, const ngtcp2_pkt_hd *hd, const struct sockaddr *to,
+                         socklen_t tolen, uint64_t code, const char *reason)
+{
+    uint8_t *buf = wzp_worker_tx_buf(w);
+    size_t n = wzp_retry_write_refusal(buf, WZP_TX_PACKET_BYTES, hd, code, reason);
+    if (n)
+        wzp_worker_tx_commit(w, n, to, tolen);
+}
+
+/* Take the quota for a new connection from key; the refusal (if any) is counted, logged
+ * and returned. */
+static enum wzp_quota_refusal admit_new_connection(struct wzp_worker *w,
+                                                   const struct wzp_addr_key *key, const char *peer)
 {
     unsigned inuse = 0;
-    switch (wzp_quota_take_connection(&w->relay->quota, &inuse)) {
+    struct wzp_quota *q = &w->relay->quota;
+    enum wzp_quota_refusal rv = wzp_quota_take_connection(q, key, &inuse);
+    switch (rv) {
     case WZP_QUOTA_GRANTED:
-        return true;
+        break;
     case WZP_QUOTA_NO_CONNECTION:
         WZP_STAT_INC(&w->stats, conns_refused_limit);
         WZP_DEBUG(MOD, "%s: Initial dropped: %u connections (limit --max-connections)", peer,
                   inuse);
-        return false;
+        break;
     case WZP_QUOTA_NO_HANDSHAKE:
         WZP_STAT_INC(&w->stats, conns_refused_handshakes);
         WZP_DEBUG(MOD, "%s: Initial dropped: %u handshakes in progress (limit --max-handshakes)",
                   peer, inuse);
-        return false;
+        break;
+    case WZP_QUOTA_ADDR_NO_CONNECTION:
+        WZP_STAT_INC(&w->stats, conns_refused_addr_limit);
+        wzp_worker_note_pressure(w, peer);
+        WZP_DEBUG(MOD,
+                  "%s: connection refused: %u connections from this address "
+                  "(limit --max-connections-per-addr)",
+                  peer, inuse);
+        break;
+    case WZP_QUOTA_ADDR_NO_HANDSHAKE:
+        WZP_STAT_INC(&w->stats, conns_refused_addr_handshakes);
+        wzp_worker_note_pressure(w, peer);
+        WZP_DEBUG(MOD,
+                  "%s: Initial dropped: %u handshakes from this address "
+                  "(limit --max-handshakes-per-addr)",
+                  peer, inuse);
+        break;
     }
-    return false;
+    return rv;
+}
+
+/* Handshakes in progress from which mode "auto" asks new connections for a Retry, and
+ * gives them the short first-flight timeout. */
+static unsigned pressure_threshold(const struct wzp_relay *r)
+{
+    return WZP_MAX(r->quota.max.handshakes / 4, 1u);
+}
+
+/* Should this Initial (no token) prove its address first? See retry.h. */
+static bool retry_wanted(struct wzp_worker *w, const struct wzp_addr_key *key)
+{
+    struct wzp_relay *r = w->relay;
+    if (r->cfg.retry != WZP_RETRY_AUTO)
+        return r->cfg.retry == WZP_RETRY_ALWAYS;
+    if (wzp_quota_handshakes(&r->quota) >= pressure_threshold(r))
+        return true;
+    unsigned per_addr = r->quota.max.handshakes_per_addr;
+    return per_addr && wzp_quota_addr_handshakes(&r->quota, key) >= (per_addr + 1) / 2;
+}
+
+static void send_retry(struct wzp_worker *w, const ngtcp2_pkt_hd *hd, const struct sockaddr *from,
+                       socklen_t fromlen)
+{
+    ngtcp2_cid scid; /* ours, so the client's next Initial is steered back to this worker */
+    uint8_t unused[NGTCP2_STATELESS_RESET_TOKENLEN];
+    if (make_cid(w, &scid, unused) != WZP_OK)
+        return;
+    uint8_t *buf = wzp_worker_tx_buf(w);
+    size_t n = wzp_retry_write(buf, WZP_TX_PACKET_BYTES, w->relay->retry_secret, hd, from, fromlen,
+                               &scid, wzp_retry_clock_ns());
+    if (n) {
+        wzp_worker_tx_commit(w, n, from, fromlen);
+        WZP_STAT_INC(&w->stats, retries_sent);
+    }
+    if (w->relay->cfg.retry == WZP_RETRY_AUTO) { /* "always" is no news */
+        char peer[64];
+        format_addr(from, peer, sizeof peer);
+        wzp_worker_note_pressure(w, peer);
+    }
+}
+
+enum wzp_screen wzp_conn_screen_initial(struct wzp_worker *w, const uint8_t *pkt, size_t len,
+                                        const struct sockaddr *from, socklen_t fromlen)
+{
+    ngtcp2_pkt_hd hd;
+    if (ngtcp2_accept(&hd, pkt, len) != 0)
+        return WZP_SCREEN_DROP; /* not an Initial we can take; stray packets are dropped */
+    char peer[64];
+    if (hd.dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN) {
+        WZP_STAT_INC(&w->stats, initials_short_dcid);
+        format_addr(from, peer, sizeof peer);
+        WZP_DEBUG(MOD, "%s: Initial dropped: client DCID of %zu bytes (at least %u)", peer,
+                  hd.dcid.datalen, (unsigned)NGTCP2_MIN_INITIAL_DCIDLEN);
+        return WZP_SCREEN_DROP;
+    }
+    ngtcp2_cid odcid;
+    switch (wzp_retry_token_kind(&hd)) {
+    case WZP_TOKEN_FOREIGN:
+        /* We send no NEW_TOKEN, so only a Retry token can be ours. (A token also lets a
+         * DCID shorter than 8 bytes past ngtcp2_accept: refused above.) */
+        WZP_STAT_INC(&w->stats, initials_token_refused);
+        format_addr(from, peer, sizeof peer);
+        WZP_DEBUG(MOD, "%s: Initial dropped: it carries a token this relay never issued", peer);
+        return WZP_SCREEN_DROP;
+    case WZP_TOKEN_RETRY:
+        if (wzp_retry_verify(w->relay->retry_secret, &hd, from, fromlen, wzp_retry_clock_ns(),
+                             &odcid)) {
+            WZP_STAT_INC(&w->stats, retry_tokens_valid);
+            return WZP_SCREEN_PASS;
+        }
+        WZP_STAT_INC(&w->stats, retry_tokens_invalid);
+        format_addr(from, peer, sizeof peer);
+        wzp_worker_note_pressure(w, peer);
+        WZP_DEBUG(MOD, "%s: Initial refused: invalid or expired Retry token", peer);
+        send_refusal(w, &hd, from, fromlen, NGTCP2_INVALID_TOKEN, "invalid Retry token");
+        return WZP_SCREEN_ANSWERED;
+    case WZP_TOKEN_NONE:
+        break;
+    }
+    struct wzp_addr_key key;
+    wzp_addr_key_of(&key, from);
+    if (!retry_wanted(w, &key))
+        return WZP_SCREEN_PASS;
+    send_retry(w, &hd, from, fromlen);
+    return WZP_SCREEN_ANSWERED;
 }
 
 struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
                                  const struct sockaddr *from, socklen_t fromlen)
 {
+    /* The worker that received the packet screened it (wzp_conn_screen_initial); what
+     * is checked again here is what this connection needs to know. */
     ngtcp2_pkt_hd hd;
-    if (ngtcp2_accept(&hd, pkt, len) != 0)
-        return NULL; /* not an Initial we can take; stray packets are dropped */
+    if (ngtcp2_accept(&hd, pkt, len) != 0 || hd.dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN)
+        return NULL;
     char peer[64];
     format_addr(from, peer, sizeof peer);
-    if (hd.dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN) {
-        WZP_STAT_INC(&w->stats, initials_short_dcid);
-        WZP_DEBUG(MOD, "%s: Initial dropped: client DCID of %zu bytes (at least %u)", peer,
-                  hd.dcid.datalen, (unsigned)NGTCP2_MIN_INITIAL_DCIDLEN);
-        return NULL;
-    }
+    ngtcp2_cid odcid;
+    const ngtcp2_cid *retried = NULL;
     if (hd.token.len > 0) {
-        /* No Retry and no NEW_TOKEN are ever sent, so no token can be ours. (A token
-         * also lets a DCID shorter than 8 bytes past ngtcp2_accept: refused above.) */
-        WZP_STAT_INC(&w->stats, initials_token_refused);
-        WZP_DEBUG(MOD, "%s: Initial dropped: it carries a token this relay never issued", peer);
-        return NULL;
+        if (!wzp_retry_verify(w->relay->retry_secret, &hd, from, fromlen, wzp_retry_clock_ns(),
+                              &odcid)) {
+            WZP_DEBUG(MOD, "%s: Initial dropped: its token expired on the way", peer);
+            return NULL;
+        }
+        retried = &odcid;
     }
-    if (!admit_new_connection(w, peer))
+    struct wzp_relay *r = w->relay;
+    /* Under pressure a client gets less time for its first flight: slots held by
+     * senders that never finish come back sooner. */
+    uint64_t timeout_ms = wzp_quota_handshakes(&r->quota) >= pressure_threshold(r)
+                              ? WZP_HANDSHAKE_TIMEOUT_PRESSURE_MS
+                              : WZP_HANDSHAKE_TIMEOUT_MS;
+    struct wzp_addr_key key;
+    wzp_addr_key_of(&key, from);
+    enum wzp_quota_refusal refusal = admit_new_connection(w, &key, peer);
+    if (refusal == WZP_QUOTA_ADDR_NO_CONNECTION) /* lasting: say so, or the client retries */
+        send_refusal(w, &hd, from, fromlen, NGTCP2_CONNECTION_REFUSED,
+                     "too many connections from this address");
+    if (refusal != WZP_QUOTA_GRANTED)
         return NULL;
     struct wzp_conn *c = calloc(1, sizeof *c);
     if (!c || wzp_worker_attach(w, c) != WZP_OK) {
         free(c);
-        wzp_quota_give_handshake(&w->relay->quota);
-        wzp_quota_give_connection(&w->relay->quota);
+        wzp_quota_give_handshake(&r->quota, &key);
+        wzp_quota_give_connection(&r->quota, &key);
         return NULL;
     }
+    c->quota_key = key;
     wzp_dgq_init(&c->dgq, WZP_CONN_DGQ_BYTES);
     c->w = w;
     c->tlsctx.conn_ref.get_conn = get_conn;
@@ -471,7 +611,7 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     c->handshake_counted = true;
     c->created_ns = wzp_now_ns();
     /* Backstop: ngtcp2's handshake timeout should fire first. */
-    c->deadline_ns = c->created_ns + (WZP_HANDSHAKE_TIMEOUT_MS + 1000ull) * 1000000ull;
+    c->deadline_ns = c->created_ns + (timeout_ms + 1000ull) * 1000000ull;
     memcpy(&c->remote, from, fromlen);
     c->remote_len = fromlen;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -479,13 +619,14 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     c->timer.data = c;
     ngtcp2_path path;
     conn_path(c, &path, from, fromlen);
-    if (conn_create_quic(c, &hd, &path)) {
+    if (conn_create_quic(c, &hd, retried, timeout_ms, &path)) {
         WZP_WARN(MOD, "%s: could not set up a new connection", peer);
         wzp_conn_destroy(c);
         return NULL;
     }
     WZP_STAT_INC(&w->stats, conns_accepted);
-    WZP_DEBUG(MOD, "%s: new connection (worker %u)", peer, w->idx);
+    WZP_DEBUG(MOD, "%s: new connection (worker %u%s)", peer, w->idx,
+              retried ? ", address validated" : "");
     return c;
 }
 
@@ -493,7 +634,7 @@ static void release_handshake(struct wzp_conn *c)
 {
     if (c->handshake_counted) {
         c->handshake_counted = false;
-        wzp_quota_give_handshake(&c->w->relay->quota);
+        wzp_quota_give_handshake(&c->w->relay->quota, &c->quota_key);
     }
 }
 
@@ -589,8 +730,8 @@ void wzp_conn_destroy(struct wzp_conn *c)
     WZP_CHECK(w->conns || atomic_load(&w->gauges.signal_bytes) == 0);
     wzp_dgq_destroy(&c->dgq);
     free(c->close_pkt);
+    wzp_quota_give_connection(&w->relay->quota, &c->quota_key);
     free(c);
-    wzp_quota_give_connection(&w->relay->quota);
     WZP_STAT_INC(&w->stats, conns_closed);
 }
 

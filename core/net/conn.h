@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "quality.h"
+#include "quota.h"
 #include "room.h"
 #include "tls.h"
 #include "worker.h"
@@ -72,8 +73,9 @@ struct wzp_conn {
     uint64_t deadline_ns; /* every state has one: handshake, join, linger, closing period;
                            * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
     uint64_t created_ns;
-    bool handshake_counted; /* holds one handshake of the quota */
-    bool session_reserved;  /* holds one session of the quota */
+    struct wzp_addr_key quota_key; /* the source address the quota counts c under */
+    bool handshake_counted;        /* holds one handshake of the quota */
+    bool session_reserved;         /* holds one session of the quota */
     bool handshake_done_pending;
 
     /* signals */
@@ -118,11 +120,21 @@ struct wzp_conn {
 };
 
 /*
- * Handle a packet whose DCID matched no connection: accept a new connection if it is a
- * valid Initial and the limits allow it. Returns the new connection or NULL. Refused
- * without any state: anything ngtcp2_accept refuses, an Initial that carries a token (the
- * relay issues none, so none can be valid) and a client DCID shorter than 8 bytes
- * (RFC 9000 7.2), each counted.
+ * First look at an Initial whose DCID matched no connection, by the worker that received
+ * it, before it is handed to another worker or accepted; no state is created. DROP:
+ * nothing ngtcp2_accept would take, a client DCID shorter than 8 bytes (RFC 9000 7.2), a
+ * token we never issued (counted). ANSWERED: a Retry was sent (retry.h), or the refusal
+ * of an invalid Retry token. PASS: accept it (wzp_conn_accept), here or on the worker
+ * serving its room.
+ */
+enum wzp_screen { WZP_SCREEN_PASS, WZP_SCREEN_ANSWERED, WZP_SCREEN_DROP };
+enum wzp_screen wzp_conn_screen_initial(struct wzp_worker *w, const uint8_t *pkt, size_t len,
+                                        const struct sockaddr *from, socklen_t fromlen);
+
+/*
+ * Accept a new connection for an Initial that passed the screen, if the limits allow it
+ * (quota.h: relay-wide and per source address, each refusal counted). Returns the new
+ * connection or NULL.
  */
 struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_t len,
                                  const struct sockaddr *from, socklen_t fromlen);

@@ -14,6 +14,7 @@
 #include "mesh.h"
 #include "policy.h"
 #include "quota.h"
+#include "retry.h"
 #include "room.h"
 #include "shdict.h"
 
@@ -23,28 +24,34 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#define WZP_DEFAULT_PORT            4433
-#define WZP_DEFAULT_MAX_SESSIONS    100
-#define WZP_DEFAULT_MAX_HANDSHAKES  256
-#define WZP_DEFAULT_MAX_CONNECTIONS 10000
-#define WZP_DEFAULT_JOIN_TIMEOUT_MS 10000
-#define WZP_DEFAULT_IDLE_TIMEOUT_MS 30000
-#define WZP_HANDSHAKE_TIMEOUT_MS    10000
-#define WZP_KEEPALIVE_MS            5000
-#define WZP_DEFAULT_DRAIN_TIMEOUT_S 600
-#define WZP_MAX_WORKERS             64
+#define WZP_DEFAULT_PORT                     4433
+#define WZP_DEFAULT_MAX_SESSIONS             100
+#define WZP_DEFAULT_MAX_HANDSHAKES           256
+#define WZP_DEFAULT_MAX_CONNECTIONS          10000
+#define WZP_DEFAULT_JOIN_TIMEOUT_MS          10000
+#define WZP_DEFAULT_IDLE_TIMEOUT_MS          30000
+#define WZP_HANDSHAKE_TIMEOUT_MS             10000
+#define WZP_HANDSHAKE_TIMEOUT_PRESSURE_MS    3000 /* first flight under handshake pressure */
+#define WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR  32
+#define WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR 256
+#define WZP_KEEPALIVE_MS                     5000
+#define WZP_DEFAULT_DRAIN_TIMEOUT_S          600
+#define WZP_MAX_WORKERS                      64
 
 struct wzp_config {
     char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
     struct sockaddr_storage listen_addr;
     socklen_t listen_addrlen;
     char identity_path[PATH_MAX];
-    unsigned threads;         /* workers; 0 = online CPUs */
-    bool no_room_affinity;    /* spread a room's connections over the workers */
-    unsigned max_sessions;    /* room participants (joined or joining) */
-    unsigned max_handshakes;  /* QUIC handshakes in progress */
-    unsigned max_connections; /* QUIC connections of any kind */
-    unsigned join_timeout_ms; /* handshake done -> CallOffer */
+    unsigned threads;                  /* workers; 0 = online CPUs */
+    bool no_room_affinity;             /* spread a room's connections over the workers */
+    unsigned max_sessions;             /* room participants (joined or joining) */
+    unsigned max_handshakes;           /* QUIC handshakes in progress */
+    unsigned max_connections;          /* QUIC connections of any kind */
+    unsigned max_handshakes_per_addr;  /* from one source address (IPv6: /64); 0 = no limit */
+    unsigned max_connections_per_addr; /* the same for connections */
+    enum wzp_retry_mode retry;         /* address validation (retry.h) */
+    unsigned join_timeout_ms;          /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
     char policy_path[PATH_MAX];            /* "" = no policy file: upstream behaviour */
     unsigned metrics_port;                 /* 0: no HTTP server */
@@ -67,11 +74,12 @@ struct wzp_relay {
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t priority;
     uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
+    uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;
     struct wzp_worker **workers;
     unsigned nworkers;
-    struct wzp_mesh mesh;        /* every message between workers (one node per worker) */
-    struct wzp_quota quota;      /* sessions, handshakes, connections against their limits */
+    struct wzp_mesh mesh;   /* every message between workers (one node per worker) */
+    struct wzp_quota quota; /* sessions, handshakes, connections against their limits */
     _Atomic bool stopping;
     struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
     struct wzp_policy_env policy_env;

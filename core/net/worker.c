@@ -282,6 +282,33 @@ static void send_stateless_reset(struct wzp_worker *w, const ngtcp2_version_cid 
     }
 }
 
+#define PRESSURE_LOG_NS (10ull * 1000000000ull)
+
+void wzp_worker_note_pressure(struct wzp_worker *w, const char *peer)
+{
+    uint64_t now = wzp_now_ns();
+    if (w->pressure_logged_ns && now - w->pressure_logged_ns < PRESSURE_LOG_NS)
+        return;
+    uint64_t seen[3] = {
+        atomic_load_explicit(&w->stats.retries_sent, memory_order_relaxed),
+        atomic_load_explicit(&w->stats.retry_tokens_invalid, memory_order_relaxed),
+        atomic_load_explicit(&w->stats.conns_refused_addr_handshakes, memory_order_relaxed) +
+            atomic_load_explicit(&w->stats.conns_refused_addr_limit, memory_order_relaxed),
+    };
+    const struct wzp_quota *q = &w->relay->quota;
+    WZP_WARN(MOD,
+             "handshake pressure on worker %u: %u handshakes in progress (limit %u), retry %s; "
+             "since the last such line: %llu Retry sent, %llu bad Retry tokens, %llu Initials "
+             "over per-address limits; latest from %s",
+             w->idx, wzp_quota_handshakes(q), q->max.handshakes,
+             wzp_retry_mode_name(w->relay->cfg.retry),
+             (unsigned long long)(seen[0] - w->pressure_seen[0]),
+             (unsigned long long)(seen[1] - w->pressure_seen[1]),
+             (unsigned long long)(seen[2] - w->pressure_seen[2]), peer);
+    memcpy(w->pressure_seen, seen, sizeof seen);
+    w->pressure_logged_ns = now;
+}
+
 static bool is_initial(const uint8_t *data, uint32_t version)
 {
     /* Long header packet type bits: Initial is 0 in v1 and 1 in v2. */
@@ -299,43 +326,48 @@ static struct wzp_handover *handover_slot(struct wzp_worker *w, const uint8_t *d
  * Room affinity: the packets of a connection that does not exist yet go to the worker
  * serving its room. The first Initial names the room (its SNI, read by opening the
  * packet); the hand-over table remembers where its client-chosen connection ID went, so
- * the client's next Initials and 0-RTT packets follow without being opened again. Once
- * the owner answers, the client addresses the owner's connection IDs, which the kernel
- * steers by their first byte (wzp_worker_steer_by_cid). true if the packet was handed
- * over.
+ * the client's next Initials and 0-RTT packets follow without being opened (or screened)
+ * again. Once the owner answers, the client addresses the owner's connection IDs, which
+ * the kernel steers by their first byte (wzp_worker_steer_by_cid).
  */
-static bool route_to_room_worker(struct wzp_worker *w, const ngtcp2_version_cid *vc,
-                                 const uint8_t *data, size_t len, const struct sockaddr *from,
-                                 socklen_t fromlen)
+
+/* A packet of a connection already handed over: the worker it went to, or -1. */
+static int handed_over_to(struct wzp_worker *w, const ngtcp2_version_cid *vc, uint64_t now)
 {
-    uint64_t now = wzp_now_ns();
-    struct wzp_handover *h = handover_slot(w, vc->dcid, vc->dcidlen);
-    unsigned dst;
+    const struct wzp_handover *h = handover_slot(w, vc->dcid, vc->dcidlen);
     if (h->dcidlen == vc->dcidlen && now < h->expires_ns &&
-        memcmp(h->dcid, vc->dcid, vc->dcidlen) == 0) {
-        dst = h->worker;
-    } else {
-        char sni[WZP_SNI_MAX + 1];
-        /* At the handshake limit the Initial will be dropped wherever it goes: do not
-         * spend a decryption on it (a flood of Initials must stay cheap). */
-        const struct wzp_relay *r = w->relay;
-        if (len < MIN_INITIAL_BYTES || !is_initial(data, vc->version) ||
-            wzp_quota_handshakes_full(&r->quota) ||
-            wzp_initial_peek_sni(data, len, sni) != WZP_OK)
-            return false; /* accepted here, or refused here, as without affinity */
-        dst = wzp_affinity_pick(w->relay->affinity, sni, now);
-        if (dst == w->idx)
-            return false;
+        memcmp(h->dcid, vc->dcid, vc->dcidlen) == 0)
+        return h->worker;
+    return -1;
+}
+
+/* A new connection's first Initial (screened): the worker serving its room, or this one. */
+static unsigned pick_room_worker(struct wzp_worker *w, const ngtcp2_version_cid *vc,
+                                 const uint8_t *data, size_t len, uint64_t now)
+{
+    char sni[WZP_SNI_MAX + 1];
+    /* At the handshake limit the Initial will be dropped wherever it goes: do not
+     * spend a decryption on it (a flood of Initials must stay cheap). */
+    if (len < MIN_INITIAL_BYTES || !is_initial(data, vc->version) ||
+        wzp_quota_handshakes_full(&w->relay->quota) ||
+        wzp_initial_peek_sni(data, len, sni) != WZP_OK)
+        return w->idx; /* accepted here, or refused here, as without affinity */
+    unsigned dst = wzp_affinity_pick(w->relay->affinity, sni, now);
+    if (dst != w->idx) {
+        struct wzp_handover *h = handover_slot(w, vc->dcid, vc->dcidlen);
         memcpy(h->dcid, vc->dcid, vc->dcidlen);
         h->dcidlen = (uint8_t)vc->dcidlen;
         h->worker = (uint8_t)dst;
         h->expires_ns = now + HANDOVER_TTL_NS;
     }
-    if (dst == w->idx)
-        return false;
+    return dst;
+}
+
+static void hand_over(struct wzp_worker *w, unsigned dst, const uint8_t *data, size_t len,
+                      const struct sockaddr *from, socklen_t fromlen)
+{
     WZP_STAT_INC(&w->stats, packets_handed_over);
     wzp_mesh_send_packet(w->node, dst, data, len, from, fromlen);
-    return true;
 }
 
 /* routed: the packet came from another worker, which already chose this one. */
@@ -368,8 +400,23 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
         send_stateless_reset(w, &vc, len, from, fromlen);
         return;
     }
-    if (!routed && w->relay->affinity && route_to_room_worker(w, &vc, data, len, from, fromlen))
-        return;
+    if (!routed) {
+        uint64_t now = wzp_now_ns();
+        int dst = w->relay->affinity ? handed_over_to(w, &vc, now) : -1;
+        if (dst >= 0 && (unsigned)dst != w->idx) {
+            hand_over(w, (unsigned)dst, data, len, from, fromlen);
+            return;
+        }
+        if (wzp_conn_screen_initial(w, data, len, from, fromlen) != WZP_SCREEN_PASS)
+            return;
+        if (w->relay->affinity) {
+            unsigned to = pick_room_worker(w, &vc, data, len, now);
+            if (to != w->idx) {
+                hand_over(w, to, data, len, from, fromlen);
+                return;
+            }
+        }
+    }
     c = wzp_conn_accept(w, data, len, from, fromlen);
     if (c)
         wzp_conn_input(c, data, len, from, fromlen);

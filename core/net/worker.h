@@ -87,6 +87,11 @@ struct wzp_worker {
     /* room affinity: new connections handed to the worker serving their room */
     struct wzp_handover *handover; /* [WZP_HANDOVER_SLOTS], direct-mapped, overwritten */
 
+    /* handshake pressure: at most one log line per WZP_PRESSURE_LOG_NS, with what
+     * changed since the last one (wzp_worker_note_pressure) */
+    uint64_t pressure_logged_ns;
+    uint64_t pressure_seen[3]; /* retries_sent, retry_tokens_invalid, per-address refusals */
+
     /* stateless reset rate limit */
     uint64_t reset_window_start_ns;
     unsigned resets_in_window;
@@ -146,6 +151,11 @@ void wzp_worker_account_signal_bytes(struct wzp_worker *w, int64_t delta);
  * received it (owner thread): what rx_cb does per packet. For fuzzers and tests. */
 void wzp_worker_input(struct wzp_worker *w, const uint8_t *data, size_t len,
                       const struct sockaddr *from, socklen_t fromlen);
+
+/* Something was refused or answered because of handshake pressure (Retry, per-address
+ * limits, a bad token; peer: the latest sender): log one line about it, at most every
+ * 10 s per worker, with the counts since the last line. */
+void wzp_worker_note_pressure(struct wzp_worker *w, const char *peer);
 
 /* Mark a connection as having something to write in this iteration. */
 void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c);

@@ -8,6 +8,7 @@
  */
 #include "config_file.h"
 
+#include "retry.h"
 #include "toml.h"
 
 #include <arpa/inet.h>
@@ -29,6 +30,7 @@ enum kind {
     K_BOOL,
     K_LOG_LEVEL,
     K_LOG_FORMAT,
+    K_RETRY,       /* "auto", "always", "off" (kept as the string) */
     K_ADDR_LIST,   /* probe_targets */
     K_PEERS,       /* [[peers]] */
     K_TRUSTED,     /* [[trusted]] */
@@ -69,6 +71,9 @@ static const struct key_spec root_keys[] = {
     {"room_affinity", K_BOOL, ROOT(room_affinity), 0, 0},
     {"max_handshakes", K_UINT, ROOT(max_handshakes), 1, 1000000},
     {"max_connections", K_UINT, ROOT(max_connections), 1, 10000000},
+    {"max_handshakes_per_addr", K_UINT, ROOT(max_handshakes_per_addr), 0, 1000000},
+    {"max_connections_per_addr", K_UINT, ROOT(max_connections_per_addr), 0, 10000000},
+    {"retry", K_RETRY, ROOT(retry), 0, 0},
     {"join_timeout_ms", K_UINT, ROOT(join_timeout_ms), 100, 600000},
     {"idle_timeout_ms", K_UINT, ROOT(idle_timeout_ms), 1000, 600000},
     {"identity", K_STRING, ROOT(identity), 0, 0},
@@ -321,6 +326,10 @@ static const char *string_problem(enum kind kind, const char *s)
     case K_LOG_FORMAT:
         return lookup_word(s, log_formats, WZP_ARRAY_LEN(log_formats)) >= 0 ? NULL
                                                                             : "one of text, json";
+    case K_RETRY: {
+        enum wzp_retry_mode mode;
+        return wzp_retry_mode_parse(s, &mode) == WZP_OK ? NULL : "one of auto, always, off";
+    }
     default:
         return NULL;
     }
@@ -587,9 +596,9 @@ static void free_strings(char **v, size_t n)
 
 void wzp_config_file_free(struct wzp_file_config *cfg)
 {
-    char **strings[] = {&cfg->listen_addr, &cfg->auth_url, &cfg->static_dir, &cfg->remote_relay,
-                        &cfg->debug_tap,   &cfg->identity, &cfg->policy,     &cfg->metrics_bind,
-                        &cfg->admin_token, &cfg->event_log};
+    char **strings[] = {&cfg->listen_addr, &cfg->auth_url,  &cfg->static_dir, &cfg->remote_relay,
+                        &cfg->debug_tap,   &cfg->identity,  &cfg->policy,     &cfg->metrics_bind,
+                        &cfg->admin_token, &cfg->event_log, &cfg->retry};
     for (size_t i = 0; i < WZP_ARRAY_LEN(strings); i++)
         free(*strings[i]);
     free_strings(cfg->probe_targets, cfg->probe_targets_len);

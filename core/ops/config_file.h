@@ -87,6 +87,9 @@ struct wzp_file_config {
     bool room_affinity;       /* [true] serve each room on one worker */
     unsigned max_handshakes;  /* concurrent handshakes */
     unsigned max_connections; /* concurrent QUIC connections */
+    unsigned max_handshakes_per_addr;  /* [32] 0 = no limit */
+    unsigned max_connections_per_addr; /* [256] 0 = no limit */
+    char *retry;                       /* ["auto"] "always", "off" */
     unsigned join_timeout_ms;
     unsigned idle_timeout_ms;
     char *identity;     /* identity seed file path */
@@ -100,7 +103,8 @@ struct wzp_file_config {
         bool listen_addr, max_sessions, metrics_port, auth_url, ws_port, static_dir, remote_relay,
             jitter_target_depth, jitter_max_depth, log_level, probe_targets, probe_mesh,
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
-        bool threads, room_affinity, max_handshakes, max_connections, join_timeout_ms,
+        bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
+            max_connections_per_addr, retry, join_timeout_ms,
             idle_timeout_ms, identity, policy, metrics_bind, admin_token, event_log, log_format;
     } set;
 };

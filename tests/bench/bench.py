@@ -241,7 +241,10 @@ class Relay:
         self.log_path = os.path.join(workdir, "relay-%s.log" % safe)
         args = [binary, "--listen", "127.0.0.1:%d" % self.port,
                 "-i", os.path.join(workdir, "identity"), "--threads", str(threads),
-                "--max-sessions", "5000", "--max-connections", "20000"] + Relay.extra_args
+                "--max-sessions", "5000", "--max-connections", "20000",
+                # every load client comes from 127.0.0.1: per-address limits off
+                "--max-handshakes-per-addr", "0", "--max-connections-per-addr", "0"]
+        args += Relay.extra_args
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

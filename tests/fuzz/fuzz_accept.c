@@ -11,7 +11,8 @@
  *   op 3  raw bytes (2-byte length, then the bytes): e.g. a real client Initial
  * After each packet the worker's loop runs once (timers due now). At the end every
  * connection is destroyed, and everything the worker and the relay count must be back at
- * zero: a CID key left behind is the use-after-free the relay once had.
+ * zero (per-address quota entries too): a CID key left behind is the use-after-free the
+ * relay once had. Tokens starting with 0xb6 take the Retry-token check and its refusal.
  */
 #include "common.h"
 #include "conn.h"
@@ -164,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (atomic_load(&worker->gauges.cid_entries) || atomic_load(&worker->gauges.slots_used) ||
         atomic_load(&worker->gauges.conns) || atomic_load(&worker->gauges.signal_bytes) ||
         wzp_quota_connections(&relay.quota) || wzp_quota_handshakes(&relay.quota) ||
-        wzp_quota_sessions(&relay.quota))
+        wzp_quota_sessions(&relay.quota) || atomic_load(&relay.quota.addresses))
         abort();
     return 0;
 }

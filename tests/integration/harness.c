@@ -511,3 +511,143 @@ void tc_free(struct tc *t)
         wzpc_free(t->c);
     t->c = NULL;
 }
+
+/* ---- floods ---- */
+
+#include <pthread.h>
+
+void capture_initials(const char *sni, size_t n, uint8_t (*pkts)[FLOOD_PKT_MAX], size_t *lens)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    cr_assert(fd >= 0);
+    int big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t alen = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    enum { BATCH = 64 };
+    struct wzpc_client *batch[BATCH];
+    size_t got = 0;
+    uint64_t deadline = wzp_now_ns() + 20000000000ull;
+    while (got < n) {
+        cr_assert_lt(wzp_now_ns(), deadline, "captured only %zu of %zu Initials", got, n);
+        size_t want = n - got < BATCH ? n - got : BATCH;
+        for (size_t i = 0; i < want; i++) {
+            struct wzpc_config cfg = {
+                .loop = loop, .host = "127.0.0.1", .port = ntohs(a.sin_port), .sni = sni};
+            batch[i] = wzpc_connect(&cfg);
+            cr_assert_not_null(batch[i]);
+        }
+        wzpc_run_for(loop, 20);
+        /* Keep the first padded Initial of each connection ID (a client that sent two
+         * datagrams in the meantime repeats its DCID). */
+        uint8_t buf[FLOOD_PKT_MAX];
+        ssize_t len;
+        while ((len = recv(fd, buf, sizeof buf, 0)) > 0 && got < n) {
+            if (len < 1200 || !(buf[0] & 0x80) || len < 6 + buf[5])
+                continue;
+            bool seen = false;
+            for (size_t j = got >= 2 * BATCH ? got - 2 * BATCH : 0; j < got && !seen; j++)
+                seen = pkts[j][5] == buf[5] && memcmp(pkts[j] + 6, buf + 6, buf[5]) == 0;
+            if (seen)
+                continue;
+            memcpy(pkts[got], buf, (size_t)len);
+            lens[got++] = (size_t)len;
+        }
+        for (size_t i = 0; i < want; i++)
+            wzpc_free(batch[i]);
+    }
+    ev_loop_destroy(loop);
+    close(fd);
+}
+
+struct flood {
+    pthread_t thread;
+    uint16_t port;
+    uint8_t (*pkts)[FLOOD_PKT_MAX];
+    const size_t *lens;
+    size_t n;
+    unsigned rate, ms, nsources;
+    int *fds;
+    struct flood_stats stats;
+};
+
+static void flood_drain(struct flood *f)
+{
+    uint8_t buf[2048];
+    for (unsigned i = 0; i < f->nsources; i++) {
+        ssize_t len;
+        while ((len = recv(f->fds[i], buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+            f->stats.replies++;
+            f->stats.reply_bytes += (uint64_t)len;
+        }
+    }
+}
+
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons(f->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint64_t start = wzp_now_ns(), end = start + (uint64_t)f->ms * 1000000ull;
+    size_t next = 0;
+    unsigned src = 0;
+    for (uint64_t now = start; now < end; now = wzp_now_ns()) {
+        /* Catch up with the schedule in 2 ms steps. */
+        uint64_t due = (now - start) * f->rate / 1000000000ull + 1;
+        while (f->stats.sent < due) {
+            int fd = f->fds[src];
+            src = (src + 1) % f->nsources;
+            if (sendto(fd, f->pkts[next], f->lens[next], 0, (struct sockaddr *)&to, sizeof to) < 0)
+                f->stats.send_errors++;
+            f->stats.sent++;
+            next = (next + 1) % f->n;
+        }
+        flood_drain(f);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    flood_drain(f);
+    return NULL;
+}
+
+struct flood *flood_start(struct relay_proc *r, uint8_t (*pkts)[FLOOD_PKT_MAX], const size_t *lens,
+                          size_t n, unsigned rate, unsigned ms, unsigned nsources)
+{
+    struct flood *f = calloc(1, sizeof *f);
+    cr_assert_not_null(f);
+    cr_assert(nsources > 0 && nsources <= 250 * 250);
+    f->port = r->port;
+    f->pkts = pkts;
+    f->lens = lens;
+    f->n = n;
+    f->rate = rate;
+    f->ms = ms;
+    f->nsources = nsources;
+    f->fds = calloc(nsources, sizeof *f->fds);
+    cr_assert_not_null(f->fds);
+    for (unsigned i = 0; i < nsources; i++) {
+        f->fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert(f->fds[i] >= 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl((127u << 24) | (1u << 16) | ((i / 250) << 8) | (i % 250 + 1));
+        cr_assert_eq(bind(f->fds[i], (struct sockaddr *)&a, sizeof a), 0, "bind 127.1.%u.%u: %s",
+                     i / 250, i % 250 + 1, strerror(errno));
+    }
+    cr_assert_eq(pthread_create(&f->thread, NULL, flood_main, f), 0);
+    return f;
+}
+
+void flood_join(struct flood *f, struct flood_stats *out)
+{
+    pthread_join(f->thread, NULL);
+    for (unsigned i = 0; i < f->nsources; i++)
+        close(f->fds[i]);
+    if (out)
+        *out = f->stats;
+    free(f->fds);
+    free(f);
+}

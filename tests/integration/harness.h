@@ -121,3 +121,29 @@ void tc_send_media(struct tc *t, const struct wzp_quality_report *report);
 void tc_send_media_size(struct tc *t, size_t payload_bytes);
 
 void tc_free(struct tc *t);
+
+/* ---- floods: real client Initials from loopback addresses that never answer ---- */
+
+#define FLOOD_PKT_MAX 1500
+
+/* The first Initials of n real clients (SNI sni), each with its own connection ID, into
+ * pkts[i] / lens[i]. Fails the test if they do not all arrive within 20 s. */
+void capture_initials(const char *sni, size_t n, uint8_t (*pkts)[FLOOD_PKT_MAX], size_t *lens);
+
+struct flood_stats {
+    uint64_t sent;        /* Initials sent */
+    uint64_t send_errors; /* sendto failures */
+    uint64_t replies;     /* packets the relay sent back (Retry, Handshake, ...) */
+    uint64_t reply_bytes;
+};
+
+/*
+ * Send pkts round-robin to the relay at rate packets per second for ms milliseconds,
+ * each from the next of nsources sockets bound to 127.1.0.1, 127.1.0.2, ... (loopback
+ * addresses of their own, like spoofed sources: nothing ever answers the relay, whose
+ * replies are only counted). Runs on its own thread until the time is up.
+ */
+struct flood;
+struct flood *flood_start(struct relay_proc *r, uint8_t (*pkts)[FLOOD_PKT_MAX], const size_t *lens,
+                          size_t n, unsigned rate, unsigned ms, unsigned nsources);
+void flood_join(struct flood *f, struct flood_stats *out);

@@ -204,21 +204,29 @@ struct quota_ctx {
     unsigned iterations;
     _Atomic unsigned errors;
     _Atomic unsigned granted;
+    _Atomic unsigned next_thread;
 };
 
 static void *quota_thread(void *arg)
 {
     struct quota_ctx *s = arg;
+    unsigned me = atomic_fetch_add(&s->next_thread, 1);
+    struct wzp_addr_key keys[2]; /* one address of its own, one shared by every thread */
+    memset(keys, 0, sizeof keys);
+    keys[0].b[0] = (uint8_t)(me + 1);
     for (unsigned i = 0; i < s->iterations; i++) {
         if (wzp_quota_take_session(&s->q)) {
             atomic_fetch_add(&s->granted, 1);
-            if (wzp_quota_sessions(&s->q) > s->q.max_sessions)
+            if (wzp_quota_sessions(&s->q) > s->q.max.sessions)
                 atomic_fetch_add(&s->errors, 1);
             wzp_quota_give_session(&s->q);
         }
-        if (wzp_quota_take_connection(&s->q, NULL) == WZP_QUOTA_GRANTED) {
-            wzp_quota_give_handshake(&s->q);
-            wzp_quota_give_connection(&s->q);
+        const struct wzp_addr_key *k = &keys[i & 1];
+        if (wzp_quota_take_connection(&s->q, k, NULL) == WZP_QUOTA_GRANTED) {
+            if (wzp_quota_addr_handshakes(&s->q, k) > s->q.max.handshakes_per_addr)
+                atomic_fetch_add(&s->errors, 1);
+            wzp_quota_give_handshake(&s->q, k);
+            wzp_quota_give_connection(&s->q, k);
         }
     }
     return NULL;
@@ -228,7 +236,9 @@ unsigned stress_quota(unsigned threads, unsigned iterations)
 {
     struct quota_ctx s;
     memset(&s, 0, sizeof s);
-    wzp_quota_init(&s.q, 2, 1, 3);
+    const struct wzp_quota_limits limits = {2, 3, 4, 2, 3};
+    if (wzp_quota_init(&s.q, &limits) != WZP_OK)
+        return 1;
     s.iterations = iterations;
     pthread_t t[16];
     threads = WZP_MIN(threads, WZP_ARRAY_LEN(t));
@@ -237,10 +247,12 @@ unsigned stress_quota(unsigned threads, unsigned iterations)
     for (unsigned i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     unsigned errors = atomic_load(&s.errors);
-    if (wzp_quota_sessions(&s.q) || wzp_quota_handshakes(&s.q) || wzp_quota_connections(&s.q))
-        errors++;
+    if (wzp_quota_sessions(&s.q) || wzp_quota_handshakes(&s.q) || wzp_quota_connections(&s.q) ||
+        atomic_load(&s.q.addresses))
+        errors++;                     /* something was not given back, or an address entry leaked */
     if (atomic_load(&s.granted) == 0) /* nothing was exercised */
         errors++;
+    wzp_quota_free(&s.q);
     if (errors)
         fprintf(stderr, "stress_quota: %u violations\n", errors);
     return errors;

@@ -437,6 +437,8 @@ Test(config_file, bad_strings)
                                              "warn, info, debug, trace, not \"verbose\"");
     parse_fails("log_format = \"xml\"\n",
                 "relay.toml:1: 'log_format' must be one of text, json, not \"xml\"");
+    parse_fails("\nretry = \"sometimes\"\n",
+                "relay.toml:2: 'retry' must be one of auto, always, off, not \"sometimes\"");
     parse_fails("static_dir = \"\"\n", "relay.toml:1: 'static_dir' must not be empty");
     parse_fails("identity = \"/tmp/a\\u0000b\"\n",
                 "relay.toml:1: 'identity' must not contain NUL (\\u0000)");
