@@ -86,6 +86,8 @@ uint64_t wzp_fnv1a(const void *data, size_t len);
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t wzp_now_ns(void);
+/* CPU time the calling thread has used (a system call: not for per-packet paths). */
+uint64_t wzp_thread_cpu_ns(void);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes, NUL-terminated). */
 void wzp_hex_encode(const uint8_t *in, size_t len, char *out);

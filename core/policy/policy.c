@@ -37,7 +37,8 @@ struct wzp_policy {
     bool in_lua;               /* policy code is running (its allocations stop short of the cap) */
     uint64_t errlog_window_ns; /* start of the current error-log window */
     unsigned errlog_lines, errlog_suppressed;
-    uint64_t deadline_ns;
+    uint64_t deadline_ns;     /* wall clock: checked cheaply every HOOK_COUNT_INSNS */
+    uint64_t cpu_deadline_ns; /* thread CPU time: what the budget really bounds */
     bool over_budget;     /* the running call passed its deadline: it is being unwound */
     char last_error[512]; /* first line of the last error, for load-time messages */
     int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
@@ -107,6 +108,25 @@ static uint64_t policy_now_ms(const struct wzp_policy *p)
 }
 
 /*
+ * Whether the running call is past its budget. The budget is CPU time of this thread,
+ * so a call the OS preempted (a busy machine, a sanitizer build) is not charged for the
+ * wait. Reading that clock is a system call, so the cheap wall clock is checked first:
+ * CPU time never runs ahead of it, and only once the wall deadline has passed is the CPU
+ * time read, and the wall deadline moved by what is left of the CPU budget.
+ */
+static bool past_budget(struct wzp_policy *p)
+{
+    uint64_t now = wzp_now_ns();
+    if (now <= p->deadline_ns)
+        return false;
+    uint64_t cpu = wzp_thread_cpu_ns();
+    if (cpu >= p->cpu_deadline_ns)
+        return true;
+    p->deadline_ns = now + (p->cpu_deadline_ns - cpu);
+    return false;
+}
+
+/*
  * The time budget. Checked every HOOK_COUNT_INSNS instructions; once the deadline has
  * passed, the error is raised again at every instruction until the call has unwound to
  * the relay (policy_pcall), so a pcall, xpcall or coroutine.resume in the policy only
@@ -118,7 +138,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct wzp_policy *p = policy_of(L);
-    if (p->over_budget || wzp_now_ns() > p->deadline_ns) {
+    if (p->over_budget || past_budget(p)) {
         if (!p->over_budget) {
             p->over_budget = true;
             PSTAT_ADD(p, budget_exceeded, 1);
@@ -140,9 +160,14 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 static int pcall_until(struct wzp_policy *p, int nargs, int nresults, int errfunc,
                        uint64_t deadline_ns)
 {
-    uint64_t outer_deadline = p->deadline_ns;
+    uint64_t outer_deadline = p->deadline_ns, outer_cpu_deadline = p->cpu_deadline_ns;
     bool outer_over = p->over_budget;
     p->deadline_ns = WZP_MIN(outer_deadline, deadline_ns);
+    if (deadline_ns != UINT64_MAX) { /* the same allowance in CPU time */
+        uint64_t now = wzp_now_ns(), cpu = wzp_thread_cpu_ns();
+        uint64_t allowance = deadline_ns > now ? deadline_ns - now : 0;
+        p->cpu_deadline_ns = WZP_MIN(outer_cpu_deadline, cpu + allowance);
+    }
     p->mem_refused = false;
     bool outer_in_lua = p->in_lua;
     p->in_lua = true;
@@ -153,6 +178,7 @@ static int pcall_until(struct wzp_policy *p, int nargs, int nresults, int errfun
         lua_sethook(p->L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT_INSNS);
     }
     p->deadline_ns = outer_deadline;
+    p->cpu_deadline_ns = outer_cpu_deadline;
     return rv;
 }
 
@@ -849,6 +875,7 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
     p->env = *env;
     p->stats = &p->own_stats;
     p->deadline_ns = UINT64_MAX;
+    p->cpu_deadline_ns = UINT64_MAX;
     snprintf(p->path, sizeof p->path, "%s", path);
     snprintf(p->dir, sizeof p->dir, "%s", path);
     char *slash = strrchr(p->dir, '/');
