@@ -9,6 +9,7 @@
  */
 #include "identity.h"
 #include "common.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -326,15 +327,29 @@ static int load_seed(const char *path, uint8_t seed[32], char *err, size_t errle
 {
     char buf[SEED_FILE_MAX + 1];
     size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO or a device in its place must not hang the start-up. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
     int rc;
 
     if (fd < 0 && errno == ENOENT)
         return WZP_ENOTFOUND;
-    if (fd < 0) {
+    if (fd < 0 || fstat(fd, &st) != 0) {
         set_err(err, errlen, "cannot open identity file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return WZP_EIO;
     }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "identity file %s is not a regular file", path);
+        close(fd);
+        return WZP_EINVAL;
+    }
+    if (st.st_mode & 077) /* the seed is the relay's private key */
+        WZP_WARN("identity",
+                 "identity file %s is readable or writable by others (mode %04o): anyone who "
+                 "reads it can impersonate this relay; chmod 600 it",
+                 path, (unsigned)(st.st_mode & 07777));
     rc = read_small_file(fd, buf, &len);
     if (rc != WZP_OK)
         set_err(err, errlen, "cannot read identity file %s: %s", path, strerror(errno));

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct ev_loop *loop;
@@ -128,4 +129,15 @@ Test(config, shipped_example_config_starts_the_relay)
 {
     const char *const args[] = {"-c", WZP_SOURCE_DIR "/examples/relay.toml", NULL};
     relay_start(&relay, args);
+}
+
+Test(config, an_identity_others_can_read_is_warned_about)
+{
+    /* The harness writes the seed with fopen: mode 0644 under umask 022. */
+    mode_t old = umask(022);
+    relay_start_with_identity(
+        &relay, "4242424242424242424242424242424242424242424242424242424242424242\n", NULL);
+    umask(old);
+    cr_assert(relay_log_wait(&relay, "readable or writable by others", 0));
+    cr_assert(relay_log_wait(&relay, "chmod 600", 0), "the warning says what to do");
 }

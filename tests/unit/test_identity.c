@@ -642,6 +642,18 @@ Test(seed_file, path_is_a_directory)
     cr_assert_not_null(strstr(err, path), "err: %s", err);
 }
 
+Test(seed_file, a_fifo_is_refused_without_waiting, .timeout = 10)
+{
+    struct wzp_identity id;
+    char path[128], err[256] = "";
+
+    tmp_path(path, sizeof(path), "relay-identity");
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    cr_assert_eq(wzp_identity_load_or_create(&id, path, err, sizeof(err)), WZP_EINVAL,
+                 "no writer ever comes: opening must not wait for one");
+    cr_assert_not_null(strstr(err, "not a regular file"), "err: %s", err);
+}
+
 Test(seed_file, parent_cannot_be_created)
 {
     struct wzp_identity id;
