@@ -11,11 +11,15 @@
 #include "policytest.h"
 #include "relay.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MOD                 "main"
@@ -64,8 +68,13 @@ static void usage(FILE *out)
         "  --metrics-port N       serve /metrics, /health, /ready, /rooms and /admin/* over\n"
         "                         HTTP on this TCP port (default: off)\n"
         "  --metrics-bind ADDR    address of that server (default 127.0.0.1)\n"
-        "  --admin-token TOKEN    bearer token for POST /admin/kick, /admin/drain,\n"
-        "                         /admin/reload (default: none, admin actions disabled)\n"
+        "  --admin-token-file PATH\n"
+        "                         file holding the bearer token for POST /admin/kick,\n"
+        "                         /admin/drain, /admin/reload (printable ASCII, at most %d\n"
+        "                         characters; keep the file mode 0600). Also: the\n"
+        "                         WZP_ADMIN_TOKEN environment variable, or --admin-token\n"
+        "                         TOKEN (visible to local users in ps). Default: none,\n"
+        "                         admin actions disabled\n"
         "  --event-log PATH       append JSON lines for joins, leaves, refusals, tier changes,\n"
         "                         reloads and drains (reopened on SIGHUP, for log rotation)\n"
         "  --log-format FORMAT    text (default) or json (one JSON object per line)\n"
@@ -100,8 +109,8 @@ static void usage(FILE *out)
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
-        WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS,
-        WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_ADMIN_TOKEN_MAX, WZP_DEFAULT_DRAIN_TIMEOUT_S,
+        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
@@ -139,6 +148,7 @@ enum {
     OPT_METRICS_PORT,
     OPT_METRICS_BIND,
     OPT_ADMIN_TOKEN,
+    OPT_ADMIN_TOKEN_FILE,
     OPT_DRAIN_TIMEOUT,
     OPT_EVENT_LOG,
     OPT_LOG_FORMAT,
@@ -150,6 +160,81 @@ static char test_policy_path[PATH_MAX], test_file_path[PATH_MAX];
 static bool script_given;
 
 /* Returns 0 to run, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
+static bool token_on_command_line;
+
+static bool is_ip_literal(const char *text)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, text, buf) == 1 || inet_pton(AF_INET6, text, buf) == 1;
+}
+
+/* Take an admin token from source (a flag, a file, the environment): non-empty, at most
+ * WZP_ADMIN_TOKEN_MAX characters, printable ASCII without spaces (it travels in an HTTP
+ * header). Never truncated: a token that does not fit is refused. */
+static int set_admin_token(struct wzp_config *cfg, const char *token, const char *source)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n > WZP_ADMIN_TOKEN_MAX) {
+        fprintf(stderr,
+                "wzp-relay: %s: the admin token must be 1 to %d characters long, not %zu "
+                "(a random string of 32 to 64 characters is plenty)\n",
+                source, WZP_ADMIN_TOKEN_MAX, n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (token[i] < 0x21 || token[i] > 0x7e) {
+            fprintf(stderr,
+                    "wzp-relay: %s: the admin token may hold only printable ASCII without "
+                    "spaces (character %zu is not)\n",
+                    source, i + 1);
+            return -1;
+        }
+    memcpy(cfg->admin_token, token, n + 1);
+    return 0;
+}
+
+/* The admin token from the first line of a file; warns when others may read the file. */
+static int read_admin_token_file(struct wzp_config *cfg, const char *path)
+{
+    /* O_NONBLOCK: a FIFO or a device must not hang the start-up */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fprintf(stderr, "wzp-relay: --admin-token-file %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "wzp-relay: --admin-token-file %s: not a regular file\n", path);
+        close(fd);
+        return -1;
+    }
+    char buf[WZP_ADMIN_TOKEN_MAX + 3];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0) {
+        fprintf(stderr, "wzp-relay: --admin-token-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0'; /* the first line */
+    if ((size_t)n == sizeof buf - 1 && strlen(buf) == (size_t)n) {
+        fprintf(stderr,
+                "wzp-relay: --admin-token-file %s: the token is longer than %d characters\n", path,
+                WZP_ADMIN_TOKEN_MAX);
+        return -1;
+    }
+    char source[PATH_MAX + 32];
+    snprintf(source, sizeof source, "--admin-token-file %s", path);
+    if (set_admin_token(cfg, buf, source) != 0)
+        return -1;
+    if (st.st_mode & 077)
+        WZP_WARN(MOD, "admin token file %s is readable by others (mode %04o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct wzp_config *cfg)
 {
     static const struct option opts[] = {
@@ -178,6 +263,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
         {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
         {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+        {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
         {"event-log", required_argument, NULL, OPT_EVENT_LOG},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -288,10 +374,24 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
                 return -1;
             break;
         case OPT_METRICS_BIND:
+            if (!is_ip_literal(optarg) || strlen(optarg) >= sizeof cfg->metrics_bind) {
+                fprintf(stderr,
+                        "wzp-relay: --metrics-bind expects an IP address such as 127.0.0.1 or "
+                        "::1 (not a host name), got \"%s\"\n",
+                        optarg);
+                return -1;
+            }
             snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", optarg);
             break;
         case OPT_ADMIN_TOKEN:
-            snprintf(cfg->admin_token, sizeof cfg->admin_token, "%s", optarg);
+            if (set_admin_token(cfg, optarg, "--admin-token") != 0)
+                return -1;
+            token_on_command_line = true;
+            break;
+        case OPT_ADMIN_TOKEN_FILE:
+            if (read_admin_token_file(cfg, optarg) != 0)
+                return -1;
+            token_on_command_line = false;
             break;
         case OPT_DRAIN_TIMEOUT:
             if (parse_uint("--drain-timeout", optarg, 1, 86400, &cfg->drain_timeout_s))
@@ -505,8 +605,10 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
         snprintf(cfg->identity_path, sizeof cfg->identity_path, "%s", f->identity);
     if (f->set.metrics_bind)
         snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "%s", f->metrics_bind);
-    if (f->set.admin_token)
-        snprintf(cfg->admin_token, sizeof cfg->admin_token, "%s", f->admin_token);
+    if (f->set.admin_token && set_admin_token(cfg, f->admin_token, path) != 0)
+        return -1;
+    if (f->set.admin_token_file && read_admin_token_file(cfg, f->admin_token_file) != 0)
+        return -1;
     if (f->set.policy) {
         script_given = true;
         snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s",
@@ -567,6 +669,9 @@ int main(int argc, char **argv)
     int prv = parse_args(argc, argv, &cfg);
     if (prv)
         return prv > 0 ? 0 : 2;
+    const char *env_token = getenv("WZP_ADMIN_TOKEN");
+    if (!cfg.admin_token[0] && env_token && set_admin_token(&cfg, env_token, "WZP_ADMIN_TOKEN"))
+        return 2;
     if (!cfg.lua_dir[0])
         find_beside_relay("lua", "", cfg.lua_dir, sizeof cfg.lua_dir);
     if (check_path[0])
@@ -637,6 +742,16 @@ int main(int argc, char **argv)
         WZP_INFO(MOD, "metrics and admin on http://%s:%u/ (admin actions %s)",
                  relay.cfg.metrics_bind, relay.cfg.metrics_port,
                  relay.cfg.admin_token[0] ? "need the bearer token" : "disabled");
+        if (strcmp(relay.cfg.metrics_bind, "0.0.0.0") == 0 ||
+            strcmp(relay.cfg.metrics_bind, "::") == 0)
+            WZP_WARN(MOD,
+                     "the HTTP server listens on every interface (--metrics-bind %s): "
+                     "/metrics and /rooms show participants to anyone who can reach port %u; "
+                     "bind it to a private address or firewall it",
+                     relay.cfg.metrics_bind, relay.cfg.metrics_port);
+        if (token_on_command_line)
+            WZP_WARN(MOD, "the admin token was given with --admin-token, where local users can "
+                          "read it (ps, /proc); prefer --admin-token-file or WZP_ADMIN_TOKEN");
     }
     wait_for_signals(&relay, &set);
     wzp_admin_stop(relay.admin);

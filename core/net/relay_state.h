@@ -38,6 +38,8 @@
 #define WZP_DEFAULT_DRAIN_TIMEOUT_S          600
 #define WZP_MAX_WORKERS                      64
 
+#define WZP_ADMIN_TOKEN_MAX 255 /* bytes of the admin bearer token */
+
 struct wzp_config {
     char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
     struct sockaddr_storage listen_addr;
@@ -56,7 +58,7 @@ struct wzp_config {
     char policy_path[PATH_MAX];            /* "" = no policy file: upstream behaviour */
     unsigned metrics_port;                 /* 0: no HTTP server */
     char metrics_bind[64];                 /* address of the HTTP server (default 127.0.0.1) */
-    char admin_token[256];                 /* "" = admin actions disabled */
+    char admin_token[WZP_ADMIN_TOKEN_MAX + 1]; /* "" = admin actions disabled */
     unsigned drain_timeout_s;              /* drain: exit at the latest after this */
     char debug_tap[WZP_ROOM_NAME_MAX + 1]; /* room name or "*": log every packet there */
     char event_log[PATH_MAX];              /* "" = no event log */

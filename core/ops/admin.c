@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "common.h"
+#include "httpguard.h"
 #include "log.h"
 #include "relay_state.h"
 #include "sfu.h"
@@ -19,8 +20,11 @@
 #include <unistd.h>
 
 #define MOD                        "admin"
-#define ADMIN_MAX_CONNECTIONS      64
-#define ADMIN_CONNECTION_TIMEOUT_S 10
+#define ADMIN_MAX_CONNECTIONS      WZP_HTTPGUARD_MAX /* all at once */
+#define ADMIN_MAX_PER_ADDRESS      8                 /* from one client address */
+#define ADMIN_CONNECTION_TIMEOUT_S 10                /* idle connections end */
+#define ADMIN_HEAD_DEADLINE_MS     5000 /* a request head arrives within this, or the end */
+#define AUTH_LOG_EVERY_NS          (10ull * 1000000000ull)
 #define METRICS_MAX_SESSIONS       200  /* bound on per-session series */
 #define ADMIN_MAX_ROOMS            1024 /* rooms /rooms and /metrics look at, at most */
 
@@ -44,6 +48,9 @@ static bool list_rooms(struct wzp_relay *r, struct room_list *l)
 struct wzp_admin {
     struct MHD_Daemon *daemon;
     struct wzp_relay *relay;
+    struct wzp_httpguard guard;
+    _Atomic uint64_t auth_failures;
+    uint64_t auth_logged_ns, auth_logged_at; /* MHD's thread only */
 };
 
 /* ---------------------------------------------------------------- metrics */
@@ -275,9 +282,21 @@ static void policy_metrics(struct wzp_buf *b, struct wzp_relay *r)
              atomic_load(&r->policy_reloads_failed));
 }
 
-char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
+/* The HTTP server's own counters (a: NULL when rendered without a server, in tests). */
+static void http_metrics(struct wzp_buf *b, struct wzp_admin *a)
+{
+    metric(b, "wzp_relay_http_slow_requests_total", "counter",
+           "HTTP connections closed because no request arrived within 5 s.",
+           a ? atomic_load(&a->guard.closed_slow) : 0);
+    metric(b, "wzp_relay_admin_auth_failures_total", "counter",
+           "Admin requests refused for a missing or wrong bearer token.",
+           a ? atomic_load(&a->auth_failures) : 0);
+}
+
+static char *metrics_text(struct wzp_relay *r, struct wzp_admin *a, size_t *len)
 {
     struct wzp_buf b = WZP_BUF_INIT;
+    http_metrics(&b, a);
     upstream_metrics(&b, r);
     session_metrics(&b, r);
     counter_metrics(&b, r);
@@ -286,12 +305,18 @@ char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
     metric(&b, "wzp_relay_connections", "gauge", "QUIC connections of any kind.",
            wzp_quota_connections(&r->quota));
     metric(&b, "wzp_relay_handshakes_in_progress", "gauge",
-           "QUIC handshakes in progress (limit --max-handshakes).", wzp_quota_handshakes(&r->quota));
+           "QUIC handshakes in progress (limit --max-handshakes).",
+           wzp_quota_handshakes(&r->quota));
     metric(&b, "wzp_relay_draining", "gauge", "1 while the relay drains.",
            atomic_load(&r->draining) ? 1 : 0);
     *len = b.len;
     wzp_buf_append(&b, "", 1);
     return (char *)b.data;
+}
+
+char *wzp_admin_metrics_text(struct wzp_relay *r, size_t *len)
+{
+    return metrics_text(r, NULL, len);
 }
 
 /* ---------------------------------------------------------------- JSON views */
@@ -367,7 +392,8 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, char *json)
     return rv;
 }
 
-/* Constant-time comparison of the bearer token. */
+/* The bearer token matches: compared in time that depends on neither the token's
+ * content nor where a guess first differs (always WZP_ADMIN_TOKEN_MAX bytes). */
 static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
 {
     const char *token = a->relay->cfg.admin_token;
@@ -375,13 +401,48 @@ static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
     if (!token[0] || !h || strncmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
-    size_t n = strlen(token);
-    if (strlen(h) != n)
-        return false;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(h[i] ^ token[i]);
+    size_t given = strnlen(h, WZP_ADMIN_TOKEN_MAX + 1), want = strlen(token);
+    unsigned diff = given != want;
+    for (size_t i = 0; i < WZP_ADMIN_TOKEN_MAX; i++) {
+        unsigned char g = i < given ? (unsigned char)h[i] : 0;
+        unsigned char w = i < want ? (unsigned char)token[i] : 0;
+        diff |= (unsigned)(g ^ w);
+    }
     return diff == 0;
+}
+
+static void peer_of(struct MHD_Connection *conn, char *out, size_t outlen)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, outlen, "?");
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+    snprintf(out, outlen, "%s", ip);
+}
+
+/* Count a failed authorization; log the first and then at most one line per 10 s. */
+static void auth_failed(struct wzp_admin *a, struct MHD_Connection *conn, const char *url)
+{
+    uint64_t n = atomic_fetch_add(&a->auth_failures, 1) + 1, now = wzp_now_ns();
+    if (a->auth_logged_ns && now - a->auth_logged_ns < AUTH_LOG_EVERY_NS)
+        return;
+    char peer[INET6_ADDRSTRLEN], esc[160];
+    peer_of(conn, peer, sizeof peer);
+    wzp_log_escape_text(url, esc, sizeof esc);
+    WZP_WARN(MOD,
+             "refused %s from %s: missing or wrong bearer token (%llu refusal%s since the "
+             "last such line)",
+             esc, peer, (unsigned long long)(n - a->auth_logged_at),
+             n - a->auth_logged_at == 1 ? "" : "s");
+    a->auth_logged_ns = now;
+    a->auth_logged_at = n;
 }
 
 static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *conn,
@@ -391,7 +452,7 @@ static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *
         return reply_text(conn, MHD_HTTP_FORBIDDEN,
                           "admin actions are disabled: start the relay with --admin-token\n");
     if (!authorized(a, conn)) {
-        WZP_WARN(MOD, "refused %s: missing or wrong bearer token", url);
+        auth_failed(a, conn, url);
         return reply_text(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token\n");
     }
     if (strcmp(url, "/admin/drain") == 0) {
@@ -422,8 +483,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version;
     (void)upload;
     struct wzp_admin *a = cls;
-    if (!*state) { /* first call: headers only */
+    if (!*state) { /* first call: the request head is complete */
         *state = a;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context)
+            wzp_httpguard_head_done(&a->guard, (int)(intptr_t)ci->socket_context - 1);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -439,7 +504,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     if (strcmp(url, "/metrics") == 0) {
         size_t len;
-        char *text = wzp_admin_metrics_text(r, &len);
+        char *text = metrics_text(r, a, &len);
         enum MHD_Result rv = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len);
         free(text);
         return rv;
@@ -456,6 +521,37 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return reply_json(conn, room_json(r, url + 7));
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
                       "not found: /metrics /health /ready /rooms /rooms/NAME /admin/...\n");
+}
+
+/* Connections come and go: the guard tracks each (socket context = its slot + 1). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    struct wzp_admin *a = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char peer[INET6_ADDRSTRLEN];
+        peer_of(conn, peer, sizeof peer);
+        int slot = ci ? wzp_httpguard_open(&a->guard, ci->connect_fd, peer, wzp_now_ns()) : -1;
+        *socket_context = (void *)(intptr_t)(slot + 1);
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        wzp_httpguard_close(&a->guard, (int)(intptr_t)*socket_context - 1);
+        *socket_context = NULL;
+    }
+}
+
+/* A response went out: the next request on the connection has its own deadline. */
+static void on_request_done(void *cls, struct MHD_Connection *conn, void **state,
+                            enum MHD_RequestTerminationCode how)
+{
+    (void)state;
+    (void)how;
+    struct wzp_admin *a = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context)
+        wzp_httpguard_request_done(&a->guard, (int)(intptr_t)ci->socket_context - 1, wzp_now_ns());
 }
 
 int wzp_admin_start(struct wzp_admin **out, struct wzp_relay *relay, char *err, size_t errlen)
@@ -480,11 +576,22 @@ int wzp_admin_start(struct wzp_admin **out, struct wzp_relay *relay, char *err, 
     if (!a)
         return WZP_ENOMEM;
     a->relay = relay;
+    wzp_httpguard_init(&a->guard, ADMIN_HEAD_DEADLINE_MS);
+    if (wzp_httpguard_start(&a->guard) != WZP_OK) {
+        wzp_httpguard_stop(&a->guard);
+        free(a);
+        snprintf(err, errlen, "cannot start the HTTP server's sweeper thread");
+        return WZP_ENOMEM;
+    }
     a->daemon = MHD_start_daemon(
         flags, (uint16_t)relay->cfg.metrics_port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_MAX_PER_ADDRESS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_CONNECTION_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_NOTIFY_COMPLETED,
+        on_request_done, a, MHD_OPTION_END);
     if (!a->daemon) {
+        wzp_httpguard_stop(&a->guard);
         snprintf(err, errlen,
                  "cannot start the HTTP server on %s port %u (in use? try another "
                  "--metrics-port)",
@@ -500,6 +607,7 @@ void wzp_admin_stop(struct wzp_admin *a)
 {
     if (!a)
         return;
-    MHD_stop_daemon(a->daemon);
+    MHD_stop_daemon(a->daemon); /* closes every connection, telling the guard */
+    wzp_httpguard_stop(&a->guard);
     free(a);
 }

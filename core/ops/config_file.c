@@ -80,6 +80,7 @@ static const struct key_spec root_keys[] = {
     {"policy", K_STRING, ROOT(policy), 0, 0},
     {"metrics_bind", K_IP, ROOT(metrics_bind), 0, 0},
     {"admin_token", K_STRING, ROOT(admin_token), 0, 0},
+    {"admin_token_file", K_STRING, ROOT(admin_token_file), 0, 0},
     {"event_log", K_STRING, ROOT(event_log), 0, 0},
     {"log_format", K_LOG_FORMAT, ROOT(log_format), 0, 0},
 };
@@ -596,9 +597,10 @@ static void free_strings(char **v, size_t n)
 
 void wzp_config_file_free(struct wzp_file_config *cfg)
 {
-    char **strings[] = {&cfg->listen_addr, &cfg->auth_url,  &cfg->static_dir, &cfg->remote_relay,
-                        &cfg->debug_tap,   &cfg->identity,  &cfg->policy,     &cfg->metrics_bind,
-                        &cfg->admin_token, &cfg->event_log, &cfg->retry};
+    char **strings[] = {&cfg->listen_addr,  &cfg->auth_url,     &cfg->static_dir,
+                        &cfg->remote_relay, &cfg->debug_tap,    &cfg->identity,
+                        &cfg->policy,       &cfg->metrics_bind, &cfg->admin_token,
+                        &cfg->event_log,    &cfg->retry,        &cfg->admin_token_file};
     for (size_t i = 0; i < WZP_ARRAY_LEN(strings); i++)
         free(*strings[i]);
     free_strings(cfg->probe_targets, cfg->probe_targets_len);

@@ -96,6 +96,7 @@ struct wzp_file_config {
     char *policy;       /* policy script path */
     char *metrics_bind; /* [127.0.0.1] IP the metrics server binds */
     char *admin_token;
+    char *admin_token_file;
     char *event_log; /* JSONL event log path (upstream: CLI only, key ignored) */
     enum wzp_file_log_format log_format;
 
@@ -104,7 +105,7 @@ struct wzp_file_config {
             jitter_target_depth, jitter_max_depth, log_level, probe_targets, probe_mesh,
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
         bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
-            max_connections_per_addr, retry, join_timeout_ms,
+            max_connections_per_addr, retry, admin_token_file, join_timeout_ms,
             idle_timeout_ms, identity, policy, metrics_bind, admin_token, event_log, log_format;
     } set;
 };
