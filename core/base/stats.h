@@ -82,6 +82,8 @@
     X(steer_queue_full, packets_dropped, "cross_worker_queue_full",                                \
       "packets dropped: cross-worker queue full")                                                  \
     X(version_negotiations, version_negotiations, "", "Version Negotiation packets sent")          \
+    X(replies_rate_limited, packets_dropped, "reply_rate_limit",                                   \
+      "packets not answered: Version Negotiation / Stateless Reset over 100/s per worker")         \
     X(stateless_resets, stateless_resets, "", "Stateless Reset packets sent")                      \
     X(retries_sent, retries_sent, "", "Retry packets sent (address validation)")                   \
     X(retry_tokens_valid, retry_tokens, "valid", "Initials with a valid Retry token")              \

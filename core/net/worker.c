@@ -25,7 +25,7 @@
 
 #define CID_BUCKETS           4096
 #define RX_BATCHES_PER_WAKEUP 8
-#define RESETS_PER_SECOND     100
+#define REPLIES_PER_SECOND    100 /* Version Negotiations, and Stateless Resets, each */
 #define HANDOVER_TTL_NS       (2ull * WZP_HANDSHAKE_TIMEOUT_MS * 1000000)
 #define MIN_INITIAL_BYTES     1200 /* RFC 9000 14.1: smaller client Initials are dropped */
 
@@ -229,10 +229,29 @@ void wzp_worker_tx_flush(struct wzp_worker *w)
 
 /* ---------------------------------------------------------------- receive */
 
+/* One more stateless reply of this kind in the current second? (A spoofed source can
+ * aim them at a victim: never more than REPLIES_PER_SECOND per worker.) */
+static bool reply_allowed(struct wzp_worker *w, struct wzp_reply_rate *rate)
+{
+    uint64_t now = wzp_now_ns();
+    if (now - rate->window_start_ns > 1000000000ull) {
+        rate->window_start_ns = now;
+        rate->sent = 0;
+    }
+    if (rate->sent < REPLIES_PER_SECOND) {
+        rate->sent++;
+        return true;
+    }
+    WZP_STAT_INC(&w->stats, replies_rate_limited);
+    return false;
+}
+
 static void send_version_negotiation(struct wzp_worker *w, const ngtcp2_version_cid *vc,
                                      const struct sockaddr *from, socklen_t fromlen)
 {
     static const uint32_t versions[] = {NGTCP2_PROTO_VER_V1, NGTCP2_PROTO_VER_V2_DRAFT};
+    if (!reply_allowed(w, &w->vn_rate))
+        return;
     uint8_t *buf = wzp_worker_tx_buf(w);
     uint8_t unused;
     gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1);
@@ -245,16 +264,6 @@ static void send_version_negotiation(struct wzp_worker *w, const ngtcp2_version_
     }
 }
 
-static bool reset_allowed(struct wzp_worker *w)
-{
-    uint64_t now = wzp_now_ns();
-    if (now - w->reset_window_start_ns > 1000000000ull) {
-        w->reset_window_start_ns = now;
-        w->resets_in_window = 0;
-    }
-    return w->resets_in_window++ < RESETS_PER_SECOND;
-}
-
 /* A short-header packet for a connection we do not know: answer with a Stateless Reset
  * (smaller than the trigger, so two relays can never loop). */
 static void send_stateless_reset(struct wzp_worker *w, const ngtcp2_version_cid *vc, size_t len,
@@ -262,7 +271,7 @@ static void send_stateless_reset(struct wzp_worker *w, const ngtcp2_version_cid 
 {
     const size_t min_reset =
         1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN;
-    if (len <= min_reset || !reset_allowed(w))
+    if (len <= min_reset || !reply_allowed(w, &w->reset_rate))
         return;
     ngtcp2_cid cid;
     ngtcp2_cid_init(&cid, vc->dcid, vc->dcidlen);

@@ -92,9 +92,11 @@ struct wzp_worker {
     uint64_t pressure_logged_ns;
     uint64_t pressure_seen[3]; /* retries_sent, retry_tokens_invalid, per-address refusals */
 
-    /* stateless reset rate limit */
-    uint64_t reset_window_start_ns;
-    unsigned resets_in_window;
+    /* rate limits of the stateless replies to packets of no connection (each per second) */
+    struct wzp_reply_rate {
+        uint64_t window_start_ns;
+        unsigned sent;
+    } reset_rate, vn_rate;
 
     /* batched transmit */
     struct wzp_txbatch tx;

@@ -61,6 +61,36 @@ Test(endpoint, unknown_version_gets_version_negotiation)
     cr_assert_eq(relay_counter(&relay, "version_negotiations"), 1);
 }
 
+Test(endpoint, version_negotiation_is_rate_limited)
+{
+    /* Spoofed sources could aim Version Negotiations at a victim: 100 per second and
+     * worker at most, the rest counted. */
+    static const char *const args[] = {"--threads", "1", NULL};
+    relay_start(&relay, args);
+    uint8_t pkt[1200] = {0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8, 1, 2, 3, 4, 5, 6,
+                         7,    8,    8,    9,    9,    9, 9, 9, 9, 9, 9};
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons(relay.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint64_t t0 = wzp_now_ns();
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&to, sizeof to),
+                     (ssize_t)sizeof pkt);
+    uint64_t sent_ms = (wzp_now_ns() - t0) / 1000000;
+    close(fd);
+    uint64_t vn = 0, limited = 0;
+    for (int i = 0; i < 50 && vn + limited < 300; i++) {
+        usleep(20000);
+        vn = relay_counter(&relay, "version_negotiations");
+        limited = relay_counter(&relay, "replies_rate_limited");
+    }
+    cr_assert_geq(vn + limited, 200, "most reached the relay");
+    cr_assert_gt(limited, 0);
+    if (sent_ms < 900) /* all within one window */
+        cr_assert_leq(vn, 100, "%llu answered", (unsigned long long)vn);
+}
+
 Test(endpoint, unknown_short_header_gets_stateless_reset)
 {
     relay_start(&relay, NULL);
