@@ -550,6 +550,7 @@ static void worker_shutdown(struct wzp_worker *w)
     w->stopped = true;
     ev_io_stop(w->loop, &w->rx);
     ev_timer_stop(w->loop, &w->policy_timer);
+    ev_timer_stop(w->loop, &w->heartbeat);
     struct wzp_conn *c = w->conns;
     while (c) {
         struct wzp_conn *next = c->next;
@@ -618,11 +619,20 @@ static void wake_cb(void *ctx)
 }
 
 /* Before the loop blocks: write every dirty connection once, send, wake peers. */
+/* Nothing to do: waking the loop is the point (flush_cb then records that it ran). */
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+}
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     (void)loop;
     (void)revents;
     struct wzp_worker *w = p->data;
+    atomic_store_explicit(&w->loop_ns, wzp_now_ns(), memory_order_relaxed);
     for (;;) {
         flush_dirty(w);
         if (wzp_mesh_going_idle(w->node))
@@ -765,7 +775,16 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);
+    ev_timer_init(&w->heartbeat, heartbeat_cb, 1., 1.);
+    w->heartbeat.data = w;
+    ev_timer_start(w->loop, &w->heartbeat);
     return WZP_OK;
+}
+
+double wzp_worker_loop_age(const struct wzp_worker *w, uint64_t now_ns)
+{
+    uint64_t t = atomic_load_explicit(&w->loop_ns, memory_order_relaxed);
+    return t && now_ns > t ? (double)(now_ns - t) / 1e9 : 0.;
 }
 
 static void *worker_main(void *arg)

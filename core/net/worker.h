@@ -70,6 +70,8 @@ struct wzp_worker {
     ev_io rx;
     ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
     ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
+    ev_timer heartbeat;    /* wakes an idle loop every second, so loop_ns stays fresh */
+    _Atomic uint64_t loop_ns; /* when the loop last went round (0: not started yet) */
     _Atomic bool stop_requested;
     bool stopped;
 
@@ -171,6 +173,12 @@ uint8_t *wzp_worker_tx_buf(struct wzp_worker *w);
 void wzp_worker_tx_commit(struct wzp_worker *w, size_t len, const struct sockaddr *to,
                           socklen_t tolen);
 void wzp_worker_tx_flush(struct wzp_worker *w);
+
+/* Seconds since the worker's loop last went round: about 1 at most when healthy; more
+ * means it is stuck in something (a long C call of a policy, a deadlock). 0 before the
+ * worker started. Any thread. */
+double wzp_worker_loop_age(const struct wzp_worker *w, uint64_t now_ns);
+#define WZP_WORKER_STUCK_S 5.0 /* a loop age from which /health and /ready fail */
 
 /* Hand a new policy state to the worker (any thread); it switches at its next wake-up. */
 void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p);

@@ -234,6 +234,13 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
                        (long long)atomic_load(&r->workers[i]->gauges.field));
     WZP_GAUGE_FIELDS(WZP_GAUGE_METRIC)
 #undef WZP_GAUGE_METRIC
+    metric_header(b, "wzp_relay_worker_loop_age_seconds", "gauge",
+                  "Seconds since each worker's loop last went round (about 1 at most when "
+                  "healthy; from 5 /health and /ready fail).");
+    uint64_t now = wzp_now_ns();
+    for (unsigned i = 0; i < r->nworkers; i++)
+        wzp_buf_printf(b, "wzp_relay_worker_loop_age_seconds{worker=\"%u\"} %.3f\n", i,
+                       wzp_worker_loop_age(r->workers[i], now));
     metric(b, "wzp_relay_room_affinity", "gauge",
            "1 if each room is served by one worker, 0 if rooms are spread over the workers.",
            r->affinity ? 1.0 : 0.0);
@@ -476,6 +483,39 @@ static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *
     return reply_text(conn, MHD_HTTP_NOT_FOUND, "unknown admin action\n");
 }
 
+/* A worker whose loop has not gone round for WZP_WORKER_STUCK_S: why holds which. */
+static bool stuck_worker(struct wzp_relay *r, char *why, size_t whylen)
+{
+    uint64_t now = wzp_now_ns();
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        double age = wzp_worker_loop_age(r->workers[i], now);
+        if (age >= WZP_WORKER_STUCK_S) {
+            snprintf(why, whylen, "stuck: worker %u has not run its loop for %.0f s\n", i, age);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a load balancer should send new clients elsewhere, and why. */
+static bool not_ready(struct wzp_relay *r, char *why, size_t whylen)
+{
+    const struct wzp_quota *q = &r->quota;
+    if (atomic_load(&r->draining))
+        snprintf(why, whylen, "draining\n");
+    else if (stuck_worker(r, why, whylen))
+        return true;
+    else if (wzp_quota_sessions(q) >= q->max.sessions)
+        snprintf(why, whylen, "full: %u of %u sessions in use (--max-sessions)\n",
+                 wzp_quota_sessions(q), q->max.sessions);
+    else if (wzp_quota_handshakes_full(q))
+        snprintf(why, whylen, "busy: %u handshakes in progress (--max-handshakes)\n",
+                 wzp_quota_handshakes(q));
+    else
+        return false;
+    return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -509,12 +549,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         free(text);
         return rv;
     }
-    if (strcmp(url, "/health") == 0)
+    if (strcmp(url, "/health") == 0) {
+        char why[160];
+        if (stuck_worker(r, why, sizeof why))
+            return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
         return reply_text(conn, MHD_HTTP_OK, atomic_load(&r->draining) ? "ok draining\n" : "ok\n");
-    if (strcmp(url, "/ready") == 0)
-        return atomic_load(&r->draining)
-                   ? reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n")
-                   : reply_text(conn, MHD_HTTP_OK, "ready\n");
+    }
+    if (strcmp(url, "/ready") == 0) {
+        char why[160];
+        if (not_ready(r, why, sizeof why))
+            return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+        return reply_text(conn, MHD_HTTP_OK, "ready\n");
+    }
     if (strcmp(url, "/rooms") == 0)
         return reply_json(conn, rooms_json(r));
     if (strncmp(url, "/rooms/", 7) == 0)

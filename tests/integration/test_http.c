@@ -231,3 +231,51 @@ Test(http, every_interface_is_warned_about)
     start(more);
     cr_assert(relay_log_wait(&relay, "listens on every interface", 1000));
 }
+
+Test(http, a_stuck_worker_fails_health_and_readiness)
+{
+    /* An unsafe policy whose on_join blocks in a C call for 7 s: the time budget cannot
+     * interrupt it, so the worker's loop stops going round. */
+    char path[] = "/tmp/wzp-stuck-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    const char *lua = "function on_join(j) os.execute('sleep 7') return true end\n";
+    cr_assert_eq(write(fd, lua, strlen(lua)), (ssize_t)strlen(lua));
+    close(fd);
+    const char *const more[] = {"--threads", "1", "--policy-unsafe", "-s", path, NULL};
+    start(more);
+    char body[512];
+    cr_assert_eq(http_request(http_port, "GET", "/health", NULL, body, sizeof body), 200);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc t;
+    tc_connect(&t, loop, &relay, "room", 1, NULL);
+    wzpc_run_for(loop, 5800); /* the join blocks the only worker */
+    cr_assert_eq(http_request(http_port, "GET", "/health", NULL, body, sizeof body), 503);
+    cr_assert(strstr(body, "stuck: worker 0"), "%s", body);
+    cr_assert_eq(http_request(http_port, "GET", "/ready", NULL, body, sizeof body), 503);
+    cr_assert_geq(metric("wzp_relay_worker_loop_age_seconds{worker=\"0\"}"), 5.0);
+    cr_assert(tc_wait_state(&t, loop, WZPC_JOINED, 5000), "the join completes afterwards");
+    cr_assert_eq(http_request(http_port, "GET", "/health", NULL, body, sizeof body), 200);
+    cr_assert_lt(metric("wzp_relay_worker_loop_age_seconds{worker=\"0\"}"), 2.0);
+    tc_free(&t);
+    ev_loop_destroy(loop);
+    unlink(path);
+}
+
+Test(http, a_full_relay_is_not_ready)
+{
+    const char *const more[] = {"--max-sessions", "1", NULL};
+    start(more);
+    char body[512];
+    cr_assert_eq(http_request(http_port, "GET", "/ready", NULL, body, sizeof body), 200);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc t;
+    tc_connect(&t, loop, &relay, "room", 1, NULL);
+    cr_assert(tc_wait_state(&t, loop, WZPC_JOINED, 5000));
+    cr_assert_eq(http_request(http_port, "GET", "/ready", NULL, body, sizeof body), 503);
+    cr_assert_str_eq(body, "full: 1 of 1 sessions in use (--max-sessions)\n");
+    cr_assert_eq(http_request(http_port, "GET", "/health", NULL, body, sizeof body), 200,
+                 "full is not unhealthy");
+    tc_free(&t);
+    ev_loop_destroy(loop);
+}
