@@ -180,6 +180,7 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
         .connections = cfg->max_connections,
         .handshakes_per_addr = cfg->max_handshakes_per_addr,
         .connections_per_addr = cfg->max_connections_per_addr,
+        .signal_bytes = WZP_QUOTA_SIGNAL_BYTES,
     };
     if (wzp_quota_init(&r->quota, &limits) != WZP_OK) {
         snprintf(err, errlen, "out of memory");

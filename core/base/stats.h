@@ -124,6 +124,10 @@
     X(signals_sent, signals_sent, "", "signal frames queued to clients")                           \
     X(room_updates_coalesced, room_updates_coalesced, "",                                          \
       "RoomUpdates replaced by a newer one before they were sent")                                 \
+    X(signal_frame_timeouts, refusals, "signal_timeout",                                           \
+      "connections closed: a signal frame not completed within 10 s")                              \
+    X(signals_relay_full, refusals, "signal_buffers_full",                                         \
+      "connections closed: the relay's buffers for incoming signals were full")                    \
     X(signal_backlog_closes, refusals, "signal_backlog",                                           \
       "connections closed: client not reading signals")                                            \
     X(datagrams_received, datagrams_received, "", "media datagrams received")                      \

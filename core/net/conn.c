@@ -172,15 +172,30 @@ static struct wzp_in_stream *in_stream_get(struct wzp_conn *c, int64_t id, bool 
     memset(free_slot, 0, sizeof *free_slot);
     free_slot->used = true;
     free_slot->id = id;
+    free_slot->started_ns = wzp_now_ns();
     return free_slot;
+}
+
+/* When the oldest incomplete frame began (the connection's timer watches it). */
+static void in_partial_update(struct wzp_conn *c)
+{
+    uint64_t oldest = 0;
+    for (unsigned i = 0; i < c->in_cap; i++) {
+        const struct wzp_in_stream *s = &c->in[i];
+        if (s->used && !s->complete && (!oldest || s->started_ns < oldest))
+            oldest = s->started_ns;
+    }
+    c->partial_since_ns = oldest;
 }
 
 static void in_stream_release(struct wzp_conn *c, struct wzp_in_stream *s)
 {
     c->in_bytes -= s->buf.len;
     wzp_worker_account_signal_bytes(c->w, -(int64_t)s->buf.len);
+    wzp_quota_give_signal_bytes(&c->w->relay->quota, s->buf.len);
     wzp_buf_free(&s->buf);
     s->used = false;
+    in_partial_update(c);
 }
 
 static void fail_later(struct wzp_conn *c, const char *reason)
@@ -205,9 +220,19 @@ static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, 
     }
     if (s->complete)
         return;
-    if (c->in_bytes + len > WZP_CONN_MAX_IN_BYTES || wzp_buf_append(&s->buf, data, len)) {
+    if (c->in_bytes + len > WZP_CONN_MAX_IN_BYTES) {
         WZP_STAT_INC(&c->w->stats, signals_oversize);
         fail_later(c, "signal buffer limit exceeded");
+        return;
+    }
+    if (!wzp_quota_take_signal_bytes(&c->w->relay->quota, len)) {
+        WZP_STAT_INC(&c->w->stats, signals_relay_full);
+        fail_later(c, "the relay's signal buffers are full: try again later");
+        return;
+    }
+    if (wzp_buf_append(&s->buf, data, len)) {
+        wzp_quota_give_signal_bytes(&c->w->relay->quota, len);
+        fail_later(c, "out of memory for signals");
         return;
     }
     c->in_bytes += len;
@@ -218,10 +243,14 @@ static void in_stream_data(struct wzp_conn *c, int64_t id, const uint8_t *data, 
     if (rv == WZP_OK) {
         s->complete = true;
         c->frames_waiting = true;
-    } else if (rv == WZP_ETOOBIG) {
+        in_partial_update(c);
+    } else if (!c->partial_since_ns) {
+        c->partial_since_ns = s->started_ns;
+    }
+    if (rv == WZP_ETOOBIG) {
         WZP_STAT_INC(&c->w->stats, signals_oversize);
         fail_later(c, "signal frame larger than 1 MiB");
-    } else if (fin) {
+    } else if (rv != WZP_OK && fin) {
         WZP_STAT_INC(&c->w->stats, signals_malformed);
         fail_later(c, "signal stream ended before the frame was complete");
     }
@@ -352,6 +381,9 @@ static void conn_arm_timer(struct wzp_conn *c)
         exp = ngtcp2_conn_get_expiry(c->qc);
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
+    uint64_t frame_due = c->partial_since_ns + WZP_CONN_FRAME_DEADLINE_MS * 1000000ull;
+    if (c->partial_since_ns && !conn_is_closed(c) && frame_due < exp)
+        exp = frame_due;
     WZP_CHECK(exp != UINT64_MAX); /* a state without a deadline is a bug ... */
     if (exp == UINT64_MAX)        /* ... which a release build survives: never wait forever */
         exp = now + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
@@ -677,6 +709,7 @@ static void conn_free_signal_buffers(struct wzp_conn *c)
     c->in = NULL;
     c->in_cap = 0;
     c->frames_waiting = false;
+    c->partial_since_ns = 0;
     while (c->out_head) {
         struct wzp_out_stream *s = c->out_head;
         c->out_head = s->next;
@@ -1304,6 +1337,13 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return; /* freed */
     if (conn_is_closed(c)) {
         conn_arm_timer(c); /* fired early, or just entered a closing state */
+        return;
+    }
+    if (c->partial_since_ns &&
+        now >= c->partial_since_ns + WZP_CONN_FRAME_DEADLINE_MS * 1000000ull) {
+        WZP_STAT_INC(&c->w->stats, signal_frame_timeouts);
+        conn_refuse(c, "a signal frame was not completed within %u ms",
+                    (unsigned)WZP_CONN_FRAME_DEADLINE_MS);
         return;
     }
     if (ngtcp2_conn_get_expiry(c->qc) <= now) {

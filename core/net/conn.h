@@ -29,6 +29,7 @@
 #define WZP_CONN_MAX_IN_STREAMS    100
 #define WZP_CONN_MAX_IN_BYTES      (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
 #define WZP_CONN_MAX_OUT_SIGNALS   256   /* queued outgoing signal frames */
+#define WZP_CONN_FRAME_DEADLINE_MS 10000 /* a signal frame, once begun, completes in this */
 #define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver, at most */
 #define WZP_CONN_VERSION_LINGER_MS 2000  /* "version": close when acked or after this */
 
@@ -43,6 +44,7 @@ enum wzp_conn_state {
 
 struct wzp_in_stream {
     int64_t id;
+    uint64_t started_ns; /* the frame's first byte arrived */
     struct wzp_buf buf;
     bool complete; /* a whole frame is buffered */
     bool used;
@@ -82,6 +84,7 @@ struct wzp_conn {
     struct wzp_in_stream *in; /* grows on demand up to WZP_CONN_MAX_IN_STREAMS */
     unsigned in_cap;
     bool frames_waiting; /* a signal frame completed and may be dispatchable */
+    uint64_t partial_since_ns; /* oldest incomplete frame began (0: none) */
     size_t in_bytes;
     int64_t next_in_id;
     struct wzp_out_stream *out_head, *out_tail;

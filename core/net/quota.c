@@ -34,6 +34,7 @@ int wzp_quota_init(struct wzp_quota *q, const struct wzp_quota_limits *max)
     atomic_init(&q->handshakes, 0);
     atomic_init(&q->connections, 0);
     atomic_init(&q->addresses, 0);
+    atomic_init(&q->signal_bytes, 0);
     if (!max->handshakes_per_addr && !max->connections_per_addr)
         return WZP_OK;
     if (gnutls_rnd(GNUTLS_RND_NONCE, &q->hash_seed, sizeof q->hash_seed) != 0)
@@ -233,6 +234,20 @@ void wzp_quota_give_connection(struct wzp_quota *q, const struct wzp_addr_key *k
 {
     give_addr(q, k, 0, 1);
     atomic_fetch_sub(&q->connections, 1);
+}
+
+bool wzp_quota_take_signal_bytes(struct wzp_quota *q, uint64_t n)
+{
+    uint64_t was = atomic_fetch_add(&q->signal_bytes, n);
+    if (was + n <= q->max.signal_bytes)
+        return true;
+    atomic_fetch_sub(&q->signal_bytes, n);
+    return false;
+}
+
+void wzp_quota_give_signal_bytes(struct wzp_quota *q, uint64_t n)
+{
+    atomic_fetch_sub(&q->signal_bytes, n);
 }
 
 /* Sessions never overshoot, even for an instant: /ready and the drain read them. */

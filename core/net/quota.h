@@ -24,7 +24,12 @@
 struct wzp_quota_limits {
     unsigned sessions, handshakes, connections;
     unsigned handshakes_per_addr, connections_per_addr; /* 0 = no limit */
+    uint64_t signal_bytes; /* signal bytes received and not yet dispatched, relay-wide */
 };
+
+/* Default relay-wide bound of buffered incoming signal bytes: room for about 30 clients
+ * each halfway through a maximum-size (1 MiB) frame, and for thousands of normal ones. */
+#define WZP_QUOTA_SIGNAL_BYTES (32ull << 20)
 
 /* A source address as the per-address limits see it. */
 struct wzp_addr_key {
@@ -41,6 +46,7 @@ struct wzp_quota {
     _Atomic unsigned handshakes; /* QUIC handshakes in progress */
     _Atomic unsigned connections;
     _Atomic unsigned addresses; /* entries in the per-address table */
+    _Atomic uint64_t signal_bytes;
     uint64_t hash_seed;
     struct wzp_quota_shard *shards; /* NULL when both per-address limits are off */
 };
@@ -72,6 +78,11 @@ void wzp_quota_give_connection(struct wzp_quota *q, const struct wzp_addr_key *k
 
 /* Handshakes in progress from this address (0 when per-address limits are off). */
 unsigned wzp_quota_addr_handshakes(struct wzp_quota *q, const struct wzp_addr_key *k);
+
+/* n more bytes of incoming signal frames buffered, or false (nothing taken) when that
+ * would pass the relay-wide bound. */
+bool wzp_quota_take_signal_bytes(struct wzp_quota *q, uint64_t n);
+void wzp_quota_give_signal_bytes(struct wzp_quota *q, uint64_t n);
 
 /* One room session, or false when the session limit is reached. */
 bool wzp_quota_take_session(struct wzp_quota *q);

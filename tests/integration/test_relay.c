@@ -523,3 +523,71 @@ Test(relay, control_characters_in_an_alias_cannot_forge_log_lines)
     cr_assert_eq(relay_log_count(&relay, "\x1b"), 0, "no escape character");
     tc_free(&t);
 }
+
+Test(relay, a_signal_frame_trickled_after_the_join_times_out, .timeout = 60)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    /* b begins a 1000-byte frame after joining and never finishes it */
+    static const uint8_t start[] = {0, 0, 0x03, 0xe8, '{', '"'};
+    cr_assert_eq(wzpc_send_stream_raw(b.c, start, sizeof start, false), WZP_OK);
+    uint64_t t0 = wzp_now_ns();
+    for (int i = 0; i < 60 && wzpc_state(b.c) != WZPC_CLOSED; i++) {
+        struct tc *pair[] = {&a};
+        send_round(pair, 1, 1); /* a keeps talking meanwhile */
+        wzpc_run_for(loop, 200);
+    }
+    double s = (double)(wzp_now_ns() - t0) / 1e9;
+    cr_assert_eq(wzpc_state(b.c), WZPC_CLOSED, "closed after %.1f s", s);
+    cr_assert(s >= 9.5 && s < 12.5, "at the 10 s frame deadline, not %.1f s", s);
+    bool by_peer = false, is_app = false;
+    uint64_t code = 1;
+    char reason[160] = "";
+    cr_assert(wzpc_close_info(b.c, &by_peer, &is_app, &code, reason, sizeof reason));
+    cr_assert_str_eq(reason, "a signal frame was not completed within 10000 ms");
+    cr_assert_eq(relay_counter(&relay, "signal_frame_timeouts"), 1);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED, "the other caller is unaffected");
+    tc_free(&a);
+    tc_free(&b);
+}
+
+Test(relay, the_relay_wide_signal_buffer_is_bounded, .timeout = 120)
+{
+    /* 40 clients, each part of the way into a 1 MiB frame: together past the relay's
+     * 32 MiB bound for buffered incoming signals, so the last ones are refused, while a
+     * call in another room goes on. */
+    static const char *const args[] = {"--max-sessions", "200", NULL};
+    setup(args);
+    struct tc a, b;
+    join(&a, "calm", 1);
+    join(&b, "calm", 2);
+    enum { N = 40 };
+    static struct tc heavy[N];
+    static uint8_t chunk[900 * 1024];
+    memset(chunk, ' ', sizeof chunk);
+    wzp_put_u32be(chunk, 1u << 20); /* announces 1 MiB; 900 KiB arrive */
+    struct wzpc_config raw = {.sni = "heavy"};
+    for (int i = 0; i < N; i++) {
+        tc_connect(&heavy[i], loop, &relay, "heavy", (uint8_t)(10 + i), &raw);
+        cr_assert(tc_wait_state(&heavy[i], loop, WZPC_CONNECTED, 5000));
+        cr_assert_eq(wzpc_send_stream_raw(heavy[i].c, chunk, sizeof chunk, false), WZP_OK);
+    }
+    for (int i = 0; i < 100 && relay_counter(&relay, "signals_relay_full") == 0; i++) {
+        struct tc *pair[] = {&a, &b};
+        send_round(pair, 2, 1);
+        wzpc_run_for(loop, 50);
+    }
+    uint64_t refused = relay_counter(&relay, "signals_relay_full");
+    fprintf(stderr, "signals: %llu of %d heavy senders refused at the relay-wide bound\n",
+            (unsigned long long)refused, N);
+    cr_assert_gt(refused, 0);
+    cr_assert_lt(refused, N, "those under the bound were kept");
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED);
+    cr_assert_eq(wzpc_state(b.c), WZPC_JOINED);
+    for (int i = 0; i < N; i++)
+        tc_free(&heavy[i]);
+    tc_free(&a);
+    tc_free(&b);
+}

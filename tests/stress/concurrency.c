@@ -236,7 +236,7 @@ unsigned stress_quota(unsigned threads, unsigned iterations)
 {
     struct quota_ctx s;
     memset(&s, 0, sizeof s);
-    const struct wzp_quota_limits limits = {2, 3, 4, 2, 3};
+    const struct wzp_quota_limits limits = {2, 3, 4, 2, 3, 100};
     if (wzp_quota_init(&s.q, &limits) != WZP_OK)
         return 1;
     s.iterations = iterations;

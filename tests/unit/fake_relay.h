@@ -29,7 +29,7 @@ static inline void fake_relay_init(struct fake_relay *f, unsigned nworkers)
     memset(f, 0, sizeof *f);
     f->relay.nworkers = nworkers;
     f->relay.workers = f->ptrs;
-    const struct wzp_quota_limits limits = {100, 256, 10000, 0, 0};
+    const struct wzp_quota_limits limits = {100, 256, 10000, 0, 0, WZP_QUOTA_SIGNAL_BYTES};
     cr_assert_eq(wzp_quota_init(&f->relay.quota, &limits), WZP_OK);
     uint8_t seed[32] = {7};
     cr_assert_eq(wzp_identity_from_seed(&f->relay.identity, seed), WZP_OK);

@@ -19,8 +19,8 @@ static struct wzp_addr_key k1, k2;
 static void init(unsigned sessions, unsigned handshakes, unsigned connections, unsigned hs_per_addr,
                  unsigned conns_per_addr)
 {
-    const struct wzp_quota_limits l = {sessions, handshakes, connections, hs_per_addr,
-                                       conns_per_addr};
+    const struct wzp_quota_limits l = {sessions,    handshakes,     connections,
+                                       hs_per_addr, conns_per_addr, 1000};
     cr_assert_eq(wzp_quota_init(&q, &l), WZP_OK);
     memset(&k1, 0, sizeof k1);
     memset(&k2, 0, sizeof k2);
@@ -166,6 +166,17 @@ Test(quota, addresses_are_ipv4_or_an_ipv6_slash_64)
     wzp_addr_key_of(&kz, (struct sockaddr *)&z);
     cr_assert_eq(memcmp(&kx, &ky, sizeof kx), 0, "one /64 is one address");
     cr_assert_neq(memcmp(&kx, &kz, sizeof kx), 0);
+}
+
+Test(quota, signal_bytes_stop_at_the_relay_wide_bound)
+{
+    init(1, 1, 1, 0, 0);
+    cr_assert(wzp_quota_take_signal_bytes(&q, 600));
+    cr_assert_not(wzp_quota_take_signal_bytes(&q, 401), "would pass 1000");
+    cr_assert_eq(atomic_load(&q.signal_bytes), 600, "a refused take changes nothing");
+    cr_assert(wzp_quota_take_signal_bytes(&q, 400));
+    wzp_quota_give_signal_bytes(&q, 1000);
+    cr_assert_eq(atomic_load(&q.signal_bytes), 0);
 }
 
 Test(quota, concurrent_takes_keep_the_limits)
