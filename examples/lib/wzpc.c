@@ -2287,3 +2287,63 @@ void wzpc_run_for(struct ev_loop *loop, uint32_t ms)
 {
     wzpc_run_until(loop, NULL, NULL, ms);
 }
+
+/* ---------------------------------------------------------------- captured Initials */
+
+/* Whether pkt's DCID (long header) is that of one of the last few captured packets. */
+static bool seen_dcid(uint8_t (*pkts)[WZPC_INITIAL_MAX], size_t got, const uint8_t *pkt)
+{
+    for (size_t j = got > 256 ? got - 256 : 0; j < got; j++)
+        if (pkts[j][5] == pkt[5] && memcmp(pkts[j] + 6, pkt + 6, pkt[5]) == 0)
+            return true;
+    return false;
+}
+
+size_t wzpc_capture_initials(const char *sni, size_t n, uint8_t (*pkts)[WZPC_INITIAL_MAX],
+                             size_t *lens, uint32_t timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    size_t got = 0;
+    if (!loop || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
+        goto out;
+    enum { BATCH = 64 };
+    struct wzpc_client *batch[BATCH];
+    uint64_t deadline = wzp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (got < n && wzp_now_ns() < deadline) {
+        size_t want = WZP_MIN(n - got, (size_t)BATCH), made = 0;
+        for (; made < want; made++) {
+            struct wzpc_config cfg = {
+                .loop = loop, .host = "127.0.0.1", .port = ntohs(a.sin_port), .sni = sni};
+            if (!(batch[made] = wzpc_connect(&cfg)))
+                break;
+        }
+        wzpc_run_for(loop, 20);
+        /* A padded client Initial (long header, at least 1200 bytes), the first per DCID:
+         * a client that has sent twice by now repeats its connection ID. */
+        uint8_t buf[WZPC_INITIAL_MAX];
+        ssize_t len;
+        while (got < n && (len = recv(fd, buf, sizeof buf, 0)) > 0) {
+            if (len >= 1200 && (buf[0] & 0x80) && len >= 6 + buf[5] && !seen_dcid(pkts, got, buf)) {
+                memcpy(pkts[got], buf, (size_t)len);
+                lens[got++] = (size_t)len;
+            }
+        }
+        for (size_t i = 0; i < made; i++)
+            wzpc_free(batch[i]);
+        if (made < want)
+            break;
+    }
+out:
+    if (loop)
+        ev_loop_destroy(loop);
+    close(fd);
+    return got;
+}

@@ -159,4 +159,15 @@ bool wzpc_run_until(struct ev_loop *loop, bool (*done)(void *arg), void *arg, ui
 /* Run the loop for a fixed time (lets traffic settle). */
 void wzpc_run_for(struct ev_loop *loop, uint32_t ms);
 
+/*
+ * The first Initial of n real clients (SNI sni, each with its own connection IDs and
+ * key share) into pkts[i] / lens[i], captured on a socket of our own that never answers:
+ * the datagrams a client sends before it hears from a server, for replaying as a
+ * handshake flood in tests and load tools. Returns how many were captured within
+ * timeout_ms (n unless something failed).
+ */
+#define WZPC_INITIAL_MAX 1500
+size_t wzpc_capture_initials(const char *sni, size_t n, uint8_t (*pkts)[WZPC_INITIAL_MAX],
+                             size_t *lens, uint32_t timeout_ms);
+
 #endif

@@ -518,49 +518,8 @@ void tc_free(struct tc *t)
 
 void capture_initials(const char *sni, size_t n, uint8_t (*pkts)[FLOOD_PKT_MAX], size_t *lens)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    cr_assert(fd >= 0);
-    int big = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t alen = sizeof a;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    enum { BATCH = 64 };
-    struct wzpc_client *batch[BATCH];
-    size_t got = 0;
-    uint64_t deadline = wzp_now_ns() + 20000000000ull;
-    while (got < n) {
-        cr_assert_lt(wzp_now_ns(), deadline, "captured only %zu of %zu Initials", got, n);
-        size_t want = n - got < BATCH ? n - got : BATCH;
-        for (size_t i = 0; i < want; i++) {
-            struct wzpc_config cfg = {
-                .loop = loop, .host = "127.0.0.1", .port = ntohs(a.sin_port), .sni = sni};
-            batch[i] = wzpc_connect(&cfg);
-            cr_assert_not_null(batch[i]);
-        }
-        wzpc_run_for(loop, 20);
-        /* Keep the first padded Initial of each connection ID (a client that sent two
-         * datagrams in the meantime repeats its DCID). */
-        uint8_t buf[FLOOD_PKT_MAX];
-        ssize_t len;
-        while ((len = recv(fd, buf, sizeof buf, 0)) > 0 && got < n) {
-            if (len < 1200 || !(buf[0] & 0x80) || len < 6 + buf[5])
-                continue;
-            bool seen = false;
-            for (size_t j = got >= 2 * BATCH ? got - 2 * BATCH : 0; j < got && !seen; j++)
-                seen = pkts[j][5] == buf[5] && memcmp(pkts[j] + 6, buf + 6, buf[5]) == 0;
-            if (seen)
-                continue;
-            memcpy(pkts[got], buf, (size_t)len);
-            lens[got++] = (size_t)len;
-        }
-        for (size_t i = 0; i < want; i++)
-            wzpc_free(batch[i]);
-    }
-    ev_loop_destroy(loop);
-    close(fd);
+    size_t got = wzpc_capture_initials(sni, n, pkts, lens, 20000);
+    cr_assert_eq(got, n, "captured only %zu of %zu Initials", got, n);
 }
 
 struct flood {

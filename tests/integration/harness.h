@@ -124,7 +124,7 @@ void tc_free(struct tc *t);
 
 /* ---- floods: real client Initials from loopback addresses that never answer ---- */
 
-#define FLOOD_PKT_MAX 1500
+#define FLOOD_PKT_MAX WZPC_INITIAL_MAX
 
 /* The first Initials of n real clients (SNI sni), each with its own connection ID, into
  * pkts[i] / lens[i]. Fails the test if they do not all arrive within 20 s. */
