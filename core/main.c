@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -510,12 +511,39 @@ static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
 }
 
 /* Serve signals until one says stop (or a drain completes). */
+#define IDLE_TRIM_MS 10000
+
+/*
+ * Give freed memory back to the system once the relay has had no connection for
+ * IDLE_TRIM_MS: glibc keeps what the workers freed in their arenas, so after a busy hour
+ * the RSS would stay at its peak however quiet the relay became. Once per idle period.
+ */
+static void trim_when_idle(struct wzp_relay *r, uint64_t *idle_since_ms, bool *trimmed)
+{
+    uint64_t now = wzp_now_ns() / 1000000;
+    if (wzp_quota_connections(&r->quota) != 0) {
+        *idle_since_ms = 0;
+        *trimmed = false;
+        return;
+    }
+    if (!*idle_since_ms)
+        *idle_since_ms = now;
+    if (!*trimmed && now - *idle_since_ms >= IDLE_TRIM_MS) {
+        malloc_trim(0);
+        *trimmed = true;
+        WZP_DEBUG(MOD, "idle for %u s: freed memory handed back to the system",
+                  IDLE_TRIM_MS / 1000);
+    }
+}
+
 static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
 {
-    uint64_t drain_deadline_ms = 0;
+    uint64_t drain_deadline_ms = 0, idle_since_ms = 0;
+    bool trimmed = false;
     for (;;) {
         struct timespec tick = {0, 200 * 1000000L};
         int sig = sigtimedwait(set, NULL, &tick);
+        trim_when_idle(r, &idle_since_ms, &trimmed);
         if (atomic_load(&r->draining)) {
             if (wzp_quota_sessions(&r->quota) == 0) {
                 WZP_INFO(MOD, "drain complete: no call left");
