@@ -37,6 +37,7 @@ void wzp_config_defaults(struct wzp_config *cfg)
     snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "127.0.0.1");
     cfg->drain_timeout_s = WZP_DEFAULT_DRAIN_TIMEOUT_S;
     cfg->policy_limits.budget_ms = WZP_POLICY_DEFAULT_BUDGET_MS;
+    cfg->policy_limits.share_ms = WZP_POLICY_DEFAULT_SHARE_MS;
     cfg->policy_limits.memory_bytes = (size_t)WZP_POLICY_DEFAULT_MEMORY_MB << 20;
 }
 

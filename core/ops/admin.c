@@ -274,6 +274,9 @@ static void policy_metrics(struct wzp_buf *b, struct wzp_relay *r)
            "Policy calls that hit the memory cap.", (double)PSTAT(r, memory_errors));
     metric(b, "wzp_relay_policy_call_seconds_total", "counter", "Time spent in policy calls.",
            (double)PSTAT(r, latency_ns_total) / 1e9);
+    metric(b, "wzp_relay_policy_timers_skipped_total", "counter",
+           "Policy timer runs skipped: the state had used its share of the second.",
+           (double)PSTAT(r, timers_skipped));
     metric_header(b, "wzp_relay_policy_metric_total", "counter",
                   "Counters policies keep with wzp.metric(name, n).");
     for (size_t i = 0; i < WZP_POLICY_MAX_METRICS; i++) {

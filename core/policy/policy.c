@@ -35,6 +35,9 @@ struct wzp_policy {
     size_t mem_used;
     bool mem_refused;          /* the allocator refused a request during the current call */
     bool in_lua;               /* policy code is running (its allocations stop short of the cap) */
+    uint64_t share_window_ns;  /* start of the current second of call time */
+    uint64_t share_used_ns;    /* call time spent in it */
+    uint64_t share_logged_ns;  /* when the last "share used up" warning was logged */
     uint64_t errlog_window_ns; /* start of the current error-log window */
     unsigned errlog_lines, errlog_suppressed;
     uint64_t deadline_ns;     /* wall clock: checked cheaply every HOOK_COUNT_INSNS */
@@ -250,8 +253,14 @@ static bool policy_pcall(struct wzp_policy *p, const char *what, int nargs, int 
     p->active_budget_ms = budget;
     int rv = pcall_until(p, nargs, nresults, base, t0 + (uint64_t)budget * 1000000ull);
     p->active_budget_ms = outer_budget;
+    uint64_t t1 = wzp_now_ns();
     PSTAT_ADD(p, calls, 1);
-    PSTAT_ADD(p, latency_ns_total, wzp_now_ns() - t0);
+    PSTAT_ADD(p, latency_ns_total, t1 - t0);
+    if (t1 - p->share_window_ns >= 1000000000ull) {
+        p->share_window_ns = t1;
+        p->share_used_ns = 0;
+    }
+    p->share_used_ns += t1 - t0;
     lua_remove(L, base);
     if (rv == 0)
         return true;
@@ -647,13 +656,40 @@ static int api_every(lua_State *L)
     return 0;
 }
 
+/*
+ * Whether this state has used its share of the current second (hooks and timers
+ * together): its timers then wait for the next second, so timers alone can never take
+ * more than a share of a worker that also forwards media. Hooks still run (a join needs
+ * its answer). Logged at most every 10 s.
+ */
+static bool share_used_up(struct wzp_policy *p)
+{
+    uint64_t now = wzp_now_ns();
+    if (!p->lim.share_ms || now - p->share_window_ns >= 1000000000ull)
+        return false;
+    if (p->share_used_ns < (uint64_t)p->lim.share_ms * 1000000ull)
+        return false;
+    if (!p->share_logged_ns || now - p->share_logged_ns >= ERROR_LOG_WINDOW_NS) {
+        p->share_logged_ns = now;
+        WZP_WARN(MOD,
+                 "%s: policy calls took %llu ms of this worker's last second (share %u ms): "
+                 "timers are skipped until the next second (wzp_relay_policy_timers_skipped_total)",
+                 p->path, (unsigned long long)(p->share_used_ns / 1000000), p->lim.share_ms);
+    }
+    return true;
+}
+
 uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms)
 {
     uint64_t next = UINT64_MAX;
     for (size_t i = 0; i < p->ntimers; i++) {
         if (p->timers[i].next_ms <= now_ms) {
-            lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->timers[i].ref);
-            policy_pcall(p, "timer", 0, 0); /* errors are logged; the timer keeps running */
+            if (share_used_up(p)) {
+                PSTAT_ADD(p, timers_skipped, 1);
+            } else {
+                lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->timers[i].ref);
+                policy_pcall(p, "timer", 0, 0); /* errors are logged; the timer keeps running */
+            }
             p->timers[i].next_ms = now_ms + p->timers[i].interval_ms;
         }
         next = WZP_MIN(next, p->timers[i].next_ms);

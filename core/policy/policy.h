@@ -36,8 +36,12 @@
 #define WZP_POLICY_REASON_MAX         128
 #define WZP_POLICY_MAX_METRICS        64
 
+#define WZP_POLICY_DEFAULT_SHARE_MS 250 /* of each second of a worker: a quarter of a core */
+
 struct wzp_policy_limits {
     unsigned budget_ms;  /* per hook call */
+    unsigned share_ms;   /* per second of a state's calls, from which its timers are skipped
+                          * (0: no such limit, as in the synthetic time of --test-policy) */
     size_t memory_bytes; /* per Lua state */
     bool unsafe;         /* opt in to io, os, ffi, debug, package.loadlib */
     bool jit;            /* opt in to the JIT (budgets then miss compiled loops) */
@@ -117,6 +121,7 @@ struct wzp_policy_env {
 struct wzp_policy_stats {
     _Atomic uint64_t calls, errors, budget_exceeded, memory_errors;
     _Atomic uint64_t latency_ns_total;
+    _Atomic uint64_t timers_skipped; /* the state had used its share of the second */
 };
 
 struct wzp_policy;

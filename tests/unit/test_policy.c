@@ -600,6 +600,30 @@ Test(policy, timer_intervals_are_finite_and_in_range)
     wzp_policy_free(p);
 }
 
+Test(policy, timers_beyond_the_share_of_a_second_are_skipped)
+{
+    /* Each run busies the CPU for about 4 ms, well within its 50 ms budget; with a share of
+     * 10 ms per second, the fourth run in the same second is skipped and counted. */
+    limits.share_ms = 10;
+    struct wzp_policy *p = load("runs = 0\n"
+                                "wzp.every(10, function()\n"
+                                "  runs = runs + 1\n"
+                                "  local t = os.clock() + 0.004\n"
+                                "  while os.clock() < t do end\n"
+                                "end)\n");
+    uint64_t now_ms = wzp_now_ns() / 1000000; /* the clock timers start from */
+    for (int i = 0; i < 6; i++) {
+        now_ms += 10;
+        wzp_policy_run_timers(p, now_ms);
+    }
+    const struct wzp_policy_stats *st = wzp_policy_stats(p);
+    uint64_t skipped = atomic_load(&st->timers_skipped), calls = atomic_load(&st->calls);
+    cr_assert_geq(skipped, 1, "calls %llu", (unsigned long long)calls);
+    cr_assert_leq(calls, 4 + 1 /* the load */, "no more than the share allows");
+    cr_assert_eq(calls - 1 + skipped, 6, "every due run either ran or was counted");
+    wzp_policy_free(p);
+}
+
 Test(policy, errors_that_are_not_strings_say_where)
 {
     load_fails("local x = 1\nerror({code = 7})\n",
