@@ -42,9 +42,9 @@ struct wzp_policy {
     unsigned errlog_lines, errlog_suppressed;
     uint64_t deadline_ns;     /* wall clock: checked cheaply every HOOK_COUNT_INSNS */
     uint64_t cpu_deadline_ns; /* thread CPU time: what the budget really bounds */
-    bool over_budget;     /* the running call passed its deadline: it is being unwound */
-    char last_error[512]; /* first line of the last error, for load-time messages */
-    int hooks[H_COUNT];   /* registry refs, LUA_NOREF when absent */
+    bool over_budget;         /* the running call passed its deadline: it is being unwound */
+    char last_error[512];     /* first line of the last error, for load-time messages */
+    int hooks[H_COUNT];       /* registry refs, LUA_NOREF when absent */
     unsigned hook_budget_ms[H_COUNT]; /* from the policy's `budgets` table, else the default */
     unsigned call_budget_ms;          /* budget of the call being made (push_hook sets it) */
     unsigned active_budget_ms;        /* budget of the call running now (for messages) */
@@ -753,23 +753,72 @@ static void sandbox(lua_State *L, bool unsafe)
     lua_pushcfunction(L, api_require);
     lua_setglobal(L, "require");
     /*
-     * Two library functions are replaced by Lua versions that keep a policy inside its
-     * limits (this chunk is ours and trusted; it runs before the policy's file):
+     * Library functions replaced by Lua versions that keep a policy inside its limits
+     * (this chunk is ours and trusted; it runs before the policy's file):
      * - xpcall: its message handler runs before the stack unwinds, inside the error that
      *   the time budget raises from its hook, where LuaJIT runs no hooks, so a handler
      *   that loops would never be stopped. This one calls the handler after unwinding, as
      *   ordinary budgeted code (a traceback taken there shows the handler's stack).
      * - string.gsub with a replacement function re-enters Lua from C; a replacement that
      *   calls gsub again recursed on the C stack until SIGSEGV. Nesting is bounded.
+     * - string.find, match, gmatch and gsub: one call is C the time budget cannot stop,
+     *   and a pattern with several "." repetitions backtracks in time polynomial in the
+     *   subject's length ("a" * 300 against ".-.-.-b": 3 s). A pattern with two or more
+     *   is refused when (length + 1) ^ (repetitions, + 1 unless anchored) passes
+     *   WZP_POLICY_PATTERN_STEPS, an upper bound of the steps it could take.
      */
-    static const char sandbox_lua[] =
-        "local pcall, error, type, gsub = pcall, error, type, string.gsub\n"
+    static const char sandbox_fmt[] =
+        "local pcall, error, type, byte, sub = pcall, error, type, string.byte, string.sub\n"
+        "local find, match, gmatch, gsub = string.find, string.match, string.gmatch, "
+        "string.gsub\n"
         "local function finish(h, ok, ...)\n"
         "  if ok then return true, ... end\n"
         "  local _, r = pcall(h, (...))\n"
         "  return false, r\n"
         "end\n"
         "xpcall = function(f, h, ...) return finish(h, pcall(f, ...)) end\n"
+        "local function dot_reps(p)\n"
+        "  local n, i, len = 0, 1, #p\n"
+        "  while i <= len do\n"
+        "    local c = byte(p, i)\n"
+        "    if c == 37 then\n" /* %x; %bxy */
+        "      i = i + (byte(p, i + 1) == 98 and 4 or 2)\n"
+        "    elseif c == 91 then\n" /* a set: skip to its ] */
+        "      i = i + 1\n"
+        "      if byte(p, i) == 94 then i = i + 1 end\n"
+        "      if byte(p, i) == 93 then i = i + 1 end\n"
+        "      while i <= len and byte(p, i) ~= 93 do\n"
+        "        if byte(p, i) == 37 then i = i + 1 end\n"
+        "        i = i + 1\n"
+        "      end\n"
+        "      i = i + 1\n"
+        "    elseif c == 46 then\n" /* . followed by * + or - */
+        "      local q = byte(p, i + 1)\n"
+        "      if q == 42 or q == 43 or q == 45 then n = n + 1; i = i + 2 else i = i + 1 end\n"
+        "    else\n"
+        "      i = i + 1\n"
+        "    end\n"
+        "  end\n"
+        "  return n\n"
+        "end\n"
+        "local function check(name, s, p, plain)\n"
+        "  if plain or type(s) ~= 'string' or type(p) ~= 'string' then return end\n"
+        "  local k = dot_reps(p)\n"
+        "  if k < 2 then return end\n"
+        "  local e = k + (byte(p, 1) == 94 and 0 or 1)\n"
+        "  if (#s + 1) ^ e > %.0f then\n"
+        "    error(name .. ': pattern \"' .. sub(p, 1, 40) .. '\" has ' .. k .. ' \".\" "
+        "repetitions and could backtrack for seconds on ' .. #s .. ' bytes; use fewer, a "
+        "shorter subject, or lua/glob.lua (linear)', 3)\n"
+        "  end\n"
+        "end\n"
+        "string.find = function(s, p, init, plain)\n"
+        "  check('string.find', s, p, plain)\n"
+        "  return find(s, p, init, plain)\n"
+        "end\n"
+        "string.match = function(s, p, init) check('string.match', s, p) return match(s, p, "
+        "init) end\n"
+        "string.gmatch = function(s, p) check('string.gmatch', s, p) return gmatch(s, p) end\n"
         "local depth = 0\n"
         "local function unnest(ok, ...)\n"
         "  depth = depth - 1\n"
@@ -777,20 +826,18 @@ static void sandbox(lua_State *L, bool unsafe)
         "  return ...\n"
         "end\n"
         "string.gsub = function(s, p, r, n)\n"
+        "  check('string.gsub', s, p)\n"
         "  if type(r) ~= 'function' then return gsub(s, p, r, n) end\n"
-        "  if depth >= " WZP_STR(
-            WZP_POLICY_MAX_CALLBACK_DEPTH) " then\n"
-                                           "    error('string.gsub: replacement functions nested "
-                                           "more than " WZP_STR(
-                                               WZP_POLICY_MAX_CALLBACK_DEPTH) " deep', 2)\n"
-                                                                              "  end\n"
-                                                                              "  depth = depth + "
-                                                                              "1\n"
-                                                                              "  return "
-                                                                              "unnest(pcall(gsub, "
-                                                                              "s, p, r, n))\n"
-                                                                              "end\n";
-    if (luaL_loadbuffer(L, sandbox_lua, sizeof sandbox_lua - 1, "=[relay sandbox]") == 0)
+        "  if depth >= %d then\n"
+        "    error('string.gsub: replacement functions nested more than %d deep', 2)\n"
+        "  end\n"
+        "  depth = depth + 1\n"
+        "  return unnest(pcall(gsub, s, p, r, n))\n"
+        "end\n";
+    char code[sizeof sandbox_fmt + 64];
+    snprintf(code, sizeof code, sandbox_fmt, (double)WZP_POLICY_PATTERN_STEPS,
+             WZP_POLICY_MAX_CALLBACK_DEPTH, WZP_POLICY_MAX_CALLBACK_DEPTH);
+    if (luaL_loadbuffer(L, code, strlen(code), "=[relay sandbox]") == 0)
         lua_call(L, 0, 0);
 }
 

@@ -33,6 +33,9 @@
 #define WZP_POLICY_DEFAULT_BUDGET_MS  20
 #define WZP_POLICY_DEFAULT_MEMORY_MB  64
 #define WZP_POLICY_MAX_CALLBACK_DEPTH 64 /* string.gsub replacement functions nested */
+/* Upper bound of the backtracking steps a pattern with several "." repetitions may risk
+ * on its subject before string.find/match/gmatch/gsub refuse it (about 25 ms). */
+#define WZP_POLICY_PATTERN_STEPS 1e7
 #define WZP_POLICY_REASON_MAX         128
 #define WZP_POLICY_MAX_METRICS        64
 

@@ -624,6 +624,27 @@ Test(policy, timers_beyond_the_share_of_a_second_are_skipped)
     wzp_policy_free(p);
 }
 
+Test(policy, backtracking_patterns_on_long_subjects_are_refused_quickly)
+{
+    uint64_t t0 = wzp_now_ns();
+    load_fails("local s = ('a'):rep(300)\nlocal x = s:find('.-.-.-b')\n",
+               "p.lua:2: string.find: pattern \".-.-.-b\" has 3 \".\" repetitions");
+    cr_assert_lt(wzp_now_ns() - t0, 500000000ull, "refused without running the match");
+    load_fails("local x = string.match(('a'):rep(2000), '(.*)x(.*)y')\n", "string.match");
+    load_fails("for w in string.gmatch(('a'):rep(2000), '.-.-c') do end\n", "string.gmatch");
+    load_fails("local x = string.gsub(('a'):rep(2000), '.*.*b', '')\n", "string.gsub");
+    /* What stays allowed: anchored patterns on client-sized data, single repetitions,
+     * classes, sets with '.' and '-', short subjects, plain finds. */
+    struct wzp_policy *p = load("local s = ('a'):rep(300)\n"
+                                "assert(s:find('^(.-)@(.-)$') == nil)\n"
+                                "assert(('k=v'):match('(%w+)=(%w+)') == 'k')\n"
+                                "assert(s:find('.*b') == nil)\n"
+                                "assert(('x.y-z'):gsub('[.-]', '') == 'xyz')\n"
+                                "assert(('ab'):find('.-.-.-b') == 1)\n"
+                                "assert(s:find('.-.-.-b', 1, true) == nil)\n");
+    wzp_policy_free(p);
+}
+
 Test(policy, errors_that_are_not_strings_say_where)
 {
     load_fails("local x = 1\nerror({code = 7})\n",
