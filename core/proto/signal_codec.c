@@ -7,8 +7,8 @@
  * walkers share the tables:
  *   - the parser, on top of jansson, which checks types and presence the way serde does;
  *   - a compact JSON emitter that reproduces serde_json's bytes exactly (declaration key
- *     order, serde's string escapes, ryu's f32 format) - jansson's dump differs on both
- *     escapes and floats, so it is not used;
+ *     order, serde's string escapes, the f32 format of serde_json 1.0.149) - jansson's
+ *     dump differs on both escapes and floats, so it is not used;
  *   - wzp_signal_clear(), which frees what the parser allocated.
  *
  * Known, deliberate differences from serde_json (none of them reachable by a real peer):
@@ -18,7 +18,12 @@
  *   - a duplicated key is rejected even when serde would ignore it (unknown keys);
  *   - structs written as JSON arrays of field values (serde's "seq" form) are rejected;
  *   - FederatedSignalForward nesting is capped at MAX_NESTING messages (serde: 128);
- *   - an f32 outside the float range is rejected (serde turns it into infinity).
+ *   - an f32 beyond the float range is rejected (serde turns it into infinity, which it
+ *     writes back as null);
+ *   - decimals of 17+ digits at an f32 rounding boundary are rounded exactly (serde_json's
+ *     parser can be one float off there);
+ *   - values under unknown keys are validated by jansson (serde skips them unread).
+ * doc/PROTOCOL.md, "Signals", keeps the same list.
  */
 #include "signal_codec.h"
 
@@ -588,6 +593,68 @@ static const char *unit_name(json_t *v, size_t *len)
 
 static int parse_message(struct pctx *c, json_t *v, struct wzp_signal *out);
 
+/* Is text[i] the start of a "-0" number token with nothing after the 0 (no digit,
+ * fraction or exponent)? */
+static bool negative_zero_at(const char *text, size_t len, size_t i)
+{
+    if (i + 1 >= len || text[i] != '-' || text[i + 1] != '0')
+        return false;
+    if (i + 2 == len)
+        return true;
+    char next = text[i + 2];
+    return !(next >= '0' && next <= '9') && next != '.' && next != 'e' && next != 'E';
+}
+
+/*
+ * serde reads the JSON number -0 as a float: refused where an integer is expected, kept
+ * as -0.0 in an f32. jansson makes it the integer 0, losing both. So each "-0" token
+ * outside strings is written as "-0.0" before jansson sees it, which then gives a real
+ * with its sign. Returns a new copy, or NULL when there is no such token (the usual case:
+ * one pass over the text, no allocation).
+ */
+static char *negative_zero_as_float(const char *text, size_t len, size_t *outlen)
+{
+    size_t count = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        if (in_string) {
+            if (text[i] == '\\')
+                i++;
+            else if (text[i] == '"')
+                in_string = false;
+        } else if (text[i] == '"') {
+            in_string = true;
+        } else if (negative_zero_at(text, len, i)) {
+            count++;
+        }
+    }
+    if (!count)
+        return NULL;
+    char *out = malloc(len + 2 * count);
+    if (!out)
+        return NULL; /* parsed as is: -0 reads as 0 */
+    size_t o = 0;
+    in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        out[o++] = ch;
+        if (in_string) {
+            if (ch == '\\' && i + 1 < len)
+                out[o++] = text[++i];
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (negative_zero_at(text, len, i)) {
+            out[o++] = text[++i]; /* the 0 */
+            out[o++] = '.';
+            out[o++] = '0';
+        }
+    }
+    *outlen = o;
+    return out;
+}
+
 /* Integers: JSON integers only (no 20.0, no 1e2), 0..max. */
 static int parse_uint(struct pctx *c, json_t *v, uint64_t max, uint64_t *out)
 {
@@ -605,9 +672,12 @@ static int parse_f32(struct pctx *c, json_t *v, float *out)
     if (!json_is_number(v))
         return fail(c, "expected number, got %s", jtype(v));
     double d = json_number_value(v);
-    if (d > FLT_MAX || d < -FLT_MAX)
+    /* In range is what rounds to a finite float: up to, not including, the midpoint
+     * between FLT_MAX and 2^128 (serde's "3.4028235e+38" for f32::MAX is just above
+     * FLT_MAX as a double). Beyond, serde makes an infinity: we refuse. */
+    if (fabs(d) >= 0x1.ffffffp127)
         return fail(c, "number out of f32 range");
-    *out = (float)d;
+    *out = d > FLT_MAX ? FLT_MAX : d < -FLT_MAX ? -FLT_MAX : (float)d;
     return WZP_OK;
 }
 
@@ -899,8 +969,11 @@ int wzp_signal_parse(const uint8_t *json, size_t len, struct wzp_signal *out, ch
      * fails in the fields we keep (parse_string), as close to serde as C strings allow.
      */
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)json, len,
+    size_t fixed_len;
+    char *fixed = negative_zero_as_float((const char *)json, len, &fixed_len);
+    json_t *root = json_loadb(fixed ? fixed : (const char *)json, fixed ? fixed_len : len,
                               JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    free(fixed);
     if (!root)
         return fail(&c, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
 
@@ -1071,9 +1144,11 @@ static void shortest_decimal(float f, uint32_t *mant, int *exp)
 }
 
 /*
- * ryu's f32 layout (ryu::pretty::format32), with kk the position of the decimal point
- * relative to the first digit: 1234e7 -> "12340000000.0", 1234e-2 -> "12.34",
- * 1234e-6 -> "0.001234", 1e30 -> "1e30", 1234e30 -> "1.234e33". Needs 32 bytes.
+ * serde_json's f32 layout, with kk the position of the decimal point relative to the
+ * first digit: 1234e7 -> "12340000000.0", 1234e-2 -> "12.34", 1234e-6 -> "0.001234",
+ * 1e30 -> "1e+30", 1234e30 -> "1.234e+33", 1e-7 -> "1e-7". Since serde_json 1.0.147
+ * (the version upstream pins) a positive exponent carries its "+"; the digits are ryu's
+ * shortest. Needs 32 bytes.
  */
 static void format_f32(float f, char *out)
 {
@@ -1101,9 +1176,9 @@ static void format_f32(float f, char *out)
         memset(o + 2, '0', (size_t)-kk);
         strcpy(o + 2 - kk, d);
     } else if (len == 1) {
-        sprintf(o, "%se%d", d, kk - 1);
+        sprintf(o, "%se%s%d", d, kk > 0 ? "+" : "", kk - 1);
     } else {
-        sprintf(o, "%c.%se%d", d[0], d + 1, kk - 1);
+        sprintf(o, "%c.%se%s%d", d[0], d + 1, kk > 0 ? "+" : "", kk - 1);
     }
 }
 

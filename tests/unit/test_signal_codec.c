@@ -625,6 +625,83 @@ Test(signal_parse, f32_accepts_integers_and_long_decimals)
                 "fec_ratio");
 }
 
+/* The fec_ratio serde reads from a QualityDirective carrying text, re-encoded. */
+static void f32_round_trip(const char *text, const char *want)
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"QualityDirective\":{\"recommended_profile\":{\"codec\":\"Opus24k\","
+             "\"fec_ratio\":%s,\"frame_duration_ms\":20,\"frames_per_block\":5}}}",
+             text);
+    struct wzp_signal s;
+    parse_ok(json, &s);
+    char *out = encode(&s);
+    char exp[256];
+    snprintf(exp, sizeof exp,
+             "{\"QualityDirective\":{\"recommended_profile\":{\"codec\":\"Opus24k\","
+             "\"fec_ratio\":%s,\"frame_duration_ms\":20,\"frames_per_block\":5}}}",
+             want);
+    cr_expect_str_eq(out, exp, "%s", text);
+    free(out);
+    wzp_signal_clear(&s);
+}
+
+Test(signal_parse, f32_range_is_what_rounds_to_a_finite_float)
+{
+    f32_round_trip("3.4028235e+38", "3.4028235e+38"); /* serde's f32::MAX, above FLT_MAX */
+    f32_round_trip("-3.4028235e+38", "-3.4028235e+38");
+    f32_round_trip("3.40282356e38", "3.4028235e+38"); /* just below the midpoint */
+    f32_round_trip("1e+26", "1e+26");
+    f32_round_trip("1e26", "1e+26");
+    f32_round_trip("1E-7", "1e-7");
+    /* a 19-digit decimal at a rounding boundary: rounded exactly (serde: 60152.105) */
+    f32_round_trip("6.015210742187500000e+4", "60152.11");
+    parse_fails("{\"QualityDirective\":{\"recommended_profile\":{\"codec\":\"Opus24k\","
+                "\"fec_ratio\":3.4028236e38,\"frame_duration_ms\":20,\"frames_per_block\":5}}}",
+                "number out of f32 range"); /* past the midpoint: serde's infinity */
+}
+
+Test(signal_parse, finite_floats_survive_encode_and_parse)
+{
+    /* Random bit patterns (fixed seed): every finite float comes back bit for bit. */
+    uint32_t x = 0x12345678;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        float f;
+        memcpy(&f, &x, sizeof f);
+        if (!isfinite(f))
+            continue;
+        struct wzp_signal s = {.type = WZP_SIG_QUALITY_DIRECTIVE};
+        s.u.quality_directive.recommended_profile.fec_ratio = f;
+        char *out = encode(&s);
+        struct wzp_signal back;
+        parse_ok(out, &back);
+        float g = back.u.quality_directive.recommended_profile.fec_ratio;
+        cr_assert_eq(memcmp(&f, &g, sizeof f), 0, "%a became %a via %s", (double)f, (double)g, out);
+        free(out);
+        wzp_signal_clear(&back);
+    }
+}
+
+Test(signal_parse, negative_zero_is_a_float_as_in_serde)
+{
+    f32_round_trip("-0", "-0.0");
+    f32_round_trip("-0.0", "-0.0");
+    f32_round_trip("-0e3", "-0.0");
+    f32_round_trip("0", "0.0");
+    parse_fails("{\"Ping\":{\"timestamp_ms\":-0}}", "expected integer");
+    parse_fails("{\"Ping\":{\"timestamp_ms\":-0 }}", "expected integer");
+    struct wzp_signal s;
+    parse_ok("{\"Ping\":{\"timestamp_ms\":0}}", &s);
+    wzp_signal_clear(&s);
+    /* inside strings nothing changes, escaped quotes included */
+    parse_ok("{\"AuthToken\":{\"token\":\"a\\\"-0,-0\"}}", &s);
+    cr_expect_str_eq(s.u.auth_token.token, "a\"-0,-0");
+    wzp_signal_clear(&s);
+}
+
 Test(signal_parse, error_buffer_optional)
 {
     struct wzp_signal s;
@@ -894,7 +971,8 @@ static void expect_f32(float f, const char *want)
     free(out);
 }
 
-/* Expected strings are what the ryu crate (serde_json's float writer) prints. */
+/* Expected strings are what serde_json 1.0.149 (the version upstream pins) prints: ryu's
+ * shortest digits, and since 1.0.147 a "+" in positive exponents. */
 Test(signal_encode, f32_like_ryu)
 {
     expect_f32(0.1f, "0.1");
@@ -909,20 +987,23 @@ Test(signal_encode, f32_like_ryu)
     expect_f32(16777216.0f, "16777216.0");
     expect_f32(1e10f, "10000000000.0");
     expect_f32(1e12f, "1000000000000.0");
-    expect_f32(1e13f, "1e13");
+    expect_f32(9999999e6f, "9999999000000.0"); /* last below 1e13 */
+    expect_f32(1e13f, "1e+13");
     expect_f32(123456.79f, "123456.79");
     expect_f32(0.001f, "0.001");
     expect_f32(1e-6f, "0.000001");
     expect_f32(1e-7f, "1e-7");
     expect_f32(1.5e-7f, "1.5e-7");
-    expect_f32(FLT_MAX, "3.4028235e38");
+    expect_f32(FLT_MAX, "3.4028235e+38");
+    expect_f32(-FLT_MAX, "-3.4028235e+38");
     expect_f32(FLT_MIN, "1.1754944e-38");
     expect_f32(0x1p-149f, "1e-45");
     expect_f32(0x1p-12f, "0.00024414062"); /* a tie: rounds half to even */
     expect_f32(1048576.25f, "1048576.2");  /* likewise */
     expect_f32(0x1p-96f, "1.2621775e-29"); /* powers of two: narrower interval below */
-    expect_f32(0x1p87f, "1.5474251e26");
-    expect_f32(0x1p90f, "1.2379401e27");
+    expect_f32(0x1p87f, "1.5474251e+26");
+    expect_f32(0x1p90f, "1.2379401e+27");
+    expect_f32(1e26f, "1e+26");
 }
 
 /* ---------------------------------------------------------------------------------- */
