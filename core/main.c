@@ -10,6 +10,7 @@
 #include "log.h"
 #include "policytest.h"
 #include "relay.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -738,6 +739,17 @@ int main(int argc, char **argv)
     WZP_INFO(MOD, "identity fingerprint %s (seed %s)", relay.identity.fingerprint,
              relay.cfg.identity_path);
     WZP_INFO(MOD, "tls certificate fingerprint %s", relay.identity.tls_fingerprint);
+    if (relay.tls_underscore_names)
+        WZP_INFO(MOD,
+                 "tls: %s lets server names with '_' through: reserved names (_signal, "
+                 "_probe, _federation) reach the relay, room names may hold '_'",
+                 wzp_tls_library());
+    else
+        WZP_WARN(MOD,
+                 "tls: %s refuses server names with '_' (alert 47): WZP clients' _signal "
+                 "connections and rooms named with '_' fail in the TLS handshake; build "
+                 "against scripts/gnutls/build.sh's GnuTLS (./scripts/bootstrap.sh does)",
+                 wzp_tls_library());
     WZP_INFO(MOD, "policy: %s",
              relay.cfg.policy_path[0] ? relay.cfg.policy_path : "none (upstream behaviour)");
     WZP_INFO(MOD,

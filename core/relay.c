@@ -95,6 +95,7 @@ static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
         snprintf(err, errlen, "GnuTLS rejected the TLS 1.3 priority string");
         return WZP_ECRYPTO;
     }
+    r->tls_underscore_names = wzp_tls_probe_reserved_names(r->cred) == WZP_OK;
     return WZP_OK;
 }
 

@@ -16,7 +16,13 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES="build-essential cmake pkg-config git libev-dev libngtcp2-dev \
 libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjansson-dev \
-libcriterion-dev libmicrohttpd-dev gnutls-bin python3 clang libclang-rt-14-dev"
+libcriterion-dev libmicrohttpd-dev gnutls-bin python3 clang libclang-rt-14-dev \
+dpkg-dev autoconf automake libtool autopoint gettext libtasn1-6-dev libunistring-dev \
+libgmp-dev"
+# The last line builds GnuTLS from Debian's source with the patch that lets WZP's reserved
+# server names ("_signal") through (scripts/gnutls/build.sh, once, cached). Set
+# WZP_SYSTEM_GNUTLS=1 to build against the system's GnuTLS instead (the relay then
+# refuses those names in the TLS handshake and says so at start).
 # quinn (Rust) from Debian's crate packages, for the interop test against the stack real
 # clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
 INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev librust-serde-json-dev"
@@ -41,10 +47,24 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 }
 
+GNUTLS_PREFIX=""
+gnutls() { # the patched GnuTLS, built once into the cache (or the system's)
+    if [ "${WZP_SYSTEM_GNUTLS:-0}" = 1 ]; then
+        echo "bootstrap: building against the system's GnuTLS (WZP_SYSTEM_GNUTLS=1)"
+        return 0
+    fi
+    if [ -z "${WZP_CACHE_DIR:-}" ] && ! mkdir -p /var/cache/wzp-relay 2>/dev/null; then
+        WZP_CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/wzp-relay
+        export WZP_CACHE_DIR
+    fi
+    GNUTLS_PREFIX=$("$ROOT/scripts/gnutls/build.sh")
+}
+
 build() { # build DIR [cmake options]
     dir=$1
     shift
-    cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DWZP_GNUTLS_PREFIX="$GNUTLS_PREFIX" "$@" >/dev/null
     cmake --build "$dir" -j "$JOBS" ${TARGET:+--target "$TARGET"}
 }
 
@@ -60,11 +80,13 @@ cmd=${1:-}
 case "$cmd" in
 run)
     install_packages
+    gnutls
     build "$ROOT/build"
     exec "$ROOT/build/wzp-relay" "$@"
     ;;
 test)
     install_packages $INTEROP_PACKAGES
+    gnutls
     build "$ROOT/build"
     run_tests "$ROOT/build" "release"
     build "$ROOT/build-asan" -DWZP_ASAN=ON

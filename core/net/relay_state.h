@@ -75,6 +75,7 @@ struct wzp_relay {
     struct wzp_identity identity;
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t priority;
+    bool tls_underscore_names; /* the TLS library lets "_signal" through (tls.h, probe) */
     uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;

@@ -4,6 +4,8 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <string.h>
 
@@ -127,4 +129,99 @@ bool wzp_tls_alpn_ok(gnutls_session_t s)
     if (gnutls_alpn_get_selected_protocol(s, &p) != 0)
         return false;
     return p.size == sizeof WZP_ALPN - 1 && memcmp(p.data, WZP_ALPN, p.size) == 0;
+}
+
+/* ---------------------------------------------------------------- reserved-name probe */
+
+/* One direction of the in-memory handshake: bytes written by one side, read by the other. */
+struct pipe {
+    uint8_t buf[16384];
+    size_t len;
+};
+
+struct probe_end {
+    struct pipe *in, *out;
+};
+
+static ssize_t probe_push(gnutls_transport_ptr_t p, const void *data, size_t len)
+{
+    struct probe_end *e = p;
+    if (len > sizeof e->out->buf - e->out->len)
+        len = sizeof e->out->buf - e->out->len;
+    memcpy(e->out->buf + e->out->len, data, len);
+    e->out->len += len;
+    return (ssize_t)len;
+}
+
+static ssize_t probe_pull(gnutls_transport_ptr_t p, void *data, size_t len)
+{
+    struct probe_end *e = p;
+    if (e->in->len == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (len > e->in->len)
+        len = e->in->len;
+    memcpy(data, e->in->buf, len);
+    memmove(e->in->buf, e->in->buf + len, e->in->len - len);
+    e->in->len -= len;
+    return (ssize_t)len;
+}
+
+static int probe_session(gnutls_session_t *s, unsigned flags, gnutls_certificate_credentials_t cred,
+                         struct probe_end *end)
+{
+    if (gnutls_init(s, flags | GNUTLS_NONBLOCK) != 0)
+        return WZP_ECRYPTO;
+    gnutls_transport_set_ptr(*s, end);
+    gnutls_transport_set_push_function(*s, probe_push);
+    gnutls_transport_set_pull_function(*s, probe_pull);
+    if (gnutls_priority_set_direct(*s, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL) != 0 ||
+        gnutls_credentials_set(*s, GNUTLS_CRD_CERTIFICATE, cred) != 0)
+        return WZP_ECRYPTO;
+    return WZP_OK;
+}
+
+int wzp_tls_probe_reserved_names(gnutls_certificate_credentials_t server_cred)
+{
+    gnutls_certificate_credentials_t client_cred = NULL;
+    gnutls_session_t client = NULL, server = NULL;
+    static struct pipe to_server, to_client;
+    to_server.len = to_client.len = 0;
+    struct probe_end client_end = {&to_client, &to_server}, server_end = {&to_server, &to_client};
+    int rv = WZP_ECRYPTO;
+    if (gnutls_certificate_allocate_credentials(&client_cred) != 0 ||
+        probe_session(&client, GNUTLS_CLIENT, client_cred, &client_end) != WZP_OK ||
+        probe_session(&server, GNUTLS_SERVER, server_cred, &server_end) != WZP_OK ||
+        gnutls_server_name_set(client, GNUTLS_NAME_DNS, "_signal", 7) != 0)
+        goto out;
+    /* The client's ClientHello, then the server's answer to it: a library that refuses
+     * the name fails right there; one that accepts it answers with its ServerHello. */
+    int crv = gnutls_handshake(client);
+    if (crv != GNUTLS_E_AGAIN || to_server.len == 0)
+        goto out;
+    int srv = gnutls_handshake(server);
+    if (srv == GNUTLS_E_AGAIN && to_client.len > 0)
+        rv = WZP_OK;
+    else if (srv == GNUTLS_E_RECEIVED_DISALLOWED_NAME || srv == GNUTLS_E_ILLEGAL_PARAMETER ||
+             srv == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER || srv < 0)
+        rv = WZP_EINVAL;
+out:
+    if (client)
+        gnutls_deinit(client);
+    if (server)
+        gnutls_deinit(server);
+    if (client_cred)
+        gnutls_certificate_free_credentials(client_cred);
+    return rv;
+}
+
+const char *wzp_tls_library(void)
+{
+    static char where[512];
+    Dl_info info;
+    const char *file =
+        dladdr((void *)gnutls_global_init, &info) && info.dli_fname ? info.dli_fname : "?";
+    snprintf(where, sizeof where, "GnuTLS %s (%s)", gnutls_check_version(NULL), file);
+    return where;
 }

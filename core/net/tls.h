@@ -56,6 +56,18 @@ int wzp_tls_client_hello_sni(struct wzp_tls_ctx *ctx, const uint8_t *hello, size
  * server_name extension is not in those bytes. */
 int wzp_tls_client_hello_sni_prefix(struct wzp_tls_ctx *ctx, const uint8_t *hello, size_t len);
 
+/*
+ * Does this GnuTLS let a client's server name "_signal" through? An in-memory TLS 1.3
+ * handshake (server with server_cred) is run up to the server's answer to the
+ * ClientHello. WZP_OK: the name passes and the relay decides itself; WZP_EINVAL: the
+ * library refuses it (alert 47), as the system's GnuTLS does; WZP_ECRYPTO: the probe
+ * itself failed. Start-up only.
+ */
+int wzp_tls_probe_reserved_names(gnutls_certificate_credentials_t server_cred);
+
+/* "GnuTLS <version> (<path of the loaded library>)", for the start-up log. */
+const char *wzp_tls_library(void);
+
 /* True if the negotiated ALPN is exactly "wzp". */
 bool wzp_tls_alpn_ok(gnutls_session_t s);
 

@@ -6,8 +6,10 @@
 #include "tls.h"
 
 #include "common.h"
+#include "identity.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 struct hello {
@@ -173,4 +175,39 @@ Test(tls, a_hello_cut_short_is_read_as_far_as_it_goes)
     struct wzp_tls_ctx cut = {0};
     cr_assert_eq(wzp_tls_client_hello_sni_prefix(&cut, h.b, h.len - 12), WZP_OK);
     cr_assert_not(cut.sni_present);
+}
+
+/* Exactly one GnuTLS is mapped into the process (the ngtcp2 helper binds to the relay's),
+ * and the probe's answer is the one the build promises: names with '_' pass with the
+ * library of scripts/gnutls/build.sh, and fail with the system's. */
+Test(tls, one_gnutls_and_the_probe_matches_the_build)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(maps);
+    char line[1024], first[512] = "";
+    unsigned other = 0;
+    while (fgets(line, sizeof line, maps)) {
+        const char *path = strchr(line, '/');
+        if (!path || !strstr(path, "libgnutls.so"))
+            continue;
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", path);
+        else if (strcmp(first, path) != 0)
+            other++;
+    }
+    fclose(maps);
+    cr_assert(first[0], "GnuTLS is loaded");
+    cr_assert_eq(other, 0, "a second GnuTLS is mapped besides %s", first);
+
+    struct wzp_identity id;
+    uint8_t seed[32] = {5};
+    cr_assert_eq(wzp_identity_from_seed(&id, seed), WZP_OK);
+    gnutls_certificate_credentials_t cred;
+    cr_assert_eq(gnutls_certificate_allocate_credentials(&cred), 0);
+    cr_assert_eq(wzp_identity_set_credentials(&id, cred), WZP_OK);
+    int rv = wzp_tls_probe_reserved_names(cred);
+    cr_assert_eq(rv, WZP_GNUTLS_PATCHED ? WZP_OK : WZP_EINVAL, "probe %d with %s", rv,
+                 wzp_tls_library());
+    gnutls_certificate_free_credentials(cred);
+    wzp_identity_free(&id);
 }
