@@ -11,6 +11,7 @@
 #include "policytest.h"
 #include "relay.h"
 #include "tls.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -537,14 +538,35 @@ static void trim_when_idle(struct wzp_relay *r, uint64_t *idle_since_ms, bool *t
     }
 }
 
+/* Name a worker in the log when its loop stops going round, and again when it is back
+ * (/health and /ready say the same; stuck[] remembers what was logged). */
+static void watch_workers(struct wzp_relay *r, bool *stuck)
+{
+    uint64_t now = wzp_now_ns();
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        double age = wzp_worker_loop_age(r->workers[i], now);
+        if (!stuck[i] && age >= WZP_WORKER_STUCK_S) {
+            stuck[i] = true;
+            WZP_ERROR(MOD,
+                      "worker %u has not run its loop for %.0f s: its calls get no media "
+                      "(a policy blocked in a long C call? a deadlock?); /health says 503",
+                      i, age);
+        } else if (stuck[i] && age < 2.0) {
+            stuck[i] = false;
+            WZP_WARN(MOD, "worker %u runs its loop again", i);
+        }
+    }
+}
+
 static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
 {
     uint64_t drain_deadline_ms = 0, idle_since_ms = 0;
-    bool trimmed = false;
+    bool trimmed = false, stuck[WZP_MAX_WORKERS] = {false};
     for (;;) {
         struct timespec tick = {0, 200 * 1000000L};
         int sig = sigtimedwait(set, NULL, &tick);
         trim_when_idle(r, &idle_since_ms, &trimmed);
+        watch_workers(r, stuck);
         if (atomic_load(&r->draining)) {
             if (wzp_quota_sessions(&r->quota) == 0) {
                 WZP_INFO(MOD, "drain complete: no call left");

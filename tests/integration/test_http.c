@@ -254,9 +254,12 @@ Test(http, a_stuck_worker_fails_health_and_readiness)
     cr_assert(strstr(body, "stuck: worker 0"), "%s", body);
     cr_assert_eq(http_request(http_port, "GET", "/ready", NULL, body, sizeof body), 503);
     cr_assert_geq(metric("wzp_relay_worker_loop_age_seconds{worker=\"0\"}"), 5.0);
+    cr_assert(relay_log_wait(&relay, "worker 0 has not run its loop for", 1000),
+              "the stuck worker is named in the log");
     cr_assert(tc_wait_state(&t, loop, WZPC_JOINED, 5000), "the join completes afterwards");
     cr_assert_eq(http_request(http_port, "GET", "/health", NULL, body, sizeof body), 200);
     cr_assert_lt(metric("wzp_relay_worker_loop_age_seconds{worker=\"0\"}"), 2.0);
+    cr_assert(relay_log_wait(&relay, "worker 0 runs its loop again", 1000));
     tc_free(&t);
     ev_loop_destroy(loop);
     unlink(path);
