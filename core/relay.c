@@ -204,7 +204,8 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     if ((rv = init_tls(r, err, errlen)))
         return rv;
     if (wzp_shdict_init(&r->shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
-        wzp_room_table_init(&r->rooms, 1024)) {
+        wzp_room_table_init(&r->rooms, 1024) ||
+        wzp_presence_init(&r->presence, r->cfg.max_connections)) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -284,6 +285,7 @@ void wzp_relay_free(struct wzp_relay *r)
     }
     if (r->rooms.buckets)
         wzp_room_table_destroy(&r->rooms);
+    wzp_presence_free(&r->presence);
     if (r->shared.buckets)
         wzp_shdict_destroy(&r->shared);
     wzp_quota_free(&r->quota); /* after the workers: their connections gave everything back */

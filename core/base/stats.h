@@ -53,6 +53,8 @@
     F(connections_closed, "", 0, "QUIC connections freed.")                                        \
     F(handshake_failures, "", 0, "QUIC/TLS handshakes that failed or timed out.")                  \
     F(joins, "", 0, "Participants that joined a room.")                                            \
+    F(presence, "event", 0, "_signal presence registrations, by event.")                           \
+    F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")            \
     F(leaves, "", 0, "Participants that left a room.")                                             \
     F(signals_received, "", 0, "Signal frames received.")                                          \
     F(signals_malformed, "", 0, "Signal frames that failed to parse.")                             \
@@ -108,6 +110,11 @@
     X(conns_closed, connections_closed, "", "connections freed")                                   \
     X(handshake_failures, handshake_failures, "", "QUIC/TLS handshakes that failed or timed out")  \
     X(joins, joins, "", "participants joined a room")                                              \
+    X(presence_registered, presence, "registered", "_signal connections registered")               \
+    X(presence_replaced, presence, "replaced",                                                     \
+      "registrations that replaced the same fingerprint's previous connection")                    \
+    X(presence_refused, presence, "refused", "registrations refused: the registry is full")        \
+    X(reflects, reflects, "", "Reflect requests answered")                                         \
     X(leaves, leaves, "", "participants left a room")                                              \
     X(join_refused_sessions, refusals, "max_sessions", "joins refused: max sessions reached")      \
     X(join_refused_signature, refusals, "signature", "joins refused: bad CallOffer signature")     \

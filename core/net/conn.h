@@ -30,6 +30,7 @@
 #define WZP_CONN_MAX_IN_BYTES      (WZP_SIGNAL_MAX_BYTES + 64 * 1024)
 #define WZP_CONN_MAX_OUT_SIGNALS   256   /* queued outgoing signal frames */
 #define WZP_CONN_FRAME_DEADLINE_MS 10000 /* a signal frame, once begun, completes in this */
+#define WZP_CONN_REGISTER_MS       10000 /* "_signal": handshake done -> RegisterPresence */
 #define WZP_CONN_DGQ_BYTES         16384 /* outgoing media queue per receiver, at most */
 #define WZP_CONN_VERSION_LINGER_MS 2000  /* "version": close when acked or after this */
 
@@ -37,7 +38,9 @@ enum wzp_conn_state {
     WZP_CONN_HANDSHAKE = 0,
     WZP_CONN_AWAIT_OFFER,
     WZP_CONN_JOINED,
-    WZP_CONN_SERVING, /* version reply in flight */
+    WZP_CONN_SERVING,         /* version reply in flight */
+    WZP_CONN_SIGNAL_REGISTER, /* "_signal": waiting for RegisterPresence */
+    WZP_CONN_SIGNAL,          /* "_signal": registered (presence, Ping, Reflect) */
     WZP_CONN_CLOSING,
     WZP_CONN_DRAINING,
 };
@@ -78,6 +81,7 @@ struct wzp_conn {
     struct wzp_addr_key quota_key; /* the source address the quota counts c under */
     bool handshake_counted;        /* holds one handshake of the quota */
     bool session_reserved;         /* holds one session of the quota */
+    uint64_t presence_reg;         /* "_signal": our registration (0: none); see presence.h */
     bool handshake_done_pending;
 
     /* signals */

@@ -13,6 +13,7 @@
 #include "identity.h"
 #include "mesh.h"
 #include "policy.h"
+#include "presence.h"
 #include "quota.h"
 #include "retry.h"
 #include "room.h"
@@ -79,6 +80,7 @@ struct wzp_relay {
     uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;
+    struct wzp_presence presence; /* registered _signal connections, by fingerprint */
     struct wzp_worker **workers;
     unsigned nworkers;
     struct wzp_mesh mesh;   /* every message between workers (one node per worker) */

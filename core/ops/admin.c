@@ -241,6 +241,9 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
     for (unsigned i = 0; i < r->nworkers; i++)
         wzp_buf_printf(b, "wzp_relay_worker_loop_age_seconds{worker=\"%u\"} %.3f\n", i,
                        wzp_worker_loop_age(r->workers[i], now));
+    metric(b, "wzp_relay_presence_registered", "gauge",
+           "_signal connections registered (reachable for calls) now.",
+           (double)wzp_presence_count(&r->presence));
     metric(b, "wzp_relay_tls_underscore_names", "gauge",
            "1 if the TLS library lets server names with '_' (_signal) through.",
            r->tls_underscore_names ? 1.0 : 0.0);

@@ -101,8 +101,9 @@ Test(admission, reserved_sni_refused_with_reason)
 {
     setup(NULL);
     bool pass = underscore_names_pass();
+    /* "_signal" is served (test_signal.c) once the TLS layer lets it through */
     const char *names[] = {"_signal", "_probe", "_federation"};
-    for (int i = 0; i < 3; i++) {
+    for (int i = pass ? 1 : 0; i < 3; i++) {
         struct tc t;
         connect_raw(&t, names[i], NULL, true);
         if (pass) { /* the handshake completes: the relay answers for itself */
@@ -115,7 +116,7 @@ Test(admission, reserved_sni_refused_with_reason)
         }
         tc_free(&t);
     }
-    cr_assert_eq(relay_counter(&relay, "conns_refused_sni"), 3);
+    cr_assert_eq(relay_counter(&relay, "conns_refused_sni"), pass ? 2 : 3);
     cr_assert(relay_log_wait(&relay, pass ? "SNI _probe is reserved" : "SNI \"_probe\" is reserved",
                              1000));
 }
