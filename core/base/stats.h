@@ -54,7 +54,7 @@
     F(handshake_failures, "", 0, "QUIC/TLS handshakes that failed or timed out.")                  \
     F(joins, "", 0, "Participants that joined a room.")                                            \
     F(presence, "event", 0, "_signal presence registrations, by event.")                           \
-    F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")            \
+    F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")             \
     F(leaves, "", 0, "Participants that left a room.")                                             \
     F(signals_received, "", 0, "Signal frames received.")                                          \
     F(signals_malformed, "", 0, "Signal frames that failed to parse.")                             \

@@ -87,7 +87,7 @@ struct wzp_conn {
     /* signals */
     struct wzp_in_stream *in; /* grows on demand up to WZP_CONN_MAX_IN_STREAMS */
     unsigned in_cap;
-    bool frames_waiting; /* a signal frame completed and may be dispatchable */
+    bool frames_waiting;       /* a signal frame completed and may be dispatchable */
     uint64_t partial_since_ns; /* oldest incomplete frame began (0: none) */
     size_t in_bytes;
     int64_t next_in_id;

@@ -56,14 +56,14 @@ struct wzp_config {
     enum wzp_retry_mode retry;         /* address validation (retry.h) */
     unsigned join_timeout_ms;          /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
-    char policy_path[PATH_MAX];            /* "" = no policy file: upstream behaviour */
-    unsigned metrics_port;                 /* 0: no HTTP server */
-    char metrics_bind[64];                 /* address of the HTTP server (default 127.0.0.1) */
+    char policy_path[PATH_MAX];                /* "" = no policy file: upstream behaviour */
+    unsigned metrics_port;                     /* 0: no HTTP server */
+    char metrics_bind[64];                     /* address of the HTTP server (default 127.0.0.1) */
     char admin_token[WZP_ADMIN_TOKEN_MAX + 1]; /* "" = admin actions disabled */
-    unsigned drain_timeout_s;              /* drain: exit at the latest after this */
-    char debug_tap[WZP_ROOM_NAME_MAX + 1]; /* room name or "*": log every packet there */
-    char event_log[PATH_MAX];              /* "" = no event log */
-    char lua_dir[PATH_MAX];                /* helpers for require() */
+    unsigned drain_timeout_s;                  /* drain: exit at the latest after this */
+    char debug_tap[WZP_ROOM_NAME_MAX + 1];     /* room name or "*": log every packet there */
+    char event_log[PATH_MAX];                  /* "" = no event log */
+    char lua_dir[PATH_MAX];                    /* helpers for require() */
     struct wzp_policy_limits policy_limits;
 };
 
@@ -77,7 +77,7 @@ struct wzp_relay {
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t priority;
     bool tls_underscore_names; /* the TLS library lets "_signal" through (tls.h, probe) */
-    uint8_t reset_secret[32]; /* stateless reset tokens; derived from the identity seed */
+    uint8_t reset_secret[32];  /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;
     struct wzp_presence presence; /* registered _signal connections, by fingerprint */

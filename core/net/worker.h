@@ -68,9 +68,9 @@ struct wzp_worker {
     struct ev_loop *loop;
     int fd;
     ev_io rx;
-    ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
-    ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
-    ev_timer heartbeat;    /* wakes an idle loop every second, so loop_ns stays fresh */
+    ev_prepare flush_prep;    /* writes dirty connections before the loop blocks */
+    ev_timer policy_timer;    /* worker 0: the policy's wzp.every timers */
+    ev_timer heartbeat;       /* wakes an idle loop every second, so loop_ns stays fresh */
     _Atomic uint64_t loop_ns; /* when the loop last went round (0: not started yet) */
     _Atomic bool stop_requested;
     bool stopped;

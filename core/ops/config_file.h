@@ -83,10 +83,10 @@ struct wzp_file_config {
     size_t global_rooms_len;
 
     /* Keys of this relay. */
-    unsigned threads;         /* worker threads */
-    bool room_affinity;       /* [true] serve each room on one worker */
-    unsigned max_handshakes;  /* concurrent handshakes */
-    unsigned max_connections; /* concurrent QUIC connections */
+    unsigned threads;                  /* worker threads */
+    bool room_affinity;                /* [true] serve each room on one worker */
+    unsigned max_handshakes;           /* concurrent handshakes */
+    unsigned max_connections;          /* concurrent QUIC connections */
     unsigned max_handshakes_per_addr;  /* [32] 0 = no limit */
     unsigned max_connections_per_addr; /* [256] 0 = no limit */
     char *retry;                       /* ["auto"] "always", "off" */
@@ -105,8 +105,8 @@ struct wzp_file_config {
             jitter_target_depth, jitter_max_depth, log_level, probe_targets, probe_mesh,
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
         bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
-            max_connections_per_addr, retry, admin_token_file, join_timeout_ms,
-            idle_timeout_ms, identity, policy, metrics_bind, admin_token, event_log, log_format;
+            max_connections_per_addr, retry, admin_token_file, join_timeout_ms, idle_timeout_ms,
+            identity, policy, metrics_bind, admin_token, event_log, log_format;
     } set;
 };
 

@@ -36,8 +36,8 @@
 /* Upper bound of the backtracking steps a pattern with several "." repetitions may risk
  * on its subject before string.find/match/gmatch/gsub refuse it (about 25 ms). */
 #define WZP_POLICY_PATTERN_STEPS 1e7
-#define WZP_POLICY_REASON_MAX         128
-#define WZP_POLICY_MAX_METRICS        64
+#define WZP_POLICY_REASON_MAX    128
+#define WZP_POLICY_MAX_METRICS   64
 
 #define WZP_POLICY_DEFAULT_SHARE_MS 250 /* of each second of a worker: a quarter of a core */
 

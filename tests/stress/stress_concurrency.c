@@ -12,7 +12,6 @@ int main(void)
     unsigned spsc = stress_spsc(300000);
     unsigned ctlq = stress_ctlq(4, 20000);
     unsigned quota = stress_quota(4, 50000);
-    printf("stress: rooms %u, spsc %u, ctlq %u, quota %u violations\n", rooms, spsc, ctlq,
-           quota);
+    printf("stress: rooms %u, spsc %u, ctlq %u, quota %u violations\n", rooms, spsc, ctlq, quota);
     return rooms + spsc + ctlq + quota == 0 ? 0 : 1;
 }
