@@ -135,6 +135,7 @@ int wzp_relay_reload_policy(struct wzp_relay *r)
         return WZP_EINVAL;
     }
     atomic_fetch_add(&r->policy_reloads_ok, 1);
+    atomic_store(&r->policy_loaded_at, (int64_t)time(NULL));
     WZP_INFO(MOD, "policy reloaded from %s", r->cfg.policy_path);
     wzp_event_str(&ev, "result", "ok");
     wzp_event_emit(&ev);
@@ -232,6 +233,7 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     r->policy_env.metrics = &r->policy_metrics;
     r->policy_env.ops = &wzp_sfu_policy_ops;
     r->policy_env.ops_ctx = r;
+    atomic_store(&r->policy_loaded_at, (int64_t)time(NULL));
     if (r->cfg.policy_path[0] && load_policies(r, err, errlen) != WZP_OK)
         return WZP_EINVAL;
     return WZP_OK;

@@ -26,6 +26,8 @@ libgmp-dev"
 # quinn (Rust) from Debian's crate packages, for the interop test against the stack real
 # clients use. cargo/rustc come from Debian's rust toolchain if no other is installed.
 INTEROP_PACKAGES="librust-quinn-dev librust-tokio-dev librust-rustls-dev librust-serde-json-dev"
+# Headless Chromium for the status page's browser test (tests only).
+BROWSER_PACKAGES="chromium"
 
 install_packages() {
     missing=""
@@ -85,7 +87,8 @@ run)
     exec "$ROOT/build/wzp-relay" "$@"
     ;;
 test)
-    install_packages $INTEROP_PACKAGES
+    install_packages $INTEROP_PACKAGES $BROWSER_PACKAGES
+    export WZP_REQUIRE_BROWSER=1 # the browser test must run, not skip
     gnutls
     build "$ROOT/build"
     run_tests "$ROOT/build" "release"

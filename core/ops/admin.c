@@ -381,6 +381,83 @@ static char *room_json(struct wzp_relay *r, const char *name)
     return s;
 }
 
+/* The status page's data: the relay, then every room with its participants. */
+static char *status_json(struct wzp_relay *r)
+{
+    static struct room_list rooms; /* MHD serves one request at a time */
+    if (!list_rooms(r, &rooms))
+        return NULL;
+    const struct wzp_quota *q = &r->quota;
+    json_t *relay = json_pack(
+        "{s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:b, s:i, s:i, s:i, s:i, s:i}", "version",
+        WZP_VERSION, "build", WZP_BUILD_HASH, "listen", r->cfg.listen, "workers", (int)r->nworkers,
+        "policy", r->cfg.policy_path[0] ? r->cfg.policy_path : "(none)", "policy_loaded_at",
+        (json_int_t)atomic_load(&r->policy_loaded_at), "policy_reloads_ok",
+        (json_int_t)atomic_load(&r->policy_reloads_ok), "policy_reloads_failed",
+        (json_int_t)atomic_load(&r->policy_reloads_failed), "draining",
+        (int)atomic_load(&r->draining), "sessions", (int)wzp_quota_sessions(q), "max_sessions",
+        (int)q->max.sessions, "connections", (int)wzp_quota_connections(q), "handshakes",
+        (int)wzp_quota_handshakes(q), "presence", (int)wzp_presence_count(&r->presence));
+    json_t *list = json_array();
+    for (size_t i = 0; i < rooms.n; i++) {
+        char *one = room_json(r, rooms.names[i]);
+        json_t *room = one ? json_loads(one, 0, NULL) : NULL;
+        free(one);
+        if (room)
+            json_array_append_new(list, room);
+    }
+    free(rooms.names);
+    json_t *doc = json_pack("{s:o, s:o}", "relay", relay, "rooms", list);
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return s;
+}
+
+/* One self-contained page (no external assets) that draws /status.json every 2 s. */
+static const char status_html[] =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<title>wzp-relay status</title><style>"
+    "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}"
+    "h1{font-size:1.3em}h2{font-size:1.1em;margin:1.2em 0 .4em}"
+    "table{border-collapse:collapse;background:#fff}"
+    "td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}"
+    "th{background:#f0f0f0}.num{text-align:right}.muted{color:#888}"
+    ".bad{color:#b00;font-weight:bold}#totals td{min-width:6em}"
+    "</style></head><body><h1>wzp-relay <span id=\"build\" class=\"muted\"></span></h1>"
+    "<table id=\"totals\"><tr><th>sessions</th><th>rooms</th><th>connections</th>"
+    "<th>handshakes</th><th>reachable (_signal)</th><th>state</th></tr>"
+    "<tr><td id=\"sessions\"></td><td id=\"nrooms\"></td><td id=\"connections\"></td>"
+    "<td id=\"handshakes\"></td><td id=\"presence\"></td><td id=\"state\"></td></tr>"
+    "</table><p id=\"policy\" class=\"muted\"></p><div id=\"rooms\"></div>"
+    "<p class=\"muted\">Refreshes every 2 s. <span id=\"error\" class=\"bad\"></span></p>"
+    "<script>\n"
+    "function esc(s){return String(s===null||s===undefined?'-':s).replace(/[&<>\"]/g,"
+    "c=>({'&':'&amp;','<':'&lt;','>':'&gt;','\"':'&quot;'}[c]));}\n"
+    "function set(id,v){document.getElementById(id).textContent=v;}\n"
+    "function draw(d){const r=d.relay;set('build',r.version+' ('+r.build+') on '+r.listen+', '+"
+    "r.workers+' workers');set('sessions',r.sessions+' / '+r.max_sessions);"
+    "set('nrooms',d.rooms.length);set('connections',r.connections);set('handshakes',r.handshakes);"
+    "set('presence',r.presence);set('state',r.draining?'draining':'serving');"
+    "set('policy','policy '+r.policy+', loaded '+new Date(r.policy_loaded_at*1000).toISOString()+"
+    "', reloads '+r.policy_reloads_ok+' ok, '+r.policy_reloads_failed+' failed');"
+    "let h='';for(const room of d.rooms){h+='<h2 class=\"room\" data-room=\"'+esc(room.name)+"
+    "'\">'+esc(room.name)+' <span class=\"count\">'+room.participants.length+"
+    "' participant'+(room.participants.length==1?'':'s')+'</span> <span class=\"muted\">tier '"
+    "+esc(room.tier)+'</span></h2><table><tr><th>id</th><th>alias</th><th>fingerprint</th>"
+    "<th>role</th><th>tier</th><th>packets</th><th>worker</th><th>loss %</th><th>rtt ms</th></tr>';"
+    "for(const p of room.participants){h+='<tr><td class=\"num\">'+p.id+'</td><td>'+esc(p.alias)+"
+    "'</td><td><code>'+esc(p.fingerprint)+'</code></td><td>'+esc(p.role)+'</td><td>'+esc(p.tier)+"
+    "'</td><td class=\"num\">'+p.packets+'</td><td class=\"num\">'+p.worker+"
+    "'</td><td class=\"num\">'+(p.loss_pct===undefined?'-':p.loss_pct.toFixed(1))+"
+    "'</td><td class=\"num\">'+(p.rtt_ms===undefined?'-':p.rtt_ms)+'</td></tr>';}h+='</table>';}"
+    "if(!d.rooms.length)h='<p class=\"muted\">No rooms.</p>';"
+    "document.getElementById('rooms').innerHTML=h;set('error','');}\n"
+    "function tick(){fetch('status.json',{credentials:'same-origin'}).then(r=>{if(!r.ok)"
+    "throw new Error('HTTP '+r.status);return r.json();}).then(draw).catch(e=>set('error',"
+    "'cannot read status.json: '+e.message));}\n"
+    "tick();setInterval(tick,2000);\n"
+    "</script></body></html>\n";
+
 /* ---------------------------------------------------------------- HTTP */
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -410,13 +487,8 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, char *json)
 
 /* The bearer token matches: compared in time that depends on neither the token's
  * content nor where a guess first differs (always WZP_ADMIN_TOKEN_MAX bytes). */
-static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
+static bool token_matches(const char *token, const char *h)
 {
-    const char *token = a->relay->cfg.admin_token;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!token[0] || !h || strncmp(h, "Bearer ", 7) != 0)
-        return false;
-    h += 7;
     size_t given = strnlen(h, WZP_ADMIN_TOKEN_MAX + 1), want = strlen(token);
     unsigned diff = given != want;
     for (size_t i = 0; i < WZP_ADMIN_TOKEN_MAX; i++) {
@@ -425,6 +497,48 @@ static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
         diff |= (unsigned)(g ^ w);
     }
     return diff == 0;
+}
+
+static bool authorized(struct wzp_admin *a, struct MHD_Connection *conn)
+{
+    const char *token = a->relay->cfg.admin_token;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!token[0] || !h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    return token_matches(token, h + 7);
+}
+
+static void auth_failed(struct wzp_admin *a, struct MHD_Connection *conn, const char *url);
+
+/* The status page: open when no admin token is set; otherwise the token, as a bearer
+ * token or as the password of HTTP Basic authentication (which a browser asks for). */
+static bool status_allowed(struct wzp_admin *a, struct MHD_Connection *conn)
+{
+    const char *token = a->relay->cfg.admin_token;
+    if (!token[0] || authorized(a, conn))
+        return true;
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    bool ok = pass && token_matches(token, pass);
+    MHD_free(user);
+    MHD_free(pass);
+    return ok;
+}
+
+static enum MHD_Result status_page(struct wzp_admin *a, struct MHD_Connection *conn, bool json)
+{
+    if (!status_allowed(a, conn)) {
+        auth_failed(a, conn, json ? "/status.json" : "/status");
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            22, (void *)"admin token required\n", MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result rv = MHD_queue_basic_auth_fail_response(conn, "wzp-relay status", resp);
+        MHD_destroy_response(resp);
+        return rv;
+    }
+    if (json)
+        return reply_json(conn, status_json(a->relay));
+    return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", status_html,
+                 sizeof status_html - 1);
 }
 
 static void peer_of(struct MHD_Connection *conn, char *out, size_t outlen)
@@ -570,12 +684,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
         return reply_text(conn, MHD_HTTP_OK, "ready\n");
     }
+    if (strcmp(url, "/status") == 0 || strcmp(url, "/status.json") == 0)
+        return status_page(a, conn, url[7] == '.');
     if (strcmp(url, "/rooms") == 0)
         return reply_json(conn, rooms_json(r));
     if (strncmp(url, "/rooms/", 7) == 0)
         return reply_json(conn, room_json(r, url + 7));
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
-                      "not found: /metrics /health /ready /rooms /rooms/NAME /admin/...\n");
+                      "not found: /metrics /health /ready /status /rooms /rooms/NAME "
+                      "/admin/...\n");
 }
 
 /* Connections come and go: the guard tracks each (socket context = its slot + 1). */

@@ -5,6 +5,10 @@
  *                          has them, plus ours)
  *   GET  /health           200 "ok" while the process serves (also while draining)
  *   GET  /ready            200 when accepting joins, 503 while draining
+ *   GET  /status           a self-contained HTML page drawing /status.json every 2 s
+ *   GET  /status.json      JSON: the relay's totals and policy, every room with its
+ *                          participants. Both behind the admin token when one is set
+ *                          (bearer, or HTTP Basic with the token as password)
  *   GET  /rooms            JSON: every room and its size
  *   GET  /rooms/NAME       JSON: the participants of one room
  *   POST /admin/kick?id=N  close participant N          } need "Authorization: Bearer
