@@ -91,8 +91,8 @@ struct wzp_relay {
     struct wzp_policy_metrics policy_metrics; /* wzp.metric counters (kept across reloads) */
     _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
     _Atomic int64_t policy_loaded_at; /* wall-clock seconds of the running policy's load */
-    _Atomic bool draining;   /* new joins refused; exit when the last call ends */
-    struct wzp_admin *admin; /* HTTP metrics/admin server, or NULL */
+    _Atomic bool draining;            /* new joins refused; exit when the last call ends */
+    struct wzp_admin *admin;          /* HTTP metrics/admin server, or NULL */
     /* Room affinity (affinity.h): NULL when off (one worker, --no-room-affinity, or the
      * kernel refused the connection-ID steering program it needs). */
     struct wzp_affinity *affinity;
