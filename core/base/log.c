@@ -106,3 +106,11 @@ void wzp_log_write(int level, const char *module, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len); /* one write: lines never interleave */
     (void)w;
 }
+
+bool wzp_log_due(uint64_t *last_ns, uint64_t now_ns, uint64_t period_ns)
+{
+    if (*last_ns && now_ns - *last_ns < period_ns)
+        return false;
+    *last_ns = now_ns;
+    return true;
+}

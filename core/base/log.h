@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum wzp_log_level {
     WZP_LOG_ERROR = 0,
@@ -28,6 +29,10 @@ void wzp_log_timestamp(char out[32]);
 
 /* JSON string escaping of in (without quotes) into out; returns the length written. */
 size_t wzp_json_escape(const char *in, char *out, size_t outlen);
+
+/* For warnings logged at most once per period_ns: true (and *last_ns = now_ns) if none
+ * was logged yet or the last one is period_ns old. The caller owns *last_ns. */
+bool wzp_log_due(uint64_t *last_ns, uint64_t now_ns, uint64_t period_ns);
 
 /* Text-log escaping of in into out: newline, CR and tab as \n \r \t, other control
  * characters and DEL as \xNN, everything else (UTF-8 included) as is. Returns the length

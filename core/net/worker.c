@@ -296,7 +296,7 @@ static void send_stateless_reset(struct wzp_worker *w, const ngtcp2_version_cid 
 void wzp_worker_note_pressure(struct wzp_worker *w, const char *peer)
 {
     uint64_t now = wzp_now_ns();
-    if (w->pressure_logged_ns && now - w->pressure_logged_ns < PRESSURE_LOG_NS)
+    if (!wzp_log_due(&w->pressure_logged_ns, now, PRESSURE_LOG_NS))
         return;
     uint64_t seen[3] = {
         atomic_load_explicit(&w->stats.retries_sent, memory_order_relaxed),
@@ -315,7 +315,6 @@ void wzp_worker_note_pressure(struct wzp_worker *w, const char *peer)
              (unsigned long long)(seen[1] - w->pressure_seen[1]),
              (unsigned long long)(seen[2] - w->pressure_seen[2]), peer);
     memcpy(w->pressure_seen, seen, sizeof seen);
-    w->pressure_logged_ns = now;
 }
 
 static bool is_initial(const uint8_t *data, uint32_t version)

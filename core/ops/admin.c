@@ -561,7 +561,7 @@ static void peer_of(struct MHD_Connection *conn, char *out, size_t outlen)
 static void auth_failed(struct wzp_admin *a, struct MHD_Connection *conn, const char *url)
 {
     uint64_t n = atomic_fetch_add(&a->auth_failures, 1) + 1, now = wzp_now_ns();
-    if (a->auth_logged_ns && now - a->auth_logged_ns < AUTH_LOG_EVERY_NS)
+    if (!wzp_log_due(&a->auth_logged_ns, now, AUTH_LOG_EVERY_NS))
         return;
     char peer[INET6_ADDRSTRLEN], esc[160];
     peer_of(conn, peer, sizeof peer);
@@ -571,7 +571,6 @@ static void auth_failed(struct wzp_admin *a, struct MHD_Connection *conn, const 
              "last such line)",
              esc, peer, (unsigned long long)(n - a->auth_logged_at),
              n - a->auth_logged_at == 1 ? "" : "s");
-    a->auth_logged_ns = now;
     a->auth_logged_at = n;
 }
 

@@ -97,12 +97,10 @@ unsigned wzp_httpguard_sweep(struct wzp_httpguard *g, uint64_t now_ns)
         n++;
     }
     uint64_t total = atomic_fetch_add(&g->closed_slow, n) + n;
-    bool log = n && (!g->logged_ns || now_ns - g->logged_ns >= LOG_EVERY_NS);
+    bool log = n && wzp_log_due(&g->logged_ns, now_ns, LOG_EVERY_NS);
     uint64_t since = total - g->logged_at;
-    if (log) {
-        g->logged_ns = now_ns;
+    if (log)
         g->logged_at = total;
-    }
     pthread_mutex_unlock(&g->lock);
     if (log)
         WZP_WARN(MOD,

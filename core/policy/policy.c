@@ -669,8 +669,7 @@ static bool share_used_up(struct wzp_policy *p)
         return false;
     if (p->share_used_ns < (uint64_t)p->lim.share_ms * 1000000ull)
         return false;
-    if (!p->share_logged_ns || now - p->share_logged_ns >= ERROR_LOG_WINDOW_NS) {
-        p->share_logged_ns = now;
+    if (wzp_log_due(&p->share_logged_ns, now, ERROR_LOG_WINDOW_NS)) {
         WZP_WARN(MOD,
                  "%s: policy calls took %llu ms of this worker's last second (share %u ms): "
                  "timers are skipped until the next second (wzp_relay_policy_timers_skipped_total)",

@@ -71,3 +71,14 @@ Test(log, a_written_line_has_no_control_characters)
     cr_assert_eq(strchr(buf, '\n'), buf + n - 1, "one line: %s", buf);
     cr_assert_not_null(strstr(buf, "eve\\nFORGED LINE"));
 }
+
+Test(log, a_rate_limited_warning_is_due_once_per_period)
+{
+    uint64_t last = 0;
+    cr_assert(wzp_log_due(&last, 5000, 1000), "the first one is due");
+    cr_assert_eq(last, 5000);
+    cr_assert_not(wzp_log_due(&last, 5999, 1000));
+    cr_assert_eq(last, 5000, "a refusal does not move the period");
+    cr_assert(wzp_log_due(&last, 6000, 1000));
+    cr_assert_eq(last, 6000);
+}
