@@ -512,6 +512,14 @@ void tc_free(struct tc *t)
     t->c = NULL;
 }
 
+void relay_finish_with_loop(struct relay_proc *r, struct ev_loop **loop)
+{
+    relay_finish(r);
+    if (*loop)
+        ev_loop_destroy(*loop);
+    *loop = NULL;
+}
+
 /* ---- floods ---- */
 
 #include <pthread.h>

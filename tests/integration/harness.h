@@ -44,6 +44,10 @@ int relay_stop(struct relay_proc *r, unsigned timeout_ms);
  * exited 0 within 3 s and logged no sanitizer report. */
 void relay_finish(struct relay_proc *r);
 
+/* The same, then destroy the test's client loop (if any) and clear it. */
+struct ev_loop;
+void relay_finish_with_loop(struct relay_proc *r, struct ev_loop **loop);
+
 /* One counter of core/base/stats.h by its field name (e.g. "conns_accepted"), summed over
  * workers, read from /metrics: the series stats.h exports it as. */
 uint64_t relay_counter(struct relay_proc *r, const char *name);

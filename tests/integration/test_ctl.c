@@ -21,10 +21,7 @@ static char addr[64];
 
 static void teardown(void)
 {
-    relay_finish(&relay);
-    if (loop)
-        ev_loop_destroy(loop);
-    loop = NULL;
+    relay_finish_with_loop(&relay, &loop);
 }
 
 TestSuite(ctl, .fini = teardown, .timeout = 60);

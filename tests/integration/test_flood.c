@@ -28,10 +28,7 @@ static struct relay_proc relay;
 
 static void teardown(void)
 {
-    relay_finish(&relay);
-    if (loop)
-        ev_loop_destroy(loop);
-    loop = NULL;
+    relay_finish_with_loop(&relay, &loop);
 }
 
 TestSuite(flood, .fini = teardown, .timeout = 180);

@@ -20,10 +20,7 @@ static struct relay_proc relay;
 
 static void teardown(void)
 {
-    relay_finish(&relay);
-    if (loop)
-        ev_loop_destroy(loop);
-    loop = NULL;
+    relay_finish_with_loop(&relay, &loop);
 }
 
 TestSuite(signal, .fini = teardown, .timeout = 60);
@@ -146,6 +143,19 @@ Test(signal, register_ping_and_reflect)
     for (int i = 0; i < 100 && presence_gauge() != 0; i++)
         wzpc_run_for(loop, 20);
     cr_assert_eq(presence_gauge(), 0, "the presence ends with its connection");
+    /* and the connection leaves nothing behind once its closing period is over */
+    static char scrape[256 * 1024];
+    double left = -1;
+    for (int i = 0; i < 100 && left != 0; i++) {
+        wzpc_run_for(loop, 50);
+        cr_assert_eq(http_request(relay.http_port, "GET", "/metrics", NULL, scrape, sizeof scrape),
+                     200);
+        left = scrape_value(scrape, "wzp_relay_connections") +
+               scrape_sum(scrape, "wzp_relay_worker_cid_entries") +
+               scrape_sum(scrape, "wzp_relay_worker_slots_used") +
+               scrape_sum(scrape, "wzp_relay_worker_signal_bytes");
+    }
+    cr_assert_eq(left, 0, "connections, CID entries, slots and signal bytes back to 0");
     wzpc_free(a.c);
 }
 
