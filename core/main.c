@@ -67,6 +67,20 @@ static void usage(FILE *out)
         "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
         "\n"
+        "Direct calls (\"_signal\" connections; see doc/PROTOCOL.md):\n"
+        "  --advertise ADDR       relay address told to both parties of an accepted call\n"
+        "                         (IP:PORT, [IPv6]:PORT, or an IP with the listen port).\n"
+        "                         Default: the listen address, or when that is 0.0.0.0 / ::\n"
+        "                         the address of the interface towards the Internet; set it\n"
+        "                         when clients reach the relay through NAT\n"
+        "  --ring-timeout SEC     a call not answered within this is ended, both parties\n"
+        "                         told Hangup{Timeout} (default %d)\n"
+        "  --call-setup-timeout SEC\n"
+        "                         an accepted call whose parties neither join the call room\n"
+        "                         nor report a media path within this is ended (default %d)\n"
+        "  --max-calls N          direct calls ringing or active at once (default %d; each\n"
+        "                         client takes part in at most %d)\n"
+        "\n"
         "Operations:\n"
         "  --metrics-port N       serve /metrics, /health, /ready, /rooms and /admin/* over\n"
         "                         HTTP on this TCP port (default: off)\n"
@@ -112,8 +126,9 @@ static void usage(FILE *out)
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
-        WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_ADMIN_TOKEN_MAX, WZP_DEFAULT_DRAIN_TIMEOUT_S,
-        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_DEFAULT_RING_TIMEOUT_S, WZP_DEFAULT_CALL_SETUP_TIMEOUT_S,
+        WZP_DEFAULT_MAX_CALLS, WZP_CALLS_PER_PARTY, WZP_ADMIN_TOKEN_MAX,
+        WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
@@ -138,6 +153,10 @@ enum {
     OPT_MAX_CONNECTIONS_PER_ADDR,
     OPT_RETRY,
     OPT_JOIN_TIMEOUT,
+    OPT_ADVERTISE,
+    OPT_RING_TIMEOUT,
+    OPT_CALL_SETUP_TIMEOUT,
+    OPT_MAX_CALLS,
     OPT_IDLE_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_CHECK,
@@ -252,6 +271,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"max-connections-per-addr", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_ADDR},
         {"retry", required_argument, NULL, OPT_RETRY},
         {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
+        {"advertise", required_argument, NULL, OPT_ADVERTISE},
+        {"ring-timeout", required_argument, NULL, OPT_RING_TIMEOUT},
+        {"call-setup-timeout", required_argument, NULL, OPT_CALL_SETUP_TIMEOUT},
+        {"max-calls", required_argument, NULL, OPT_MAX_CALLS},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"script", required_argument, NULL, 's'},
@@ -324,6 +347,27 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_JOIN_TIMEOUT:
             if (parse_uint("--join-timeout", optarg, 100, 600000, &cfg->join_timeout_ms))
+                return -1;
+            break;
+        case OPT_ADVERTISE:
+            if (wzp_config_set_advertise(cfg, optarg) != WZP_OK) {
+                fprintf(stderr,
+                        "wzp-relay: --advertise expects IP:PORT, [IPv6]:PORT or an IP address "
+                        "(clients are told an address, not a host name), got \"%s\"\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_RING_TIMEOUT:
+            if (parse_uint("--ring-timeout", optarg, 1, 600, &cfg->ring_timeout_s))
+                return -1;
+            break;
+        case OPT_CALL_SETUP_TIMEOUT:
+            if (parse_uint("--call-setup-timeout", optarg, 1, 600, &cfg->call_setup_timeout_s))
+                return -1;
+            break;
+        case OPT_MAX_CALLS:
+            if (parse_uint("--max-calls", optarg, 1, 1000000, &cfg->max_calls))
                 return -1;
             break;
         case OPT_IDLE_TIMEOUT:
@@ -651,7 +695,16 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
     }
     COPY_UINT(join_timeout_ms, join_timeout_ms)
     COPY_UINT(idle_timeout_ms, idle_timeout_ms)
+    COPY_UINT(ring_timeout_s, ring_timeout_s)
+    COPY_UINT(call_setup_timeout_s, call_setup_timeout_s)
+    COPY_UINT(max_calls, max_calls)
 #undef COPY_UINT
+    if (f->set.advertise && wzp_config_set_advertise(cfg, f->advertise) != WZP_OK) {
+        fprintf(stderr,
+                "wzp-relay: %s: advertise \"%s\" is not IP:PORT, [IPv6]:PORT or an IP address\n",
+                path, f->advertise);
+        return -1;
+    }
     if (f->set.identity)
         snprintf(cfg->identity_path, sizeof cfg->identity_path, "%s", f->identity);
     if (f->set.metrics_bind)

@@ -33,6 +33,9 @@ void wzp_config_defaults(struct wzp_config *cfg)
     cfg->max_connections_per_addr = WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR;
     cfg->retry = WZP_RETRY_AUTO;
     cfg->join_timeout_ms = WZP_DEFAULT_JOIN_TIMEOUT_MS;
+    cfg->ring_timeout_s = WZP_DEFAULT_RING_TIMEOUT_S;
+    cfg->call_setup_timeout_s = WZP_DEFAULT_CALL_SETUP_TIMEOUT_S;
+    cfg->max_calls = WZP_DEFAULT_MAX_CALLS;
     cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
     snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "127.0.0.1");
     cfg->drain_timeout_s = WZP_DEFAULT_DRAIN_TIMEOUT_S;
@@ -82,6 +85,140 @@ int wzp_config_set_listen(struct wzp_config *cfg, const char *text)
     cfg->listen_addr = ss;
     cfg->listen_addrlen = len;
     return WZP_OK;
+}
+
+/* Split "IP:PORT", "[IPv6]:PORT" or a bare IP into a normalised address text and a port
+ * (-1 when none was given). */
+static int parse_ip_port(const char *text, char *ip, size_t iplen, int *family, long *port)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(text, ':');
+    uint8_t buf[16];
+    *port = -1;
+    if (text[0] != '[' && inet_pton(AF_INET6, text, buf) == 1) { /* bare IPv6 */
+        *family = AF_INET6;
+        return inet_ntop(AF_INET6, buf, ip, (socklen_t)iplen) ? WZP_OK : WZP_EINVAL;
+    }
+    size_t hlen = colon ? (size_t)(colon - text) : strlen(text);
+    if (colon) {
+        char *end;
+        errno = 0;
+        *port = strtol(colon + 1, &end, 10);
+        if (errno || *end || colon[1] == '\0' || *port < 1 || *port > 65535)
+            return WZP_EINVAL;
+    }
+    if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']') {
+        text++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof host)
+        return WZP_EINVAL;
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+    *family = inet_pton(AF_INET, host, buf) == 1    ? AF_INET
+              : inet_pton(AF_INET6, host, buf) == 1 ? AF_INET6
+                                                    : 0;
+    if (!*family || !inet_ntop(*family, buf, ip, (socklen_t)iplen))
+        return WZP_EINVAL;
+    return WZP_OK;
+}
+
+int wzp_config_set_advertise(struct wzp_config *cfg, const char *text)
+{
+    char ip[INET6_ADDRSTRLEN];
+    int family;
+    long port;
+    if (parse_ip_port(text, ip, sizeof ip, &family, &port) != WZP_OK)
+        return WZP_EINVAL;
+    if (port < 0)
+        snprintf(cfg->advertise, sizeof cfg->advertise, "%s", ip);
+    else
+        snprintf(cfg->advertise, sizeof cfg->advertise, family == AF_INET6 ? "[%s]:%ld" : "%s:%ld",
+                 ip, port);
+    return WZP_OK;
+}
+
+/* The local address the kernel would use towards a public address (nothing is sent), or
+ * false. */
+static bool outbound_ip(int family, char *ip, size_t iplen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(53);
+        inet_pton(AF_INET, "192.0.2.1", &in->sin_addr); /* TEST-NET-1: routed, never used */
+        len = sizeof *in;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(53);
+        inet_pton(AF_INET6, "2001:db8::1", &in6->sin6_addr);
+        len = sizeof *in6;
+    }
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = false;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof local;
+    if (connect(fd, (struct sockaddr *)&ss, len) == 0 &&
+        getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
+        const void *a = family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&local)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&local)->sin6_addr;
+        ok = inet_ntop(family, a, ip, (socklen_t)iplen) != NULL;
+    }
+    close(fd);
+    return ok;
+}
+
+/*
+ * The relay address clients are told in CallSetup: --advertise (with the listen port if
+ * it has none); else the listen address if it is specific; else the address of the
+ * interface towards the Internet; else loopback. IPv6 in brackets.
+ */
+static void derive_advertise(struct wzp_relay *r)
+{
+    const struct sockaddr_storage *la = &r->cfg.listen_addr;
+    int family = la->ss_family;
+    unsigned port = ntohs(family == AF_INET6 ? ((const struct sockaddr_in6 *)la)->sin6_port
+                                             : ((const struct sockaddr_in *)la)->sin_port);
+    char ip[WZP_ADVERTISE_MAX + 1] = "";
+    const char *how = "--advertise";
+    if (r->cfg.advertise[0]) {
+        /* normalised by wzp_config_set_advertise: a port follows "]" or the one ':' of
+         * an IPv4 address; a bare IPv6 address has several ':' and no brackets */
+        if (strchr(r->cfg.advertise, ']') ||
+            (strchr(r->cfg.advertise, ':') && !strchr(strchr(r->cfg.advertise, ':') + 1, ':'))) {
+            snprintf(r->advertise_addr, sizeof r->advertise_addr, "%s", r->cfg.advertise);
+            WZP_INFO(MOD, "direct calls: relay address %s (--advertise)", r->advertise_addr);
+            return;
+        }
+        snprintf(ip, sizeof ip, "%s", r->cfg.advertise);
+        family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    } else {
+        const void *a = family == AF_INET6
+                            ? (const void *)&((const struct sockaddr_in6 *)la)->sin6_addr
+                            : (const void *)&((const struct sockaddr_in *)la)->sin_addr;
+        static const uint8_t zero[16];
+        bool any = memcmp(a, zero, family == AF_INET6 ? 16 : 4) == 0;
+        how = "the listen address";
+        if (!any) {
+            inet_ntop(family, a, ip, sizeof ip);
+        } else if (outbound_ip(family, ip, sizeof ip)) {
+            how = "the outbound interface; set --advertise if clients reach the relay "
+                  "at another address (NAT)";
+        } else {
+            snprintf(ip, sizeof ip, "%s", family == AF_INET6 ? "::1" : "127.0.0.1");
+            how = "no route found, loopback; set --advertise";
+        }
+    }
+    snprintf(r->advertise_addr, sizeof r->advertise_addr, family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+             ip, port);
+    WZP_INFO(MOD, "direct calls: relay address %s (%s)", r->advertise_addr, how);
 }
 
 static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
@@ -204,9 +341,11 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
                     r->retry_secret, sizeof r->retry_secret);
     if ((rv = init_tls(r, err, errlen)))
         return rv;
+    derive_advertise(r);
     if (wzp_shdict_init(&r->shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
         wzp_room_table_init(&r->rooms, 1024) ||
-        wzp_presence_init(&r->presence, r->cfg.max_connections)) {
+        wzp_presence_init(&r->presence, r->cfg.max_connections) ||
+        wzp_calls_init(&r->calls, r->cfg.max_calls, WZP_CALLS_PER_PARTY)) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -288,6 +427,7 @@ void wzp_relay_free(struct wzp_relay *r)
     if (r->rooms.buckets)
         wzp_room_table_destroy(&r->rooms);
     wzp_presence_free(&r->presence);
+    wzp_calls_free(&r->calls);
     if (r->shared.buckets)
         wzp_shdict_destroy(&r->shared);
     wzp_quota_free(&r->quota); /* after the workers: their connections gave everything back */

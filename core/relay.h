@@ -14,6 +14,10 @@ void wzp_config_defaults(struct wzp_config *cfg);
 
 /* Parse "host:port", "[v6]:port" or ":port" into cfg->listen_addr. WZP_EINVAL if bad. */
 int wzp_config_set_listen(struct wzp_config *cfg, const char *text);
+/* --advertise: "IP:PORT", "[IPv6]:PORT", or an IP alone (the listen port is added when the
+ * relay starts). WZP_EINVAL for anything else (host names included: clients need an
+ * address). */
+int wzp_config_set_advertise(struct wzp_config *cfg, const char *text);
 
 /* Load identity, set up TLS, bind every worker socket. err gets a message on failure. */
 int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err, size_t errlen);

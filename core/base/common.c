@@ -27,6 +27,10 @@ const char *wzp_strerror(int status)
         return "full";
     case WZP_ESTATE:
         return "invalid state";
+    case WZP_EEXIST:
+        return "already exists";
+    case WZP_EPERM:
+        return "not permitted";
     }
     return "unknown error";
 }

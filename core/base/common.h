@@ -25,6 +25,8 @@ enum wzp_status {
     WZP_ENOTFOUND = -7, /* lookup found nothing */
     WZP_EFULL = -8,     /* a bounded queue or table is full */
     WZP_ESTATE = -9,    /* call not valid in the current state */
+    WZP_EEXIST = -10,   /* the key is already in use */
+    WZP_EPERM = -11,    /* the caller may not do this to that object */
 };
 
 /* A short, static description of a WZP_E* code. */

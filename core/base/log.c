@@ -81,7 +81,7 @@ size_t wzp_log_escape_text(const char *in, char *out, size_t outlen)
 
 void wzp_log_write(int level, const char *module, const char *fmt, ...)
 {
-    char msg[1536], line[4096], ts[32];
+    char msg[4096], line[2 * sizeof msg + 128], ts[32]; /* msg: the SIGUSR1 stats line */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

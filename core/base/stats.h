@@ -55,6 +55,9 @@
     F(joins, "", 0, "Participants that joined a room.")                                            \
     F(presence, "event", 0, "_signal presence registrations, by event.")                           \
     F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")             \
+    F(direct_calls, "outcome", 0, "Direct calls through _signal, by outcome.")                     \
+    F(call_signals_ignored, "reason", 0,                                                           \
+      "Direct-call signals not acted on (unknown call, sender not a party, answered already).")    \
     F(leaves, "", 0, "Participants that left a room.")                                             \
     F(signals_received, "", 0, "Signal frames received.")                                          \
     F(signals_malformed, "", 0, "Signal frames that failed to parse.")                             \
@@ -115,6 +118,29 @@
       "registrations that replaced the same fingerprint's previous connection")                    \
     X(presence_refused, presence, "refused", "registrations refused: the registry is full")        \
     X(reflects, reflects, "", "Reflect requests answered")                                         \
+    X(calls_ringing, direct_calls, "ringing", "offers forwarded to a registered callee")           \
+    X(calls_offline, direct_calls, "offline", "offers to a callee not registered here")            \
+    X(calls_busy, direct_calls, "busy", "offers refused: a party is at its call limit")            \
+    X(calls_invalid, direct_calls, "invalid",                                                      \
+      "offers or answers refused: bad call id or addresses, id in use, calling oneself")           \
+    X(calls_relay_full, direct_calls, "relay_full", "offers refused: the call table is full")      \
+    X(calls_refused_policy, direct_calls, "policy", "offers refused by the policy (on_call)")      \
+    X(calls_accepted, direct_calls, "accepted", "calls accepted by the callee")                    \
+    X(calls_rejected, direct_calls, "rejected", "calls rejected by the callee")                    \
+    X(calls_ring_timeout, direct_calls, "ring_timeout", "calls not answered in time")              \
+    X(calls_setup_timeout, direct_calls, "setup_timeout",                                          \
+      "accepted calls that neither joined the call room nor reported a media path in time")        \
+    X(calls_hung_up, direct_calls, "hung_up", "calls ended by a Hangup of a party")                \
+    X(calls_party_gone, direct_calls, "party_gone",                                                \
+      "calls ended because a party's _signal connection went")                                     \
+    X(call_signals_unknown, call_signals_ignored, "unknown_call",                                  \
+      "call signals naming a call this relay does not know")                                       \
+    X(call_signals_not_party, call_signals_ignored, "not_a_party",                                 \
+      "call signals from a client that is not a party of the call (or not its callee)")            \
+    X(call_signals_answered, call_signals_ignored, "answered_already",                             \
+      "answers to a call that was answered already")                                               \
+    X(join_refused_call_room, refusals, "call_room",                                               \
+      "joins of a call room refused: not a party of an accepted call, or the room is full")        \
     X(leaves, leaves, "", "participants left a room")                                              \
     X(join_refused_sessions, refusals, "max_sessions", "joins refused: max sessions reached")      \
     X(join_refused_signature, refusals, "signature", "joins refused: bad CallOffer signature")     \

@@ -15,6 +15,7 @@
 #include "affinity.h"
 
 #include "common.h"
+#include "dcall.h"
 #include "log.h"
 #include "retry.h"
 #include "sfu.h"
@@ -50,6 +51,12 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t outlen)
     } else {
         snprintf(out, outlen, "?");
     }
+}
+
+void wzp_conn_path_addr(struct wzp_conn *c, char *out, size_t outlen)
+{
+    const ngtcp2_path *path = ngtcp2_conn_get_path(c->qc);
+    format_addr((const struct sockaddr *)path->remote.addr, out, outlen);
 }
 
 static void conn_path(struct wzp_conn *c, ngtcp2_path *path, const struct sockaddr *remote,
@@ -731,11 +738,7 @@ static void conn_end_session(struct wzp_conn *c, const char *why)
         c->session_reserved = false;
         wzp_quota_give_session(&c->w->relay->quota);
     }
-    if (c->presence_reg) { /* a _signal connection: it is no longer reachable here */
-        if (wzp_presence_unregister(&c->w->relay->presence, c->fingerprint, c->presence_reg))
-            WZP_DEBUG(MOD, "%s: presence of %s ends", c->peer, c->fingerprint);
-        c->presence_reg = 0;
-    }
+    wzp_dcall_gone(c); /* a _signal connection: unreachable, its calls hung up */
 }
 
 /* Enter CLOSING or DRAINING: no more input or output, freed by the timer at the deadline. */
@@ -907,90 +910,6 @@ static void conn_join(struct wzp_conn *c, const struct wzp_signal *offer)
     c->deadline_ns = 0; /* ngtcp2's idle timeout bounds a joined connection */
 }
 
-/* Queue one signal to the client (logged and dropped if it cannot be encoded). */
-static void conn_send(struct wzp_conn *c, const struct wzp_signal *sig)
-{
-    struct wzp_buf frame = WZP_BUF_INIT;
-    if (wzp_signal_encode_frame(sig, &frame) == WZP_OK)
-        wzp_conn_queue_signal(c, frame.data, frame.len);
-    else
-        WZP_WARN(MOD, "%s: could not encode %s", c->peer, wzp_signal_type_name(sig->type));
-    wzp_buf_free(&frame);
-}
-
-/* "_signal", first message: RegisterPresence makes the connection reachable under the
- * fingerprint of its identity key (the signature is empty in today's clients and not
- * checked, as upstream; the all-zero key of Reflect probes is accepted). */
-static void conn_register_presence(struct wzp_conn *c, const struct wzp_signal *reg)
-{
-    struct wzp_relay *r = c->w->relay;
-    wzp_fingerprint(reg->u.register_presence.identity_pub, c->fingerprint);
-    struct wzp_presence_handle me = {c->w->idx, c->slot, c->gen}, old;
-    bool replaced = false;
-    int rv =
-        wzp_presence_register(&r->presence, c->fingerprint, me, &c->presence_reg, &old, &replaced);
-    if (rv != WZP_OK) {
-        WZP_STAT_INC(&c->w->stats, presence_refused);
-        conn_refuse(c, "presence registry full (%zu)", r->presence.max);
-        return;
-    }
-    c->state = WZP_CONN_SIGNAL;
-    c->deadline_ns = 0; /* ngtcp2's idle timeout bounds it, as a joined connection */
-    WZP_STAT_INC(&c->w->stats, presence_registered);
-    if (replaced)
-        WZP_STAT_INC(&c->w->stats, presence_replaced);
-    char alias[2 * WZP_ALIAS_MAX + 8] = "(no alias)";
-    if (reg->u.register_presence.alias) {
-        char esc[2 * WZP_ALIAS_MAX];
-        wzp_log_escape_text(reg->u.register_presence.alias, esc, sizeof esc);
-        snprintf(alias, sizeof alias, "\"%s\"", esc);
-    }
-    WZP_INFO(MOD, "presence: %s %s from %s registered%s", c->fingerprint, alias, c->peer,
-             replaced ? " (replacing its previous connection)" : "");
-    struct wzp_signal ack = {.type = WZP_SIG_REGISTER_PRESENCE_ACK};
-    ack.u.register_presence_ack.success = true;
-    ack.u.register_presence_ack.relay_build = (char *)WZP_BUILD_HASH;
-    conn_send(c, &ack);
-}
-
-/* "_signal", registered: what this relay answers today. */
-static void conn_signal_message(struct wzp_conn *c, const struct wzp_signal *sig)
-{
-    switch (sig->type) {
-    case WZP_SIG_PING: {
-        struct wzp_signal pong = {.type = WZP_SIG_PONG};
-        pong.u.ping.timestamp_ms = sig->u.ping.timestamp_ms;
-        conn_send(c, &pong);
-        break;
-    }
-    case WZP_SIG_REFLECT: {
-        /* the remote address of this QUIC path, as the client is seen from here */
-        char addr[64];
-        const ngtcp2_path *path = ngtcp2_conn_get_path(c->qc);
-        format_addr((const struct sockaddr *)path->remote.addr, addr, sizeof addr);
-        struct wzp_signal resp = {.type = WZP_SIG_REFLECT_RESPONSE};
-        resp.u.reflect_response.observed_addr = addr;
-        WZP_STAT_INC(&c->w->stats, reflects);
-        conn_send(c, &resp);
-        break;
-    }
-    case WZP_SIG_DIRECT_CALL_OFFER: {
-        /* Direct calls are not served yet: end the attempt at once, as upstream does for
-         * a callee it cannot reach (a Hangup without call_id). */
-        WZP_INFO(MOD, "%s: direct call from %s not placed: not supported by this relay yet",
-                 c->peer, c->fingerprint);
-        struct wzp_signal hangup = {.type = WZP_SIG_HANGUP};
-        hangup.u.hangup.reason = WZP_HANGUP_NORMAL;
-        conn_send(c, &hangup);
-        break;
-    }
-    default:
-        WZP_DEBUG(MOD, "%s: ignoring %s on a _signal connection", c->peer,
-                  wzp_signal_type_name(sig->type));
-        break;
-    }
-}
-
 static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t len)
 {
     struct wzp_signal sig;
@@ -1008,7 +927,7 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
     }
     if (c->state == WZP_CONN_SIGNAL_REGISTER) {
         if (sig.type == WZP_SIG_REGISTER_PRESENCE) {
-            conn_register_presence(c, &sig);
+            wzp_dcall_register(c, &sig);
         } else if (sig.type == WZP_SIG_AUTH_TOKEN) {
             WZP_STAT_INC(&c->w->stats, join_refused_auth);
             conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
@@ -1017,7 +936,7 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
             conn_refuse(c, "expected RegisterPresence, got %s", wzp_signal_type_name(sig.type));
         }
     } else if (c->state == WZP_CONN_SIGNAL) {
-        conn_signal_message(c, &sig);
+        wzp_dcall_message(c, &sig);
     } else if (c->state == WZP_CONN_AWAIT_OFFER) {
         if (sig.type == WZP_SIG_CALL_OFFER) {
             conn_join(c, &sig);

@@ -40,7 +40,7 @@ enum wzp_conn_state {
     WZP_CONN_JOINED,
     WZP_CONN_SERVING,         /* version reply in flight */
     WZP_CONN_SIGNAL_REGISTER, /* "_signal": waiting for RegisterPresence */
-    WZP_CONN_SIGNAL,          /* "_signal": registered (presence, Ping, Reflect) */
+    WZP_CONN_SIGNAL,          /* "_signal": registered (presence, calls; dcall.h) */
     WZP_CONN_CLOSING,
     WZP_CONN_DRAINING,
 };
@@ -163,6 +163,8 @@ int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len);
  * updates per receiver at most once per loop iteration, not O(N) held in memory). */
 int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t len);
 
+/* The client's address on the connection's current path, "ip:port" or "[ipv6]:port". */
+void wzp_conn_path_addr(struct wzp_conn *c, char *out, size_t outlen);
 /* Close with application code 0 and reason; leaves the room; logs why. */
 void wzp_conn_close(struct wzp_conn *c, const char *reason);
 

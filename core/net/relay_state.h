@@ -10,6 +10,7 @@
 #ifndef WZP_RELAY_STATE_H
 #define WZP_RELAY_STATE_H
 
+#include "calls.h"
 #include "identity.h"
 #include "mesh.h"
 #include "policy.h"
@@ -41,6 +42,12 @@
 
 #define WZP_ADMIN_TOKEN_MAX 255 /* bytes of the admin bearer token */
 
+#define WZP_DEFAULT_RING_TIMEOUT_S       60   /* a direct call rings at most this long */
+#define WZP_DEFAULT_CALL_SETUP_TIMEOUT_S 30   /* accepted -> call room joined or path reported */
+#define WZP_DEFAULT_MAX_CALLS            4096 /* direct calls ringing or active */
+#define WZP_CALLS_PER_PARTY              8    /* calls one fingerprint takes part in at once */
+#define WZP_ADVERTISE_MAX                80   /* "[v6 address]:port" */
+
 struct wzp_config {
     char listen[128]; /* as given: "0.0.0.0:4433", "[::]:4433" */
     struct sockaddr_storage listen_addr;
@@ -64,6 +71,10 @@ struct wzp_config {
     char debug_tap[WZP_ROOM_NAME_MAX + 1];     /* room name or "*": log every packet there */
     char event_log[PATH_MAX];                  /* "" = no event log */
     char lua_dir[PATH_MAX];                    /* helpers for require() */
+    char advertise[WZP_ADVERTISE_MAX + 1];     /* relay address in CallSetup; "" = derived */
+    unsigned ring_timeout_s;                   /* direct calls: offer -> answer */
+    unsigned call_setup_timeout_s;             /* accept -> call room joined or path report */
+    unsigned max_calls;                        /* direct calls ringing or active */
     struct wzp_policy_limits policy_limits;
 };
 
@@ -80,7 +91,10 @@ struct wzp_relay {
     uint8_t reset_secret[32];  /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;
-    struct wzp_presence presence; /* registered _signal connections, by fingerprint */
+    struct wzp_presence presence;               /* registered _signal connections, by fingerprint */
+    struct wzp_calls calls;                     /* direct calls ringing or active (calls.h) */
+    char advertise_addr[WZP_ADVERTISE_MAX + 1]; /* relay_addr of CallSetup: --advertise, or
+                                                 * derived from the listen address */
     struct wzp_worker **workers;
     unsigned nworkers;
     struct wzp_mesh mesh;   /* every message between workers (one node per worker) */

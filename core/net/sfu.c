@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "conn.h"
+#include "dcall.h"
 #include "handshake.h"
 #include "eventlog.h"
 #include "log.h"
@@ -285,6 +286,15 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *r
     return true;
 }
 
+/* A call room refused a join (dcall.h); reason says why. */
+static int refuse_call_room(struct wzp_conn *c, const struct wzp_participant *p, const char *reason)
+{
+    WZP_STAT_INC(&c->w->stats, join_refused_call_room);
+    WZP_INFO(MOD, "%s: refused: %s joining room %s: %s", c->peer, p->fingerprint, c->sni, reason);
+    wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, reason);
+    return WZP_EPERM;
+}
+
 int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reason, size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
@@ -298,6 +308,8 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     }
     struct wzp_participant p;
     fill_participant(c, offer, &p);
+    if (wzp_dcall_precheck_join(w, c->sni, p.fingerprint, reason, reasonlen) != WZP_OK)
+        return refuse_call_room(c, &p, reason);
     if (!policy_admits(c, &p, reason, reasonlen))
         return WZP_EINVAL;
     snprintf(reason, reasonlen, "internal error");
@@ -309,6 +321,11 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     if (!r)
         return WZP_ENOMEM;
     wzp_room_wrlock(r);
+    if (wzp_dcall_admit_locked(w, r, p.fingerprint, reason, reasonlen) != WZP_OK) {
+        wzp_room_unlock(r);
+        wzp_room_release(&w->relay->rooms, r);
+        return refuse_call_room(c, &p, reason);
+    }
     if (wzp_room_add_locked(r, &p) != WZP_OK) {
         wzp_room_unlock(r);
         wzp_room_release(&w->relay->rooms, r);

@@ -7,6 +7,7 @@
 #include "affinity.h"
 #include "common.h"
 #include "conn.h"
+#include "dcall.h"
 #include "initial.h"
 #include "log.h"
 #include "policy.h"
@@ -618,12 +619,15 @@ static void wake_cb(void *ctx)
 }
 
 /* Before the loop blocks: write every dirty connection once, send, wake peers. */
-/* Nothing to do: waking the loop is the point (flush_cb then records that it ran). */
+/* Waking the loop is the point (flush_cb then records that it ran); worker 0 also ends
+ * direct calls past their deadlines. */
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
-    (void)t;
     (void)revents;
+    struct wzp_worker *w = t->data;
+    if (w->idx == 0)
+        wzp_dcall_expire(w, wzp_now_ns());
 }
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)

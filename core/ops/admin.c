@@ -244,6 +244,11 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
     metric(b, "wzp_relay_presence_registered", "gauge",
            "_signal connections registered (reachable for calls) now.",
            (double)wzp_presence_count(&r->presence));
+    size_t ringing, active;
+    wzp_calls_counts(&r->calls, &ringing, &active);
+    metric_header(b, "wzp_relay_direct_calls", "gauge", "Direct calls now, by state.");
+    wzp_buf_printf(b, "wzp_relay_direct_calls{state=\"ringing\"} %zu\n", ringing);
+    wzp_buf_printf(b, "wzp_relay_direct_calls{state=\"active\"} %zu\n", active);
     metric(b, "wzp_relay_tls_underscore_names", "gauge",
            "1 if the TLS library lets server names with '_' (_signal) through.",
            r->tls_underscore_names ? 1.0 : 0.0);

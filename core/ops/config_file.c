@@ -83,6 +83,10 @@ static const struct key_spec root_keys[] = {
     {"admin_token_file", K_STRING, ROOT(admin_token_file), 0, 0},
     {"event_log", K_STRING, ROOT(event_log), 0, 0},
     {"log_format", K_LOG_FORMAT, ROOT(log_format), 0, 0},
+    {"advertise", K_STRING, ROOT(advertise), 0, 0},
+    {"ring_timeout_s", K_UINT, ROOT(ring_timeout_s), 1, 600},
+    {"call_setup_timeout_s", K_UINT, ROOT(call_setup_timeout_s), 1, 600},
+    {"max_calls", K_UINT, ROOT(max_calls), 1, 1000000},
 };
 
 static const struct key_spec peer_keys[] = {
@@ -600,7 +604,8 @@ void wzp_config_file_free(struct wzp_file_config *cfg)
     char **strings[] = {&cfg->listen_addr,  &cfg->auth_url,     &cfg->static_dir,
                         &cfg->remote_relay, &cfg->debug_tap,    &cfg->identity,
                         &cfg->policy,       &cfg->metrics_bind, &cfg->admin_token,
-                        &cfg->event_log,    &cfg->retry,        &cfg->admin_token_file};
+                        &cfg->event_log,    &cfg->retry,        &cfg->admin_token_file,
+                        &cfg->advertise};
     for (size_t i = 0; i < WZP_ARRAY_LEN(strings); i++)
         free(*strings[i]);
     free_strings(cfg->probe_targets, cfg->probe_targets_len);

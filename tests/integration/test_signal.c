@@ -2,9 +2,10 @@
  * test_signal.c - the "_signal" connection on the real relay: RegisterPresence and its
  * Ack, Ping/Pong, Reflect (the all-zero identity of Reflect probes included), a second
  * registration of one fingerprint replacing the first without the first's end removing
- * it, the registration deadline and the wrong first message, and a direct call offer
- * (not served yet) ended with a Hangup. Needs the relay's patched GnuTLS (the system's
- * refuses the name "_signal" in the handshake): skipped in a tree built without it.
+ * it, the registration deadline and the wrong first message, and an offer to a callee
+ * that is not registered ended with a Hangup (calls themselves: test_dcall.c). Needs the relay's
+ * patched GnuTLS (the system's refuses the name "_signal" in the handshake): skipped in a tree
+ * built without it.
  */
 #include "harness.h"
 
@@ -131,7 +132,7 @@ Test(signal, register_ping_and_reflect)
     cr_assert_gt(atoi(a.observed + 10), 0);
     cr_assert_eq(relay_counter(&relay, "reflects"), 1);
 
-    /* a direct call is not placed yet: the caller gets a Hangup at once */
+    /* a call to a callee that is not registered ends at once (test_dcall.c: calls) */
     struct wzp_signal offer = {.type = WZP_SIG_DIRECT_CALL_OFFER};
     offer.u.direct_call_offer.caller_fingerprint = "x";
     offer.u.direct_call_offer.target_fingerprint = "y";

@@ -6,8 +6,8 @@
 
 Test(common, every_status_has_a_description)
 {
-    int codes[] = {WZP_OK,  WZP_EINVAL,  WZP_ENOMEM,    WZP_ETOOBIG, WZP_EAGAIN,
-                   WZP_EIO, WZP_ECRYPTO, WZP_ENOTFOUND, WZP_EFULL,   WZP_ESTATE};
+    int codes[] = {WZP_OK,      WZP_EINVAL,    WZP_ENOMEM, WZP_ETOOBIG, WZP_EAGAIN, WZP_EIO,
+                   WZP_ECRYPTO, WZP_ENOTFOUND, WZP_EFULL,  WZP_ESTATE,  WZP_EEXIST, WZP_EPERM};
     for (size_t i = 0; i < WZP_ARRAY_LEN(codes); i++)
         cr_assert_str_neq(wzp_strerror(codes[i]), "unknown error", "code %d", codes[i]);
     cr_assert_str_eq(wzp_strerror(-12345), "unknown error");
