@@ -117,6 +117,10 @@
     X(presence_replaced, presence, "replaced",                                                     \
       "registrations that replaced the same fingerprint's previous connection")                    \
     X(presence_refused, presence, "refused", "registrations refused: the registry is full")        \
+    X(presence_refused_policy, presence, "refused_policy",                                         \
+      "registrations refused by the policy (on_register)")                                         \
+    X(presence_bad_signature, presence, "bad_signature",                                           \
+      "registrations refused: a signature that does not verify")                                   \
     X(reflects, reflects, "", "Reflect requests answered")                                         \
     X(calls_ringing, direct_calls, "ringing", "offers forwarded to a registered callee")           \
     X(calls_offline, direct_calls, "offline", "offers to a callee not registered here")            \

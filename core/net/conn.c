@@ -998,6 +998,14 @@ static bool room_name_valid(const char *name)
     return true;
 }
 
+void wzp_conn_close_after_send(struct wzp_conn *c, const char *reason)
+{
+    snprintf(c->linger_reason, sizeof c->linger_reason, "%s", reason);
+    c->state = WZP_CONN_SERVING;
+    c->deadline_ns = wzp_now_ns() + (uint64_t)WZP_CONN_VERSION_LINGER_MS * 1000000ull;
+    conn_arm_timer(c);
+}
+
 static void conn_serve_version(struct wzp_conn *c)
 {
     struct wzp_out_stream *s = out_stream_new(c, WZP_BUILD_HASH, strlen(WZP_BUILD_HASH));
@@ -1010,8 +1018,7 @@ static void conn_serve_version(struct wzp_conn *c)
     c->out_head = s;
     if (!c->out_tail)
         c->out_tail = s;
-    c->state = WZP_CONN_SERVING;
-    c->deadline_ns = wzp_now_ns() + (uint64_t)WZP_CONN_VERSION_LINGER_MS * 1000000ull;
+    wzp_conn_close_after_send(c, "");
 }
 
 static void conn_on_handshake_done(struct wzp_conn *c)
@@ -1324,6 +1331,8 @@ void wzp_conn_flush(struct wzp_conn *c)
         return;
     }
     sweep_out_streams(c);
+    if (c->state == WZP_CONN_SERVING && !c->out_head)
+        c->deadline_ns = wzp_now_ns(); /* everything delivered and acknowledged: close */
     conn_arm_timer(c);
 }
 
@@ -1345,7 +1354,7 @@ static bool conn_deadline(struct wzp_conn *c)
         conn_refuse(c, "no CallOffer within %u ms", c->w->relay->cfg.join_timeout_ms);
         return false;
     case WZP_CONN_SERVING:
-        wzp_conn_close(c, "");
+        wzp_conn_close(c, c->linger_reason);
         return false;
     case WZP_CONN_SIGNAL_REGISTER:
         WZP_STAT_INC(&c->w->stats, join_timeouts);

@@ -38,7 +38,7 @@ enum wzp_conn_state {
     WZP_CONN_HANDSHAKE = 0,
     WZP_CONN_AWAIT_OFFER,
     WZP_CONN_JOINED,
-    WZP_CONN_SERVING,         /* version reply in flight */
+    WZP_CONN_SERVING,         /* a last reply in flight (version, a refused registration) */
     WZP_CONN_SIGNAL_REGISTER, /* "_signal": waiting for RegisterPresence */
     WZP_CONN_SIGNAL,          /* "_signal": registered (presence, calls; dcall.h) */
     WZP_CONN_CLOSING,
@@ -95,6 +95,7 @@ struct wzp_conn {
     unsigned out_count;
     bool fatal_pending; /* set inside a callback: close after read_pkt returns */
     char fatal_reason[160];
+    char linger_reason[96];  /* SERVING: the close reason once the reply is delivered */
     bool policy_refused;     /* on_connect said no; fatal_reason says why */
     bool affinity_ref;       /* counted in the room affinity table under tlsctx.sni */
     const char *close_cause; /* leave reason for the policy: "shutdown", "kicked"; NULL = error */
@@ -165,6 +166,9 @@ int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t 
 
 /* The client's address on the connection's current path, "ip:port" or "[ipv6]:port". */
 void wzp_conn_path_addr(struct wzp_conn *c, char *out, size_t outlen);
+/* Let what is queued reach the client (acknowledged, or WZP_CONN_VERSION_LINGER_MS at
+ * most), reading nothing more, then close with application code 0 and reason. */
+void wzp_conn_close_after_send(struct wzp_conn *c, const char *reason);
 /* Close with application code 0 and reason; leaves the room; logs why. */
 void wzp_conn_close(struct wzp_conn *c, const char *reason);
 

@@ -15,6 +15,8 @@
 #include "eventlog.h"
 #include "handshake.h"
 #include "log.h"
+#include "policy.h"
+#include "sfu.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -94,20 +96,64 @@ static void call_event(const char *what, const char *call_id, const char *caller
 
 /* ---------------------------------------------------------------- registration */
 
+/* Refuse a registration: RegisterPresenceAck{success: false, error}, which today's clients
+ * report ("registration failed: ..."), then close once it is delivered. */
+static void refuse_registration(struct wzp_conn *c, const char *why)
+{
+    WZP_INFO(MOD, "%s: registration of %s refused: %s", c->peer, c->fingerprint, why);
+    wzp_sfu_event_refusal(c->peer, "_signal", c->fingerprint, why);
+    struct wzp_signal ack = {.type = WZP_SIG_REGISTER_PRESENCE_ACK};
+    ack.u.register_presence_ack.success = false;
+    ack.u.register_presence_ack.error = (char *)why;
+    send_self(c, &ack);
+    wzp_conn_close_after_send(c, why);
+}
+
+/* The policy's on_register; false (connection refused) if it says no. */
+static bool policy_admits_registration(struct wzp_conn *c, const struct wzp_signal *reg,
+                                       bool is_signed)
+{
+    struct wzp_worker *w = c->w;
+    if (!w->policy)
+        return true;
+    struct wzp_register_info info = {.fingerprint = c->fingerprint,
+                                     .alias = reg->u.register_presence.alias,
+                                     .addr = c->peer,
+                                     .is_signed = is_signed,
+                                     .authenticated = false};
+    struct wzp_decision d;
+    wzp_policy_on_register(w->policy, &info, &d);
+    if (d.allow)
+        return true;
+    WZP_STAT_INC(&w->stats, presence_refused_policy);
+    char why[WZP_POLICY_REASON_MAX + 16];
+    snprintf(why, sizeof why, "denied: %s", d.reason);
+    refuse_registration(c, why);
+    return false;
+}
+
 void wzp_dcall_register(struct wzp_conn *c, const struct wzp_signal *reg)
 {
     struct wzp_relay *r = c->w->relay;
     wzp_fingerprint(reg->u.register_presence.identity_pub, c->fingerprint);
+    bool is_signed = reg->u.register_presence.signature.len > 0;
+    if (is_signed && wzp_handshake_verify_registration(reg) != WZP_OK) {
+        WZP_STAT_INC(&c->w->stats, presence_bad_signature);
+        refuse_registration(c, "RegisterPresence signature does not verify");
+        return;
+    }
+    if (!policy_admits_registration(c, reg, is_signed))
+        return;
     struct wzp_presence_handle me = {c->w->idx, c->slot, c->gen}, old;
     bool replaced = false;
     int rv =
-        wzp_presence_register(&r->presence, c->fingerprint, me, &c->presence_reg, &old, &replaced);
+        wzp_presence_register(&r->presence, c->fingerprint, reg->u.register_presence.alias, me,
+                              &c->presence_reg, &old, &replaced);
     if (rv != WZP_OK) {
         WZP_STAT_INC(&c->w->stats, presence_refused);
         char why[96];
         snprintf(why, sizeof why, "presence registry full (%zu)", r->presence.max);
-        WZP_INFO(MOD, "%s: refused (sni _signal): %s", c->peer, why);
-        wzp_conn_close(c, why);
+        refuse_registration(c, why);
         return;
     }
     c->state = WZP_CONN_SIGNAL;
@@ -221,6 +267,19 @@ static void on_offer(struct wzp_conn *c, const struct wzp_signal *sig)
         WZP_STAT_INC(&w->stats, calls_invalid);
         refuse_offer(c, id, WZP_HANGUP_ERROR, "a client cannot call itself");
         return;
+    }
+    if (w->policy) {
+        struct wzp_call_info info = {
+            .call_id = id, .caller = c->fingerprint, .callee = target, .addr = c->peer};
+        struct wzp_decision d;
+        wzp_policy_on_call(w->policy, &info, &d);
+        if (!d.allow) {
+            WZP_STAT_INC(&w->stats, calls_refused_policy);
+            char denied[WZP_POLICY_REASON_MAX + 16];
+            snprintf(denied, sizeof denied, "denied: %s", d.reason);
+            refuse_offer(c, id, WZP_HANGUP_DECLINED, denied);
+            return;
+        }
     }
     snprintf(call.id, sizeof call.id, "%s", id);
     memcpy(call.caller, c->fingerprint, sizeof call.caller);

@@ -357,6 +357,29 @@ static char *rooms_json(struct wzp_relay *r)
     return s;
 }
 
+/* Registered _signal clients; fingerprints and aliases identify users: token only. */
+static char *presence_json(struct wzp_relay *r)
+{
+    size_t max = wzp_presence_count(&r->presence) + 16; /* room for a few racing registrations */
+    struct wzp_presence_view *v = calloc(max, sizeof *v);
+    if (!v)
+        return NULL;
+    size_t n = wzp_presence_list(&r->presence, v, max);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s?, s:I}", "fingerprint", v[i].fingerprint,
+                                             "alias", v[i].has_alias ? v[i].alias : NULL, "since",
+                                             (json_int_t)v[i].since));
+    free(v);
+    size_t ringing, active;
+    wzp_calls_counts(&r->calls, &ringing, &active);
+    json_t *root = json_pack("{s:I, s:o, s:{s:I, s:I}}", "count", (json_int_t)n, "registered", arr,
+                             "calls", "ringing", (json_int_t)ringing, "active", (json_int_t)active);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
 static char *room_json(struct wzp_relay *r, const char *name)
 {
     size_t count;
@@ -692,11 +715,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return status_page(a, conn, url[7] == '.');
     if (strcmp(url, "/rooms") == 0)
         return reply_json(conn, rooms_json(r));
+    if (strcmp(url, "/presence") == 0) {
+        if (!r->cfg.admin_token[0])
+            return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                              "/presence lists who is reachable: it needs an admin token "
+                              "(--admin-token-file)\n");
+        if (!authorized(a, conn)) {
+            auth_failed(a, conn, url);
+            return reply_text(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token\n");
+        }
+        return reply_json(conn, presence_json(r));
+    }
     if (strncmp(url, "/rooms/", 7) == 0)
         return reply_json(conn, room_json(r, url + 7));
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
                       "not found: /metrics /health /ready /status /rooms /rooms/NAME "
-                      "/admin/...\n");
+                      "/presence /admin/...\n");
 }
 
 /* Connections come and go: the guard tracks each (socket context = its slot + 1). */

@@ -22,9 +22,9 @@
 #define ERROR_LOG_WINDOW_NS   (10ull * 1000000000) /* error lines: at most ... */
 #define ERROR_LOGS_PER_WINDOW 10                   /* ... this many per window and state */
 
-static const char *const hook_names[] = {"on_connect", "on_join",   "on_leave",
-                                         "on_quality", "on_action", "on_room_tier"};
-enum { H_CONNECT, H_JOIN, H_LEAVE, H_QUALITY, H_ACTION, H_ROOM_TIER, H_COUNT };
+static const char *const hook_names[] = {"on_connect", "on_join",      "on_leave",    "on_quality",
+                                         "on_action",  "on_room_tier", "on_register", "on_call"};
+enum { H_CONNECT, H_JOIN, H_LEAVE, H_QUALITY, H_ACTION, H_ROOM_TIER, H_REGISTER, H_CALL, H_COUNT };
 
 struct wzp_policy {
     lua_State *L;
@@ -1242,6 +1242,36 @@ void wzp_policy_on_join(struct wzp_policy *p, const struct wzp_join_info *j, str
     }
     if (d->allow)
         apply_actions(p, j, d);
+}
+
+void wzp_policy_on_register(struct wzp_policy *p, const struct wzp_register_info *r,
+                            struct wzp_decision *d)
+{
+    decision_default(d);
+    if (!push_hook(p, H_REGISTER))
+        return;
+    lua_createtable(p->L, 0, 5);
+    set_field_str(p->L, "fingerprint", r->fingerprint);
+    set_field_str(p->L, "alias", r->alias);
+    set_field_str(p->L, "addr", r->addr);
+    lua_pushboolean(p->L, r->is_signed);
+    lua_setfield(p->L, -2, "signed");
+    lua_pushboolean(p->L, r->authenticated);
+    lua_setfield(p->L, -2, "authenticated");
+    call_admission(p, "on_register", d);
+}
+
+void wzp_policy_on_call(struct wzp_policy *p, const struct wzp_call_info *c, struct wzp_decision *d)
+{
+    decision_default(d);
+    if (!push_hook(p, H_CALL))
+        return;
+    lua_createtable(p->L, 0, 4);
+    set_field_str(p->L, "call_id", c->call_id);
+    set_field_str(p->L, "caller", c->caller);
+    set_field_str(p->L, "callee", c->callee);
+    set_field_str(p->L, "addr", c->addr);
+    call_admission(p, "on_call", d);
 }
 
 void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l)

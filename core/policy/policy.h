@@ -13,9 +13,9 @@
  * debug, package.loadlib, load/loadstring/dofile/loadfile; `require` loads only Lua
  * files from the policy's directory and the relay's lua/ directory.
  *
- * Failure modes: admission hooks (on_connect, on_join, on_action) fail closed with a
- * reason; on_quality fails open (the computed tier stands); on_leave and timers only
- * log. Every error is logged with the traceback and counted.
+ * Failure modes: admission hooks (on_connect, on_join, on_action, on_register, on_call)
+ * fail closed with a reason; on_quality fails open (the computed tier stands); on_leave
+ * and timers only log. Every error is logged with the traceback and counted.
  */
 #ifndef WZP_POLICY_H
 #define WZP_POLICY_H
@@ -181,12 +181,34 @@ struct wzp_quality_info {
     enum wzp_tier previous; /* the participant's tier so far (kept if the hook fails) */
 };
 
+/* on_register: a "_signal" connection registers its fingerprint (presence). */
+struct wzp_register_info {
+    const char *fingerprint;
+    const char *alias; /* NULL if none */
+    const char *addr;
+    bool is_signed;     /* RegisterPresence carried a signature, and it verified */
+    bool authenticated; /* featherChat vouched for the fingerprint (not yet: always false) */
+};
+
+/* on_call: a registered client calls another (DirectCallOffer). */
+struct wzp_call_info {
+    const char *call_id;
+    const char *caller; /* the caller's registered fingerprint */
+    const char *callee;
+    const char *addr; /* the caller's address */
+};
+
 /* Each hook returns the decision; if the policy does not define it, upstream's behaviour. */
 void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *c,
                            struct wzp_decision *d);
 void wzp_policy_on_join(struct wzp_policy *p, const struct wzp_join_info *j,
                         struct wzp_decision *d);
 void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l);
+/* Admission like on_join (fails closed); role and max_tier are ignored. */
+void wzp_policy_on_register(struct wzp_policy *p, const struct wzp_register_info *r,
+                            struct wzp_decision *d);
+void wzp_policy_on_call(struct wzp_policy *p, const struct wzp_call_info *c,
+                        struct wzp_decision *d);
 /* Returns the tier to use (the computed one unless the policy overrides it). */
 enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q);
 

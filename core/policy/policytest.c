@@ -280,6 +280,18 @@ static double opt_field_num(lua_State *L, int idx, const char *fn, const char *k
     return v;
 }
 
+static bool opt_field_bool(lua_State *L, int idx, const char *fn, const char *k)
+{
+    lua_getfield(L, idx, k);
+    bool v = false;
+    if (lua_type(L, -1) == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    else if (!lua_isnil(L, -1))
+        luaL_error(L, "%s: field '%s' must be a boolean, got %s", fn, k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
 static uint64_t check_id(lua_State *L, int idx, const char *fn)
 {
     lua_Number n = luaL_checknumber(L, idx);
@@ -348,6 +360,56 @@ static int t_connect(lua_State *L)
     struct wzp_connect_info info = {.addr = addr ? addr : "192.0.2.1:40000", .sni = sni};
     struct wzp_decision d;
     wzp_policy_on_connect(w->policy, &info, &d);
+    flush_kicks(w);
+    push_decision(L, &d);
+    return 1;
+}
+
+/* register{fingerprint=, alias=, addr=, signed=, authenticated=} -> {allow=, reason=} */
+static int t_register(lua_State *L)
+{
+    struct pt_world *w = world_of(L);
+    flush_kicks(w);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *fp = opt_field_str(L, 1, "register", "fingerprint");
+    if (!fp || !fp[0])
+        return luaL_error(L, "register: field 'fingerprint' is required");
+    const char *addr = opt_field_str(L, 1, "register", "addr");
+    struct wzp_register_info info = {
+        .fingerprint = fp,
+        .alias = opt_field_str(L, 1, "register", "alias"),
+        .addr = addr ? addr : "192.0.2.1:40000",
+        .is_signed = opt_field_bool(L, 1, "register", "signed"),
+        .authenticated = opt_field_bool(L, 1, "register", "authenticated"),
+    };
+    struct wzp_decision d;
+    wzp_policy_on_register(w->policy, &info, &d);
+    flush_kicks(w);
+    push_decision(L, &d);
+    return 1;
+}
+
+/* call{caller=, callee=, call_id=, addr=} -> {allow=, reason=} */
+static int t_call(lua_State *L)
+{
+    struct pt_world *w = world_of(L);
+    flush_kicks(w);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *caller = opt_field_str(L, 1, "call", "caller");
+    const char *callee = opt_field_str(L, 1, "call", "callee");
+    if (!caller || !callee)
+        return luaL_error(L, "call: fields 'caller' and 'callee' (fingerprints) are required");
+    const char *id = opt_field_str(L, 1, "call", "call_id");
+    const char *addr = opt_field_str(L, 1, "call", "addr");
+    char idbuf[32];
+    if (!id) {
+        snprintf(idbuf, sizeof idbuf, "call%llu", (unsigned long long)w->next_id++);
+        id = idbuf;
+    }
+    struct wzp_call_info info = {
+        .call_id = id, .caller = caller, .callee = callee, .addr = addr ? addr : "192.0.2.1:40000"};
+    struct wzp_decision d;
+    wzp_policy_on_call(w->policy, &info, &d);
     flush_kicks(w);
     push_decision(L, &d);
     return 1;
@@ -706,10 +768,20 @@ static int locate_error(lua_State *L)
 static void push_test_env(lua_State *L, struct pt_world *w)
 {
     static const luaL_Reg fns[] = {
-        {"test", t_test},     {"connect", t_connect},       {"join", t_join},
-        {"leave", t_leave},   {"quality", t_quality},       {"room_tier", t_room_tier},
-        {"media", t_media},   {"advance", t_advance},       {"participant", t_participant},
-        {"kicked", t_kicked}, {"directives", t_directives}, {NULL, NULL},
+        {"test", t_test},
+        {"connect", t_connect},
+        {"join", t_join},
+        {"leave", t_leave},
+        {"quality", t_quality},
+        {"room_tier", t_room_tier},
+        {"media", t_media},
+        {"advance", t_advance},
+        {"participant", t_participant},
+        {"kicked", t_kicked},
+        {"directives", t_directives},
+        {"register", t_register},
+        {"call", t_call},
+        {NULL, NULL},
     };
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {

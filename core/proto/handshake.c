@@ -10,10 +10,11 @@
 #include <gnutls/gnutls.h>
 #include <string.h>
 
-#define OFFER_LABEL  "call-offer"
-#define ANSWER_LABEL "call-answer"
-#define LABEL_MAX    (sizeof(ANSWER_LABEL) - 1)
-#define SIG_BYTES    64
+#define OFFER_LABEL    "call-offer"
+#define ANSWER_LABEL   "call-answer"
+#define REGISTER_LABEL "register-presence"
+#define LABEL_MAX      (sizeof(REGISTER_LABEL) - 1) /* the longest label */
+#define SIG_BYTES      64
 
 /* msg = ephemeral_pub || label (no NUL); returns the message length. */
 static size_t signed_message(const uint8_t eph_pub[32], const char *label,
@@ -75,6 +76,20 @@ int wzp_handshake_verify_answer(const struct wzp_signal *answer)
         return WZP_ECRYPTO;
     return verify_labelled(answer->u.call_answer.identity_pub, answer->u.call_answer.ephemeral_pub,
                            &answer->u.call_answer.signature, ANSWER_LABEL);
+}
+
+int wzp_handshake_verify_registration(const struct wzp_signal *reg)
+{
+    if (reg == NULL || reg->type != WZP_SIG_REGISTER_PRESENCE)
+        return WZP_ECRYPTO;
+    return verify_labelled(reg->u.register_presence.identity_pub,
+                           reg->u.register_presence.identity_pub,
+                           &reg->u.register_presence.signature, REGISTER_LABEL);
+}
+
+int wzp_handshake_sign_registration(const struct wzp_identity *client, struct wzp_bytes *sig)
+{
+    return sign_labelled(client, client->ed25519_public, REGISTER_LABEL, sig);
 }
 
 int wzp_handshake_make_answer(const struct wzp_identity *relay, struct wzp_signal *answer)

@@ -30,6 +30,15 @@ int wzp_handshake_make_answer(const struct wzp_identity *relay, struct wzp_signa
 int wzp_handshake_make_offer(const struct wzp_identity *client, const uint8_t *ephemeral_secret,
                              const char *alias, struct wzp_signal *offer);
 
+/*
+ * A signed RegisterPresence ("_signal"): signature = Ed25519(id, identity_pub ||
+ * "register-presence"). Today's clients send an empty signature; the relay verifies one
+ * that is present. verify: WZP_OK or WZP_ECRYPTO. sign (client side): a malloc'd 64-byte
+ * signature in *sig.
+ */
+int wzp_handshake_verify_registration(const struct wzp_signal *reg);
+int wzp_handshake_sign_registration(const struct wzp_identity *client, struct wzp_bytes *sig);
+
 /* Client side: WZP_OK if a CallAnswer's signature is valid under its own identity_pub. */
 int wzp_handshake_verify_answer(const struct wzp_signal *answer);
 

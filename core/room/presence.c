@@ -6,12 +6,16 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct wzp_presence_entry {
     struct wzp_presence_entry *next;
     char fp[WZP_FINGERPRINT_LEN + 1];
     struct wzp_presence_handle h;
     uint64_t reg_id;
+    char alias[WZP_ALIAS_MAX + 1];
+    bool has_alias;
+    int64_t since;
 };
 
 int wzp_presence_init(struct wzp_presence *p, size_t max)
@@ -51,9 +55,9 @@ static struct wzp_presence_entry **find(struct wzp_presence *p, const char *fp)
     return pp;
 }
 
-int wzp_presence_register(struct wzp_presence *p, const char *fp, struct wzp_presence_handle h,
-                          uint64_t *reg_id, struct wzp_presence_handle *replaced,
-                          bool *was_replaced)
+int wzp_presence_register(struct wzp_presence *p, const char *fp, const char *alias,
+                          struct wzp_presence_handle h, uint64_t *reg_id,
+                          struct wzp_presence_handle *replaced, bool *was_replaced)
 {
     if (strlen(fp) > WZP_FINGERPRINT_LEN)
         return WZP_EINVAL;
@@ -75,6 +79,9 @@ int wzp_presence_register(struct wzp_presence *p, const char *fp, struct wzp_pre
         p->count++;
     }
     if (rv == WZP_OK) {
+        e->has_alias = alias != NULL;
+        snprintf(e->alias, sizeof e->alias, "%s", alias ? alias : "");
+        e->since = (int64_t)time(NULL);
         e->h = h;
         e->reg_id = p->next_reg++;
         *reg_id = e->reg_id;
@@ -111,6 +118,22 @@ size_t wzp_presence_count(struct wzp_presence *p)
 {
     pthread_mutex_lock(&p->lock);
     size_t n = p->count;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+size_t wzp_presence_list(struct wzp_presence *p, struct wzp_presence_view *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->nbuckets && n < max; i++)
+        for (struct wzp_presence_entry *e = p->buckets[i]; e && n < max; e = e->next) {
+            memcpy(out[n].fingerprint, e->fp, sizeof out[n].fingerprint);
+            memcpy(out[n].alias, e->alias, sizeof out[n].alias);
+            out[n].has_alias = e->has_alias;
+            out[n].since = e->since;
+            n++;
+        }
     pthread_mutex_unlock(&p->lock);
     return n;
 }

@@ -11,6 +11,7 @@
 #include "harness.h"
 
 #include "common.h"
+#include "handshake.h"
 #include "identity.h"
 
 #include <criterion/criterion.h>
@@ -45,6 +46,8 @@ struct party {
     char hangup_id[80];
     enum wzp_hangup_reason hangup_reason;
     bool report_direct_ok;
+    bool ack_success;
+    char ack_error[160];
 };
 
 static void on_signal(struct wzpc_client *c, const struct wzp_signal *s, void *ud)
@@ -86,6 +89,11 @@ static void on_signal(struct wzpc_client *c, const struct wzp_signal *s, void *u
     case WZP_SIG_MEDIA_PATH_REPORT:
         p->report_direct_ok = s->u.media_path_report.direct_ok;
         break;
+    case WZP_SIG_REGISTER_PRESENCE_ACK:
+        p->ack_success = s->u.register_presence_ack.success;
+        snprintf(p->ack_error, sizeof p->ack_error, "%s",
+                 s->u.register_presence_ack.error ? s->u.register_presence_ack.error : "");
+        break;
     default:
         break;
     }
@@ -112,8 +120,11 @@ static void run_until_count(struct party *p, enum wzp_signal_type t, unsigned n)
                   wzp_signal_type_name(t), p->count[t], wzp_signal_type_name(p->last));
 }
 
-/* Connect p's _signal connection and register its identity. */
-static void sig_up(struct party *p)
+/* Connect p's _signal connection and register its identity: unsigned as today's apps,
+ * signed, or with a signature by another key. */
+enum reg_kind { REG_UNSIGNED, REG_SIGNED, REG_BAD_SIGNATURE };
+
+static void sig_up_as(struct party *p, enum reg_kind kind)
 {
     memset(p->count, 0, sizeof p->count);
     struct wzpc_config cfg = {.loop = loop,
@@ -129,17 +140,36 @@ static void sig_up(struct party *p)
     cr_assert_eq(wzpc_state(p->sig), WZPC_CONNECTED);
     struct wzp_signal reg = {.type = WZP_SIG_REGISTER_PRESENCE};
     memcpy(reg.u.register_presence.identity_pub, p->id.ed25519_public, 32);
+    if (kind != REG_UNSIGNED) {
+        cr_assert_eq(wzp_handshake_sign_registration(&p->id, &reg.u.register_presence.signature),
+                     WZP_OK);
+        if (kind == REG_BAD_SIGNATURE)
+            reg.u.register_presence.signature.data[0] ^= 1;
+    }
     cr_assert_eq(wzpc_send_signal(p->sig, &reg), WZP_OK);
+    free(reg.u.register_presence.signature.data);
     run_until_count(p, WZP_SIG_REGISTER_PRESENCE_ACK, 1);
 }
 
-static void party_init(struct party *p, uint8_t seed_byte)
+static void sig_up(struct party *p)
+{
+    sig_up_as(p, REG_UNSIGNED);
+    cr_assert(p->ack_success, "registered: %s", p->ack_error);
+}
+
+static void party_init_as(struct party *p, uint8_t seed_byte, enum reg_kind kind)
 {
     memset(p, 0, sizeof *p);
     memset(p->seed, seed_byte, sizeof p->seed);
     cr_assert_eq(wzp_identity_from_seed(&p->id, p->seed), WZP_OK);
     wzp_fingerprint(p->id.ed25519_public, p->fp);
-    sig_up(p);
+    sig_up_as(p, kind);
+}
+
+static void party_init(struct party *p, uint8_t seed_byte)
+{
+    party_init_as(p, seed_byte, REG_UNSIGNED);
+    cr_assert(p->ack_success, "registered: %s", p->ack_error);
 }
 
 static void party_free(struct party *p)
@@ -220,11 +250,18 @@ static void join_room(struct tc *t, struct party *p, const char *room, uint8_t i
 
 static void full_call(const char *threads)
 {
-    start(threads, NULL);
+    const char *more[] = {"--admin-token", "t0k", NULL};
+    start(threads, more);
     struct party a, b, c;
     party_init(&a, 1);
     party_init(&b, 2);
     party_init(&c, 3);
+    /* /presence lists who is reachable, for the token holder only */
+    static char body[64 * 1024];
+    cr_assert_eq(http_request(relay.http_port, "GET", "/presence", NULL, body, sizeof body), 401);
+    cr_assert_eq(http_request(relay.http_port, "GET", "/presence", "t0k", body, sizeof body), 200);
+    cr_assert_not_null(strstr(body, "\"count\":3"), "%s", body);
+    cr_assert_not_null(strstr(body, a.fp), "%s", body);
     ring(&a, &b, "c0ffee-1");
     cr_assert_eq(gauge("wzp_relay_direct_calls{state=\"ringing\"}"), 1);
 
@@ -323,6 +360,9 @@ Test(dcall, reject_and_offline_and_invalid)
     struct party a, b;
     party_init(&a, 1);
     party_init(&b, 2);
+    static char body[4096];
+    cr_assert_eq(http_request(relay.http_port, "GET", "/presence", NULL, body, sizeof body), 403,
+                 "no admin token configured: /presence is off");
     ring(&a, &b, "r1");
     answer(&b, "r1", WZP_ACCEPT_REJECT);
     run_until_count(&a, WZP_SIG_HANGUP, 1);
@@ -479,4 +519,82 @@ Test(dcall, a_bad_advertise_address_stops_the_start)
     cr_assert(relay_log_count(&relay, "--advertise expects IP:PORT") > 0);
     const char *const args2[] = {"--advertise", "10.0.0.1:99999", NULL};
     cr_assert_eq(relay_run_to_exit(&relay, NULL, args2, 5000), 2);
+}
+
+/* The policy decides about registrations and calls: on_register sees whether the
+ * registration was signed, on_call sees caller and callee. */
+Test(dcall, policy_hooks_and_signed_registrations)
+{
+    char dir[64] = "/tmp/wzp-dcall-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/policy.lua", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("function on_register(r)\n"
+          "  if r.alias == nil and not r.signed and r.fingerprint:sub(1, 4) == BARRED then\n"
+          "    return false, 'barred'\n"
+          "  end\n"
+          "  wzp.metric(r.signed and 'signed' or 'unsigned', 1)\n"
+          "end\n"
+          "function on_call(c)\n"
+          "  if c.callee == NO_CALLS then return false, 'not taking calls' end\n"
+          "end\n",
+          f);
+    fclose(f);
+    /* which identities are barred and which take no calls: seed bytes 3 and 2 */
+    struct party a, b, c, c2, d;
+    struct wzp_identity tmp;
+    char fp3[WZP_FINGERPRINT_LEN + 1], fp2[WZP_FINGERPRINT_LEN + 1];
+    uint8_t seed[32];
+    memset(seed, 3, sizeof seed);
+    cr_assert_eq(wzp_identity_from_seed(&tmp, seed), WZP_OK);
+    wzp_fingerprint(tmp.ed25519_public, fp3);
+    wzp_identity_free(&tmp);
+    memset(seed, 2, sizeof seed);
+    cr_assert_eq(wzp_identity_from_seed(&tmp, seed), WZP_OK);
+    wzp_fingerprint(tmp.ed25519_public, fp2);
+    wzp_identity_free(&tmp);
+    f = fopen(path, "a");
+    fprintf(f, "BARRED = '%.4s'\nNO_CALLS = '%s'\n", fp3, fp2);
+    fclose(f);
+    const char *more[] = {"-s", path, NULL};
+    start("2", more);
+
+    party_init_as(&c, 3, REG_UNSIGNED);
+    cr_assert_not(c.ack_success);
+    cr_assert_str_eq(c.ack_error, "denied: barred", "the client learns why");
+    for (int i = 0; i < 150 && wzpc_state(c.sig) != WZPC_CLOSED; i++)
+        wzpc_run_for(loop, 20);
+    bool by_peer = false, is_app = false;
+    uint64_t code = 1;
+    char reason[160] = "";
+    cr_assert(wzpc_close_info(c.sig, &by_peer, &is_app, &code, reason, sizeof reason));
+    cr_assert_str_eq(reason, "denied: barred");
+    cr_assert_eq(relay_counter(&relay, "presence_refused_policy"), 1);
+    /* the same identity, signed: the policy lets it in */
+    party_init_as(&c2, 3, REG_SIGNED);
+    cr_assert(c2.ack_success, "%s", c2.ack_error);
+    /* a signature that does not verify is refused whatever the policy says */
+    party_init_as(&d, 4, REG_BAD_SIGNATURE);
+    cr_assert_not(d.ack_success);
+    cr_assert_str_eq(d.ack_error, "RegisterPresence signature does not verify");
+    cr_assert_eq(relay_counter(&relay, "presence_bad_signature"), 1);
+
+    party_init(&a, 1);
+    party_init(&b, 2);
+    offer(&a, &b, "p1");
+    run_until_count(&a, WZP_SIG_HANGUP, 1);
+    cr_assert_eq(a.hangup_reason, WZP_HANGUP_DECLINED);
+    cr_assert_str_eq(a.hangup_id, "p1");
+    cr_assert_eq(b.count[WZP_SIG_DIRECT_CALL_OFFER], 0, "the callee never rang");
+    cr_assert_eq(relay_counter(&relay, "calls_refused_policy"), 1);
+    ring(&b, &a, "p2"); /* the other way round is allowed */
+    cr_assert_eq(gauge("wzp_relay_policy_metric_total{name=\"signed\"}"), 1);
+    cr_assert_eq(gauge("wzp_relay_policy_metric_total{name=\"unsigned\"}"), 2);
+    party_free(&a);
+    party_free(&b);
+    party_free(&c);
+    party_free(&c2);
+    party_free(&d);
 }

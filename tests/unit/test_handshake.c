@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include "testutil.h"
 #include <nettle/sha2.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define VEC_ED_PUBLIC "a37a947ca8cc01976b7859cfb52eec500627d4c1a1e13c5ee6f7aa3b5c706909"
@@ -331,4 +332,34 @@ Test(session, sas_is_below_10000_and_varies)
         distinct += sas != first;
     }
     cr_assert_gt(distinct, 0);
+}
+
+/* RegisterPresence: Ed25519 over identity_pub || "register-presence". */
+Test(registration, signed_registration_verifies_and_tampering_is_rejected)
+{
+    struct wzp_identity client, other;
+    identity_for(&client, 0x42);
+    identity_for(&other, 0x43);
+    struct wzp_signal reg = {.type = WZP_SIG_REGISTER_PRESENCE};
+    memcpy(reg.u.register_presence.identity_pub, client.ed25519_public, 32);
+    cr_assert_eq(wzp_handshake_sign_registration(&client, &reg.u.register_presence.signature),
+                 WZP_OK);
+    cr_assert_eq(reg.u.register_presence.signature.len, 64);
+    cr_assert_eq(wzp_handshake_verify_registration(&reg), WZP_OK);
+    reg.u.register_presence.signature.data[10] ^= 1;
+    cr_assert_eq(wzp_handshake_verify_registration(&reg), WZP_ECRYPTO, "flipped bit");
+    reg.u.register_presence.signature.data[10] ^= 1;
+    memcpy(reg.u.register_presence.identity_pub, other.ed25519_public, 32);
+    cr_assert_eq(wzp_handshake_verify_registration(&reg), WZP_ECRYPTO, "another key");
+    /* a CallOffer-style signature (another label) does not pass as a registration */
+    free(reg.u.register_presence.signature.data);
+    struct wzp_signal offer;
+    vector_offer(&offer);
+    struct wzp_signal forged = {.type = WZP_SIG_REGISTER_PRESENCE};
+    memcpy(forged.u.register_presence.identity_pub, offer.u.call_offer.identity_pub, 32);
+    forged.u.register_presence.signature = offer.u.call_offer.signature;
+    cr_assert_eq(wzp_handshake_verify_registration(&forged), WZP_ECRYPTO);
+    wzp_signal_clear(&offer);
+    wzp_identity_free(&client);
+    wzp_identity_free(&other);
 }

@@ -218,6 +218,41 @@ Test(policy, on_connect)
     wzp_policy_free(p);
 }
 
+Test(policy, on_register_and_on_call_see_their_fields_and_fail_closed)
+{
+    struct wzp_policy *p =
+        load("function on_register(r)\n"
+             "  if not r.signed then return false, 'unsigned ' .. r.fingerprint end\n"
+             "  return r.alias == 'ok' and r.addr == '1.2.3.4:5' and not r.authenticated\n"
+             "end\n"
+             "function on_call(c)\n"
+             "  if c.call_id == 'boom' then error('oops') end\n"
+             "  return c.caller ~= c.callee and c.addr == '1.2.3.4:5'\n"
+             "end\n");
+    struct wzp_decision d;
+    struct wzp_register_info r = {"aaaa", "ok", "1.2.3.4:5", false, false};
+    wzp_policy_on_register(p, &r, &d);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "unsigned aaaa");
+    r.is_signed = true;
+    wzp_policy_on_register(p, &r, &d);
+    cr_assert(d.allow);
+    r.alias = NULL;
+    wzp_policy_on_register(p, &r, &d);
+    cr_assert_not(d.allow, "alias nil");
+    struct wzp_call_info c = {"c1", "aaaa", "bbbb", "1.2.3.4:5"};
+    wzp_policy_on_call(p, &c, &d);
+    cr_assert(d.allow);
+    c.callee = "aaaa";
+    wzp_policy_on_call(p, &c, &d);
+    cr_assert_not(d.allow);
+    c.call_id = "boom";
+    wzp_policy_on_call(p, &c, &d);
+    cr_assert_not(d.allow, "an error fails closed");
+    cr_assert_str_eq(d.reason, "policy error");
+    wzp_policy_free(p);
+}
+
 static enum wzp_tier quality(struct wzp_policy *p, enum wzp_tier computed)
 {
     struct wzp_quality_report r = {51, 25, 3, 200}; /* 20 % loss, 100 ms */

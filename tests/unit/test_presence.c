@@ -8,6 +8,7 @@
 #include "common.h"
 
 #include <criterion/criterion.h>
+#include <string.h>
 
 static struct wzp_presence p;
 
@@ -26,13 +27,34 @@ TestSuite(presence, .init = setup, .fini = teardown);
 static const char *const A = "aaaa:0000:0000:0000:0000:0000:0000:0001";
 static const char *const B = "bbbb:0000:0000:0000:0000:0000:0000:0002";
 
+Test(presence, list_shows_fingerprint_alias_and_time)
+{
+    uint64_t reg;
+    cr_assert_eq(wzp_presence_register(&p, A, "alice", (struct wzp_presence_handle){0, 1, 1}, &reg,
+                                       NULL, NULL),
+                 WZP_OK);
+    cr_assert_eq(
+        wzp_presence_register(&p, B, NULL, (struct wzp_presence_handle){0, 2, 1}, &reg, NULL, NULL),
+        WZP_OK);
+    struct wzp_presence_view v[4];
+    cr_assert_eq(wzp_presence_list(&p, v, 4), 2);
+    struct wzp_presence_view *a = strcmp(v[0].fingerprint, A) == 0 ? &v[0] : &v[1];
+    struct wzp_presence_view *b = a == &v[0] ? &v[1] : &v[0];
+    cr_assert_str_eq(a->alias, "alice");
+    cr_assert(a->has_alias);
+    cr_assert_str_eq(b->fingerprint, B);
+    cr_assert_not(b->has_alias);
+    cr_assert_gt(a->since, 1700000000, "wall-clock seconds");
+    cr_assert_eq(wzp_presence_list(&p, v, 1), 1, "at most max views");
+}
+
 Test(presence, register_and_look_up)
 {
     uint64_t reg;
     bool replaced = true;
-    cr_assert_eq(
-        wzp_presence_register(&p, A, (struct wzp_presence_handle){1, 7, 3}, &reg, NULL, &replaced),
-        WZP_OK);
+    cr_assert_eq(wzp_presence_register(&p, A, NULL, (struct wzp_presence_handle){1, 7, 3}, &reg,
+                                       NULL, &replaced),
+                 WZP_OK);
     cr_assert_not(replaced);
     struct wzp_presence_handle h;
     cr_assert(wzp_presence_lookup(&p, A, &h));
@@ -49,12 +71,12 @@ Test(presence, register_and_look_up)
 Test(presence, a_replaced_registration_cannot_remove_its_successor)
 {
     uint64_t old_reg, new_reg;
-    cr_assert_eq(
-        wzp_presence_register(&p, A, (struct wzp_presence_handle){0, 1, 1}, &old_reg, NULL, NULL),
-        WZP_OK);
+    cr_assert_eq(wzp_presence_register(&p, A, NULL, (struct wzp_presence_handle){0, 1, 1}, &old_reg,
+                                       NULL, NULL),
+                 WZP_OK);
     struct wzp_presence_handle prev;
     bool replaced = false;
-    cr_assert_eq(wzp_presence_register(&p, A, (struct wzp_presence_handle){1, 2, 5}, &new_reg,
+    cr_assert_eq(wzp_presence_register(&p, A, NULL, (struct wzp_presence_handle){1, 2, 5}, &new_reg,
                                        &prev, &replaced),
                  WZP_OK);
     cr_assert(replaced);
@@ -75,16 +97,16 @@ Test(presence, bounded)
     uint64_t reg;
     for (int i = 0; i < 3; i++) {
         snprintf(fp, sizeof fp, "%04x:0000:0000:0000:0000:0000:0000:0000", i);
-        cr_assert_eq(
-            wzp_presence_register(&p, fp, (struct wzp_presence_handle){0, 0, 0}, &reg, NULL, NULL),
-            WZP_OK);
+        cr_assert_eq(wzp_presence_register(&p, fp, NULL, (struct wzp_presence_handle){0, 0, 0},
+                                           &reg, NULL, NULL),
+                     WZP_OK);
     }
     cr_assert_eq(
-        wzp_presence_register(&p, A, (struct wzp_presence_handle){0, 0, 0}, &reg, NULL, NULL),
+        wzp_presence_register(&p, A, NULL, (struct wzp_presence_handle){0, 0, 0}, &reg, NULL, NULL),
         WZP_EFULL);
     /* re-registering a present fingerprint still works at the bound */
-    cr_assert_eq(
-        wzp_presence_register(&p, fp, (struct wzp_presence_handle){0, 1, 0}, &reg, NULL, NULL),
-        WZP_OK);
+    cr_assert_eq(wzp_presence_register(&p, fp, NULL, (struct wzp_presence_handle){0, 1, 0}, &reg,
+                                       NULL, NULL),
+                 WZP_OK);
     cr_assert_eq(wzp_presence_count(&p), 3);
 }
