@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <time.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,6 +67,11 @@ static void usage(FILE *out)
         "                         handshake (default %d)\n"
         "  --idle-timeout MS      QUIC idle timeout (default %d; clients ping every 5 s)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
+        "  --auth-url URL         featherChat token validation: the first signal of every room\n"
+        "                         and _signal connection must be an AuthToken, which the relay\n"
+        "                         POSTs as {\"token\": ...} to URL (http:// or https://, 5 s\n"
+        "                         deadline); the validator's fingerprint then names the\n"
+        "                         client. Default: off (no token needed)\n"
         "\n"
         "Direct calls (\"_signal\" connections; see doc/PROTOCOL.md):\n"
         "  --advertise ADDR       relay address told to both parties of an accepted call\n"
@@ -131,6 +137,21 @@ static void usage(FILE *out)
         WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
+/* --auth-url / auth_url: an http:// or https:// URL of the featherChat validator. */
+static int set_auth_url(struct wzp_config *cfg, const char *url, const char *where)
+{
+    if ((strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) ||
+        strlen(url) >= sizeof cfg->auth_url || strpbrk(url, " \t\r\n")) {
+        fprintf(stderr,
+                "wzp-relay: %s: the featherChat validator must be an http:// or https:// URL "
+                "(at most %zu characters, no spaces), got \"%s\"\n",
+                where, sizeof cfg->auth_url - 1, url);
+        return -1;
+    }
+    snprintf(cfg->auth_url, sizeof cfg->auth_url, "%s", url);
+    return 0;
+}
+
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
 {
     unsigned long v;
@@ -154,6 +175,7 @@ enum {
     OPT_RETRY,
     OPT_JOIN_TIMEOUT,
     OPT_ADVERTISE,
+    OPT_AUTH_URL,
     OPT_RING_TIMEOUT,
     OPT_CALL_SETUP_TIMEOUT,
     OPT_MAX_CALLS,
@@ -272,6 +294,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"retry", required_argument, NULL, OPT_RETRY},
         {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
         {"advertise", required_argument, NULL, OPT_ADVERTISE},
+        {"auth-url", required_argument, NULL, OPT_AUTH_URL},
         {"ring-timeout", required_argument, NULL, OPT_RING_TIMEOUT},
         {"call-setup-timeout", required_argument, NULL, OPT_CALL_SETUP_TIMEOUT},
         {"max-calls", required_argument, NULL, OPT_MAX_CALLS},
@@ -357,6 +380,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
                         optarg);
                 return -1;
             }
+            break;
+        case OPT_AUTH_URL:
+            if (set_auth_url(cfg, optarg, "--auth-url") != 0)
+                return -1;
             break;
         case OPT_RING_TIMEOUT:
             if (parse_uint("--ring-timeout", optarg, 1, 600, &cfg->ring_timeout_s))
@@ -665,14 +692,8 @@ static void warn_unimplemented(const char *path, const struct wzp_file_config *f
 /* Copy what the file sets into cfg; flags parsed afterwards override it. */
 static int apply_file(const char *path, const struct wzp_file_config *f, struct wzp_config *cfg)
 {
-    if (f->set.auth_url) {
-        fprintf(stderr,
-                "wzp-relay: %s: auth_url is set, but featherChat authentication is not "
-                "implemented in this relay yet; refusing to start without the authentication "
-                "you asked for (remove auth_url to run without it)\n",
-                path);
+    if (f->set.auth_url && set_auth_url(cfg, f->auth_url, path) != 0)
         return -1;
-    }
     if (f->set.listen_addr && wzp_config_set_listen(cfg, f->listen_addr) != WZP_OK) {
         fprintf(stderr, "wzp-relay: %s: listen_addr \"%s\" is not IP:PORT\n", path, f->listen_addr);
         return -1;

@@ -5,6 +5,7 @@
 #include "relay.h"
 
 #include "affinity.h"
+#include "auth.h"
 #include "common.h"
 #include "eventlog.h"
 #include "log.h"
@@ -349,6 +350,17 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
+    if (r->cfg.auth_url[0]) {
+        if (wzp_auth_global_init() != WZP_OK) {
+            snprintf(err, errlen, "libcurl could not start (needed by --auth-url)");
+            return WZP_EIO;
+        }
+        r->auth_global = true;
+        WZP_INFO(MOD,
+                 "featherChat authentication on: every room and _signal connection "
+                 "starts with an AuthToken, validated at %s",
+                 strchr(r->cfg.auth_url, '@') ? "(a URL with credentials)" : r->cfg.auth_url);
+    }
     r->nworkers = r->cfg.threads;
     r->workers = calloc(r->nworkers, sizeof *r->workers);
     if (!r->workers || wzp_mesh_init(&r->mesh, r->nworkers) != WZP_OK) {
@@ -420,6 +432,8 @@ void wzp_relay_free(struct wzp_relay *r)
         free(r->workers);
     }
     wzp_mesh_free(&r->mesh); /* after the workers: their loops no longer run */
+    if (r->auth_global)
+        wzp_auth_global_cleanup(); /* after the workers freed their validators */
     if (r->affinity) {
         wzp_affinity_free(r->affinity);
         free(r->affinity);

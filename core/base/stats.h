@@ -56,6 +56,8 @@
     F(presence, "event", 0, "_signal presence registrations, by event.")                           \
     F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")             \
     F(direct_calls, "outcome", 0, "Direct calls through _signal, by outcome.")                     \
+    F(auth_attempts, "result", 0, "featherChat token validations, by result (ok, fail).")          \
+    F(auth_failures, "reason", 0, "featherChat authentications that failed, by reason.")           \
     F(call_signals_ignored, "reason", 0,                                                           \
       "Direct-call signals not acted on (unknown call, sender not a party, answered already).")    \
     F(leaves, "", 0, "Participants that left a room.")                                             \
@@ -122,6 +124,21 @@
     X(presence_bad_signature, presence, "bad_signature",                                           \
       "registrations refused: a signature that does not verify")                                   \
     X(reflects, reflects, "", "Reflect requests answered")                                         \
+    X(auth_ok, auth_attempts, "ok", "AuthTokens the validator accepted")                           \
+    X(auth_fail, auth_attempts, "fail", "AuthTokens refused, or no AuthToken where one is needed") \
+    X(auth_fail_invalid, auth_failures, "invalid",                                                 \
+      "the validator said not valid, or gave no usable fingerprint")                               \
+    X(auth_fail_http_error, auth_failures, "http_error",                                           \
+      "the validator answered a non-2xx status")                                                   \
+    X(auth_fail_timeout, auth_failures, "timeout", "no answer from the validator within 5 s")      \
+    X(auth_fail_unreachable, auth_failures, "unreachable",                                         \
+      "the validator could not be reached (refused, DNS, TLS)")                                    \
+    X(auth_fail_bad_response, auth_failures, "bad_response",                                       \
+      "the validator's answer was not JSON or over 64 KiB")                                        \
+    X(auth_fail_busy, auth_failures, "busy", "refused: 64 validations in flight on the worker")    \
+    X(auth_fail_too_long, auth_failures, "too_long", "AuthToken over 4096 bytes")                  \
+    X(auth_fail_no_token, auth_failures, "no_token",                                               \
+      "the first signal was not an AuthToken while authentication is on")                          \
     X(calls_ringing, direct_calls, "ringing", "offers forwarded to a registered callee")           \
     X(calls_offline, direct_calls, "offline", "offers to a callee not registered here")            \
     X(calls_busy, direct_calls, "busy", "offers refused: a party is at its call limit")            \

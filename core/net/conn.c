@@ -13,6 +13,7 @@
 #include "conn.h"
 
 #include "affinity.h"
+#include "auth.h"
 
 #include "common.h"
 #include "dcall.h"
@@ -771,6 +772,7 @@ void wzp_conn_destroy(struct wzp_conn *c)
     WZP_CHECK(w->conns || atomic_load(&w->gauges.signal_bytes) == 0);
     wzp_dgq_destroy(&c->dgq);
     free(c->close_pkt);
+    free(c->auth_claims);
     wzp_quota_give_connection(&w->relay->quota, &c->quota_key);
     free(c);
     WZP_STAT_INC(&w->stats, conns_closed);
@@ -910,6 +912,83 @@ static void conn_join(struct wzp_conn *c, const struct wzp_signal *offer)
     c->deadline_ns = 0; /* ngtcp2's idle timeout bounds a joined connection */
 }
 
+/* An AuthToken, first signal of a room or "_signal" connection: validate it (auth.h). */
+static void conn_start_auth(struct wzp_conn *c, const struct wzp_signal *sig)
+{
+    struct wzp_worker *w = c->w;
+    if (!w->auth) {
+        WZP_STAT_INC(&w->stats, join_refused_auth);
+        conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
+        return;
+    }
+    if (c->authenticated) {
+        WZP_STAT_INC(&w->stats, join_refused_protocol);
+        conn_refuse(c, "a second AuthToken");
+        return;
+    }
+    int rv = wzp_auth_start(w->auth, sig->u.auth_token.token, c->slot, c->gen);
+    if (rv == WZP_OK) {
+        c->auth_pending = true;
+        return;
+    }
+    WZP_STAT_INC(&w->stats, auth_fail);
+    if (rv == WZP_EFULL) {
+        WZP_STAT_INC(&w->stats, auth_fail_busy);
+        conn_refuse(c, "the relay is validating %u tokens already: try again in a moment",
+                    wzp_auth_in_flight(w->auth));
+    } else if (rv == WZP_ETOOBIG) {
+        WZP_STAT_INC(&w->stats, auth_fail_too_long);
+        conn_refuse(c, "AuthToken longer than %d bytes", WZP_AUTH_TOKEN_MAX);
+    } else {
+        conn_refuse(c, "out of memory for token validation");
+    }
+}
+
+static void conn_dispatch_signals(struct wzp_conn *c);
+
+void wzp_conn_auth_done(struct wzp_conn *c, const struct wzp_auth_result *res)
+{
+    if (!c->auth_pending || conn_is_closed(c))
+        return;
+    c->auth_pending = false;
+    struct wzp_worker *w = c->w;
+    if (res->status != WZP_AUTH_OK) {
+        WZP_STAT_INC(&w->stats, auth_fail);
+        switch (res->status) {
+        case WZP_AUTH_INVALID:
+            WZP_STAT_INC(&w->stats, auth_fail_invalid);
+            break;
+        case WZP_AUTH_HTTP_ERROR:
+            WZP_STAT_INC(&w->stats, auth_fail_http_error);
+            break;
+        case WZP_AUTH_TIMEOUT:
+            WZP_STAT_INC(&w->stats, auth_fail_timeout);
+            break;
+        case WZP_AUTH_UNREACHABLE:
+            WZP_STAT_INC(&w->stats, auth_fail_unreachable);
+            break;
+        default:
+            WZP_STAT_INC(&w->stats, auth_fail_bad_response);
+            break;
+        }
+        conn_refuse(c, "featherChat authentication failed (%s): %s",
+                    wzp_auth_status_name(res->status), res->detail);
+        wzp_worker_mark_dirty(w, c);
+        return;
+    }
+    WZP_STAT_INC(&w->stats, auth_ok);
+    c->authenticated = true;
+    memcpy(c->auth_fp, res->fingerprint, sizeof c->auth_fp);
+    free(c->auth_claims);
+    c->auth_claims = res->claims ? strdup(res->claims) : NULL;
+    char esc[2 * WZP_FINGERPRINT_LEN + 8];
+    wzp_log_escape_text(c->auth_fp, esc, sizeof esc);
+    WZP_INFO(MOD, "%s: authenticated by featherChat as %s (sni %s)", c->peer, esc, c->sni);
+    c->frames_waiting = true; /* what arrived meanwhile */
+    conn_dispatch_signals(c);
+    wzp_worker_mark_dirty(w, c);
+}
+
 static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t len)
 {
     struct wzp_signal sig;
@@ -925,12 +1004,19 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
         }
         return;
     }
-    if (c->state == WZP_CONN_SIGNAL_REGISTER) {
+    bool first = c->state == WZP_CONN_SIGNAL_REGISTER || c->state == WZP_CONN_AWAIT_OFFER;
+    if (first && sig.type == WZP_SIG_AUTH_TOKEN) {
+        conn_start_auth(c, &sig);
+    } else if (first && c->w->auth && !c->authenticated) {
+        WZP_STAT_INC(&c->w->stats, auth_fail);
+        WZP_STAT_INC(&c->w->stats, auth_fail_no_token);
+        conn_refuse(c,
+                    "expected AuthToken, got %s: this relay requires featherChat "
+                    "authentication",
+                    wzp_signal_type_name(sig.type));
+    } else if (c->state == WZP_CONN_SIGNAL_REGISTER) {
         if (sig.type == WZP_SIG_REGISTER_PRESENCE) {
             wzp_dcall_register(c, &sig);
-        } else if (sig.type == WZP_SIG_AUTH_TOKEN) {
-            WZP_STAT_INC(&c->w->stats, join_refused_auth);
-            conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
         } else {
             WZP_STAT_INC(&c->w->stats, join_refused_protocol);
             conn_refuse(c, "expected RegisterPresence, got %s", wzp_signal_type_name(sig.type));
@@ -940,9 +1026,6 @@ static void conn_handle_frame(struct wzp_conn *c, const uint8_t *body, size_t le
     } else if (c->state == WZP_CONN_AWAIT_OFFER) {
         if (sig.type == WZP_SIG_CALL_OFFER) {
             conn_join(c, &sig);
-        } else if (sig.type == WZP_SIG_AUTH_TOKEN) {
-            WZP_STAT_INC(&c->w->stats, join_refused_auth);
-            conn_refuse(c, "AuthToken received but authentication is not enabled on this relay");
         } else {
             WZP_STAT_INC(&c->w->stats, join_refused_protocol);
             conn_refuse(c, "expected CallOffer, got %s", wzp_signal_type_name(sig.type));
@@ -961,6 +1044,8 @@ static void conn_dispatch_signals(struct wzp_conn *c)
     if (!c->frames_waiting)
         return;
     for (;;) {
+        if (c->auth_pending)
+            return; /* the frames wait for the validator's answer */
         if (c->state != WZP_CONN_AWAIT_OFFER && c->state != WZP_CONN_JOINED &&
             c->state != WZP_CONN_SIGNAL_REGISTER && c->state != WZP_CONN_SIGNAL)
             return; /* frames_waiting stays set until they can be dispatched */

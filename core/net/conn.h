@@ -82,6 +82,11 @@ struct wzp_conn {
     bool handshake_counted;        /* holds one handshake of the quota */
     bool session_reserved;         /* holds one session of the quota */
     uint64_t presence_reg;         /* "_signal": our registration (0: none); see presence.h */
+    /* featherChat authentication (--auth-url; auth.h) */
+    bool auth_pending;                     /* a validation is running: frames wait */
+    bool authenticated;                    /* auth_fp replaces the key-derived fingerprint */
+    char auth_fp[WZP_FINGERPRINT_LEN + 1]; /* the validator's fingerprint */
+    char *auth_claims;                     /* the validator's JSON, for the policy; or NULL */
     bool handshake_done_pending;
 
     /* signals */
@@ -164,6 +169,10 @@ int wzp_conn_queue_signal(struct wzp_conn *c, const uint8_t *frame, size_t len);
  * updates per receiver at most once per loop iteration, not O(N) held in memory). */
 int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t len);
 
+/* A token validation this connection started has finished (the worker routes it here):
+ * go on with the signals that waited for it, or refuse the connection. */
+struct wzp_auth_result;
+void wzp_conn_auth_done(struct wzp_conn *c, const struct wzp_auth_result *res);
 /* The client's address on the connection's current path, "ip:port" or "[ipv6]:port". */
 void wzp_conn_path_addr(struct wzp_conn *c, char *out, size_t outlen);
 /* Let what is queued reach the client (acknowledged, or WZP_CONN_VERSION_LINGER_MS at

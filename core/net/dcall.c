@@ -120,7 +120,8 @@ static bool policy_admits_registration(struct wzp_conn *c, const struct wzp_sign
                                      .alias = reg->u.register_presence.alias,
                                      .addr = c->peer,
                                      .is_signed = is_signed,
-                                     .authenticated = false};
+                                     .authenticated = c->authenticated,
+                                     .auth = c->auth_claims};
     struct wzp_decision d;
     wzp_policy_on_register(w->policy, &info, &d);
     if (d.allow)
@@ -135,7 +136,10 @@ static bool policy_admits_registration(struct wzp_conn *c, const struct wzp_sign
 void wzp_dcall_register(struct wzp_conn *c, const struct wzp_signal *reg)
 {
     struct wzp_relay *r = c->w->relay;
-    wzp_fingerprint(reg->u.register_presence.identity_pub, c->fingerprint);
+    if (c->authenticated) /* featherChat's fingerprint is the identity, as upstream */
+        memcpy(c->fingerprint, c->auth_fp, sizeof c->fingerprint);
+    else
+        wzp_fingerprint(reg->u.register_presence.identity_pub, c->fingerprint);
     bool is_signed = reg->u.register_presence.signature.len > 0;
     if (is_signed && wzp_handshake_verify_registration(reg) != WZP_OK) {
         WZP_STAT_INC(&c->w->stats, presence_bad_signature);
@@ -146,9 +150,8 @@ void wzp_dcall_register(struct wzp_conn *c, const struct wzp_signal *reg)
         return;
     struct wzp_presence_handle me = {c->w->idx, c->slot, c->gen}, old;
     bool replaced = false;
-    int rv =
-        wzp_presence_register(&r->presence, c->fingerprint, reg->u.register_presence.alias, me,
-                              &c->presence_reg, &old, &replaced);
+    int rv = wzp_presence_register(&r->presence, c->fingerprint, reg->u.register_presence.alias, me,
+                                   &c->presence_reg, &old, &replaced);
     if (rv != WZP_OK) {
         WZP_STAT_INC(&c->w->stats, presence_refused);
         char why[96];
@@ -269,8 +272,11 @@ static void on_offer(struct wzp_conn *c, const struct wzp_signal *sig)
         return;
     }
     if (w->policy) {
-        struct wzp_call_info info = {
-            .call_id = id, .caller = c->fingerprint, .callee = target, .addr = c->peer};
+        struct wzp_call_info info = {.call_id = id,
+                                     .caller = c->fingerprint,
+                                     .callee = target,
+                                     .addr = c->peer,
+                                     .auth = c->auth_claims};
         struct wzp_decision d;
         wzp_policy_on_call(w->policy, &info, &d);
         if (!d.allow) {

@@ -75,6 +75,7 @@ struct wzp_config {
     unsigned ring_timeout_s;                   /* direct calls: offer -> answer */
     unsigned call_setup_timeout_s;             /* accept -> call room joined or path report */
     unsigned max_calls;                        /* direct calls ringing or active */
+    char auth_url[1024]; /* featherChat validator; "" = no authentication (auth.h) */
     struct wzp_policy_limits policy_limits;
 };
 
@@ -88,6 +89,7 @@ struct wzp_relay {
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t priority;
     bool tls_underscore_names; /* the TLS library lets "_signal" through (tls.h, probe) */
+    bool auth_global;          /* libcurl's global state is initialised (--auth-url) */
     uint8_t reset_secret[32];  /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;

@@ -227,7 +227,10 @@ static void fill_participant(struct wzp_conn *c, const struct wzp_signal *offer,
     p->slot = c->slot;
     p->gen = c->gen;
     p->tier = WZP_TIER_GOOD;
-    wzp_fingerprint(offer->u.call_offer.identity_pub, p->fingerprint);
+    if (c->authenticated) /* featherChat's fingerprint is the identity, as upstream */
+        memcpy(p->fingerprint, c->auth_fp, sizeof p->fingerprint);
+    else
+        wzp_fingerprint(offer->u.call_offer.identity_pub, p->fingerprint);
     if (offer->u.call_offer.alias) {
         p->has_alias = true;
         snprintf(p->alias, sizeof p->alias, "%s", offer->u.call_offer.alias);
@@ -266,7 +269,8 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *r
                                  .fingerprint = p->fingerprint,
                                  .alias = p->has_alias ? p->alias : NULL,
                                  .addr = c->peer,
-                                 .room_size = size};
+                                 .room_size = size,
+                                 .auth = c->auth_claims};
     struct wzp_decision d;
     wzp_policy_on_join(w->policy, &info, &d);
     if (!d.allow) {

@@ -6,6 +6,7 @@
 
 #include "affinity.h"
 #include "common.h"
+#include "auth.h"
 #include "conn.h"
 #include "dcall.h"
 #include "initial.h"
@@ -745,6 +746,15 @@ int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen)
     return WZP_OK;
 }
 
+/* A token validation finished: hand it to its connection, if that is still there. */
+static void auth_done(void *ctx, uint32_t slot, uint32_t gen, const struct wzp_auth_result *res)
+{
+    struct wzp_worker *w = ctx;
+    struct wzp_conn *c = wzp_worker_slot_get(w, slot, gen);
+    if (c)
+        wzp_conn_auth_done(c, res);
+}
+
 int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, char *err,
                     size_t errlen)
 {
@@ -781,6 +791,13 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_timer_init(&w->heartbeat, heartbeat_cb, 1., 1.);
     w->heartbeat.data = w;
     ev_timer_start(w->loop, &w->heartbeat);
+    if (r->cfg.auth_url[0] &&
+        wzp_auth_new(&w->auth, w->loop, r->cfg.auth_url, WZP_AUTH_MAX_IN_FLIGHT,
+                     WZP_AUTH_TIMEOUT_MS, auth_done, w) != WZP_OK) {
+        snprintf(err, errlen, "--auth-url %s: not an http:// or https:// URL (or out of memory)",
+                 r->cfg.auth_url);
+        return WZP_EINVAL;
+    }
     return WZP_OK;
 }
 
@@ -817,6 +834,8 @@ void wzp_worker_free(struct wzp_worker *w)
 {
     while (w->conns)
         wzp_conn_destroy(w->conns);
+    wzp_auth_free(w->auth); /* requests in flight are abandoned */
+    w->auth = NULL;
     for (size_t i = 0; i < w->cid_nbuckets && w->cid_buckets; i++) {
         struct wzp_cid_entry *e = w->cid_buckets[i];
         while (e) {

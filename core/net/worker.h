@@ -85,6 +85,7 @@ struct wzp_worker {
 
     /* this worker's node of the relay's mesh: every message to and from other workers */
     struct wzp_mesh_node *node;
+    struct wzp_auth *auth; /* featherChat token validation (auth.h); NULL when off */
 
     /* room affinity: new connections handed to the worker serving their room */
     struct wzp_handover *handover; /* [WZP_HANDOVER_SLOTS], direct-mapped, overwritten */

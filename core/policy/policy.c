@@ -8,6 +8,7 @@
 #include "log.h"
 #include "stats.h"
 
+#include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <luajit.h>
@@ -1075,6 +1076,51 @@ static void set_field_str(lua_State *L, const char *k, const char *v)
     lua_setfield(L, -2, k);
 }
 
+#define AUTH_JSON_DEPTH 8 /* nesting of featherChat's answer turned into Lua tables */
+
+/* Push a JSON value as Lua (objects and arrays as tables, null as nil). */
+static void push_json(lua_State *L, json_t *v, int depth)
+{
+    if (json_is_object(v) && depth < AUTH_JSON_DEPTH) {
+        lua_createtable(L, 0, (int)json_object_size(v));
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x)
+        {
+            push_json(L, x, depth + 1);
+            lua_setfield(L, -2, k);
+        }
+    } else if (json_is_array(v) && depth < AUTH_JSON_DEPTH) {
+        lua_createtable(L, (int)json_array_size(v), 0);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            push_json(L, json_array_get(v, i), depth + 1);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+    } else if (json_is_string(v)) {
+        lua_pushlstring(L, json_string_value(v), json_string_length(v));
+    } else if (json_is_number(v)) {
+        lua_pushnumber(L, json_number_value(v));
+    } else if (json_is_boolean(v)) {
+        lua_pushboolean(L, json_is_true(v));
+    } else {
+        lua_pushnil(L); /* null, or nested deeper than AUTH_JSON_DEPTH */
+    }
+}
+
+/* Field "auth": featherChat's answer for this client as a table (absent: not
+ * authenticated, or the answer was too large to keep). */
+static void set_field_auth(lua_State *L, const char *json)
+{
+    if (!json)
+        return;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, NULL);
+    if (json_is_object(root)) {
+        push_json(L, root, 0);
+        lua_setfield(L, -2, "auth");
+    }
+    json_decref(root);
+}
+
 static void set_field_num(lua_State *L, const char *k, double v)
 {
     lua_pushnumber(L, v);
@@ -1210,6 +1256,7 @@ static void push_join_info(lua_State *L, const struct wzp_join_info *j, const ch
     set_field_str(L, "alias", j->alias);
     set_field_str(L, "addr", j->addr);
     set_field_num(L, "room_size", j->room_size);
+    set_field_auth(L, j->auth);
 }
 
 /* on_action for "join" and "send_media"; a refused send_media makes a listener. */
@@ -1258,6 +1305,7 @@ void wzp_policy_on_register(struct wzp_policy *p, const struct wzp_register_info
     lua_setfield(p->L, -2, "signed");
     lua_pushboolean(p->L, r->authenticated);
     lua_setfield(p->L, -2, "authenticated");
+    set_field_auth(p->L, r->auth);
     call_admission(p, "on_register", d);
 }
 
@@ -1271,6 +1319,7 @@ void wzp_policy_on_call(struct wzp_policy *p, const struct wzp_call_info *c, str
     set_field_str(p->L, "caller", c->caller);
     set_field_str(p->L, "callee", c->callee);
     set_field_str(p->L, "addr", c->addr);
+    set_field_auth(p->L, c->auth);
     call_admission(p, "on_call", d);
 }
 

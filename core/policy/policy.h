@@ -155,6 +155,7 @@ struct wzp_join_info {
     const char *alias; /* NULL if none */
     const char *addr;
     unsigned room_size; /* participants already in the room */
+    const char *auth;   /* featherChat's JSON answer for this client (j.auth), or NULL */
 };
 
 struct wzp_decision {
@@ -187,7 +188,8 @@ struct wzp_register_info {
     const char *alias; /* NULL if none */
     const char *addr;
     bool is_signed;     /* RegisterPresence carried a signature, and it verified */
-    bool authenticated; /* featherChat vouched for the fingerprint (not yet: always false) */
+    bool authenticated; /* featherChat vouched for the fingerprint (--auth-url) */
+    const char *auth;   /* featherChat's JSON answer (r.auth), or NULL */
 };
 
 /* on_call: a registered client calls another (DirectCallOffer). */
@@ -196,6 +198,7 @@ struct wzp_call_info {
     const char *caller; /* the caller's registered fingerprint */
     const char *callee;
     const char *addr; /* the caller's address */
+    const char *auth; /* featherChat's JSON answer for the caller (c.auth), or NULL */
 };
 
 /* Each hook returns the decision; if the policy does not define it, upstream's behaviour. */

@@ -110,12 +110,18 @@ Test(config, broken_config_fails_with_file_and_line)
     cr_assert(relay_log_count(&relay, ":1:") > 0);
 }
 
-Test(config, auth_url_is_refused_rather_than_ignored)
+Test(config, auth_url_from_the_file_turns_authentication_on)
 {
     const char *path = write_config("auth_url = \"http://127.0.0.1:7700/v1/auth/validate\"\n");
     const char *const args[] = {"-c", path, NULL};
-    cr_assert_eq(relay_run_to_exit(&relay, NULL, args, 5000), 2);
-    cr_assert(relay_log_count(&relay, "auth_url is set, but featherChat authentication") > 0);
+    relay_start(&relay, args);
+    cr_assert(relay_log_wait(&relay, "featherChat authentication on", 2000));
+    cr_assert(relay_log_count(&relay, "validated at http://127.0.0.1:7700/v1/auth/validate") > 0);
+    relay_finish(&relay);
+    path = write_config("auth_url = \"chat.example.org\"\n");
+    const char *const args2[] = {"-c", path, NULL};
+    cr_assert_eq(relay_run_to_exit(&relay, NULL, args2, 5000), 2);
+    cr_assert(relay_log_count(&relay, "must be an http:// or https:// URL") > 0);
 }
 
 Test(config, missing_config_file_is_an_error)

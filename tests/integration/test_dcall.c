@@ -13,6 +13,7 @@
 #include "common.h"
 #include "handshake.h"
 #include "identity.h"
+#include "../validator.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ struct party {
     bool report_direct_ok;
     bool ack_success;
     char ack_error[160];
+    const char *token; /* featherChat: AuthToken sent first on every connection */
 };
 
 static void on_signal(struct wzpc_client *c, const struct wzp_signal *s, void *ud)
@@ -138,6 +140,11 @@ static void sig_up_as(struct party *p, enum reg_kind kind)
     for (int i = 0; i < 250 && wzpc_state(p->sig) < WZPC_CONNECTED; i++)
         wzpc_run_for(loop, 20);
     cr_assert_eq(wzpc_state(p->sig), WZPC_CONNECTED);
+    if (p->token) {
+        struct wzp_signal at = {.type = WZP_SIG_AUTH_TOKEN};
+        at.u.auth_token.token = (char *)p->token;
+        cr_assert_eq(wzpc_send_signal(p->sig, &at), WZP_OK);
+    }
     struct wzp_signal reg = {.type = WZP_SIG_REGISTER_PRESENCE};
     memcpy(reg.u.register_presence.identity_pub, p->id.ed25519_public, 32);
     if (kind != REG_UNSIGNED) {
@@ -157,13 +164,24 @@ static void sig_up(struct party *p)
     cr_assert(p->ack_success, "registered: %s", p->ack_error);
 }
 
-static void party_init_as(struct party *p, uint8_t seed_byte, enum reg_kind kind)
+/* token: featherChat's, sent before RegisterPresence (and before every room join); NULL
+ * without authentication. "ok:FP|..." tokens make FP the party's fingerprint. */
+static void party_setup(struct party *p, uint8_t seed_byte, enum reg_kind kind, const char *token)
 {
     memset(p, 0, sizeof *p);
+    p->token = token;
     memset(p->seed, seed_byte, sizeof p->seed);
     cr_assert_eq(wzp_identity_from_seed(&p->id, p->seed), WZP_OK);
-    wzp_fingerprint(p->id.ed25519_public, p->fp);
+    if (token && strncmp(token, "ok:", 3) == 0)
+        snprintf(p->fp, sizeof p->fp, "%.*s", (int)strcspn(token + 3, "|"), token + 3);
+    else
+        wzp_fingerprint(p->id.ed25519_public, p->fp);
     sig_up_as(p, kind);
+}
+
+static void party_init_as(struct party *p, uint8_t seed_byte, enum reg_kind kind)
+{
+    party_setup(p, seed_byte, kind, NULL);
 }
 
 static void party_init(struct party *p, uint8_t seed_byte)
@@ -178,7 +196,7 @@ static void party_free(struct party *p)
     wzp_identity_free(&p->id);
 }
 
-static void send(struct party *p, const struct wzp_signal *s)
+static void send_sig(struct party *p, const struct wzp_signal *s)
 {
     cr_assert_eq(wzpc_send_signal(p->sig, s), WZP_OK);
 }
@@ -196,7 +214,7 @@ static void offer(struct party *from, const struct party *to, const char *call_i
     s.u.direct_call_offer.caller_reflexive_addr = "198.51.100.10:5000";
     s.u.direct_call_offer.caller_local_addrs.items = locals;
     s.u.direct_call_offer.caller_local_addrs.count = 2;
-    send(from, &s);
+    send_sig(from, &s);
 }
 
 static void answer(struct party *p, const char *call_id, enum wzp_accept_mode mode)
@@ -210,7 +228,7 @@ static void answer(struct party *p, const char *call_id, enum wzp_accept_mode mo
         s.u.direct_call_answer.callee_local_addrs.items = locals;
         s.u.direct_call_answer.callee_local_addrs.count = 1;
     }
-    send(p, &s);
+    send_sig(p, &s);
 }
 
 static void hangup(struct party *p, const char *call_id)
@@ -218,7 +236,7 @@ static void hangup(struct party *p, const char *call_id)
     struct wzp_signal s = {.type = WZP_SIG_HANGUP};
     s.u.hangup.reason = WZP_HANGUP_NORMAL;
     s.u.hangup.call_id = (char *)call_id;
-    send(p, &s);
+    send_sig(p, &s);
 }
 
 /* A calls B and B's phone rings. */
@@ -244,7 +262,8 @@ static double gauge(const char *series)
 /* Join room as party p (its identity, the normal room handshake). */
 static void join_room(struct tc *t, struct party *p, const char *room, uint8_t id)
 {
-    struct wzpc_config cfg = {.sni = room, .auto_join = true, .seed = p->seed};
+    struct wzpc_config cfg = {
+        .sni = room, .auto_join = true, .seed = p->seed, .auth_token = p->token};
     tc_connect(t, loop, &relay, room, id, &cfg);
 }
 
@@ -271,7 +290,7 @@ static void full_call(const char *threads)
     hangup(&c, "c0ffee-1");
     struct wzp_signal rep = {.type = WZP_SIG_MEDIA_PATH_REPORT};
     rep.u.media_path_report.call_id = "c0ffee-1";
-    send(&c, &rep);
+    send_sig(&c, &rep);
     for (int i = 0; i < 50 && relay_counter(&relay, "call_signals_not_party") < 4; i++)
         wzpc_run_for(loop, 20);
     cr_assert_eq(relay_counter(&relay, "call_signals_not_party"), 4);
@@ -303,7 +322,7 @@ static void full_call(const char *threads)
 
     /* media path reports reach the peer */
     rep.u.media_path_report.direct_ok = true;
-    send(&a, &rep);
+    send_sig(&a, &rep);
     run_until_count(&b, WZP_SIG_MEDIA_PATH_REPORT, 1);
     cr_assert(b.report_direct_ok);
 
@@ -597,4 +616,60 @@ Test(dcall, policy_hooks_and_signed_registrations)
     party_free(&c);
     party_free(&c2);
     party_free(&d);
+}
+
+/* With featherChat authentication the validator's fingerprint is the identity on _signal
+ * and in call rooms: registration, the caller seen by the callee, and the call room's
+ * admission all use it. */
+Test(dcall, a_call_between_authenticated_clients)
+{
+    static struct validator val;
+    cr_assert_eq(validator_start(&val), 0);
+    const char *more[] = {"--auth-url", val.url, NULL};
+    start("2", more);
+    struct party a, b, x = {0};
+    party_setup(&a, 1, REG_UNSIGNED, "ok:fa00:0000:0000:0000:0000:0000:0000:000a|Ann");
+    party_setup(&b, 2, REG_UNSIGNED, "ok:fa00:0000:0000:0000:0000:0000:0000:000b");
+    cr_assert(a.ack_success && b.ack_success);
+    cr_assert(relay_log_wait(&relay, "presence: fa00:0000:0000:0000:0000:0000:0000:000a", 1000));
+    ring(&a, &b, "auth-1"); /* checks the callee saw fa00:..:000a as the caller */
+    answer(&b, "auth-1", WZP_ACCEPT_TRUSTED);
+    run_until_count(&a, WZP_SIG_CALL_SETUP, 1);
+    struct tc ta, tb;
+    join_room(&ta, &a, "call-auth-1", 1);
+    join_room(&tb, &b, "call-auth-1", 2);
+    cr_assert(tc_wait_state(&ta, loop, WZPC_JOINED, 5000));
+    cr_assert(tc_wait_state(&tb, loop, WZPC_JOINED, 5000));
+    for (int i = 0; i < 3; i++)
+        tc_send_media(&tb, NULL);
+    for (int i = 0; i < 100 && ta.from[2] < 3; i++)
+        wzpc_run_for(loop, 20);
+    cr_assert_eq(ta.from[2], 3);
+    /* a _signal connection without a token is refused */
+    struct wzpc_config cfg = {.loop = loop,
+                              .host = "127.0.0.1",
+                              .port = relay.port,
+                              .sni = "_signal",
+                              .on_signal = on_signal,
+                              .user_data = &x};
+    x.sig = wzpc_connect(&cfg);
+    for (int i = 0; i < 250 && wzpc_state(x.sig) < WZPC_CONNECTED; i++)
+        wzpc_run_for(loop, 20);
+    struct wzp_signal reg = {.type = WZP_SIG_REGISTER_PRESENCE};
+    cr_assert_eq(wzpc_send_signal(x.sig, &reg), WZP_OK);
+    for (int i = 0; i < 150 && wzpc_state(x.sig) != WZPC_CLOSED; i++)
+        wzpc_run_for(loop, 20);
+    char reason[200] = "";
+    bool by_peer, is_app;
+    uint64_t code;
+    cr_assert(wzpc_close_info(x.sig, &by_peer, &is_app, &code, reason, sizeof reason));
+    cr_assert_not_null(strstr(reason, "expected AuthToken, got RegisterPresence"), "%s", reason);
+    cr_assert_eq(relay_counter(&relay, "auth_ok"), 4, "two _signal and two room connections");
+    tc_free(&ta);
+    tc_free(&tb);
+    wzpc_free(x.sig);
+    party_free(&a);
+    party_free(&b);
+    relay_finish_with_loop(&relay, &loop);
+    validator_stop(&val);
 }

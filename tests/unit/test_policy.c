@@ -223,14 +223,18 @@ Test(policy, on_register_and_on_call_see_their_fields_and_fail_closed)
     struct wzp_policy *p =
         load("function on_register(r)\n"
              "  if not r.signed then return false, 'unsigned ' .. r.fingerprint end\n"
-             "  return r.alias == 'ok' and r.addr == '1.2.3.4:5' and not r.authenticated\n"
+             "  if r.authenticated then\n"
+             "    return r.auth.team == 'blue' and #r.auth.groups == 2 and r.auth.n == nil\n"
+             "      and r.auth.deep.a.b == 1\n"
+             "  end\n"
+             "  return r.alias == 'ok' and r.addr == '1.2.3.4:5' and r.auth == nil\n"
              "end\n"
              "function on_call(c)\n"
              "  if c.call_id == 'boom' then error('oops') end\n"
              "  return c.caller ~= c.callee and c.addr == '1.2.3.4:5'\n"
              "end\n");
     struct wzp_decision d;
-    struct wzp_register_info r = {"aaaa", "ok", "1.2.3.4:5", false, false};
+    struct wzp_register_info r = {"aaaa", "ok", "1.2.3.4:5", false, false, NULL};
     wzp_policy_on_register(p, &r, &d);
     cr_assert_not(d.allow);
     cr_assert_str_eq(d.reason, "unsigned aaaa");
@@ -240,7 +244,12 @@ Test(policy, on_register_and_on_call_see_their_fields_and_fail_closed)
     r.alias = NULL;
     wzp_policy_on_register(p, &r, &d);
     cr_assert_not(d.allow, "alias nil");
-    struct wzp_call_info c = {"c1", "aaaa", "bbbb", "1.2.3.4:5"};
+    r.authenticated = true; /* featherChat's answer reaches the policy as r.auth */
+    r.auth = "{\"valid\":true,\"fingerprint\":\"aaaa\",\"team\":\"blue\","
+             "\"groups\":[\"a\",\"b\"],\"n\":null,\"deep\":{\"a\":{\"b\":1}}}";
+    wzp_policy_on_register(p, &r, &d);
+    cr_assert(d.allow, "%s", d.reason);
+    struct wzp_call_info c = {"c1", "aaaa", "bbbb", "1.2.3.4:5", NULL};
     wzp_policy_on_call(p, &c, &d);
     cr_assert(d.allow);
     c.callee = "aaaa";
