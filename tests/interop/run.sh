@@ -9,7 +9,9 @@
 # relay with SIGTERM and requires exit status 0 within 3 s.
 #
 # Environment: CARGO (default: cargo), WZP_INTEROP_SCENARIOS (default: "fanout shared churn"
-# where "shared" is fanout with all clients on one UDP socket), WZP_INTEROP_ARGS (extra
+# where "shared" is fanout with all clients on one UDP socket; also available: "signal",
+# presence and direct calls on "_signal" connections, which only a relay built with the
+# patched GnuTLS serves, so the build adds it; "selftest"), WZP_INTEROP_ARGS (extra
 # arguments for wzp-interop, e.g. -v).
 # Exit status: 0 pass, 1 fail (the relay log is printed), 77 skip (no cargo).
 set -u

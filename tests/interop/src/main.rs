@@ -13,6 +13,15 @@
 //!                     times (default 60): A must get every RoomUpdate, i.e. well over the
 //!                     100 bidi streams of initial credit, so the relay has to honour and
 //!                     wait for MAX_STREAMS credit from the client.
+//!   signal            what an app does on its "_signal" connection (SNI "_signal"): A and
+//!                     B register presence (RegisterPresenceAck with relay_build), Ping ->
+//!                     Pong, Reflect -> its own address, a throw-away reflect probe (all-zero
+//!                     key); A calls B (the relay must replace A's false caller_fingerprint),
+//!                     B accepts, both get CallSetup with each other's addresses, join room
+//!                     "call-interop-1" with their own identities and exchange 20 datagrams
+//!                     each way; C, not a party, must be closed with "not a party of call";
+//!                     MediaPathReports cross, A hangs up; B calls A, A rejects, B gets
+//!                     Hangup. Needs a relay that serves "_signal" (GnuTLS patched for "_").
 //!   selftest          only the built-in crypto/JSON checks against the spec's test vectors.
 //!
 //! Options:
@@ -37,6 +46,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ring::signature::KeyPair;
 use ring::{agreement, digest, hkdf, rand as ring_rand, signature};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -208,6 +218,14 @@ struct CallOffer {
 #[derive(Serialize, Debug)]
 enum Outgoing {
     CallOffer(CallOffer),
+    RegisterPresence(RegisterPresence),
+    Ping(PingPong),
+    /// A unit variant: serde writes it as the bare string "Reflect".
+    Reflect,
+    DirectCallOffer(DirectCallOffer),
+    DirectCallAnswer(DirectCallAnswer),
+    MediaPathReport(MediaPathReport),
+    Hangup(Hangup),
 }
 
 #[derive(Deserialize, Debug)]
@@ -255,6 +273,151 @@ fn incoming_name(m: &Incoming) -> &'static str {
     }
 }
 
+// "_signal" connections (spec 4.2, 4.3). Optional fields the relay may omit carry
+// serde(default); unknown fields are ignored (serde's default, as upstream).
+
+#[derive(Serialize, Debug)]
+struct RegisterPresence {
+    identity_pub: [u8; 32],
+    signature: Vec<u8>,
+    alias: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RegisterPresenceAck {
+    success: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    relay_build: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct PingPong {
+    timestamp_ms: u64,
+}
+
+#[derive(Deserialize, Debug)]
+struct ReflectResponse {
+    observed_addr: String,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct DirectCallOffer {
+    caller_fingerprint: String,
+    #[serde(default)]
+    caller_alias: Option<String>,
+    target_fingerprint: String,
+    call_id: String,
+    identity_pub: [u8; 32],
+    ephemeral_pub: [u8; 32],
+    signature: Vec<u8>,
+    supported_profiles: Vec<QualityProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caller_reflexive_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    caller_local_addrs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caller_build_version: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct DirectCallAnswer {
+    call_id: String,
+    /// "Reject" | "AcceptTrusted" | "AcceptGeneric"
+    accept_mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity_pub: Option<[u8; 32]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ephemeral_pub: Option<[u8; 32]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chosen_profile: Option<QualityProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callee_reflexive_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    callee_local_addrs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callee_build_version: Option<String>,
+}
+
+impl DirectCallAnswer {
+    fn new(call_id: &str, accept_mode: &str) -> DirectCallAnswer {
+        DirectCallAnswer {
+            call_id: call_id.to_string(),
+            accept_mode: accept_mode.to_string(),
+            identity_pub: None,
+            ephemeral_pub: None,
+            signature: None,
+            chosen_profile: None,
+            callee_reflexive_addr: None,
+            callee_local_addrs: Vec::new(),
+            callee_build_version: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+struct CallRinging {
+    call_id: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct CallSetup {
+    call_id: String,
+    room: String,
+    relay_addr: String,
+    #[serde(default)]
+    peer_direct_addr: Option<String>,
+    #[serde(default)]
+    peer_local_addrs: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Hangup {
+    /// "Normal" | "Busy" | "Declined" | "Timeout" | "Error"
+    reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    call_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct MediaPathReport {
+    call_id: String,
+    direct_ok: bool,
+    #[serde(default)]
+    race_winner: String,
+}
+
+/// What a "_signal" connection may receive from the relay; anything else fails to parse.
+#[derive(Deserialize, Debug)]
+enum SignalIn {
+    RegisterPresenceAck(RegisterPresenceAck),
+    Pong(PingPong),
+    ReflectResponse(ReflectResponse),
+    DirectCallOffer(DirectCallOffer),
+    CallRinging(CallRinging),
+    DirectCallAnswer(DirectCallAnswer),
+    CallSetup(CallSetup),
+    Hangup(Hangup),
+    MediaPathReport(MediaPathReport),
+}
+
+fn signal_in_name(m: &SignalIn) -> &'static str {
+    match m {
+        SignalIn::RegisterPresenceAck(_) => "RegisterPresenceAck",
+        SignalIn::Pong(_) => "Pong",
+        SignalIn::ReflectResponse(_) => "ReflectResponse",
+        SignalIn::DirectCallOffer(_) => "DirectCallOffer",
+        SignalIn::CallRinging(_) => "CallRinging",
+        SignalIn::DirectCallAnswer(_) => "DirectCallAnswer",
+        SignalIn::CallSetup(_) => "CallSetup",
+        SignalIn::Hangup(_) => "Hangup",
+        SignalIn::MediaPathReport(_) => "MediaPathReport",
+    }
+}
+
 fn frame_json(json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + json.len());
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
@@ -263,10 +426,15 @@ fn frame_json(json: &[u8]) -> Vec<u8> {
 }
 
 fn short(s: &str) -> String {
-    if s.len() <= 300 {
+    clip(s, 300)
+}
+
+/// `s`, cut at about `max` bytes.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
         s.to_string()
     } else {
-        let mut end = 300;
+        let mut end = max;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
@@ -329,11 +497,13 @@ struct RxStats {
 // ---------------------------------------------------------------------------------------
 // One client
 
-enum Event {
+/// What a signal reader hands to the scenario; `T` is the set of signals the connection
+/// accepts (`Incoming` on room connections, `SignalIn` on "_signal" ones).
+enum Event<T> {
     Signal {
         stream_id: String,
         raw: String,
-        msg: Result<Incoming, String>,
+        msg: Result<T, String>,
     },
     Error(String),
 }
@@ -345,7 +515,7 @@ struct Client {
     id: Identity,
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::UnboundedReceiver<Event<Incoming>>,
     rx: Arc<Mutex<RxStats>>,
     /// Problems found on relay-opened streams after their frame was read (no FIN, extra bytes).
     stream_problems: Arc<Mutex<Vec<String>>>,
@@ -411,10 +581,10 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Res<Vec<u8>> {
 
 /// Accepts the relay's bidi streams in order (quinn hands them out by stream ID) and
 /// forwards each frame, parsed, to the scenario. Ends when the connection ends.
-fn spawn_signal_reader(
+fn spawn_signal_reader<T: DeserializeOwned + Send + 'static>(
     name: String,
     conn: quinn::Connection,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Event<T>>,
     problems: Arc<Mutex<Vec<String>>>,
 ) {
     tokio::spawn(async move {
@@ -437,7 +607,7 @@ fn spawn_signal_reader(
                 }
             };
             let raw = String::from_utf8_lossy(&body).into_owned();
-            let msg = serde_json::from_slice::<Incoming>(&body).map_err(|e| e.to_string());
+            let msg = serde_json::from_slice::<T>(&body).map_err(|e| e.to_string());
             let _ = tx.send(Event::Signal {
                 stream_id: stream_id.clone(),
                 raw,
@@ -489,9 +659,97 @@ fn spawn_datagram_reader(conn: quinn::Connection, rx: Arc<Mutex<RxStats>>) {
     });
 }
 
+/// QUIC handshake with the given SNI (server name); the negotiated ALPN must be "wzp".
+async fn connect_checked(
+    name: &str,
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+) -> Res<quinn::Connection> {
+    let connecting = endpoint
+        .connect_with(client_config()?, addr, server_name)
+        .map_err(|e| format!("{}: connect: {}", name, e))?;
+    let conn = within(&format!("{}: QUIC handshake", name), STEP, connecting)
+        .await?
+        .map_err(|e| format!("{}: QUIC handshake failed: {}", name, e))?;
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    if alpn.as_deref() != Some(&b"wzp"[..]) {
+        return Err(format!("{}: negotiated ALPN is {:?}, expected \"wzp\"", name, alpn));
+    }
+    Ok(conn)
+}
+
+/// Sends one signal the way real clients do: a fresh bidi stream, the frame, FIN.
+async fn send_signal_on(conn: &quinn::Connection, name: &str, json: &[u8]) -> Res<()> {
+    let (mut send, recv) = within(&format!("{}: open_bi", name), STEP, conn.open_bi())
+        .await?
+        .map_err(|e| format!("{}: open_bi: {}", name, e))?;
+    // Like the real clients: the receive half of our own signal stream is never read.
+    drop(recv);
+    within(&format!("{}: writing a signal", name), STEP, send.write_all(&frame_json(json)))
+        .await?
+        .map_err(|e| format!("{}: writing a signal: {}", name, e))?;
+    // finish() resolves once the relay has acknowledged the data and FIN. A relay that
+    // has read the whole frame may legitimately answer STOP_SENDING(0) instead.
+    match within(&format!("{}: finishing a signal stream", name), STEP, send.finish()).await? {
+        Ok(()) => Ok(()),
+        Err(quinn::WriteError::Stopped(code)) if code == quinn::VarInt::from_u32(0) => Ok(()),
+        Err(e) => Err(format!("{}: finishing a signal stream: {}", name, e)),
+    }
+}
+
+/// The next signal from a connection's reader, within `limit`: (message, stream id, raw JSON).
+async fn recv_signal<T>(
+    events: &mut mpsc::UnboundedReceiver<Event<T>>,
+    name: &str,
+    verbose: bool,
+    expecting: &str,
+    limit: Duration,
+) -> Res<(T, String, String)> {
+    let what = format!("{}: waiting for {}", name, expecting);
+    let ev = within(&what, limit, events.recv()).await?;
+    match ev {
+        None => Err(format!("{}: signal reader ended while waiting for {}", name, expecting)),
+        Some(Event::Error(e)) => Err(format!("{}: while waiting for {}: {}", name, expecting, e)),
+        Some(Event::Signal { stream_id, raw, msg }) => match msg {
+            Ok(m) => {
+                if verbose {
+                    say!("{}: stream {}: {}", name, stream_id, short(&raw));
+                }
+                Ok((m, stream_id, raw))
+            }
+            Err(e) => Err(format!(
+                "{}: relay stream {} carries a signal this client cannot parse ({}): {}",
+                name,
+                stream_id,
+                e,
+                short(&raw)
+            )),
+        },
+    }
+}
+
+/// Fails if a signal (or a reader error) is waiting that nobody expected.
+fn no_pending_signal<T>(events: &mut mpsc::UnboundedReceiver<Event<T>>, name: &str) -> Res<()> {
+    match events.try_recv() {
+        Ok(Event::Signal { stream_id, raw, .. }) => Err(format!(
+            "{}: unexpected extra signal on relay stream {}: {}",
+            name,
+            stream_id,
+            short(&raw)
+        )),
+        Ok(Event::Error(e)) => Err(format!("{}: {}", name, e)),
+        Err(_) => Ok(()),
+    }
+}
+
 impl Client {
     /// QUIC handshake with SNI = room, then CallOffer; checks the CallAnswer.
-    /// Returns the relay's identity public key from the answer.
+    /// The identity is derived from the seed [0x10 + idx; 32].
+    /// Returns the relay's identity public key and ephemeral key from the answer.
     async fn join(
         name: &str,
         idx: u8,
@@ -500,22 +758,39 @@ impl Client {
         endpoint: quinn::Endpoint,
         verbose: bool,
     ) -> Res<(Client, [u8; 32], [u8; 32])> {
-        let seed = [0x10 + idx; 32];
-        let id = Identity::from_seed(&seed);
+        Client::join_with_seed(name, idx, &[0x10 + idx; 32], room, addr, endpoint, verbose).await
+    }
+
+    /// As `join`, with the identity derived from `seed` (`idx` still marks the datagrams).
+    async fn join_with_seed(
+        name: &str,
+        idx: u8,
+        seed: &[u8; 32],
+        room: &str,
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+        verbose: bool,
+    ) -> Res<(Client, [u8; 32], [u8; 32])> {
+        let client = Client::connect(name, idx, seed, room, addr, endpoint, verbose).await?;
+        let (json, eph) = client.call_offer()?;
+        client.send_signal(&json).await?;
+        say!("{}: CallOffer sent ({} bytes)", name, json.len());
+        client.expect_call_answer(eph).await
+    }
+
+    /// QUIC handshake with SNI = room and the signal/datagram readers; nothing sent yet.
+    async fn connect(
+        name: &str,
+        idx: u8,
+        seed: &[u8; 32],
+        room: &str,
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+        verbose: bool,
+    ) -> Res<Client> {
+        let id = Identity::from_seed(seed);
         say!("{}: connecting to {} (SNI {}), fingerprint {}", name, addr, room, id.fingerprint);
-        let connecting = endpoint
-            .connect_with(client_config()?, addr, room)
-            .map_err(|e| format!("{}: connect: {}", name, e))?;
-        let conn = within(&format!("{}: QUIC handshake", name), STEP, connecting)
-            .await?
-            .map_err(|e| format!("{}: QUIC handshake failed: {}", name, e))?;
-        let alpn = conn
-            .handshake_data()
-            .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|h| h.protocol);
-        if alpn.as_deref() != Some(&b"wzp"[..]) {
-            return Err(format!("{}: negotiated ALPN is {:?}, expected \"wzp\"", name, alpn));
-        }
+        let conn = connect_checked(name, &endpoint, addr, room).await?;
         say!("{}: QUIC connected, ALPN wzp", name);
 
         let (tx, events) = mpsc::unbounded_channel();
@@ -524,7 +799,7 @@ impl Client {
         spawn_signal_reader(name.to_string(), conn.clone(), tx, stream_problems.clone());
         spawn_datagram_reader(conn.clone(), rx.clone());
 
-        let mut client = Client {
+        Ok(Client {
             name: name.to_string(),
             idx,
             // The relay lowercases the SNI (as rustls does upstream): that is the room.
@@ -536,8 +811,12 @@ impl Client {
             rx,
             stream_problems,
             verbose,
-        };
+        })
+    }
 
+    /// A signed CallOffer of this client's identity (JSON) and its X25519 ephemeral secret.
+    fn call_offer(&self) -> Res<(Vec<u8>, agreement::EphemeralPrivateKey)> {
+        let name = &self.name;
         // CallOffer: X25519 ephemeral, Ed25519 signature over ephemeral_pub || "call-offer".
         let rng = ring_rand::SystemRandom::new();
         let eph = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng)
@@ -549,19 +828,26 @@ impl Client {
         eph_pub.copy_from_slice(eph_pub_key.as_ref());
         let mut signed = eph_pub.to_vec();
         signed.extend_from_slice(b"call-offer");
-        let sig = client.id.key.sign(&signed);
+        let sig = self.id.key.sign(&signed);
         let offer = Outgoing::CallOffer(CallOffer {
-            identity_pub: client.id.public,
+            identity_pub: self.id.public,
             ephemeral_pub: eph_pub,
             signature: sig.as_ref().to_vec(),
             supported_profiles: all_profiles(),
             alias: Some(name.to_string()),
         });
         let json = serde_json::to_vec(&offer).map_err(|e| format!("{}: encoding CallOffer: {}", name, e))?;
-        client.send_signal(&json).await?;
-        say!("{}: CallOffer sent ({} bytes)", name, json.len());
+        Ok((json, eph))
+    }
 
-        let answer = match client.next_signal("CallAnswer", STEP).await? {
+    /// The first relay signal must be a CallAnswer that verifies; `eph` is the offer's
+    /// ephemeral secret.
+    async fn expect_call_answer(
+        mut self,
+        eph: agreement::EphemeralPrivateKey,
+    ) -> Res<(Client, [u8; 32], [u8; 32])> {
+        let name = self.name.clone();
+        let answer = match self.next_signal("CallAnswer", STEP).await? {
             Incoming::CallAnswer(a) => a,
             other => {
                 return Err(format!(
@@ -612,51 +898,17 @@ impl Client {
             name,
             fingerprint(&answer.identity_pub)
         );
-        Ok((client, answer.identity_pub, answer.ephemeral_pub))
+        Ok((self, answer.identity_pub, answer.ephemeral_pub))
     }
 
     async fn send_signal(&self, json: &[u8]) -> Res<()> {
-        let name = &self.name;
-        let (mut send, recv) = within(&format!("{}: open_bi", name), STEP, self.conn.open_bi())
-            .await?
-            .map_err(|e| format!("{}: open_bi: {}", name, e))?;
-        // Like the real clients: the receive half of our own signal stream is never read.
-        drop(recv);
-        within(&format!("{}: writing a signal", name), STEP, send.write_all(&frame_json(json)))
-            .await?
-            .map_err(|e| format!("{}: writing a signal: {}", name, e))?;
-        // finish() resolves once the relay has acknowledged the data and FIN. A relay that
-        // has read the whole frame may legitimately answer STOP_SENDING(0) instead.
-        match within(&format!("{}: finishing a signal stream", name), STEP, send.finish()).await? {
-            Ok(()) => Ok(()),
-            Err(quinn::WriteError::Stopped(code)) if code == quinn::VarInt::from_u32(0) => Ok(()),
-            Err(e) => Err(format!("{}: finishing a signal stream: {}", name, e)),
-        }
+        send_signal_on(&self.conn, &self.name, json).await
     }
 
     /// The next signal from the relay, within `limit`.
     async fn next_signal(&mut self, expecting: &str, limit: Duration) -> Res<Incoming> {
-        let what = format!("{}: waiting for {}", self.name, expecting);
-        let ev = within(&what, limit, self.events.recv()).await?;
-        match ev {
-            None => Err(format!("{}: signal reader ended while waiting for {}", self.name, expecting)),
-            Some(Event::Error(e)) => Err(format!("{}: while waiting for {}: {}", self.name, expecting, e)),
-            Some(Event::Signal { stream_id, raw, msg }) => match msg {
-                Ok(m) => {
-                    if self.verbose {
-                        say!("{}: stream {}: {}", self.name, stream_id, short(&raw));
-                    }
-                    Ok(m)
-                }
-                Err(e) => Err(format!(
-                    "{}: relay stream {} carries a signal this client cannot parse ({}): {}",
-                    self.name,
-                    stream_id,
-                    e,
-                    short(&raw)
-                )),
-            },
-        }
+        let (m, _, _) = recv_signal(&mut self.events, &self.name, self.verbose, expecting, limit).await?;
+        Ok(m)
     }
 
     /// The next signal must be a RoomUpdate listing exactly `expected` (fingerprint, alias)
@@ -710,16 +962,7 @@ impl Client {
 
     /// Fails if a signal (or a reader error) is waiting that nobody expected.
     fn expect_no_pending_signal(&mut self) -> Res<()> {
-        match self.events.try_recv() {
-            Ok(Event::Signal { stream_id, raw, .. }) => Err(format!(
-                "{}: unexpected extra signal on relay stream {}: {}",
-                self.name,
-                stream_id,
-                short(&raw)
-            )),
-            Ok(Event::Error(e)) => Err(format!("{}: {}", self.name, e)),
-            Err(_) => Ok(()),
-        }
+        no_pending_signal(&mut self.events, &self.name)
     }
 
     fn participant(&self) -> (String, String) {
@@ -1024,6 +1267,569 @@ async fn churn(o: &Opts) -> Res<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scenario "signal": presence and direct calls on "_signal" connections (spec 4.2, 4.3)
+
+const SEED_A: [u8; 32] = [0x51; 32];
+const SEED_B: [u8; 32] = [0x52; 32];
+const SEED_C: [u8; 32] = [0x53; 32];
+const CALL1: &str = "interop-1";
+const CALL2: &str = "interop-2";
+/// Datagrams each party of the call sends through the call room.
+const CALL_PACKETS: u16 = 20;
+
+/// Takes the named variant out of a (signal, raw JSON) pair from `SignalConn::expect*`.
+macro_rules! variant {
+    ($pair:expr, $v:ident) => {
+        match $pair {
+            (SignalIn::$v(x), raw) => (x, raw),
+            (other, raw) => {
+                return Err(format!(
+                    "expected {}, got {}: {}",
+                    stringify!($v),
+                    signal_in_name(&other),
+                    clip(&raw, 2000)
+                ))
+            }
+        }
+    };
+}
+
+/// `got` must equal `want`; the error quotes the signal's raw JSON.
+fn check_field<T: PartialEq + std::fmt::Debug>(who: &str, field: &str, got: &T, want: &T, raw: &str) -> Res<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{}: {} is {:?}, expected {:?}, in {}", who, field, got, want, clip(raw, 2000)))
+    }
+}
+
+/// A "_signal" connection on its own UDP socket, as an app keeps one for presence and calls.
+struct SignalConn {
+    name: String,
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    events: mpsc::UnboundedReceiver<Event<SignalIn>>,
+    stream_problems: Arc<Mutex<Vec<String>>>,
+    verbose: bool,
+}
+
+impl SignalConn {
+    /// New endpoint, QUIC handshake with SNI "_signal" and ALPN "wzp", signal reader.
+    async fn open(name: &str, addr: SocketAddr, verbose: bool) -> Res<SignalConn> {
+        let endpoint = new_endpoint()?;
+        let conn = connect_checked(name, &endpoint, addr, "_signal").await?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let stream_problems = Arc::new(Mutex::new(Vec::new()));
+        spawn_signal_reader(name.to_string(), conn.clone(), tx, stream_problems.clone());
+        let c = SignalConn {
+            name: name.to_string(),
+            endpoint,
+            conn,
+            events,
+            stream_problems,
+            verbose,
+        };
+        say!("{}: QUIC connected to {} with SNI _signal, ALPN wzp, from {}", name, addr, c.local_addr()?);
+        Ok(c)
+    }
+
+    fn local_addr(&self) -> Res<SocketAddr> {
+        self.endpoint
+            .local_addr()
+            .map_err(|e| format!("{}: local address: {}", self.name, e))
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Res<()> {
+        let json = serde_json::to_vec(msg).map_err(|e| format!("{}: encoding {:?}: {}", self.name, msg, e))?;
+        if self.verbose {
+            say!("{}: sending {}", self.name, short(&String::from_utf8_lossy(&json)));
+        }
+        send_signal_on(&self.conn, &self.name, &json).await
+    }
+
+    /// The next signal must be a `want`: (message, raw JSON).
+    async fn expect(&mut self, want: &str) -> Res<(SignalIn, String)> {
+        let mut got = self.expect_all(&[want]).await?;
+        got.pop().ok_or_else(|| "internal: expect_all returned nothing".to_string())
+    }
+
+    /// The next two signals must be one `first` and one `second`, in either order: the
+    /// relay sends each on its own stream, and an application may see them either way
+    /// round. Returned as (first, second).
+    async fn expect2(&mut self, first: &str, second: &str) -> Res<((SignalIn, String), (SignalIn, String))> {
+        let mut got = self.expect_all(&[first, second]).await?;
+        match (got.pop(), got.pop()) {
+            (Some(s), Some(f)) => Ok((f, s)),
+            _ => Err("internal: expect_all returned too little".to_string()),
+        }
+    }
+
+    /// The next signals must be exactly one of each type in `wants`, in any order;
+    /// returned in the order of `wants`. Anything else fails with its raw JSON.
+    async fn expect_all(&mut self, wants: &[&str]) -> Res<Vec<(SignalIn, String)>> {
+        let expecting = wants.join(" and ");
+        let mut slots: Vec<Option<(SignalIn, String)>> = wants.iter().map(|_| None).collect();
+        for _ in 0..wants.len() {
+            let (m, stream_id, raw) =
+                recv_signal(&mut self.events, &self.name, self.verbose, &expecting, STEP).await?;
+            let got = signal_in_name(&m);
+            match wants.iter().position(|w| *w == got) {
+                Some(i) if slots[i].is_none() => slots[i] = Some((m, raw)),
+                _ => {
+                    return Err(format!(
+                        "{}: expected {}, got {} on relay stream {}: {}",
+                        self.name,
+                        expecting,
+                        got,
+                        stream_id,
+                        clip(&raw, 2000)
+                    ))
+                }
+            }
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// RegisterPresence with an empty signature (as today's apps); the Ack must say success
+    /// and name the relay's build, which is returned.
+    async fn register(&mut self, identity_pub: [u8; 32], alias: Option<&str>) -> Res<String> {
+        self.send(&Outgoing::RegisterPresence(RegisterPresence {
+            identity_pub,
+            signature: Vec::new(),
+            alias: alias.map(|a| a.to_string()),
+        }))
+        .await?;
+        let (ack, raw) = variant!(self.expect("RegisterPresenceAck").await?, RegisterPresenceAck);
+        if !ack.success {
+            return Err(format!("{}: registration refused: {}", self.name, short(&raw)));
+        }
+        match ack.relay_build {
+            Some(b) if !b.is_empty() => {
+                say!(
+                    "{}: registered {} (alias {}), relay_build {:?}",
+                    self.name,
+                    fingerprint(&identity_pub),
+                    alias.map(|a| format!("{:?}", a)).unwrap_or_else(|| "null".to_string()),
+                    b
+                );
+                Ok(b)
+            }
+            _ => Err(format!("{}: RegisterPresenceAck without a relay_build: {}", self.name, short(&raw))),
+        }
+    }
+
+    /// "Reflect" -> ReflectResponse, whose observed_addr must be this socket's address.
+    async fn reflect(&mut self) -> Res<()> {
+        let local = self.local_addr()?.to_string();
+        self.send(&Outgoing::Reflect).await?;
+        let (r, raw) = variant!(self.expect("ReflectResponse").await?, ReflectResponse);
+        check_field(&self.name, "ReflectResponse.observed_addr", &r.observed_addr, &local, &raw)?;
+        say!("{}: Reflect -> observed_addr {} (its own socket)", self.name, r.observed_addr);
+        Ok(())
+    }
+
+    fn expect_no_pending_signal(&mut self) -> Res<()> {
+        no_pending_signal(&mut self.events, &self.name)
+    }
+
+    /// No unfinished relay stream so far, and the relay has not closed the connection.
+    fn check_healthy(&self) -> Res<()> {
+        let problems = self.stream_problems.lock().unwrap().clone();
+        if !problems.is_empty() {
+            return Err(format!("relay signal streams:\n  {}", problems.join("\n  ")));
+        }
+        match self.conn.close_reason() {
+            None => Ok(()),
+            Some(e) => Err(format!("{}: connection was closed by the relay: {}", self.name, e)),
+        }
+    }
+}
+
+/// Sends `n` media datagrams at ~100/s, marked with the client's idx.
+async fn send_media(c: &Client, n: u16) -> Res<()> {
+    match c.conn.max_datagram_size() {
+        Some(m) if m >= DGRAM_LEN => {}
+        other => {
+            return Err(format!(
+                "{}: cannot send {}-byte datagrams: max_datagram_size() = {:?}",
+                c.name, DGRAM_LEN, other
+            ))
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for seq in 0..n {
+        tick.tick().await;
+        c.conn
+            .send_datagram(Bytes::from(media_datagram(c.idx, seq)))
+            .map_err(|e| format!("{}: send_datagram seq {}: {}", c.name, seq, e))?;
+    }
+    Ok(())
+}
+
+/// How many distinct datagrams `r` has received from `s`.
+fn media_count(r: &Client, s: &Client) -> usize {
+    let st = r.rx.lock().unwrap();
+    let mut got = st.per_sender.get(&s.idx).cloned().unwrap_or_default();
+    got.sort_unstable();
+    got.dedup();
+    got.len()
+}
+
+/// `r` must have received each of `s`'s `n` datagrams exactly once, byte-exact, and
+/// nothing else.
+fn media_problems(r: &Client, s: &Client, n: u16) -> Vec<String> {
+    let st = r.rx.lock().unwrap();
+    let mut problems = Vec::new();
+    let got = st.per_sender.get(&s.idx).cloned().unwrap_or_default();
+    let mut uniq = got.clone();
+    uniq.sort_unstable();
+    uniq.dedup();
+    if got.len() != usize::from(n) || uniq.len() != got.len() {
+        let missing: Vec<u16> = (0..n).filter(|q| !uniq.contains(q)).collect();
+        problems.push(format!(
+            "{} received {} datagrams from {} (expected {}; {} duplicates; missing seqs {:?})",
+            r.name,
+            got.len(),
+            s.name,
+            n,
+            got.len() - uniq.len(),
+            missing
+        ));
+    }
+    for (k, v) in &st.per_sender {
+        if *k != s.idx {
+            problems.push(format!("{} received {} datagrams from sender #{}", r.name, v.len(), k));
+        }
+    }
+    for e in st.invalid.iter().take(3) {
+        problems.push(format!("{} received a corrupted datagram: {}", r.name, e));
+    }
+    if let Some(e) = &st.closed {
+        problems.push(format!("{}: connection closed during the media phase: {}", r.name, e));
+    }
+    say!("media: {} received {} of {}'s {} datagrams", r.name, got.len(), s.name, n);
+    problems
+}
+
+/// What an app sends when the relay path won the race.
+fn path_report(call_id: &str) -> Outgoing {
+    Outgoing::MediaPathReport(MediaPathReport {
+        call_id: call_id.to_string(),
+        direct_ok: false,
+        race_winner: "Relay".to_string(),
+    })
+}
+
+/// The peer's MediaPathReport for CALL1, forwarded by the relay.
+async fn expect_path_report(c: &mut SignalConn) -> Res<()> {
+    let (r, raw) = variant!(c.expect("MediaPathReport").await?, MediaPathReport);
+    check_field(&c.name, "MediaPathReport.call_id", &r.call_id.as_str(), &CALL1, &raw)?;
+    check_field(&c.name, "MediaPathReport.direct_ok", &r.direct_ok, &false, &raw)?;
+    check_field(&c.name, "MediaPathReport.race_winner", &r.race_winner.as_str(), &"Relay", &raw)?;
+    say!("{}: got the peer's MediaPathReport (direct_ok false, race_winner Relay)", c.name);
+    Ok(())
+}
+
+/// A CallSetup for CALL1 with the given peer addresses; relay_addr must be `relay`.
+fn check_setup(who: &str, s: &CallSetup, raw: &str, relay: &str, direct: &str, local: &str) -> Res<()> {
+    check_field(who, "CallSetup.call_id", &s.call_id.as_str(), &CALL1, raw)?;
+    check_field(who, "CallSetup.room", &s.room, &format!("call-{}", CALL1), raw)?;
+    check_field(who, "CallSetup.relay_addr", &s.relay_addr.as_str(), &relay, raw)?;
+    check_field(who, "CallSetup.peer_direct_addr", &s.peer_direct_addr.as_deref(), &Some(direct), raw)?;
+    check_field(who, "CallSetup.peer_local_addrs", &s.peer_local_addrs, &vec![local.to_string()], raw)?;
+    say!(
+        "{}: CallSetup room {} relay_addr {} peer {} (LAN {:?})",
+        who,
+        s.room,
+        s.relay_addr,
+        direct,
+        s.peer_local_addrs
+    );
+    Ok(())
+}
+
+async fn signal(o: &Opts) -> Res<()> {
+    let addr = match o.addr {
+        Some(a) => a,
+        None => return Err("--addr is required".to_string()),
+    };
+    let relay_addr = addr.to_string();
+    let id_a = Identity::from_seed(&SEED_A);
+    let id_b = Identity::from_seed(&SEED_B);
+
+    // 1-2. Presence: A and B each on their own "_signal" connection.
+    let mut a = SignalConn::open("A/signal", addr, o.verbose).await?;
+    let mut b = SignalConn::open("B/signal", addr, o.verbose).await?;
+    a.register(id_a.public, Some("A")).await?;
+    b.register(id_b.public, Some("B")).await?;
+
+    // 3. Ping -> Pong with the same timestamp.
+    a.send(&Outgoing::Ping(PingPong { timestamp_ms: 123_456_789 })).await?;
+    let (pong, raw) = variant!(a.expect("Pong").await?, Pong);
+    check_field("A/signal", "Pong.timestamp_ms", &pong.timestamp_ms, &123_456_789, &raw)?;
+    say!("A/signal: Ping -> Pong {}", pong.timestamp_ms);
+
+    // 4. Reflect on the presence connection.
+    a.reflect().await?;
+
+    // 5. A throw-away reflect probe, as the apps make: all-zero key, no alias.
+    let mut probe = SignalConn::open("probe", addr, o.verbose).await?;
+    probe.register([0u8; 32], None).await?;
+    probe.reflect().await?;
+    probe.check_healthy()?;
+    probe.conn.close(0u32.into(), b"");
+    say!("probe: closed");
+
+    // 6. A calls B, claiming to be someone else: B must see A's registered fingerprint.
+    a.send(&Outgoing::DirectCallOffer(DirectCallOffer {
+        caller_fingerprint: "someone-else".to_string(),
+        caller_alias: Some("A".to_string()),
+        target_fingerprint: id_b.fingerprint.clone(),
+        call_id: CALL1.to_string(),
+        identity_pub: id_a.public,
+        ephemeral_pub: [0u8; 32],
+        signature: Vec::new(),
+        supported_profiles: Vec::new(),
+        caller_reflexive_addr: Some("198.51.100.1:5000".to_string()),
+        caller_local_addrs: vec!["192.168.1.1:5000".to_string()],
+        caller_build_version: None,
+    }))
+    .await?;
+    say!("A/signal: DirectCallOffer {} to B sent (caller_fingerprint claims \"someone-else\")", CALL1);
+    let (offer, raw) = variant!(b.expect("DirectCallOffer").await?, DirectCallOffer);
+    let who = "B/signal";
+    check_field(who, "DirectCallOffer.caller_fingerprint", &offer.caller_fingerprint, &id_a.fingerprint, &raw)?;
+    check_field(who, "DirectCallOffer.call_id", &offer.call_id.as_str(), &CALL1, &raw)?;
+    check_field(who, "DirectCallOffer.target_fingerprint", &offer.target_fingerprint, &id_b.fingerprint, &raw)?;
+    check_field(who, "DirectCallOffer.caller_alias", &offer.caller_alias.as_deref(), &Some("A"), &raw)?;
+    check_field(who, "DirectCallOffer.identity_pub", &offer.identity_pub, &id_a.public, &raw)?;
+    check_field(
+        who,
+        "DirectCallOffer.caller_reflexive_addr",
+        &offer.caller_reflexive_addr.as_deref(),
+        &Some("198.51.100.1:5000"),
+        &raw,
+    )?;
+    check_field(
+        who,
+        "DirectCallOffer.caller_local_addrs",
+        &offer.caller_local_addrs,
+        &vec!["192.168.1.1:5000".to_string()],
+        &raw,
+    )?;
+    say!(
+        "B/signal: DirectCallOffer {} from {} (the relay put A's real fingerprint)",
+        offer.call_id,
+        offer.caller_fingerprint
+    );
+    let (ringing, raw) = variant!(a.expect("CallRinging").await?, CallRinging);
+    check_field("A/signal", "CallRinging.call_id", &ringing.call_id.as_str(), &CALL1, &raw)?;
+    say!("A/signal: CallRinging {}", ringing.call_id);
+
+    // 7. B accepts: A gets the answer and a CallSetup, B a CallSetup, with each other's addresses.
+    let mut accept = DirectCallAnswer::new(CALL1, "AcceptTrusted");
+    accept.callee_reflexive_addr = Some("203.0.113.2:6000".to_string());
+    accept.callee_local_addrs = vec!["10.0.0.2:6000".to_string()];
+    b.send(&Outgoing::DirectCallAnswer(accept)).await?;
+    say!("B/signal: DirectCallAnswer {} AcceptTrusted sent", CALL1);
+    let (first, second) = a.expect2("DirectCallAnswer", "CallSetup").await?;
+    let (answer, raw) = variant!(first, DirectCallAnswer);
+    let who = "A/signal";
+    check_field(who, "DirectCallAnswer.call_id", &answer.call_id.as_str(), &CALL1, &raw)?;
+    check_field(who, "DirectCallAnswer.accept_mode", &answer.accept_mode.as_str(), &"AcceptTrusted", &raw)?;
+    check_field(
+        who,
+        "DirectCallAnswer.callee_reflexive_addr",
+        &answer.callee_reflexive_addr.as_deref(),
+        &Some("203.0.113.2:6000"),
+        &raw,
+    )?;
+    check_field(
+        who,
+        "DirectCallAnswer.callee_local_addrs",
+        &answer.callee_local_addrs,
+        &vec!["10.0.0.2:6000".to_string()],
+        &raw,
+    )?;
+    say!("A/signal: DirectCallAnswer {} {}", answer.call_id, answer.accept_mode);
+    let (setup, raw) = variant!(second, CallSetup);
+    check_setup(who, &setup, &raw, &relay_addr, "203.0.113.2:6000", "10.0.0.2:6000")?;
+    let (setup, raw) = variant!(b.expect("CallSetup").await?, CallSetup);
+    check_setup("B/signal", &setup, &raw, &relay_addr, "198.51.100.1:5000", "192.168.1.1:5000")?;
+
+    // 8. Both join the call room with their own identities and exchange media.
+    let room = format!("call-{}", CALL1);
+    let (mut ra, relay_pub, _) =
+        Client::join_with_seed("A", 0, &SEED_A, &room, addr, new_endpoint()?, o.verbose).await?;
+    if let Some(want) = &o.relay_fp {
+        let fp = fingerprint(&relay_pub);
+        if &fp != want {
+            return Err(format!(
+                "A: CallAnswer identity fingerprint {} differs from the relay's logged identity {}",
+                fp, want
+            ));
+        }
+    }
+    let a_member = ra.participant();
+    ra.expect_room_update(&[a_member.clone()]).await?;
+    let (mut rb, _, _) =
+        Client::join_with_seed("B", 1, &SEED_B, &room, addr, new_endpoint()?, o.verbose).await?;
+    let both = [a_member, rb.participant()];
+    rb.expect_room_update(&both).await?;
+    ra.expect_room_update(&both).await?;
+
+    say!("media: A and B each send {} datagrams of {} bytes at ~100/s", CALL_PACKETS, DGRAM_LEN);
+    let (sa, sb) = within(
+        "media senders",
+        Duration::from_secs(5),
+        async { tokio::join!(send_media(&ra, CALL_PACKETS), send_media(&rb, CALL_PACKETS)) },
+    )
+    .await?;
+    sa?;
+    sb?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline
+        && (media_count(&ra, &rb) < usize::from(CALL_PACKETS) || media_count(&rb, &ra) < usize::from(CALL_PACKETS))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // late duplicates would show up
+    let mut problems = media_problems(&ra, &rb, CALL_PACKETS);
+    problems.extend(media_problems(&rb, &ra, CALL_PACKETS));
+    if !problems.is_empty() {
+        return Err(format!("media through {} wrong:\n  {}", room, problems.join("\n  ")));
+    }
+
+    // 9. C, not a party of the call, must be refused by the call room.
+    let id_c_fp = Identity::from_seed(&SEED_C).fingerprint;
+    let mut rc = Client::connect("C", 2, &SEED_C, &room, addr, new_endpoint()?, o.verbose).await?;
+    let (json, _eph) = rc.call_offer()?;
+    if let Err(e) = rc.send_signal(&json).await {
+        // The relay may close before it acknowledges the offer's stream.
+        if rc.conn.close_reason().is_none() {
+            return Err(e);
+        }
+    }
+    say!("C: CallOffer sent ({} bytes) as {}, not a party of {}", json.len(), id_c_fp, CALL1);
+    let closed = within("C: waiting for the relay to close the connection", STEP, rc.conn.closed()).await?;
+    // Whatever the reader got before the close (it ends after it): no signal, so no
+    // CallAnswer, may be among it.
+    loop {
+        match within("C: signal reader to end", STEP, rc.events.recv()).await? {
+            None => break,
+            Some(Event::Error(_)) => continue,
+            Some(Event::Signal { stream_id, raw, .. }) => {
+                return Err(format!(
+                    "C: the relay sent a signal to a non-party of the call on stream {} before closing: {}",
+                    stream_id,
+                    short(&raw)
+                ))
+            }
+        }
+    }
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            if !reason.contains("not a party of call") {
+                return Err(format!(
+                    "C: closed with code {} reason {:?}, expected a reason containing \"not a party of call\"",
+                    close.error_code, reason
+                ));
+            }
+            say!("C: refused by the relay: application close code {}, reason {:?}", close.error_code, reason);
+        }
+        other => {
+            return Err(format!(
+                "C: connection ended with \"{}\", expected an application close \"not a party of call ...\"",
+                other
+            ))
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ra.expect_no_pending_signal()?;
+    rb.expect_no_pending_signal()?;
+    a.expect_no_pending_signal()?;
+    b.expect_no_pending_signal()?;
+
+    // 10. Media path reports, forwarded to the peer.
+    a.send(&path_report(CALL1)).await?;
+    b.send(&path_report(CALL1)).await?;
+    expect_path_report(&mut a).await?;
+    expect_path_report(&mut b).await?;
+
+    // The call room connections are still fine; the apps leave the room on hang-up.
+    for c in [&ra, &rb] {
+        let problems = c.stream_problems.lock().unwrap().clone();
+        if !problems.is_empty() {
+            return Err(format!("relay signal streams:\n  {}", problems.join("\n  ")));
+        }
+        if let Some(e) = c.conn.close_reason() {
+            return Err(format!("{}: connection was closed by the relay: {}", c.name, e));
+        }
+    }
+
+    // 11. A hangs up.
+    a.send(&Outgoing::Hangup(Hangup {
+        reason: "Normal".to_string(),
+        call_id: Some(CALL1.to_string()),
+    }))
+    .await?;
+    say!("A/signal: Hangup {} sent", CALL1);
+    let (h, raw) = variant!(b.expect("Hangup").await?, Hangup);
+    check_field("B/signal", "Hangup.call_id", &h.call_id.as_deref(), &Some(CALL1), &raw)?;
+    check_field("B/signal", "Hangup.reason", &h.reason.as_str(), &"Normal", &raw)?;
+    say!("B/signal: Hangup {} ({})", CALL1, h.reason);
+    ra.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+    rb.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+
+    // 12. B calls A, A rejects: B gets Hangup{Normal, call_id}.
+    b.send(&Outgoing::DirectCallOffer(DirectCallOffer {
+        caller_fingerprint: id_b.fingerprint.clone(),
+        caller_alias: Some("B".to_string()),
+        target_fingerprint: id_a.fingerprint.clone(),
+        call_id: CALL2.to_string(),
+        identity_pub: id_b.public,
+        ephemeral_pub: [0u8; 32],
+        signature: Vec::new(),
+        supported_profiles: Vec::new(),
+        caller_reflexive_addr: None,
+        caller_local_addrs: Vec::new(),
+        caller_build_version: None,
+    }))
+    .await?;
+    say!("B/signal: DirectCallOffer {} to A sent", CALL2);
+    let (offer, raw) = variant!(a.expect("DirectCallOffer").await?, DirectCallOffer);
+    check_field("A/signal", "DirectCallOffer.caller_fingerprint", &offer.caller_fingerprint, &id_b.fingerprint, &raw)?;
+    check_field("A/signal", "DirectCallOffer.call_id", &offer.call_id.as_str(), &CALL2, &raw)?;
+    let (ringing, raw) = variant!(b.expect("CallRinging").await?, CallRinging);
+    check_field("B/signal", "CallRinging.call_id", &ringing.call_id.as_str(), &CALL2, &raw)?;
+    say!("A/signal: DirectCallOffer {} from B; B/signal: CallRinging", CALL2);
+    a.send(&Outgoing::DirectCallAnswer(DirectCallAnswer::new(CALL2, "Reject"))).await?;
+    say!("A/signal: DirectCallAnswer {} Reject sent", CALL2);
+    let (h, raw) = variant!(b.expect("Hangup").await?, Hangup);
+    check_field("B/signal", "Hangup.call_id", &h.call_id.as_deref(), &Some(CALL2), &raw)?;
+    check_field("B/signal", "Hangup.reason", &h.reason.as_str(), &"Normal", &raw)?;
+    say!("B/signal: Hangup {} ({})", CALL2, h.reason);
+
+    // 13. Nothing else may arrive; leave cleanly.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.expect_no_pending_signal()?;
+    b.expect_no_pending_signal()?;
+    a.check_healthy()?;
+    b.check_healthy()?;
+    let probe_problems = probe.stream_problems.lock().unwrap().clone();
+    if !probe_problems.is_empty() {
+        return Err(format!("relay signal streams:\n  {}", probe_problems.join("\n  ")));
+    }
+    a.conn.close(0u32.into(), b"");
+    b.conn.close(0u32.into(), b"");
+    for ep in [&a.endpoint, &b.endpoint, &probe.endpoint, &ra.endpoint, &rb.endpoint, &rc.endpoint] {
+        let _ = timeout(Duration::from_secs(2), ep.wait_idle()).await;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Self test against the spec's test vectors (checks this client, not the relay)
 
 fn selftest() -> Res<()> {
@@ -1090,6 +1896,90 @@ fn selftest() -> Res<()> {
         Incoming::QualityDirective(q) if q.reason.is_none() && q.recommended_profile.codec == "Opus64k" => {}
         _ => return Err("QualityDirective parse gave the wrong value".to_string()),
     }
+    // "_signal" messages: the spec's serde forms (unit variant as a bare string, omitted
+    // optional fields, null alias) and parsing with missing, null and unknown fields.
+    let enc = |m: &Outgoing| serde_json::to_string(m).map_err(|e| e.to_string());
+    let zeros = format!("[{}]", vec!["0"; 32].join(","));
+    let forms: Vec<(Outgoing, String)> = vec![
+        (Outgoing::Reflect, r#""Reflect""#.to_string()),
+        (
+            Outgoing::Hangup(Hangup { reason: "Normal".to_string(), call_id: None }),
+            r#"{"Hangup":{"reason":"Normal"}}"#.to_string(),
+        ),
+        (
+            Outgoing::Hangup(Hangup { reason: "Busy".to_string(), call_id: Some("c1".to_string()) }),
+            r#"{"Hangup":{"reason":"Busy","call_id":"c1"}}"#.to_string(),
+        ),
+        (
+            Outgoing::DirectCallAnswer(DirectCallAnswer::new("cid", "Reject")),
+            r#"{"DirectCallAnswer":{"call_id":"cid","accept_mode":"Reject"}}"#.to_string(),
+        ),
+        (
+            Outgoing::RegisterPresence(RegisterPresence { identity_pub: [0; 32], signature: Vec::new(), alias: None }),
+            format!(r#"{{"RegisterPresence":{{"identity_pub":{},"signature":[],"alias":null}}}}"#, zeros),
+        ),
+        (
+            Outgoing::DirectCallOffer(DirectCallOffer {
+                caller_fingerprint: "cf".to_string(),
+                caller_alias: None,
+                target_fingerprint: "tf".to_string(),
+                call_id: "cid".to_string(),
+                identity_pub: [0; 32],
+                ephemeral_pub: [0; 32],
+                signature: vec![5],
+                supported_profiles: vec![profile_good()],
+                caller_reflexive_addr: None,
+                caller_local_addrs: Vec::new(),
+                caller_build_version: None,
+            }),
+            format!(
+                r#"{{"DirectCallOffer":{{"caller_fingerprint":"cf","caller_alias":null,"target_fingerprint":"tf","call_id":"cid","identity_pub":{},"ephemeral_pub":{},"signature":[5],"supported_profiles":[{{"codec":"Opus24k","fec_ratio":0.2,"frame_duration_ms":20,"frames_per_block":5}}]}}}}"#,
+                zeros, zeros
+            ),
+        ),
+        (
+            Outgoing::MediaPathReport(MediaPathReport {
+                call_id: "cid".to_string(),
+                direct_ok: false,
+                race_winner: "Relay".to_string(),
+            }),
+            r#"{"MediaPathReport":{"call_id":"cid","direct_ok":false,"race_winner":"Relay"}}"#.to_string(),
+        ),
+    ];
+    for (m, want) in &forms {
+        let got = enc(m)?;
+        if &got != want {
+            return Err(format!("signal JSON differs from the spec:\n  got  {}\n  want {}", got, want));
+        }
+    }
+    if hex(&frame_json(enc(&Outgoing::Reflect)?.as_bytes())) != "00000009225265666c65637422" {
+        return Err("framed \"Reflect\" differs from the spec's hex".to_string());
+    }
+    let setup: SignalIn = serde_json::from_str(
+        r#"{"CallSetup":{"call_id":"cid","room":"call-cid","relay_addr":"203.0.113.5:4433","peer_direct_addr":null,"extra":[1,{"x":2}]}}"#,
+    )
+    .map_err(|e| format!("CallSetup parse: {}", e))?;
+    match setup {
+        SignalIn::CallSetup(c)
+            if c.peer_direct_addr.is_none() && c.peer_local_addrs.is_empty() && c.room == "call-cid" => {}
+        _ => return Err("CallSetup parse gave the wrong value".to_string()),
+    }
+    let ack: SignalIn = serde_json::from_str(r#"{"RegisterPresenceAck":{"success":false,"error":"x"}}"#)
+        .map_err(|e| format!("RegisterPresenceAck parse: {}", e))?;
+    match ack {
+        SignalIn::RegisterPresenceAck(a)
+            if !a.success && a.error.as_deref() == Some("x") && a.relay_build.is_none() => {}
+        _ => return Err("RegisterPresenceAck parse gave the wrong value".to_string()),
+    }
+    let mpr: SignalIn = serde_json::from_str(r#"{"MediaPathReport":{"call_id":"c","direct_ok":true}}"#)
+        .map_err(|e| format!("MediaPathReport parse: {}", e))?;
+    match mpr {
+        SignalIn::MediaPathReport(r) if r.direct_ok && r.race_winner.is_empty() => {}
+        _ => return Err("MediaPathReport parse gave the wrong value".to_string()),
+    }
+    if serde_json::from_str::<SignalIn>(r#"{"RoomUpdate":{"count":0,"participants":[]}}"#).is_ok() {
+        return Err("a RoomUpdate must not parse as a \"_signal\" message".to_string());
+    }
     // Media header: the spec's ComfortNoise vector layout, and our own round trip.
     let d = media_datagram(3, 0x1234);
     if hex(&d[..12]) != "0000123400016c1000000000" {
@@ -1105,7 +1995,7 @@ fn selftest() -> Res<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--cycles N] [--shared-endpoint] [-v] [fanout|churn|selftest]"
+        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--cycles N] [--shared-endpoint] [-v] [fanout|churn|signal|selftest]"
     );
     std::process::exit(2);
 }
@@ -1178,7 +2068,7 @@ fn main() {
         println!("PASS selftest");
         return;
     }
-    if o.scenario != "fanout" && o.scenario != "churn" {
+    if o.scenario != "fanout" && o.scenario != "churn" && o.scenario != "signal" {
         eprintln!("wzp-interop: unknown scenario {:?}", o.scenario);
         usage();
     }
@@ -1196,6 +2086,8 @@ fn main() {
         let run = async {
             if o.scenario == "churn" {
                 churn(&o).await
+            } else if o.scenario == "signal" {
+                signal(&o).await
             } else {
                 fanout(&o).await
             }
@@ -1212,6 +2104,12 @@ fn main() {
                     "PASS churn: {} join/leave cycles, {} RoomUpdates to the client that stayed",
                     o.cycles,
                     2 * o.cycles + 1
+                );
+            } else if o.scenario == "signal" {
+                println!(
+                    "PASS signal: presence, Ping, Reflect (+ a reflect probe), call {} accepted with {} \
+                     datagrams each way in call-{}, a non-party refused, call {} rejected",
+                    CALL1, CALL_PACKETS, CALL1, CALL2
                 );
             } else {
                 println!(
