@@ -288,6 +288,15 @@ static void policy_metrics(struct wzp_buf *b, struct wzp_relay *r)
     metric(b, "wzp_relay_policy_timers_skipped_total", "counter",
            "Policy timer runs skipped: the state had used its share of the second.",
            (double)PSTAT(r, timers_skipped));
+    uint64_t streak = 0;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        streak = WZP_MAX(streak,
+                         atomic_load_explicit(&r->workers[i]->policy_stats.admission_error_streak,
+                                              memory_order_relaxed));
+    metric(b, "wzp_relay_policy_admission_error_streak", "gauge",
+           "Admission calls in a row that raised an error, on the worst worker (from 20 "
+           "/ready fails: the policy refuses everyone).",
+           (double)streak);
     metric_header(b, "wzp_relay_policy_metric_total", "counter",
                   "Counters policies keep with wzp.metric(name, n).");
     for (size_t i = 0; i < WZP_POLICY_MAX_METRICS; i++) {
@@ -648,6 +657,26 @@ static bool stuck_worker(struct wzp_relay *r, char *why, size_t whylen)
 }
 
 /* Whether a load balancer should send new clients elsewhere, and why. */
+/* A worker whose policy ended its last WZP_POLICY_ERROR_STREAK admission calls in an error
+ * refuses everyone (admission fails closed). Errors, not denials: a policy that denies is
+ * doing its job, and clients could drive a denial count up; only a policy bug makes every
+ * call raise, and one call that decides resets the streak. */
+static bool policy_failing(struct wzp_relay *r, char *why, size_t whylen)
+{
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        uint64_t n = atomic_load_explicit(&r->workers[i]->policy_stats.admission_error_streak,
+                                          memory_order_relaxed);
+        if (n >= WZP_POLICY_ERROR_STREAK) {
+            snprintf(why, whylen,
+                     "policy failing: the last %llu admission calls on worker %u raised an "
+                     "error, so every client is refused (see the log; fix and reload)\n",
+                     (unsigned long long)n, i);
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool not_ready(struct wzp_relay *r, char *why, size_t whylen)
 {
     const struct wzp_quota *q = &r->quota;
@@ -661,6 +690,8 @@ static bool not_ready(struct wzp_relay *r, char *why, size_t whylen)
     else if (wzp_quota_handshakes_full(q))
         snprintf(why, whylen, "busy: %u handshakes in progress (--max-handshakes)\n",
                  wzp_quota_handshakes(q));
+    else if (policy_failing(r, why, whylen))
+        return true;
     else
         return false;
     return true;

@@ -1228,10 +1228,15 @@ static void parse_admission(lua_State *L, struct wzp_decision *d)
 
 static void call_admission(struct wzp_policy *p, const char *what, struct wzp_decision *d)
 {
-    if (policy_pcall(p, what, 1, 2))
+    _Atomic uint64_t *streak = &p->stats->admission_error_streak;
+    if (policy_pcall(p, what, 1, 2)) {
         parse_admission(p->L, d);
-    else
+        atomic_store_explicit(streak, 0, memory_order_relaxed);
+    } else {
         deny(d, "policy error"); /* admission fails closed */
+        atomic_store_explicit(streak, atomic_load_explicit(streak, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
 }
 
 void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *c,

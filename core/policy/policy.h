@@ -125,7 +125,13 @@ struct wzp_policy_stats {
     _Atomic uint64_t calls, errors, budget_exceeded, memory_errors;
     _Atomic uint64_t latency_ns_total;
     _Atomic uint64_t timers_skipped; /* the state had used its share of the second */
+    /* Admission calls (on_connect, on_join, on_action, on_register, on_call) in a row
+     * that ended in an error, not a decision; 0 after any call that decided. A policy
+     * bug, not a client, makes it grow: /ready reports it (WZP_POLICY_ERROR_STREAK). */
+    _Atomic uint64_t admission_error_streak;
 };
+
+#define WZP_POLICY_ERROR_STREAK 20 /* from this many, /ready says the policy is failing */
 
 struct wzp_policy;
 

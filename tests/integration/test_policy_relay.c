@@ -368,3 +368,34 @@ Test(policy_relay, check_refuses_recursion_through_gsub)
     check_refuses("local function f(s) return (s:gsub('.', f)) end\nf('ab')\n",
                   "nested more than 64 deep");
 }
+
+static char scrape_buf[256 * 1024];
+
+/* A policy whose admission hook raises on every call refuses everyone: /ready says so
+ * (from 20 errors in a row on a worker); one call that decides clears it. */
+Test(policy_relay, ready_fails_while_the_policy_errors_on_every_admission)
+{
+    start_with_policy("function on_connect(c)\n"
+                      "  if c.sni == 'broken' then error('a bug') end\n"
+                      "end\n",
+                      "1");
+    static char body[1024];
+    cr_assert_eq(http_request(relay.http_port, "GET", "/ready", NULL, body, sizeof body), 200);
+    for (uint8_t i = 0; i < 20; i++) { /* WZP_POLICY_ERROR_STREAK */
+        struct tc t;
+        tc_connect(&t, loop, &relay, "broken", i, NULL);
+        cr_assert(tc_wait_state(&t, loop, WZPC_CLOSED, 5000));
+        tc_free(&t);
+    }
+    cr_assert_eq(http_request(relay.http_port, "GET", "/ready", NULL, body, sizeof body), 503);
+    cr_assert_not_null(strstr(body, "policy failing: the last 20 admission calls on worker 0"),
+                       "%s", body);
+    cr_assert_eq(
+        http_request(relay.http_port, "GET", "/metrics", NULL, scrape_buf, sizeof scrape_buf), 200);
+    cr_assert_eq(scrape_value(scrape_buf, "wzp_relay_policy_admission_error_streak"), 20);
+    struct tc ok;
+    join(&ok, "fine", 99);
+    cr_assert_eq(http_request(relay.http_port, "GET", "/ready", NULL, body, sizeof body), 200,
+                 "a decision clears the streak: %s", body);
+    tc_free(&ok);
+}
