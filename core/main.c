@@ -72,6 +72,8 @@ static void usage(FILE *out)
         "                         POSTs as {\"token\": ...} to URL (http:// or https://, 5 s\n"
         "                         deadline); the validator's fingerprint then names the\n"
         "                         client. Default: off (no token needed)\n"
+        "  --auth-ca-file PATH    PEM CA certificates to verify an https:// validator with\n"
+        "                         (default: the system's; certificates are always checked)\n"
         "\n"
         "Direct calls (\"_signal\" connections; see doc/PROTOCOL.md):\n"
         "  --advertise ADDR       relay address told to both parties of an accepted call\n"
@@ -152,6 +154,18 @@ static int set_auth_url(struct wzp_config *cfg, const char *url, const char *whe
     return 0;
 }
 
+/* --auth-ca-file / auth_ca_file: a readable file of PEM CA certificates. */
+static int set_auth_ca_file(struct wzp_config *cfg, const char *path, const char *where)
+{
+    if (access(path, R_OK) != 0 || strlen(path) >= sizeof cfg->auth_ca_file) {
+        fprintf(stderr, "wzp-relay: %s: cannot read the CA file \"%s\" (%s)\n", where, path,
+                strerror(errno));
+        return -1;
+    }
+    snprintf(cfg->auth_ca_file, sizeof cfg->auth_ca_file, "%s", path);
+    return 0;
+}
+
 static int parse_uint(const char *flag, const char *text, unsigned min, unsigned max, unsigned *out)
 {
     unsigned long v;
@@ -176,6 +190,7 @@ enum {
     OPT_JOIN_TIMEOUT,
     OPT_ADVERTISE,
     OPT_AUTH_URL,
+    OPT_AUTH_CA_FILE,
     OPT_RING_TIMEOUT,
     OPT_CALL_SETUP_TIMEOUT,
     OPT_MAX_CALLS,
@@ -295,6 +310,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"join-timeout", required_argument, NULL, OPT_JOIN_TIMEOUT},
         {"advertise", required_argument, NULL, OPT_ADVERTISE},
         {"auth-url", required_argument, NULL, OPT_AUTH_URL},
+        {"auth-ca-file", required_argument, NULL, OPT_AUTH_CA_FILE},
         {"ring-timeout", required_argument, NULL, OPT_RING_TIMEOUT},
         {"call-setup-timeout", required_argument, NULL, OPT_CALL_SETUP_TIMEOUT},
         {"max-calls", required_argument, NULL, OPT_MAX_CALLS},
@@ -383,6 +399,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_AUTH_URL:
             if (set_auth_url(cfg, optarg, "--auth-url") != 0)
+                return -1;
+            break;
+        case OPT_AUTH_CA_FILE:
+            if (set_auth_ca_file(cfg, optarg, "--auth-ca-file") != 0)
                 return -1;
             break;
         case OPT_RING_TIMEOUT:
@@ -693,6 +713,8 @@ static void warn_unimplemented(const char *path, const struct wzp_file_config *f
 static int apply_file(const char *path, const struct wzp_file_config *f, struct wzp_config *cfg)
 {
     if (f->set.auth_url && set_auth_url(cfg, f->auth_url, path) != 0)
+        return -1;
+    if (f->set.auth_ca_file && set_auth_ca_file(cfg, f->auth_ca_file, path) != 0)
         return -1;
     if (f->set.listen_addr && wzp_config_set_listen(cfg, f->listen_addr) != WZP_OK) {
         fprintf(stderr, "wzp-relay: %s: listen_addr \"%s\" is not IP:PORT\n", path, f->listen_addr);

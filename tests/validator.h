@@ -12,6 +12,9 @@
  *   "big"            200, a 70 000-byte JSON string
  *   anything else    403
  *
+ * validator_start_https serves the same over TLS with a fresh self-signed certificate for
+ * 127.0.0.1 (made with certtool), whose file is then the CA file that verifies it.
+ *
  * It checks what every request must carry (POST, Content-Type: application/json, a JSON
  * body {"token": string}) and counts requests that do not (bad_requests). Header-only: the
  * unit and integration tests include it.
@@ -35,6 +38,9 @@ struct validator {
     struct MHD_Daemon *d;
     unsigned port;
     char url[64];
+    char dir[64];     /* https: where the key and certificate are */
+    char ca_file[96]; /* https: the certificate, as a CA file */
+    char *key, *cert; /* https: PEM, kept for the daemon's lifetime */
     _Atomic unsigned requests, bad_requests;
 };
 
@@ -152,22 +158,85 @@ static void validator_done(void *cls, struct MHD_Connection *conn, void **state,
     *state = NULL;
 }
 
+static inline char *validator_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    static const size_t max = 65536;
+    char *buf = calloc(1, max);
+    size_t n = buf ? fread(buf, 1, max - 1, f) : 0;
+    fclose(f);
+    if (buf && n == 0) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+static inline int validator_listen(struct validator *v, unsigned flags, const char *scheme);
+
 /* Start on a free loopback port; 0 on success. */
 static inline int validator_start(struct validator *v)
 {
     memset(v, 0, sizeof *v);
+    return validator_listen(v, 0, "http");
+}
+
+/* The same over TLS; 0 on success, -1 if certtool or the TLS daemon failed. */
+static inline int validator_start_https(struct validator *v)
+{
+    memset(v, 0, sizeof *v);
+    snprintf(v->dir, sizeof v->dir, "/tmp/wzp-validator-XXXXXX");
+    if (!mkdtemp(v->dir))
+        return -1;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/tmpl", v->dir);
+    FILE *t = fopen(cmd, "w");
+    if (!t)
+        return -1;
+    fputs("cn = \"127.0.0.1\"\nip_address = \"127.0.0.1\"\nca\nsigning_key\n"
+          "cert_signing_key\ntls_www_server\nexpiration_days = 2\n",
+          t);
+    fclose(t);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && certtool --generate-privkey --key-type=ecdsa --outfile key.pem "
+             ">/dev/null 2>&1 && certtool --generate-self-signed --load-privkey key.pem "
+             "--template tmpl --outfile cert.pem >/dev/null 2>&1",
+             v->dir);
+    if (system(cmd) != 0)
+        return -1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/key.pem", v->dir);
+    v->key = validator_slurp(path);
+    snprintf(v->ca_file, sizeof v->ca_file, "%s/cert.pem", v->dir);
+    v->cert = validator_slurp(v->ca_file);
+    if (!v->key || !v->cert)
+        return -1;
+    return validator_listen(v, MHD_USE_TLS, "https");
+}
+
+static inline int validator_listen(struct validator *v, unsigned flags, const char *scheme)
+{
     static struct sockaddr_in lo; /* MHD keeps the pointer until it has bound */
     lo.sin_family = AF_INET;
     lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     lo.sin_port = 0;
-    v->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, validator_handler, v, MHD_OPTION_SOCK_ADDR, &lo,
-                            MHD_OPTION_NOTIFY_COMPLETED, validator_done, NULL, MHD_OPTION_END);
+    if (flags & MHD_USE_TLS)
+        v->d = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | flags, 0, NULL, NULL,
+            validator_handler, v, MHD_OPTION_SOCK_ADDR, &lo, MHD_OPTION_NOTIFY_COMPLETED,
+            validator_done, NULL, MHD_OPTION_HTTPS_MEM_KEY, v->key, MHD_OPTION_HTTPS_MEM_CERT,
+            v->cert, MHD_OPTION_END);
+    else
+        v->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                                NULL, NULL, validator_handler, v, MHD_OPTION_SOCK_ADDR, &lo,
+                                MHD_OPTION_NOTIFY_COMPLETED, validator_done, NULL, MHD_OPTION_END);
     if (!v->d)
         return -1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(v->d, MHD_DAEMON_INFO_BIND_PORT);
     v->port = info ? info->port : 0;
-    snprintf(v->url, sizeof v->url, "http://127.0.0.1:%u/v1/auth/validate", v->port);
+    snprintf(v->url, sizeof v->url, "%s://127.0.0.1:%u/v1/auth/validate", scheme, v->port);
     return v->port ? 0 : -1;
 }
 
@@ -176,6 +245,16 @@ static inline void validator_stop(struct validator *v)
     if (v->d)
         MHD_stop_daemon(v->d);
     v->d = NULL;
+    free(v->key);
+    free(v->cert);
+    v->key = v->cert = NULL;
+    if (v->dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", v->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "validator: could not remove %s\n", v->dir);
+        v->dir[0] = '\0';
+    }
 }
 
 /* A loopback URL where nothing listens (a port just bound and released). */

@@ -44,6 +44,7 @@ struct wzp_auth {
     CURLM *multi;
     ev_timer timer;
     char *url;
+    char *ca_file; /* NULL: the system's CA certificates */
     unsigned max_in_flight, timeout_ms, in_flight;
     struct request *requests; /* in flight */
     wzp_auth_done_fn done;
@@ -268,7 +269,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---------------------------------------------------------------- API */
 
-int wzp_auth_new(struct wzp_auth **out, struct ev_loop *loop, const char *url,
+int wzp_auth_new(struct wzp_auth **out, struct ev_loop *loop, const char *url, const char *ca_file,
                  unsigned max_in_flight, unsigned timeout_ms, wzp_auth_done_fn done, void *ctx)
 {
     *out = NULL;
@@ -284,7 +285,8 @@ int wzp_auth_new(struct wzp_auth **out, struct ev_loop *loop, const char *url,
     a->timeout_ms = timeout_ms;
     a->done = done;
     a->ctx = ctx;
-    if (!a->url || !a->multi) {
+    a->ca_file = ca_file ? strdup(ca_file) : NULL;
+    if (!a->url || !a->multi || (ca_file && !a->ca_file)) {
         wzp_auth_free(a);
         return WZP_ENOMEM;
     }
@@ -309,6 +311,7 @@ void wzp_auth_free(struct wzp_auth *a)
     if (a->loop)
         ev_timer_stop(a->loop, &a->timer);
     free(a->url);
+    free(a->ca_file);
     free(a);
 }
 
@@ -352,6 +355,8 @@ int wzp_auth_start(struct wzp_auth *a, const char *token, uint32_t slot, uint32_
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "wzp-relay/" WZP_VERSION);
+    if (a->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
     if (curl_multi_add_handle(a->multi, e) != CURLM_OK) {
         request_free(r);
         return WZP_ENOMEM;

@@ -62,8 +62,10 @@ struct wzp_auth;
 int wzp_auth_global_init(void);
 void wzp_auth_global_cleanup(void);
 
-/* WZP_EINVAL for a URL that is not http:// or https://, WZP_ENOMEM. */
-int wzp_auth_new(struct wzp_auth **out, struct ev_loop *loop, const char *url,
+/* ca_file: PEM certificates to verify an https:// validator with, instead of the system's
+ * (NULL: the system's). Certificates are always verified. WZP_EINVAL for a URL that is not
+ * http:// or https://, WZP_ENOMEM. */
+int wzp_auth_new(struct wzp_auth **out, struct ev_loop *loop, const char *url, const char *ca_file,
                  unsigned max_in_flight, unsigned timeout_ms, wzp_auth_done_fn done, void *ctx);
 
 /* Abandon every request in flight (no done() for them) and free. */

@@ -75,7 +75,8 @@ struct wzp_config {
     unsigned ring_timeout_s;                   /* direct calls: offer -> answer */
     unsigned call_setup_timeout_s;             /* accept -> call room joined or path report */
     unsigned max_calls;                        /* direct calls ringing or active */
-    char auth_url[1024]; /* featherChat validator; "" = no authentication (auth.h) */
+    char auth_url[1024];         /* featherChat validator; "" = no authentication (auth.h) */
+    char auth_ca_file[PATH_MAX]; /* CA certificates for an https validator; "" = system's */
     struct wzp_policy_limits policy_limits;
 };
 

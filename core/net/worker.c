@@ -792,7 +792,8 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     w->heartbeat.data = w;
     ev_timer_start(w->loop, &w->heartbeat);
     if (r->cfg.auth_url[0] &&
-        wzp_auth_new(&w->auth, w->loop, r->cfg.auth_url, WZP_AUTH_MAX_IN_FLIGHT,
+        wzp_auth_new(&w->auth, w->loop, r->cfg.auth_url,
+                     r->cfg.auth_ca_file[0] ? r->cfg.auth_ca_file : NULL, WZP_AUTH_MAX_IN_FLIGHT,
                      WZP_AUTH_TIMEOUT_MS, auth_done, w) != WZP_OK) {
         snprintf(err, errlen, "--auth-url %s: not an http:// or https:// URL (or out of memory)",
                  r->cfg.auth_url);

@@ -129,3 +129,24 @@ Test(featherchat, a_bad_auth_url_stops_the_start)
     cr_assert_eq(relay_run_to_exit(&relay, NULL, args, 5000), 2);
     cr_assert(relay_log_count(&relay, "must be an http:// or https:// URL") > 0);
 }
+
+Test(featherchat, an_https_validator_with_its_own_ca)
+{
+    cr_assert_eq(validator_start_https(&val), 0, "certtool or the TLS validator failed");
+    const char *args[] = {"--auth-url", val.url, "--auth-ca-file", val.ca_file, NULL};
+    relay_start(&relay, args);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc a;
+    connect_with(&a, "lobby", 1, "ok:fc02:0000:0000:0000:0000:0000:0000:0001");
+    cr_assert(tc_wait_state(&a, loop, WZPC_JOINED, 5000));
+    cr_assert_eq(relay_counter(&relay, "auth_ok"), 1);
+    tc_free(&a);
+}
+
+Test(featherchat, an_unreadable_ca_file_stops_the_start)
+{
+    const char *const args[] = {"--auth-url", "https://127.0.0.1:1/", "--auth-ca-file",
+                                "/nonexistent/ca.pem", NULL};
+    cr_assert_eq(relay_run_to_exit(&relay, NULL, args, 5000), 2);
+    cr_assert(relay_log_count(&relay, "cannot read the CA file \"/nonexistent/ca.pem\"") > 0);
+}

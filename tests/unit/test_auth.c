@@ -52,11 +52,13 @@ static void on_done(void *ctx, uint32_t slot, uint32_t gen, const struct wzp_aut
 }
 
 /* Validate one token and wait for the outcome. */
+static const char *ca_file; /* NULL: the system's CA certificates */
+
 static struct outcome check(const char *url, const char *token, unsigned timeout_ms)
 {
     struct outcome o = {0};
     struct wzp_auth *a;
-    cr_assert_eq(wzp_auth_new(&a, loop, url, 4, timeout_ms, on_done, &o), WZP_OK);
+    cr_assert_eq(wzp_auth_new(&a, loop, url, ca_file, 4, timeout_ms, on_done, &o), WZP_OK);
     cr_assert_eq(wzp_auth_start(a, token, 7, 9), WZP_OK);
     cr_assert_eq(o.calls, 0, "never reported from inside wzp_auth_start");
     for (int i = 0; i < 1000 && o.calls == 0; i++)
@@ -134,9 +136,9 @@ Test(auth, bounds_and_free_with_requests_in_flight)
 {
     unsigned calls = 0;
     struct wzp_auth *a;
-    cr_assert_eq(wzp_auth_new(&a, loop, "ftp://127.0.0.1/", 2, 1000, count_done, &calls),
+    cr_assert_eq(wzp_auth_new(&a, loop, "ftp://127.0.0.1/", NULL, 2, 1000, count_done, &calls),
                  WZP_EINVAL);
-    cr_assert_eq(wzp_auth_new(&a, loop, val.url, 2, 1000, count_done, &calls), WZP_OK);
+    cr_assert_eq(wzp_auth_new(&a, loop, val.url, NULL, 2, 1000, count_done, &calls), WZP_OK);
     cr_assert_eq(wzp_auth_start(a, "slow:800", 1, 1), WZP_OK);
     cr_assert_eq(wzp_auth_start(a, "slow:800", 2, 1), WZP_OK);
     cr_assert_eq(wzp_auth_start(a, "ok:x", 3, 1), WZP_EFULL, "two in flight at most");
@@ -149,4 +151,22 @@ Test(auth, bounds_and_free_with_requests_in_flight)
     cr_assert_eq(wzp_auth_in_flight(a), 2);
     wzp_auth_free(a); /* both abandoned: no callback */
     cr_assert_eq(calls, 0);
+}
+
+/* https:// with libcurl's GnuTLS: the validator's certificate is verified, against the
+ * system's CAs unless a CA file is given. */
+Test(auth, https_validators_are_verified)
+{
+    static struct validator tls;
+    cr_assert_eq(validator_start_https(&tls), 0, "certtool or the TLS validator failed");
+    ca_file = NULL;
+    struct outcome o = check(tls.url, "ok:secure", 3000);
+    cr_assert_eq(o.res.status, WZP_AUTH_UNREACHABLE, "a self-signed certificate is refused");
+    cr_assert_not_null(strstr(o.res.detail, "certificate"), "%s", o.res.detail);
+    ca_file = tls.ca_file;
+    o = check(tls.url, "ok:secure", 3000);
+    cr_assert_eq(o.res.status, WZP_AUTH_OK, "%s", o.res.detail);
+    cr_assert_str_eq(o.res.fingerprint, "secure");
+    ca_file = NULL;
+    validator_stop(&tls);
 }
