@@ -243,11 +243,12 @@ static void hangup(struct party *p, const char *call_id)
 static void ring(struct party *a, struct party *b, const char *call_id)
 {
     unsigned offers = b->count[WZP_SIG_DIRECT_CALL_OFFER];
+    unsigned rings = a->count[WZP_SIG_CALL_RINGING];
     offer(a, b, call_id);
     run_until_count(b, WZP_SIG_DIRECT_CALL_OFFER, offers + 1);
     cr_assert_str_eq(b->offer_caller, a->fp, "the callee sees the registered caller");
     cr_assert_str_eq(b->offer_call_id, call_id);
-    run_until_count(a, WZP_SIG_CALL_RINGING, 1);
+    run_until_count(a, WZP_SIG_CALL_RINGING, rings + 1);
     cr_assert_str_eq(a->ringing, call_id);
 }
 
@@ -405,6 +406,12 @@ Test(dcall, reject_and_offline_and_invalid)
     run_until_count(&a, WZP_SIG_HANGUP, 4);
     cr_assert_eq(a.hangup_reason, WZP_HANGUP_ERROR);
     cr_assert_eq(relay_counter(&relay, "calls_invalid"), 2);
+    /* the callee hangs up while it rings: the caller is told */
+    ring(&a, &b, "r3");
+    unsigned before = a.count[WZP_SIG_HANGUP];
+    hangup(&b, "r3");
+    run_until_count(&a, WZP_SIG_HANGUP, before + 1);
+    cr_assert_str_eq(a.hangup_id, "r3");
     /* an id in use */
     ring(&a, &b, "dup");
     offer(&b, &a, "dup");
