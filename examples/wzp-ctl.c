@@ -132,6 +132,28 @@ static json_t *refusal_rates(const char *a, const char *b, double secs)
     return o;
 }
 
+/* The relay's own count of the last minute (wzp_relay_refusals_last_minute{reason}):
+ * {"total": N, "by_reason": {reason: n, ...}} with the reasons that are not 0. */
+static json_t *refusals_last_minute(const char *scrape)
+{
+    json_t *by = json_object();
+    double total = 0;
+    const char *prefix = "\nwzp_relay_refusals_last_minute{reason=\"";
+    for (const char *p = scrape; (p = strstr(p, prefix)); p++) {
+        const char *r = p + strlen(prefix), *q = strchr(r, '"');
+        if (!q || q - r > 64 || strncmp(q, "\"} ", 3) != 0)
+            continue;
+        double n = strtod(q + 3, NULL);
+        if (n > 0) {
+            char reason[80];
+            snprintf(reason, sizeof reason, "%.*s", (int)(q - r), r);
+            json_object_set_new(by, reason, json_real(n));
+            total += n;
+        }
+    }
+    return json_pack("{s:f, s:o}", "total", total, "by_reason", by);
+}
+
 static int status_cmd(bool as_json, double interval)
 {
     char *a, *b, *rooms;
@@ -166,6 +188,7 @@ static int status_cmd(bool as_json, double interval)
             doc, rates[i][0],
             json_real((metric(b, rates[i][1]) - metric(a, rates[i][1])) / interval));
     json_object_set_new(doc, "refusals_per_s", refusal_rates(a, b, interval));
+    json_object_set_new(doc, "refusals_last_minute", refusals_last_minute(b));
     json_object_set_new(doc, "interval_s", json_real(interval));
     json_t *detail = json_array();
     size_t i;
@@ -204,8 +227,13 @@ static int status_cmd(bool as_json, double interval)
                json_real_value(json_object_get(doc, "retries_per_s")));
         const char *reason;
         json_t *v;
+        json_t *minute = json_object_get(doc, "refusals_last_minute");
+        printf("  refused in the last minute: %.0f\n",
+               json_real_value(json_object_get(minute, "total")));
+        json_object_foreach(json_object_get(minute, "by_reason"), reason, v)
+            printf("    %-26s %.0f\n", reason, json_real_value(v));
         json_object_foreach(json_object_get(doc, "refusals_per_s"), reason, v)
-            printf("  refused: %-24s %.1f/s\n", reason, json_real_value(v));
+            printf("  refused now: %-20s %.1f/s\n", reason, json_real_value(v));
         json_array_foreach(detail, i, room)
         {
             json_t *parts = json_object_get(room, "participants");
@@ -269,8 +297,9 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n"
                  "  status [--json] [--interval SEC]\n"
-                 "                      sessions, rooms, connections, rates over SEC (default 1)\n"
-                 "                      and refusals by reason, then every room and participant\n"
+                 "                      sessions, rooms, connections, rates over SEC (default 1),\n"
+                 "                      refusals in the last minute and now, by reason, then\n"
+                 "                      every room and participant\n"
                  "  kick ID [--reason TEXT]\n"
                  "                      close participant ID (the id column of status)\n"
                  "  drain               stop new joins; the relay exits when the last call ends\n"

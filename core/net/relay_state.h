@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "presence.h"
 #include "quota.h"
+#include "recent.h"
 #include "retry.h"
 #include "room.h"
 #include "shdict.h"
@@ -94,8 +95,9 @@ struct wzp_relay {
     uint8_t reset_secret[32];  /* stateless reset tokens; derived from the identity seed */
     uint8_t retry_secret[WZP_RETRY_SECRET_LEN]; /* Retry tokens; from the seed as well */
     struct wzp_room_table rooms;
-    struct wzp_presence presence;               /* registered _signal connections, by fingerprint */
-    struct wzp_calls calls;                     /* direct calls ringing or active (calls.h) */
+    struct wzp_presence presence; /* registered _signal connections, by fingerprint */
+    struct wzp_calls calls;       /* direct calls ringing or active (calls.h) */
+    struct wzp_recent recent;     /* refusals of the last minute (worker 0 samples them) */
     char advertise_addr[WZP_ADVERTISE_MAX + 1]; /* relay_addr of CallSetup: --advertise, or
                                                  * derived from the listen address */
     struct wzp_worker **workers;

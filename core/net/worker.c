@@ -621,14 +621,20 @@ static void wake_cb(void *ctx)
 
 /* Before the loop blocks: write every dirty connection once, send, wake peers. */
 /* Waking the loop is the point (flush_cb then records that it ran); worker 0 also ends
- * direct calls past their deadlines. */
+ * direct calls past their deadlines and samples the refusal counters (recent.h). */
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     struct wzp_worker *w = t->data;
-    if (w->idx == 0)
+    if (w->idx == 0) {
         wzp_dcall_expire(w, wzp_now_ns());
+        struct wzp_relay *r = w->relay;
+        struct wzp_stats *stats[WZP_MAX_WORKERS];
+        for (unsigned i = 0; i < r->nworkers; i++)
+            stats[i] = &r->workers[i]->stats;
+        wzp_recent_sample(&r->recent, stats, r->nworkers);
+    }
 }
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)

@@ -244,6 +244,15 @@ static void worker_metrics(struct wzp_buf *b, struct wzp_relay *r)
     metric(b, "wzp_relay_presence_registered", "gauge",
            "_signal connections registered (reachable for calls) now.",
            (double)wzp_presence_count(&r->presence));
+    uint64_t recent[WZP_RECENT_MAX_SERIES];
+    wzp_recent_refusals(&r->recent, recent);
+    const char *const *reasons;
+    size_t nreasons = wzp_recent_reasons(&reasons);
+    metric_header(b, "wzp_relay_refusals_last_minute", "gauge",
+                  "Refusals in the last 60 s (since the start when younger), by reason.");
+    for (size_t i = 0; i < nreasons; i++)
+        wzp_buf_printf(b, "wzp_relay_refusals_last_minute{reason=\"%s\"} %llu\n", reasons[i],
+                       (unsigned long long)recent[i]);
     size_t ringing, active;
     wzp_calls_counts(&r->calls, &ringing, &active);
     metric_header(b, "wzp_relay_direct_calls", "gauge", "Direct calls now, by state.");
@@ -435,6 +444,13 @@ static char *status_json(struct wzp_relay *r)
         (int)atomic_load(&r->draining), "sessions", (int)wzp_quota_sessions(q), "max_sessions",
         (int)q->max.sessions, "connections", (int)wzp_quota_connections(q), "handshakes",
         (int)wzp_quota_handshakes(q), "presence", (int)wzp_presence_count(&r->presence));
+    uint64_t recent[WZP_RECENT_MAX_SERIES];
+    json_object_set_new(relay, "refusals_last_minute",
+                        json_integer((json_int_t)wzp_recent_refusals(&r->recent, recent)));
+    size_t ringing, active;
+    wzp_calls_counts(&r->calls, &ringing, &active);
+    json_object_set_new(relay, "calls_ringing", json_integer((json_int_t)ringing));
+    json_object_set_new(relay, "calls_active", json_integer((json_int_t)active));
     json_t *list = json_array();
     for (size_t i = 0; i < rooms.n; i++) {
         char *one = room_json(r, rooms.names[i]);
@@ -462,9 +478,11 @@ static const char status_html[] =
     ".bad{color:#b00;font-weight:bold}#totals td{min-width:6em}"
     "</style></head><body><h1>wzp-relay <span id=\"build\" class=\"muted\"></span></h1>"
     "<table id=\"totals\"><tr><th>sessions</th><th>rooms</th><th>connections</th>"
-    "<th>handshakes</th><th>reachable (_signal)</th><th>state</th></tr>"
+    "<th>handshakes</th><th>reachable (_signal)</th><th>direct calls</th>"
+    "<th>refused, last minute</th><th>state</th></tr>"
     "<tr><td id=\"sessions\"></td><td id=\"nrooms\"></td><td id=\"connections\"></td>"
-    "<td id=\"handshakes\"></td><td id=\"presence\"></td><td id=\"state\"></td></tr>"
+    "<td id=\"handshakes\"></td><td id=\"presence\"></td><td id=\"calls\"></td>"
+    "<td id=\"refused\"></td><td id=\"state\"></td></tr>"
     "</table><p id=\"policy\" class=\"muted\"></p><div id=\"rooms\"></div>"
     "<p class=\"muted\">Refreshes every 2 s. <span id=\"error\" class=\"bad\"></span></p>"
     "<script>\n"
@@ -475,6 +493,8 @@ static const char status_html[] =
     "r.workers+' workers');set('sessions',r.sessions+' / '+r.max_sessions);"
     "set('nrooms',d.rooms.length);set('connections',r.connections);set('handshakes',r.handshakes);"
     "set('presence',r.presence);set('state',r.draining?'draining':'serving');"
+    "set('calls',r.calls_active+' active, '+r.calls_ringing+' ringing');"
+    "set('refused',r.refusals_last_minute);"
     "set('policy','policy '+r.policy+', loaded '+new Date(r.policy_loaded_at*1000).toISOString()+"
     "', reloads '+r.policy_reloads_ok+' ok, '+r.policy_reloads_failed+' failed');"
     "let h='';for(const room of d.rooms){h+='<h2 class=\"room\" data-room=\"'+esc(room.name)+"

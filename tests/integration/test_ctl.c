@@ -69,6 +69,18 @@ Test(ctl, status_as_a_table_and_as_json)
     cr_assert(strstr(out, "sessions 2  rooms 1"), "%s", out);
     cr_assert(strstr(out, "room lobby  (2 participants"), "%s", out);
     cr_assert(strstr(out, "client-1") && strstr(out, "client-2"), "aliases listed: %s", out);
+    cr_assert(strstr(out, "refused in the last minute: 0"), "%s", out);
+
+    /* a join with a bad signature is refused; the relay's minute shows it */
+    struct tc bad;
+    struct wzpc_config cfg = {.sni = "lobby", .auto_join = true, .corrupt_offer_signature = true};
+    tc_connect(&bad, loop, &relay, "lobby", 3, &cfg);
+    cr_assert(tc_wait_state(&bad, loop, WZPC_CLOSED, 5000));
+    wzpc_run_for(loop, 1200); /* worker 0 samples the counters every second */
+    cr_assert_eq(ctl(NULL, "status --interval 0.2", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "refused in the last minute: 1"), "%s", out);
+    cr_assert(strstr(out, "signature "), "the reason is listed: %s", out);
+    tc_free(&bad);
 
     cr_assert_eq(ctl(NULL, "status --json --interval 0.2", out, sizeof out), 0, "%s", out);
     json_error_t jerr;
@@ -78,6 +90,10 @@ Test(ctl, status_as_a_table_and_as_json)
     json_t *room = json_array_get(json_object_get(doc, "room_list"), 0);
     cr_assert_str_eq(json_string_value(json_object_get(room, "name")), "lobby");
     cr_assert_eq(json_array_size(json_object_get(room, "participants")), 2);
+    json_t *minute = json_object_get(doc, "refusals_last_minute");
+    cr_assert_eq(json_real_value(json_object_get(minute, "total")), 1.0);
+    cr_assert_eq(
+        json_real_value(json_object_get(json_object_get(minute, "by_reason"), "signature")), 1.0);
     json_decref(doc);
     tc_free(&a);
     tc_free(&b);
