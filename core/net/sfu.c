@@ -222,6 +222,8 @@ static void fill_participant(struct wzp_conn *c, const struct wzp_signal *offer,
 {
     memset(p, 0, sizeof *p);
     p->id = wzp_participant_next_id();
+    p->sends = WZP_GROUP_ROOM;
+    p->hears = WZP_GROUPS_ALL;
     p->conn = c;
     p->worker = c->w->idx;
     p->slot = c->slot;
@@ -251,11 +253,13 @@ void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *finger
     wzp_event_emit(&ev);
 }
 
-/* Ask the policy; false (reason filled) if it refuses the join. */
-static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *reason,
-                          size_t reasonlen)
+/* Ask the policy; false (reason filled) if it refuses the join. route gets the groups it
+ * asked for (route->set false: the default). */
+static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct wzp_route *route,
+                          char *reason, size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
+    route->set = false;
     if (!w->policy)
         return true;
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
@@ -287,7 +291,29 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, char *r
     c->max_tier = d.max_tier;
     if (d.max_tier >= 0 && (enum wzp_tier)d.max_tier < p->tier)
         p->tier = (enum wzp_tier)d.max_tier;
+    *route = d.route;
     return true;
+}
+
+/* Give p the groups rt names in room r (write lock held); the room's names are created on
+ * first use. WZP_OK, or an error with why filled. */
+static int route_locked(struct wzp_room *r, const struct wzp_route *rt, uint64_t *sends,
+                        uint64_t *hears, char *why, size_t whylen)
+{
+    if (!rt->set) {
+        *sends = WZP_GROUP_ROOM;
+        *hears = WZP_GROUPS_ALL;
+        return WZP_OK;
+    }
+    if (!r->groups) {
+        r->groups = malloc(sizeof *r->groups);
+        if (!r->groups) {
+            snprintf(why, whylen, "out of memory");
+            return WZP_ENOMEM;
+        }
+        wzp_groups_init(r->groups);
+    }
+    return wzp_groups_resolve(r->groups, rt, sends, hears, why, whylen);
 }
 
 /* A call room refused a join (dcall.h); reason says why. */
@@ -311,10 +337,11 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
         return WZP_EINVAL;
     }
     struct wzp_participant p;
+    struct wzp_route route;
     fill_participant(c, offer, &p);
     if (wzp_dcall_precheck_join(w, c->sni, p.fingerprint, reason, reasonlen) != WZP_OK)
         return refuse_call_room(c, &p, reason);
-    if (!policy_admits(c, &p, reason, reasonlen))
+    if (!policy_admits(c, &p, &route, reason, reasonlen))
         return WZP_EINVAL;
     snprintf(reason, reasonlen, "internal error");
     if (send_answer(c) != WZP_OK) {
@@ -329,6 +356,15 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
         wzp_room_unlock(r);
         wzp_room_release(&w->relay->rooms, r);
         return refuse_call_room(c, &p, reason);
+    }
+    char why[128];
+    if (route_locked(r, &route, &p.sends, &p.hears, why, sizeof why) != WZP_OK) {
+        wzp_room_unlock(r);
+        wzp_room_release(&w->relay->rooms, r);
+        WZP_STAT_INC(&w->stats, join_refused_policy);
+        WZP_WARN(MOD, "%s: refused: the policy's routing for room %s: %s", c->peer, c->sni, why);
+        snprintf(reason, reasonlen, "policy routing: %s", why);
+        return WZP_EINVAL;
     }
     if (wzp_room_add_locked(r, &p) != WZP_OK) {
         wzp_room_unlock(r);
@@ -524,9 +560,11 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
     if (atomic_load_explicit(&r->tap, memory_order_relaxed))
         tap_packet(c, r, data, len);
     wzp_mesh_fanout_begin(w->node, data, len);
+    uint64_t sends = r->parts[self].sends;
     for (size_t i = 0; i < r->count; i++) {
         const struct wzp_participant *p = &r->parts[i];
-        if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV))
+        if (p->id == c->pid || (p->flags & WZP_PART_NO_RECV) ||
+            !wzp_route_delivers(sends, p->hears))
             continue;
         if (p->worker == w->idx)
             wzp_conn_queue_datagram(p->conn, data, len);
@@ -619,6 +657,31 @@ static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
     return i >= 0 ? WZP_OK : WZP_ENOTFOUND;
 }
 
+static int api_route(void *ctx, uint64_t id, const struct wzp_route *rt, char *why, size_t whylen)
+{
+    struct wzp_relay *relay = ctx;
+    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    if (!r)
+        return WZP_ENOTFOUND;
+    wzp_room_wrlock(r);
+    ssize_t i = wzp_room_find_locked(r, id);
+    int rv = WZP_ENOTFOUND;
+    if (i >= 0) {
+        struct wzp_participant *p = &r->parts[i];
+        rv = route_locked(r, rt, &p->sends, &p->hears, why, whylen);
+        if (rv == WZP_OK && r->groups) {
+            char s[256], h[256];
+            wzp_groups_describe(r->groups, p->sends, s, sizeof s);
+            wzp_groups_describe(r->groups, p->hears, h, sizeof h);
+            WZP_DEBUG(MOD, "policy: %s in room %s sends into %s, hears %s", p->fingerprint, r->name,
+                      s, h);
+        }
+    }
+    wzp_room_unlock(r);
+    wzp_room_release(&relay->rooms, r);
+    return rv;
+}
+
 static int api_send_directive(void *ctx, const char *name, enum wzp_tier tier, const char *reason)
 {
     struct wzp_relay *relay = ctx;
@@ -651,4 +714,5 @@ const struct wzp_policy_ops wzp_sfu_policy_ops = {
     .kick = api_kick,
     .set_role = api_set_role,
     .send_directive = api_send_directive,
+    .route = api_route,
 };

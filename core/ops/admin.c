@@ -160,7 +160,7 @@ static void upstream_metrics(struct wzp_buf *b, struct wzp_relay *r)
 /* A copy of room name's members (NULL if there is no such room or no memory); the caller
  * frees it. *tier gets the room's tier if not NULL. */
 static struct wzp_member *room_members(struct wzp_relay *r, const char *name, size_t *count,
-                                       enum wzp_tier *tier)
+                                       enum wzp_tier *tier, struct wzp_groups *groups, bool *routed)
 {
     *count = 0;
     struct wzp_room *room = wzp_room_lookup(&r->rooms, name);
@@ -170,6 +170,8 @@ static struct wzp_member *room_members(struct wzp_relay *r, const char *name, si
     struct wzp_member *m = malloc(max * sizeof *m);
     if (m)
         *count = wzp_room_members(room, m, max, tier);
+    if (groups) /* after the members: their masks name no group missing here */
+        *routed = wzp_room_groups(room, groups);
     wzp_room_release(&r->rooms, room);
     return m;
 }
@@ -186,7 +188,7 @@ static void session_metrics(struct wzp_buf *b, struct wzp_relay *r)
     char(*names)[WZP_ROOM_NAME_MAX + 1] = rooms.names;
     for (size_t i = 0; i < rooms.n && emitted < METRICS_MAX_SESSIONS; i++) {
         size_t count;
-        struct wzp_member *m = room_members(r, names[i], &count, NULL);
+        struct wzp_member *m = room_members(r, names[i], &count, NULL, NULL, NULL);
         for (size_t k = 0; m && k < count && emitted < METRICS_MAX_SESSIONS; k++) {
             if (!m[k].has_report)
                 continue;
@@ -402,7 +404,9 @@ static char *room_json(struct wzp_relay *r, const char *name)
 {
     size_t count;
     enum wzp_tier tier;
-    struct wzp_member *m = room_members(r, name, &count, &tier);
+    static struct wzp_groups groups; /* MHD serves one request at a time */
+    bool routed = false;
+    struct wzp_member *m = room_members(r, name, &count, &tier, &groups, &routed);
     if (!m)
         return NULL;
     json_t *parts = json_array();
@@ -413,6 +417,13 @@ static char *room_json(struct wzp_relay *r, const char *name)
                               wzp_tier_name(p->tier), "packets", (json_int_t)p->packets);
         json_object_set_new(o, "alias", p->has_alias ? json_string(p->alias) : json_null());
         json_object_set_new(o, "worker", json_integer(p->worker));
+        if (routed) { /* a policy routes this room: who hears whom */
+            static char names[WZP_GROUPS_MAX * (WZP_GROUP_NAME_MAX + 1) + 2];
+            wzp_groups_describe(&groups, p->sends, names, sizeof names);
+            json_object_set_new(o, "sends", json_string(names));
+            wzp_groups_describe(&groups, p->hears, names, sizeof names);
+            json_object_set_new(o, "hears", json_string(names));
+        }
         if (p->has_report) {
             json_object_set_new(o, "loss_pct", json_real(p->loss_pct / 2.55));
             json_object_set_new(o, "rtt_ms", json_integer(p->rtt_4ms * 4));

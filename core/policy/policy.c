@@ -571,6 +571,37 @@ static int api_set_role(lua_State *L)
     return luaL_error(L, "wzp.set_role: unknown role '%s' (speaker, listener, muted)", name);
 }
 
+static bool read_route(lua_State *L, struct wzp_route *rt);
+
+/* wzp.route(id [, {sends = {...}, hears = {...} | "all"}]): no table = the default. */
+static int api_route(lua_State *L)
+{
+    void *ctx;
+    const struct wzp_policy_ops *ops = ops_of(L, &ctx);
+    uint64_t id = id_arg(L, 1);
+    struct wzp_route rt;
+    memset(&rt, 0, sizeof rt);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushvalue(L, 2);
+        bool ok = read_route(L, &rt);
+        lua_pop(L, 1);
+        if (!ok)
+            return luaL_error(L,
+                              "wzp.route: sends and hears must be lists of up to %d group "
+                              "names (letters, digits, '-', '_', '.'), hears may be \"all\"",
+                              WZP_ROUTE_NAMES_MAX);
+    }
+    if (!ops->route)
+        return luaL_error(L, "wzp.route is not available here");
+    char why[128] = "";
+    int rv = ops->route(ctx, id, &rt, why, sizeof why);
+    if (rv == WZP_EINVAL || rv == WZP_EFULL)
+        return luaL_error(L, "wzp.route: %s", why);
+    lua_pushboolean(L, rv == WZP_OK);
+    return 1;
+}
+
 static int api_send_directive(lua_State *L)
 {
     void *ctx;
@@ -700,15 +731,11 @@ uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms)
 static void register_api(lua_State *L)
 {
     static const luaL_Reg wzp_fns[] = {
-        {"log", api_log},
-        {"now_ms", api_now_ms},
-        {"rooms", api_rooms},
-        {"participants", api_participants},
-        {"kick", api_kick},
-        {"set_role", api_set_role},
-        {"send_directive", api_send_directive},
-        {"every", api_every},
-        {"metric", api_metric},
+        {"log", api_log},     {"now_ms", api_now_ms},
+        {"rooms", api_rooms}, {"participants", api_participants},
+        {"kick", api_kick},   {"set_role", api_set_role},
+        {"route", api_route}, {"send_directive", api_send_directive},
+        {"every", api_every}, {"metric", api_metric},
         {NULL, NULL},
     };
     static const luaL_Reg shared_fns[] = {
@@ -1167,6 +1194,54 @@ static void raw_field(lua_State *L, const char *name)
     lua_rawget(L, -2); /* no __index: no policy code runs outside a protected call */
 }
 
+/* A list of group names at the top of the stack into names/n; false if it is not a list
+ * of at most WZP_ROUTE_NAMES_MAX valid names. Raw access only (no metamethods run). */
+static bool read_names(lua_State *L, char (*names)[WZP_GROUP_NAME_MAX + 1], unsigned *n)
+{
+    if (!lua_istable(L, -1))
+        return false;
+    size_t len = lua_objlen(L, -1);
+    if (len > WZP_ROUTE_NAMES_MAX)
+        return false;
+    for (size_t i = 1; i <= len; i++) {
+        lua_rawgeti(L, -1, (int)i);
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        bool ok = s && wzp_group_name_valid(s);
+        if (ok)
+            snprintf(names[i - 1], WZP_GROUP_NAME_MAX + 1, "%s", s);
+        lua_pop(L, 1);
+        if (!ok)
+            return false;
+    }
+    *n = (unsigned)len;
+    return true;
+}
+
+/* sends = {names} and hears = {names} | "all" of the table at the top of the stack into rt
+ * (absent: default, sends "room" and hears all). false if malformed. */
+static bool read_route(lua_State *L, struct wzp_route *rt)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->set = true;
+    raw_field(L, "sends");
+    bool ok = true;
+    if (lua_isnil(L, -1)) {
+        snprintf(rt->sends[0], sizeof rt->sends[0], "room");
+        rt->nsends = 1;
+    } else {
+        ok = read_names(L, rt->sends, &rt->nsends);
+    }
+    lua_pop(L, 1);
+    raw_field(L, "hears");
+    if (lua_isnil(L, -1) ||
+        (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0))
+        rt->hears_all = true;
+    else
+        ok = ok && read_names(L, rt->hears, &rt->nhears);
+    lua_pop(L, 1);
+    return ok;
+}
+
 static bool parse_decision_table(lua_State *L, struct wzp_decision *d)
 {
     raw_field(L, "allow");
@@ -1190,6 +1265,16 @@ static bool parse_decision_table(lua_State *L, struct wzp_decision *d)
         ok = false;
     }
     lua_pop(L, 1);
+    raw_field(L, "sends");
+    bool routed = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    raw_field(L, "hears");
+    routed = routed || !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (ok && routed && !read_route(L, &d->route)) {
+        deny(d, "policy returned sends or hears that are not lists of up to 16 group names");
+        ok = false;
+    }
     raw_field(L, "max_tier");
     if (ok && !lua_isnil(L, -1)) {
         int t = lua_isstring(L, -1) ? wzp_tier_from_name(lua_tostring(L, -1)) : -1;

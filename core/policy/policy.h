@@ -21,6 +21,7 @@
 #define WZP_POLICY_H
 
 #include "sizes.h"
+#include "groups.h"
 #include "quality.h"
 #include "shdict.h"
 
@@ -84,6 +85,9 @@ struct wzp_policy_ops {
     int (*kick)(void *ctx, uint64_t id, const char *reason);
     int (*set_role)(void *ctx, uint64_t id, enum wzp_role role);
     int (*send_directive)(void *ctx, const char *room, enum wzp_tier tier, const char *reason);
+    /* wzp.route: the participant's groups (rt->set false: back to the default). WZP_OK,
+     * WZP_ENOTFOUND, or WZP_EINVAL / WZP_EFULL with why filled (groups.h). */
+    int (*route)(void *ctx, uint64_t id, const struct wzp_route *rt, char *why, size_t whylen);
     /* optional: the clock wzp.now_ms and wzp.every use (default: monotonic ms) */
     uint64_t (*now_ms)(void *ctx);
 };
@@ -168,7 +172,8 @@ struct wzp_decision {
     bool allow;
     char reason[WZP_POLICY_REASON_MAX];
     enum wzp_role role;
-    int max_tier; /* -1: no cap, else enum wzp_tier */
+    int max_tier;           /* -1: no cap, else enum wzp_tier */
+    struct wzp_route route; /* on_join: the groups it sends into and hears (groups.h) */
 };
 
 struct wzp_leave_info {

@@ -35,6 +35,7 @@ struct pt_part {
     int max_tier; /* -1: none */
     uint64_t packets, last_media_ms;
     bool kick_pending;
+    uint64_t sends, hears; /* routing groups, as the relay keeps them (groups.h) */
 };
 
 struct pt_kick {
@@ -55,7 +56,8 @@ struct pt_world {
     uint64_t next_id;
     struct pt_part *parts; /* join order, every room */
     size_t nparts, capparts;
-    char (*rooms)[ROOM_MAX]; /* creation order; removed when empty */
+    char (*rooms)[ROOM_MAX];   /* creation order; removed when empty */
+    struct wzp_groups *groups; /* [i]: the routing group names of rooms[i] */
     size_t nrooms, caprooms;
     struct pt_kick *kicks;
     size_t nkicks, capkicks;
@@ -106,7 +108,14 @@ static void add_room(struct pt_world *w, const char *room)
 {
     if (find_room(w, room) >= 0)
         return;
+    size_t cap = w->caprooms;
     w->rooms = grow(w->rooms, &w->caprooms, w->nrooms, sizeof *w->rooms);
+    if (w->caprooms != cap || !w->groups) {
+        w->groups = realloc(w->groups, w->caprooms * sizeof *w->groups);
+        if (!w->groups)
+            abort();
+    }
+    wzp_groups_init(&w->groups[w->nrooms]);
     snprintf(w->rooms[w->nrooms++], ROOM_MAX, "%s", room);
 }
 
@@ -120,6 +129,7 @@ static void remove_part(struct pt_world *w, size_t i)
     ssize_t r = find_room(w, room);
     if (r >= 0 && room_size(w, room) == 0) {
         memmove(&w->rooms[r], &w->rooms[r + 1], (w->nrooms - (size_t)r - 1) * sizeof *w->rooms);
+        memmove(&w->groups[r], &w->groups[r + 1], (w->nrooms - (size_t)r - 1) * sizeof *w->groups);
         w->nrooms--;
     }
 }
@@ -232,6 +242,30 @@ static int op_send_directive(void *ctx, const char *room, enum wzp_tier tier, co
     return WZP_OK;
 }
 
+/* As the relay: the participant's groups in its room, names created on first use. */
+static int route_part(struct pt_world *w, struct pt_part *p, const struct wzp_route *rt, char *why,
+                      size_t whylen)
+{
+    if (!rt->set) {
+        p->sends = WZP_GROUP_ROOM;
+        p->hears = WZP_GROUPS_ALL;
+        return WZP_OK;
+    }
+    ssize_t r = find_room(w, p->room);
+    if (r < 0)
+        return WZP_ENOTFOUND;
+    return wzp_groups_resolve(&w->groups[r], rt, &p->sends, &p->hears, why, whylen);
+}
+
+static int op_route(void *ctx, uint64_t id, const struct wzp_route *rt, char *why, size_t whylen)
+{
+    struct pt_world *w = ctx;
+    ssize_t i = find_part(w, id);
+    if (i < 0)
+        return WZP_ENOTFOUND;
+    return route_part(w, &w->parts[i], rt, why, whylen);
+}
+
 static uint64_t op_now_ms(void *ctx)
 {
     return ((struct pt_world *)ctx)->now_ms;
@@ -243,6 +277,7 @@ static const struct wzp_policy_ops world_ops = {
     .kick = op_kick,
     .set_role = op_set_role,
     .send_directive = op_send_directive,
+    .route = op_route,
     .now_ms = op_now_ms,
 };
 
@@ -464,6 +499,13 @@ static int t_join(lua_State *L)
         if (d.max_tier >= 0 && (enum wzp_tier)d.max_tier < p->tier)
             p->tier = (enum wzp_tier)d.max_tier;
         add_room(w, room);
+        char why[128];
+        if (route_part(w, p, &d.route, why, sizeof why) != WZP_OK) {
+            /* as the relay: a routing it cannot apply refuses the join */
+            remove_part(w, w->nparts - 1);
+            d.allow = false;
+            snprintf(d.reason, sizeof d.reason, "policy routing: %.100s", why);
+        }
     }
     flush_kicks(w);
     push_decision(L, &d);
@@ -634,6 +676,38 @@ static int t_participant(lua_State *L)
         set_str(L, "max_tier", wzp_tier_name((enum wzp_tier)p->max_tier));
     set_num(L, "packets", (double)p->packets);
     set_num(L, "last_media_ms", (double)p->last_media_ms);
+    ssize_t r = find_room(w, p->room);
+    char names[WZP_GROUPS_MAX * (WZP_GROUP_NAME_MAX + 1) + 2];
+    wzp_groups_describe(&w->groups[r], p->sends, names, sizeof names);
+    set_str(L, "sends", names);
+    wzp_groups_describe(&w->groups[r], p->hears, names, sizeof names);
+    set_str(L, "hears", names);
+    return 1;
+}
+
+/* deliveries(id) -> the ids that receive a media packet id sends now, in join order (as
+ * the relay's fan-out: not itself, not when id is a listener or muted, a shared group). */
+static int t_deliveries(lua_State *L)
+{
+    struct pt_world *w = world_of(L);
+    flush_kicks(w);
+    uint64_t id = check_id(L, 1, "deliveries");
+    ssize_t i = find_part(w, id);
+    if (i < 0)
+        return luaL_error(L, "deliveries: no participant %llu in any room", (unsigned long long)id);
+    const struct pt_part *s = &w->parts[i];
+    lua_newtable(L);
+    if (s->role != WZP_ROLE_SPEAKER)
+        return 1;
+    int n = 0;
+    for (size_t k = 0; k < w->nparts; k++) {
+        const struct pt_part *p = &w->parts[k];
+        if (p->id != s->id && strcmp(p->room, s->room) == 0 &&
+            wzp_route_delivers(s->sends, p->hears)) {
+            lua_pushnumber(L, (lua_Number)p->id);
+            lua_rawseti(L, -2, ++n);
+        }
+    }
     return 1;
 }
 
@@ -768,20 +842,11 @@ static int locate_error(lua_State *L)
 static void push_test_env(lua_State *L, struct pt_world *w)
 {
     static const luaL_Reg fns[] = {
-        {"test", t_test},
-        {"connect", t_connect},
-        {"join", t_join},
-        {"leave", t_leave},
-        {"quality", t_quality},
-        {"room_tier", t_room_tier},
-        {"media", t_media},
-        {"advance", t_advance},
-        {"participant", t_participant},
-        {"kicked", t_kicked},
-        {"directives", t_directives},
-        {"register", t_register},
-        {"call", t_call},
-        {NULL, NULL},
+        {"test", t_test},     {"connect", t_connect},       {"join", t_join},
+        {"leave", t_leave},   {"quality", t_quality},       {"room_tier", t_room_tier},
+        {"media", t_media},   {"advance", t_advance},       {"participant", t_participant},
+        {"kicked", t_kicked}, {"directives", t_directives}, {"register", t_register},
+        {"call", t_call},     {"deliveries", t_deliveries}, {NULL, NULL},
     };
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {
@@ -914,6 +979,7 @@ int wzp_policytest_run(const char *policy_path, const char *tests_path,
     }
     free(w.parts);
     free(w.rooms);
+    free(w.groups);
     free(w.kicks);
     free(w.dirs);
     wzp_shdict_destroy(&shared);

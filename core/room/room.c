@@ -38,6 +38,7 @@ static void room_free(struct wzp_room *r)
 {
     pthread_rwlock_destroy(&r->lock);
     free(r->parts);
+    free(r->groups);
     free(r);
 }
 
@@ -221,6 +222,8 @@ size_t wzp_room_members(struct wzp_room *r, struct wzp_member *out, size_t max, 
         m->loss_pct = atomic_load_explicit(&p->loss_pct, memory_order_relaxed);
         m->rtt_4ms = atomic_load_explicit(&p->rtt_4ms, memory_order_relaxed);
         m->has_alias = p->has_alias;
+        m->sends = p->sends;
+        m->hears = p->hears;
         memcpy(m->fingerprint, p->fingerprint, sizeof m->fingerprint);
         memcpy(m->alias, p->alias, sizeof m->alias);
     }
@@ -228,6 +231,16 @@ size_t wzp_room_members(struct wzp_room *r, struct wzp_member *out, size_t max, 
         *tier = r->tier;
     wzp_room_unlock(r);
     return n;
+}
+
+bool wzp_room_groups(struct wzp_room *r, struct wzp_groups *out)
+{
+    wzp_room_rdlock(r);
+    bool some = r->groups != NULL;
+    if (some)
+        *out = *r->groups;
+    wzp_room_unlock(r);
+    return some;
 }
 
 size_t wzp_room_size(struct wzp_room *r)

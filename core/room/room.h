@@ -14,6 +14,7 @@
 #ifndef WZP_ROOM_H
 #define WZP_ROOM_H
 
+#include "groups.h"
 #include "identity.h"
 #include "sizes.h"
 #include "quality.h"
@@ -37,6 +38,7 @@ struct wzp_participant {
     uint32_t worker;       /* owning worker index */
     uint32_t slot, gen;    /* connection handle inside that worker */
     uint32_t flags;        /* WZP_PART_* */
+    uint64_t sends, hears; /* routing groups (groups.h): default "room" and every group */
     uint8_t role;          /* enum wzp_role (policy.h); listener/muted also set NO_SEND */
     enum wzp_tier tier;    /* participant's current quality tier */
     /* Activity, written by the owning worker under the read lock (single writer): media
@@ -55,6 +57,8 @@ struct wzp_room {
     char name[WZP_ROOM_NAME_MAX + 1];
     pthread_rwlock_t lock;
     struct wzp_participant *parts; /* join order; grown under the write lock */
+    struct wzp_groups *groups;     /* names of the routing groups; NULL until a policy
+                                    * routes someone (write lock) */
     size_t count, cap;
     enum wzp_tier tier;    /* current weakest-link tier announced to the room */
     _Atomic bool tap;      /* --debug-tap matches this room: log every packet */
@@ -123,7 +127,13 @@ struct wzp_member {
     bool has_alias;
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     char alias[WZP_ALIAS_MAX + 1];
+    uint64_t sends, hears; /* routing groups (groups.h) */
 };
+
+/* The room's routing group names into out (read lock); false while it has none (no
+ * policy routed anyone: everyone sends into "room" and hears everything). Names are
+ * never removed, so names copied after members cover every bit of their masks. */
+bool wzp_room_groups(struct wzp_room *r, struct wzp_groups *out);
 
 /* Copy up to max members, in join order, under the read lock; returns how many were
  * copied. *tier (if not NULL) gets the room's tier at the same moment. */

@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include "common.h"
+#include "identity.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -398,4 +399,112 @@ Test(policy_relay, ready_fails_while_the_policy_errors_on_every_admission)
     cr_assert_eq(http_request(relay.http_port, "GET", "/ready", NULL, body, sizeof body), 200,
                  "a decision clears the streak: %s", body);
     tc_free(&ok);
+}
+
+/* A shipped policy file with settings appended (they win: hooks read them at call time). */
+static void start_with_shipped(const char *name, const char *settings, const char *threads)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/policies/%s", WZP_SOURCE_DIR, name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    static char text[64 * 1024];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    snprintf(text + n, sizeof text - n, "\n%s\n", settings);
+    start_with_policy(text, threads);
+}
+
+static void fingerprint_of(uint8_t seed_byte, char out[WZP_FINGERPRINT_LEN + 1])
+{
+    uint8_t seed[32];
+    memset(seed, seed_byte, sizeof seed);
+    struct wzp_identity id;
+    cr_assert_eq(wzp_identity_from_seed(&id, seed), WZP_OK);
+    wzp_fingerprint(id.ed25519_public, out);
+    wzp_identity_free(&id);
+}
+
+static void join_as(struct tc *t, const char *room, uint8_t id, uint8_t seed_byte)
+{
+    static uint8_t seeds[256][32];
+    memset(seeds[id], seed_byte, 32);
+    struct wzpc_config cfg = {.sni = room, .auto_join = true, .seed = seeds[id]};
+    tc_connect(t, loop, &relay, room, id, &cfg);
+    cr_assert(tc_wait_state(t, loop, WZPC_JOINED, 5000), "client %u joins %s", id, room);
+}
+
+static void send_n(struct tc *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        tc_send_media(t, NULL);
+}
+
+/* policies/stage.lua on the real relay: the audience hears only the stage, the stage and
+ * the moderator hear every speaker, and /rooms/NAME shows the routing. */
+Test(policy_relay, a_stage_room_routes_by_role)
+{
+    char s1[WZP_FINGERPRINT_LEN + 1], s2[WZP_FINGERPRINT_LEN + 1], mod[WZP_FINGERPRINT_LEN + 1];
+    fingerprint_of(1, s1);
+    fingerprint_of(2, s2);
+    fingerprint_of(3, mod);
+    char settings[512];
+    snprintf(settings, sizeof settings,
+             "settings.rooms = { 'town-hall' }\nsettings.stage = { '%s', '%s' }\n"
+             "settings.moderators = { '%s' }\n",
+             s1, s2, mod);
+    start_with_shipped("stage.lua", settings, "2");
+    struct tc st1, st2, m, a1, a2;
+    join_as(&st1, "town-hall", 1, 1);
+    join_as(&st2, "town-hall", 2, 2);
+    join_as(&m, "town-hall", 3, 3);
+    join_as(&a1, "town-hall", 4, 4);
+    join_as(&a2, "town-hall", 5, 5);
+    send_n(&st1, 10);
+    send_n(&m, 10);
+    send_n(&a1, 10);
+    for (int i = 0; i < 100 && (a2.from[1] < 10 || st2.from[3] < 10); i++)
+        wzpc_run_for(loop, 20);
+    wzpc_run_for(loop, 200); /* anything misrouted would have arrived by now */
+    cr_assert_eq(a2.from[1], 10, "the audience hears the stage");
+    cr_assert_eq(a2.from[3], 0, "but not the moderator");
+    cr_assert_eq(st2.from[1], 10, "the stage hears the stage");
+    cr_assert_eq(st2.from[3], 10, "and the moderator");
+    cr_assert_eq(m.from[1], 10, "the moderator hears the stage");
+    cr_assert_eq(st2.from[4] + m.from[4] + a2.from[4], 0, "the audience is not forwarded");
+    static char body[16384];
+    cr_assert_eq(http_request(relay.http_port, "GET", "/rooms/town-hall", NULL, body, sizeof body),
+                 200);
+    cr_assert_not_null(strstr(body, "\"sends\":\"moderators\",\"hears\":\"*\""), "%s", body);
+    cr_assert_not_null(strstr(body, "\"hears\":\"stage\""), "%s", body);
+    tc_free(&st1);
+    tc_free(&st2);
+    tc_free(&m);
+    tc_free(&a1);
+    tc_free(&a2);
+}
+
+/* policies/breakout.lua: two participants in different groups do not hear each other;
+ * when the breakout ends the policy's timer re-routes them, and from then on every packet
+ * arrives (no reconnect, nothing lost). */
+Test(policy_relay, routing_changed_by_a_timer_applies_to_the_next_packet)
+{
+    start_with_shipped("breakout.lua",
+                       "settings.rooms = { 'workshop' }\nsettings.groups = 2\n"
+                       "settings.duration_s = 2\n",
+                       "2");
+    struct tc a, b;
+    join_as(&a, "workshop", 1, 1);
+    join_as(&b, "workshop", 2, 2);
+    send_n(&a, 10);
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(b.from[1], 0, "different breakout groups");
+    cr_assert(relay_log_wait(&relay, "breakout: room workshop is back together", 5000));
+    send_n(&a, 20);
+    for (int i = 0; i < 100 && b.from[1] < 20; i++)
+        wzpc_run_for(loop, 20);
+    cr_assert_eq(b.from[1], 20, "every packet after the change arrives");
+    tc_free(&a);
+    tc_free(&b);
 }

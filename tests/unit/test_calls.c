@@ -33,7 +33,7 @@ static const char *const C = "cccc:0000:0000:0000:0000:0000:0000:0003";
 static int offer(const char *id, const char *caller, const char *callee, uint64_t deadline)
 {
     struct wzp_call c = {0};
-    snprintf(c.id, sizeof c.id, "%s", id);
+    snprintf(c.id, sizeof c.id, "%.*s", WZP_CALL_ID_MAX, id);
     snprintf(c.caller, sizeof c.caller, "%s", caller);
     snprintf(c.callee, sizeof c.callee, "%s", callee);
     snprintf(c.caller_addrs.reflexive, sizeof c.caller_addrs.reflexive, "198.51.100.1:5000");
