@@ -25,7 +25,8 @@
 
 #define MOD "worker"
 
-#define CID_BUCKETS           4096
+#define CID_BUCKETS           4096       /* initial; doubled when entries outnumber buckets */
+#define CID_BUCKETS_MAX       (1u << 22) /* 4 Mi buckets (32 MiB): chains grow beyond */
 #define RX_BATCHES_PER_WAKEUP 8
 #define REPLIES_PER_SECOND    100 /* Version Negotiations, and Stateless Resets, each */
 #define HANDOVER_TTL_NS       (2ull * WZP_HANDSHAKE_TIMEOUT_MS * 1000000)
@@ -48,6 +49,28 @@ static size_t cid_hash(const uint8_t *cid, size_t len)
 
 static struct wzp_cid_entry **cid_link(struct wzp_worker *w, const uint8_t *cid, size_t len);
 
+/* Twice the buckets, every entry rehashed: chains stay about one entry long however many
+ * connections the worker holds (a fixed table made every packet walk longer chains). If
+ * the allocation fails the table keeps its size: slower, still correct. */
+static void cid_grow(struct wzp_worker *w)
+{
+    size_t n = w->cid_nbuckets * 2;
+    struct wzp_cid_entry **b = calloc(n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < w->cid_nbuckets; i++)
+        while (w->cid_buckets[i]) {
+            struct wzp_cid_entry *e = w->cid_buckets[i];
+            w->cid_buckets[i] = e->next;
+            size_t k = cid_hash(e->cid.data, e->cid.datalen) & (n - 1);
+            e->next = b[k];
+            b[k] = e;
+        }
+    free(w->cid_buckets);
+    w->cid_buckets = b;
+    w->cid_nbuckets = n;
+}
+
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c)
 {
     if (cid->datalen == 0 || wzp_worker_cid_find(w, cid->data, cid->datalen))
@@ -55,6 +78,8 @@ int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_c
     struct wzp_cid_entry *e = malloc(sizeof *e);
     if (!e)
         return WZP_ENOMEM;
+    if (w->cid_count >= w->cid_nbuckets && w->cid_nbuckets < CID_BUCKETS_MAX)
+        cid_grow(w);
     size_t b = cid_hash(cid->data, cid->datalen) & (w->cid_nbuckets - 1);
     e->cid = *cid;
     e->conn = c;
@@ -62,6 +87,7 @@ int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_c
     w->cid_buckets[b] = e;
     e->conn_next = c->cids;
     c->cids = e;
+    w->cid_count++;
     WZP_GAUGE_ADD(&w->gauges, cid_entries, 1);
     return WZP_OK;
 }
@@ -76,6 +102,7 @@ static void cid_entry_free(struct wzp_worker *w, struct wzp_cid_entry **pp)
         cp = &(*cp)->conn_next;
     *cp = e->conn_next;
     free(e);
+    w->cid_count--;
     WZP_GAUGE_ADD(&w->gauges, cid_entries, -1);
 }
 

@@ -77,7 +77,8 @@ struct wzp_worker {
 
     /* connections */
     struct wzp_cid_entry **cid_buckets;
-    size_t cid_nbuckets;
+    size_t cid_nbuckets; /* a power of two; grows with the entries (worker.c) */
+    size_t cid_count;
     struct wzp_slot *slots;
     uint32_t nslots, free_slot;
     struct wzp_conn *conns; /* every live connection (doubly linked) */

@@ -114,7 +114,7 @@ Test(worker, detach_removes_every_key_of_the_connection)
     cr_assert_eq(gauge_cids(), 1);
 }
 
-Test(worker, many_connections_share_buckets_and_leave_nothing)
+Test(worker, many_connections_grow_the_table_and_leave_nothing)
 {
     enum { N = 3000 };
     static struct wzp_conn *cs[N];
@@ -131,6 +131,14 @@ Test(worker, many_connections_share_buckets_and_leave_nothing)
         }
     }
     cr_assert_eq(gauge_cids(), 3 * N);
+    cr_assert_geq(w->cid_nbuckets, 3 * N, "the table grew with its entries (%zu buckets)",
+                  w->cid_nbuckets);
+    for (unsigned i = 0; i < N; i++) { /* every key is still found after the rehashes */
+        uint8_t key[12] = {0};
+        memcpy(key, &i, sizeof i);
+        key[4] = 1;
+        cr_assert_eq(wzp_worker_cid_find(w, key, 9), cs[i]);
+    }
     for (unsigned i = 0; i < N; i += 2) { /* every other one, so chains are cut mid-way */
         wzp_worker_detach(w, cs[i]);
         free(cs[i]);
