@@ -8,6 +8,7 @@
 #include "config_file.h"
 #include "eventlog.h"
 #include "log.h"
+#include "decisions.h"
 #include "policytest.h"
 #include "relay.h"
 #include "tls.h"
@@ -117,6 +118,13 @@ static void usage(FILE *out)
         "                         synthetic rooms and clock, no network; prints one line per\n"
         "                         test and \"N passed, N failed\" (exit 0 = all passed,\n"
         "                         1 = some failed, 2 = a file does not load)\n"
+        "  --decision-log PATH    append every policy decision (the hook, what it saw, the\n"
+        "                         decision, the policy file's hash) as JSON lines; reopened\n"
+        "                         on SIGHUP\n"
+        "  --replay LOG -s FILE   replay a decision log against policy FILE with the recorded\n"
+        "                         clock and print every decision that would change (exit 0 =\n"
+        "                         none, 1 = some, 2 = a file cannot be read or FILE does not\n"
+        "                         load)\n"
         "  --policy-budget-ms N   time budget per hook call (default %d)\n"
         "  --policy-memory-mb N   memory cap per Lua state, one per worker (default %d)\n"
         "  --policy-unsafe        give policies io, os, ffi and debug (off: sandboxed)\n"
@@ -198,6 +206,8 @@ enum {
     OPT_LOG_LEVEL,
     OPT_CHECK,
     OPT_TEST_POLICY,
+    OPT_DECISION_LOG,
+    OPT_REPLAY,
     OPT_POLICY_BUDGET,
     OPT_POLICY_MEMORY,
     OPT_POLICY_UNSAFE,
@@ -216,6 +226,7 @@ enum {
 
 static char check_path[PATH_MAX];
 static char test_policy_path[PATH_MAX], test_file_path[PATH_MAX];
+static char replay_path[PATH_MAX];
 static bool script_given;
 
 /* Returns 0 to run, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -319,6 +330,8 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"script", required_argument, NULL, 's'},
         {"check", required_argument, NULL, OPT_CHECK},
         {"test-policy", required_argument, NULL, OPT_TEST_POLICY},
+        {"decision-log", required_argument, NULL, OPT_DECISION_LOG},
+        {"replay", required_argument, NULL, OPT_REPLAY},
         {"policy-budget-ms", required_argument, NULL, OPT_POLICY_BUDGET},
         {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
         {"policy-unsafe", no_argument, NULL, OPT_POLICY_UNSAFE},
@@ -441,6 +454,12 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_CHECK:
             snprintf(check_path, sizeof check_path, "%s", optarg);
+            break;
+        case OPT_DECISION_LOG:
+            snprintf(cfg->decision_log, sizeof cfg->decision_log, "%s", optarg);
+            break;
+        case OPT_REPLAY:
+            snprintf(replay_path, sizeof replay_path, "%s", optarg);
             break;
         case OPT_TEST_POLICY:
             snprintf(test_policy_path, sizeof test_policy_path, "%s", optarg);
@@ -587,6 +606,28 @@ static int check_policy(const struct wzp_config *cfg)
     return rv == WZP_OK ? 0 : 1;
 }
 
+/* --replay LOG -s FILE: what FILE would decide differently from the recorded decisions. */
+static int replay(const struct wzp_config *cfg)
+{
+    if (!script_given || !cfg->policy_path[0]) {
+        fprintf(stderr, "wzp-relay: --replay needs the candidate policy: -s FILE\n");
+        return 2;
+    }
+    struct wzp_shdict shared;
+    wzp_shdict_init(&shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES);
+    static struct wzp_policy_metrics metrics;
+    wzp_policy_metrics_init(&metrics);
+    struct wzp_policy_env env = {
+        .shared = &shared, .lua_dir = cfg->lua_dir[0] ? cfg->lua_dir : NULL, .metrics = &metrics};
+    char err[1024] = "";
+    int rv = wzp_decisions_replay(replay_path, cfg->policy_path, &cfg->policy_limits, &env, stdout,
+                                  err, sizeof err);
+    if (rv == 2)
+        fprintf(stderr, "wzp-relay: replay: %s\n", err);
+    wzp_shdict_destroy(&shared);
+    return rv;
+}
+
 static void start_drain(struct wzp_relay *r, uint64_t *deadline_ms)
 {
     if (atomic_exchange(&r->draining, true))
@@ -679,6 +720,8 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
             char err[512];
             if (wzp_eventlog_reopen(err, sizeof err) != WZP_OK)
                 WZP_ERROR(MOD, "SIGHUP: %s; events are not logged until the next SIGHUP", err);
+            if (wzp_linelog_reopen(&wzp_decision_log, err, sizeof err) != WZP_OK)
+                WZP_ERROR(MOD, "SIGHUP: %s; decisions are not logged until the next SIGHUP", err);
             wzp_relay_reload_policy(r);
         } else {
             WZP_INFO(MOD, "%s: closing every connection and exiting",
@@ -767,6 +810,8 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
         wzp_log_json = f->log_format == WZP_FILE_LOG_JSON;
     if (f->set.event_log)
         snprintf(cfg->event_log, sizeof cfg->event_log, "%s", f->event_log);
+    if (f->set.decision_log)
+        snprintf(cfg->decision_log, sizeof cfg->decision_log, "%s", f->decision_log);
     if (f->set.debug_tap)
         snprintf(cfg->debug_tap, sizeof cfg->debug_tap, "%s", f->debug_tap);
     return 0;
@@ -823,6 +868,8 @@ int main(int argc, char **argv)
         find_beside_relay("lua", "", cfg.lua_dir, sizeof cfg.lua_dir);
     if (check_path[0])
         return check_policy(&cfg);
+    if (replay_path[0])
+        return replay(&cfg);
     if (test_policy_path[0])
         return wzp_policytest_run(test_policy_path, test_file_path, &cfg.policy_limits,
                                   cfg.lua_dir[0] ? cfg.lua_dir : NULL, WZP_POLICYTEST_BUDGET_MS,
@@ -844,6 +891,11 @@ int main(int argc, char **argv)
     static struct wzp_relay relay;
     char err[512] = "";
     if (cfg.event_log[0] && wzp_eventlog_open(cfg.event_log, err, sizeof err) != WZP_OK) {
+        WZP_ERROR(MOD, "cannot start: %s", err);
+        return 1;
+    }
+    if (cfg.decision_log[0] &&
+        wzp_linelog_open(&wzp_decision_log, cfg.decision_log, err, sizeof err) != WZP_OK) {
         WZP_ERROR(MOD, "cannot start: %s", err);
         return 1;
     }

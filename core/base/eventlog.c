@@ -12,50 +12,75 @@
 #include <string.h>
 #include <unistd.h>
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int fd = -1;
-static char path_open[4096];
-static _Atomic bool enabled;
-
-int wzp_eventlog_open(const char *path, char *err, size_t errlen)
+int wzp_linelog_open(struct wzp_linelog *l, const char *path, char *err, size_t errlen)
 {
     int nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (nfd < 0) {
-        snprintf(err, errlen, "cannot open event log %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot open %s %s: %s", l->what, path, strerror(errno));
         return WZP_EIO;
     }
-    pthread_mutex_lock(&lock);
-    int old = fd;
-    fd = nfd;
-    if (path != path_open)
-        snprintf(path_open, sizeof path_open, "%s", path);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&l->lock);
+    int old = l->fd;
+    l->fd = nfd;
+    if (path != l->path)
+        snprintf(l->path, sizeof l->path, "%s", path);
+    pthread_mutex_unlock(&l->lock);
     if (old >= 0)
         close(old);
-    atomic_store(&enabled, true);
+    atomic_store(&l->enabled, true);
     return WZP_OK;
+}
+
+int wzp_linelog_reopen(struct wzp_linelog *l, char *err, size_t errlen)
+{
+    if (!atomic_load(&l->enabled))
+        return WZP_OK;
+    return wzp_linelog_open(l, l->path, err, errlen);
+}
+
+void wzp_linelog_close(struct wzp_linelog *l)
+{
+    atomic_store(&l->enabled, false);
+    pthread_mutex_lock(&l->lock);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    pthread_mutex_unlock(&l->lock);
+}
+
+bool wzp_linelog_enabled(struct wzp_linelog *l)
+{
+    return atomic_load_explicit(&l->enabled, memory_order_relaxed);
+}
+
+void wzp_linelog_write(struct wzp_linelog *l, const char *data, size_t len)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->fd >= 0 && write(l->fd, data, len) < 0)
+        WZP_WARN("log", "%s: write failed: %s", l->what, strerror(errno));
+    pthread_mutex_unlock(&l->lock);
+}
+
+static struct wzp_linelog events = WZP_LINELOG_INIT("event log");
+
+int wzp_eventlog_open(const char *path, char *err, size_t errlen)
+{
+    return wzp_linelog_open(&events, path, err, errlen);
 }
 
 int wzp_eventlog_reopen(char *err, size_t errlen)
 {
-    if (!atomic_load(&enabled))
-        return WZP_OK;
-    return wzp_eventlog_open(path_open, err, errlen);
+    return wzp_linelog_reopen(&events, err, errlen);
 }
 
 void wzp_eventlog_close(void)
 {
-    atomic_store(&enabled, false);
-    pthread_mutex_lock(&lock);
-    if (fd >= 0)
-        close(fd);
-    fd = -1;
-    pthread_mutex_unlock(&lock);
+    wzp_linelog_close(&events);
 }
 
 bool wzp_eventlog_enabled(void)
 {
-    return atomic_load_explicit(&enabled, memory_order_relaxed);
+    return wzp_linelog_enabled(&events);
 }
 
 #define TRUNCATED_MARK 17 /* ,"truncated":true */
@@ -129,8 +154,5 @@ void wzp_event_emit(struct wzp_event *e)
         append_raw(e, ",\"truncated\":true", 17);
     e->buf[e->len++] = '}';
     e->buf[e->len++] = '\n';
-    pthread_mutex_lock(&lock);
-    if (fd >= 0 && write(fd, e->buf, e->len) < 0)
-        WZP_WARN("eventlog", "write failed: %s", strerror(errno));
-    pthread_mutex_unlock(&lock);
+    wzp_linelog_write(&events, e->buf, e->len);
 }

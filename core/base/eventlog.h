@@ -11,10 +11,35 @@
 #ifndef WZP_EVENTLOG_H
 #define WZP_EVENTLOG_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #define WZP_EVENT_MAX_BYTES 2048
+
+/*
+ * A JSON-lines file any thread appends whole lines to: the event log below is one, the
+ * policy decision log (policy.h) another. open/reopen/close as for the event log.
+ */
+struct wzp_linelog {
+    pthread_mutex_t lock;
+    int fd;
+    char path[4096];
+    _Atomic bool enabled;
+    const char *what; /* "event log", "decision log": for messages */
+};
+#define WZP_LINELOG_INIT(what)                                                                     \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, -1, "", false, what                                             \
+    }
+
+int wzp_linelog_open(struct wzp_linelog *l, const char *path, char *err, size_t errlen);
+int wzp_linelog_reopen(struct wzp_linelog *l, char *err, size_t errlen);
+void wzp_linelog_close(struct wzp_linelog *l);
+bool wzp_linelog_enabled(struct wzp_linelog *l);
+/* Append one line (data must end with '\n') in one write(2). */
+void wzp_linelog_write(struct wzp_linelog *l, const char *data, size_t len);
 
 /* Open (creating, mode 0640) or reopen path. err says why on failure. */
 int wzp_eventlog_open(const char *path, char *err, size_t errlen);

@@ -71,6 +71,7 @@ struct wzp_config {
     unsigned drain_timeout_s;                  /* drain: exit at the latest after this */
     char debug_tap[WZP_ROOM_NAME_MAX + 1];     /* room name or "*": log every packet there */
     char event_log[PATH_MAX];                  /* "" = no event log */
+    char decision_log[PATH_MAX];               /* "" = no policy decision log */
     char lua_dir[PATH_MAX];                    /* helpers for require() */
     char advertise[WZP_ADVERTISE_MAX + 1];     /* relay address in CallSetup; "" = derived */
     unsigned ring_timeout_s;                   /* direct calls: offer -> answer */

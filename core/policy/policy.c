@@ -5,10 +5,12 @@
 #include "policy.h"
 
 #include "common.h"
+#include "decisions.h"
 #include "log.h"
 #include "stats.h"
 
 #include <jansson.h>
+#include <nettle/sha2.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <luajit.h>
@@ -31,6 +33,7 @@ struct wzp_policy {
     lua_State *L;
     char path[4096];
     char dir[4096];
+    char hash[17]; /* the file's SHA-256, first 16 hex digits (decision log) */
     struct wzp_policy_limits lim;
     struct wzp_policy_env env;
     size_t mem_used;
@@ -972,6 +975,27 @@ static int policy_panic(lua_State *L)
     return 0;
 }
 
+/* The first 16 hex digits of the file's SHA-256 ("?" if it cannot be read): which policy
+ * made a logged decision. */
+static void file_hash(const char *path, char out[17])
+{
+    FILE *f = fopen(path, "rb");
+    snprintf(out, 17, "?");
+    if (!f)
+        return;
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    uint8_t buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sha256_update(&ctx, n, buf);
+    fclose(f);
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_digest(&ctx, sizeof digest, digest);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
 int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_policy_limits *lim,
                     const struct wzp_policy_env *env, char *err, size_t errlen)
 {
@@ -987,6 +1011,7 @@ int wzp_policy_load(struct wzp_policy **out, const char *path, const struct wzp_
     p->deadline_ns = UINT64_MAX;
     p->cpu_deadline_ns = UINT64_MAX;
     snprintf(p->path, sizeof p->path, "%s", path);
+    file_hash(path, p->hash);
     snprintf(p->dir, sizeof p->dir, "%s", path);
     char *slash = strrchr(p->dir, '/');
     if (slash)
@@ -1311,9 +1336,31 @@ static void parse_admission(lua_State *L, struct wzp_decision *d)
     lua_pop(L, 2);
 }
 
+/* While the decision log is open: keep the hook's argument table (top of the stack) for
+ * the record made after the call. LUA_NOREF otherwise. */
+static int keep_input(struct wzp_policy *p)
+{
+    if (!wzp_linelog_enabled(&wzp_decision_log))
+        return LUA_NOREF;
+    lua_pushvalue(p->L, -1);
+    return luaL_ref(p->L, LUA_REGISTRYINDEX);
+}
+
+static void record(struct wzp_policy *p, int input_ref, const char *hook,
+                   const struct wzp_decision *d, int tier)
+{
+    if (input_ref == LUA_NOREF || input_ref == LUA_REFNIL)
+        return;
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, input_ref);
+    wzp_decisions_record(p->L, -1, p->hash, hook, policy_now_ms(p), d, tier);
+    lua_pop(p->L, 1);
+    luaL_unref(p->L, LUA_REGISTRYINDEX, input_ref);
+}
+
 static void call_admission(struct wzp_policy *p, const char *what, struct wzp_decision *d)
 {
     _Atomic uint64_t *streak = &p->stats->admission_error_streak;
+    int input = keep_input(p);
     if (policy_pcall(p, what, 1, 2)) {
         parse_admission(p->L, d);
         atomic_store_explicit(streak, 0, memory_order_relaxed);
@@ -1322,6 +1369,7 @@ static void call_admission(struct wzp_policy *p, const char *what, struct wzp_de
         atomic_store_explicit(streak, atomic_load_explicit(streak, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
+    record(p, input, what, d, -1);
 }
 
 void wzp_policy_on_connect(struct wzp_policy *p, const struct wzp_connect_info *c,
@@ -1426,6 +1474,9 @@ void wzp_policy_on_leave(struct wzp_policy *p, const struct wzp_leave_info *l)
     policy_pcall(p, "on_leave", 1, 0);
 }
 
+static enum wzp_tier call_quality(struct wzp_policy *p, enum wzp_tier computed,
+                                  enum wzp_tier previous);
+
 enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quality_info *q)
 {
     if (!push_hook(p, H_QUALITY))
@@ -1439,19 +1490,67 @@ enum wzp_tier wzp_policy_on_quality(struct wzp_policy *p, const struct wzp_quali
     set_field_num(L, "rtt_ms", wzp_report_rtt_ms(q->report));
     set_field_num(L, "jitter_ms", q->report->jitter_ms);
     set_field_str(L, "tier", wzp_tier_name(q->computed));
-    if (!policy_pcall(p, "on_quality", 1, 1))
-        return q->previous; /* quality fails open: the last decision stands */
-    enum wzp_tier t = q->computed;
+    return call_quality(p, q->computed, q->previous);
+}
+
+/* on_quality's call, its argument table on the stack: the tier to use. */
+static enum wzp_tier call_quality(struct wzp_policy *p, enum wzp_tier computed,
+                                  enum wzp_tier previous)
+{
+    lua_State *L = p->L;
+    int input = keep_input(p);
+    if (!policy_pcall(p, "on_quality", 1, 1)) {
+        record(p, input, "on_quality", NULL, (int)previous);
+        return previous; /* quality fails open: the last decision stands */
+    }
+    enum wzp_tier t = computed;
     if (lua_isstring(L, -1)) {
         int parsed = wzp_tier_from_name(lua_tostring(L, -1));
         if (parsed >= 0)
             t = (enum wzp_tier)parsed;
         else
             WZP_WARN(MOD, "on_quality returned unknown tier '%s'; keeping %s", lua_tostring(L, -1),
-                     wzp_tier_name(q->computed));
+                     wzp_tier_name(computed));
     }
     lua_pop(L, 1);
+    record(p, input, "on_quality", NULL, (int)t);
     return t;
+}
+
+int wzp_policy_call_json(struct wzp_policy *p, const char *hook, const char *input_json,
+                         struct wzp_decision *d, int *tier)
+{
+    int h = -1;
+    for (int i = 0; i < H_COUNT; i++)
+        if (strcmp(hook_names[i], hook) == 0)
+            h = i;
+    bool admission =
+        h == H_CONNECT || h == H_JOIN || h == H_ACTION || h == H_REGISTER || h == H_CALL;
+    if (!admission && h != H_QUALITY)
+        return WZP_EINVAL;
+    json_t *in = json_loads(input_json, 0, NULL);
+    if (!json_is_object(in)) {
+        json_decref(in);
+        return WZP_EINVAL;
+    }
+    decision_default(d);
+    *tier = -1;
+    json_t *tier_in = json_object_get(in, "tier");
+    int computed = json_is_string(tier_in) ? wzp_tier_from_name(json_string_value(tier_in)) : -1;
+    if (!push_hook(p, h)) { /* the policy does not define it: upstream's behaviour */
+        if (h == H_QUALITY)
+            *tier = computed;
+        json_decref(in);
+        return WZP_OK;
+    }
+    push_json(p->L, in, 0);
+    json_decref(in);
+    if (admission)
+        call_admission(p, hook_names[h], d);
+    else
+        *tier = (int)call_quality(p, computed < 0 ? WZP_TIER_GOOD : (enum wzp_tier)computed,
+                                  computed < 0 ? WZP_TIER_GOOD : (enum wzp_tier)computed);
+    return WZP_OK;
 }
 
 /* ---------------------------------------------------------------- test harness */

@@ -235,6 +235,15 @@ enum wzp_tier wzp_policy_on_room_tier(struct wzp_policy *p, const char *room,
 
 bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
 
+/*
+ * Replay (decisions.h): call hook (an admission hook or "on_quality") with the argument
+ * table given as JSON, as the relay would. d gets an admission hook's decision, *tier
+ * on_quality's tier (else -1). WZP_EINVAL for another hook or input that is not a JSON
+ * object.
+ */
+int wzp_policy_call_json(struct wzp_policy *p, const char *hook, const char *input_json,
+                         struct wzp_decision *d, int *tier);
+
 #define WZP_POLICY_MAX_TIMERS   32
 #define WZP_POLICY_MIN_TIMER_MS 10
 #define WZP_POLICY_MAX_TIMER_MS 86400000 /* one day */

@@ -508,3 +508,59 @@ Test(policy_relay, routing_changed_by_a_timer_applies_to_the_next_packet)
     tc_free(&a);
     tc_free(&b);
 }
+
+/* --decision-log records every decision; --replay of that log against the same policy
+ * finds nothing to change, and against a stricter one lists exactly the joins it would
+ * refuse (exit 1). */
+Test(policy_relay, decision_log_and_replay)
+{
+    policy_path[0] = '\0';
+    write_policy("function on_join(j)\n"
+                 "  if j.room == 'closed' then return false, 'closed' end\n"
+                 "end\n");
+    char log[192], strict[192];
+    snprintf(log, sizeof log, "%s.decisions", policy_path);
+    const char *args[] = {"-s", policy_path, "--decision-log", log, "--threads", "1", NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b, c;
+    join(&a, "lobby", 1);
+    join(&b, "lobby", 2);
+    tc_connect(&c, loop, &relay, "closed", 3, NULL);
+    expect_app_close(&c, "denied: closed");
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+    cr_assert_eq(relay_stop(&relay, 3000), 0);
+
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f, "the decision log exists");
+    char line[4096];
+    unsigned joins = 0, refused = 0;
+    while (fgets(line, sizeof line, f)) {
+        joins += strstr(line, "\"hook\":\"on_join\"") != NULL;
+        refused += strstr(line, "\"allow\":false,\"reason\":\"closed\"") != NULL;
+        cr_assert_not_null(strstr(line, "\"policy\":\""), "the policy's hash: %s", line);
+    }
+    fclose(f);
+    cr_assert_eq(joins, 3, "one line per on_join");
+    cr_assert_eq(refused, 1);
+
+    static struct relay_proc replayer;
+    const char *same[] = {"--replay", log, "-s", policy_path, NULL};
+    cr_assert_eq(relay_run_to_exit(&replayer, NULL, same, 10000), 0);
+    cr_assert(relay_log_count(&replayer, "no decision would change") > 0);
+    cr_assert(relay_log_count(&replayer, "on_join      3 calls, 0 would change") > 0);
+
+    snprintf(strict, sizeof strict, "%s.strict.lua", policy_path);
+    f = fopen(strict, "w");
+    fputs("function on_join(j) return false, 'maintenance' end\n", f);
+    fclose(f);
+    const char *stricter[] = {"--replay", log, "-s", strict, NULL};
+    cr_assert_eq(relay_run_to_exit(&replayer, NULL, stricter, 10000), 1);
+    cr_assert_eq(relay_log_count(&replayer, "would now be refused"), 2,
+                 "exactly the two lobby joins (the closed room stays refused)");
+    cr_assert_eq(relay_log_count(&replayer, "on_join room lobby"), 2);
+    cr_assert(relay_log_count(&replayer, "on_join      3 calls, 2 would change (2 now refused, 0 "
+                                         "now admitted)") > 0);
+}

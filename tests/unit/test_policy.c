@@ -751,3 +751,40 @@ Test(policy, memory_kept_at_the_cap_never_ends_the_process)
     cr_assert_eq(wzp_policy_stats(p)->errors, errors, "once emptied, calls work again");
     wzp_policy_free(p);
 }
+
+/* Replay's entry point: a hook called with its argument table given as JSON. */
+Test(policy, hooks_called_from_recorded_json)
+{
+    struct wzp_policy *p = load("function on_join(j)\n"
+                                "  if j.room == 'x' and j.auth.team == 'red' then\n"
+                                "    return {allow = true, role = 'listener', hears = {'stage'}}\n"
+                                "  end\n"
+                                "  return false, 'no'\n"
+                                "end\n"
+                                "function on_quality(q) if q.loss_pct > 10 then return "
+                                "'Degraded' end end\n");
+    struct wzp_decision d;
+    int tier;
+    cr_assert_eq(wzp_policy_call_json(p, "on_join",
+                                      "{\"room\":\"x\",\"id\":3,\"auth\":{\"team\":\"red\"}}", &d,
+                                      &tier),
+                 WZP_OK);
+    cr_assert(d.allow);
+    cr_assert_eq(d.role, WZP_ROLE_LISTENER);
+    cr_assert(d.route.set);
+    cr_assert_str_eq(d.route.hears[0], "stage");
+    cr_assert_eq(tier, -1);
+    cr_assert_eq(wzp_policy_call_json(p, "on_join", "{\"room\":\"y\"}", &d, &tier), WZP_OK);
+    cr_assert_not(d.allow);
+    cr_assert_str_eq(d.reason, "no");
+    cr_assert_eq(
+        wzp_policy_call_json(p, "on_quality", "{\"loss_pct\":20,\"tier\":\"Good\"}", &d, &tier),
+        WZP_OK);
+    cr_assert_eq(tier, WZP_TIER_DEGRADED);
+    cr_assert_eq(wzp_policy_call_json(p, "on_leave", "{}", &d, &tier), WZP_EINVAL);
+    cr_assert_eq(wzp_policy_call_json(p, "on_join", "[1]", &d, &tier), WZP_EINVAL);
+    cr_assert_eq(wzp_policy_call_json(p, "on_connect", "{\"addr\":\"1.2.3.4:5\"}", &d, &tier),
+                 WZP_OK, "a hook the policy does not define decides as upstream");
+    cr_assert(d.allow);
+    wzp_policy_free(p);
+}
