@@ -121,6 +121,9 @@ static void usage(FILE *out)
         "  --decision-log PATH    append every policy decision (the hook, what it saw, the\n"
         "                         decision, the policy file's hash) as JSON lines; reopened\n"
         "                         on SIGHUP\n"
+        "  --shadow-policy FILE   a second policy asked after the live one, whose decisions\n"
+        "                         are only compared and counted, never applied; reloaded\n"
+        "                         with SIGHUP; POST /admin/policy/promote makes it live\n"
         "  --replay LOG -s FILE   replay a decision log against policy FILE with the recorded\n"
         "                         clock and print every decision that would change (exit 0 =\n"
         "                         none, 1 = some, 2 = a file cannot be read or FILE does not\n"
@@ -207,6 +210,7 @@ enum {
     OPT_CHECK,
     OPT_TEST_POLICY,
     OPT_DECISION_LOG,
+    OPT_SHADOW_POLICY,
     OPT_REPLAY,
     OPT_POLICY_BUDGET,
     OPT_POLICY_MEMORY,
@@ -331,6 +335,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"check", required_argument, NULL, OPT_CHECK},
         {"test-policy", required_argument, NULL, OPT_TEST_POLICY},
         {"decision-log", required_argument, NULL, OPT_DECISION_LOG},
+        {"shadow-policy", required_argument, NULL, OPT_SHADOW_POLICY},
         {"replay", required_argument, NULL, OPT_REPLAY},
         {"policy-budget-ms", required_argument, NULL, OPT_POLICY_BUDGET},
         {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
@@ -457,6 +462,9 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_DECISION_LOG:
             snprintf(cfg->decision_log, sizeof cfg->decision_log, "%s", optarg);
+            break;
+        case OPT_SHADOW_POLICY:
+            snprintf(cfg->shadow_path, sizeof cfg->shadow_path, "%s", optarg);
             break;
         case OPT_REPLAY:
             snprintf(replay_path, sizeof replay_path, "%s", optarg);
@@ -722,7 +730,10 @@ static void wait_for_signals(struct wzp_relay *r, const sigset_t *set)
                 WZP_ERROR(MOD, "SIGHUP: %s; events are not logged until the next SIGHUP", err);
             if (wzp_linelog_reopen(&wzp_decision_log, err, sizeof err) != WZP_OK)
                 WZP_ERROR(MOD, "SIGHUP: %s; decisions are not logged until the next SIGHUP", err);
-            wzp_relay_reload_policy(r);
+            if (atomic_exchange(&r->promote_requested, false))
+                wzp_relay_promote_shadow(r); /* POST /admin/policy/promote */
+            else
+                wzp_relay_reload_policy(r);
         } else {
             WZP_INFO(MOD, "%s: closing every connection and exiting",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -810,6 +821,8 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
         wzp_log_json = f->log_format == WZP_FILE_LOG_JSON;
     if (f->set.event_log)
         snprintf(cfg->event_log, sizeof cfg->event_log, "%s", f->event_log);
+    if (f->set.shadow_policy)
+        snprintf(cfg->shadow_path, sizeof cfg->shadow_path, "%s", f->shadow_policy);
     if (f->set.decision_log)
         snprintf(cfg->decision_log, sizeof cfg->decision_log, "%s", f->decision_log);
     if (f->set.debug_tap)

@@ -237,26 +237,93 @@ static int init_tls(struct wzp_relay *r, char *err, size_t errlen)
     return WZP_OK;
 }
 
-/* One state per worker, all or nothing; handed to the workers on success. */
-static int load_policies(struct wzp_relay *r, char *err, size_t errlen)
+/* One state per worker of the file at path, all or nothing; handed to the workers on
+ * success, as their live policy or their shadow. */
+static int load_states(struct wzp_relay *r, const char *path, bool shadow, char *err, size_t errlen)
 {
     struct wzp_policy *states[WZP_MAX_WORKERS] = {0};
     for (unsigned i = 0; i < r->nworkers; i++) {
-        if (wzp_policy_load(&states[i], r->cfg.policy_path, &r->cfg.policy_limits, &r->policy_env,
-                            err, errlen) != WZP_OK) {
+        if (wzp_policy_load(&states[i], path, &r->cfg.policy_limits,
+                            shadow ? &r->shadow_env : &r->policy_env, err, errlen) != WZP_OK) {
             for (unsigned k = 0; k < i; k++)
                 wzp_policy_free(states[k]);
             return WZP_EINVAL;
         }
     }
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        if (shadow)
+            wzp_worker_offer_shadow(r->workers[i], states[i]);
+        else
+            wzp_worker_offer_policy(r->workers[i], states[i]);
+    }
+    return WZP_OK;
+}
+
+static int load_policies(struct wzp_relay *r, char *err, size_t errlen)
+{
+    return load_states(r, r->cfg.policy_path, false, err, errlen);
+}
+
+/* The shadow (if any) is reloaded with the live policy; a shadow that fails to load is
+ * reported and the running one stays. */
+static void reload_shadow(struct wzp_relay *r)
+{
+    char err[1024];
+    if (!r->cfg.shadow_path[0])
+        return;
+    if (load_states(r, r->cfg.shadow_path, true, err, sizeof err) != WZP_OK) {
+        WZP_ERROR(MOD, "shadow policy reload failed, keeping the running shadow: %s", err);
+        return;
+    }
+    atomic_store(&r->shadow_loaded_at, (int64_t)time(NULL));
+    WZP_INFO(MOD, "shadow policy (re)loaded from %s: its decisions are compared, never applied",
+             r->cfg.shadow_path);
+}
+
+int wzp_relay_promote_shadow(struct wzp_relay *r)
+{
+    char err[1024], old[PATH_MAX];
+    if (!r->cfg.shadow_path[0]) {
+        WZP_WARN(MOD, "promote: there is no shadow policy to promote");
+        return WZP_ESTATE;
+    }
+    pthread_mutex_lock(&r->policy_paths_lock);
+    memcpy(old, r->cfg.policy_path, sizeof old);
+    memcpy(r->cfg.policy_path, r->cfg.shadow_path, sizeof r->cfg.policy_path);
+    pthread_mutex_unlock(&r->policy_paths_lock);
+    struct wzp_event ev;
+    wzp_event_begin(&ev, "promote");
+    wzp_event_str(&ev, "policy", r->cfg.policy_path);
+    wzp_event_str(&ev, "replaced", old[0] ? old : NULL);
+    if (load_policies(r, err, sizeof err) != WZP_OK) {
+        pthread_mutex_lock(&r->policy_paths_lock);
+        memcpy(r->cfg.policy_path, old, sizeof old);
+        pthread_mutex_unlock(&r->policy_paths_lock);
+        atomic_fetch_add(&r->policy_reloads_failed, 1);
+        WZP_ERROR(MOD, "promote failed, the live policy stays %s: %s", old, err);
+        wzp_event_str(&ev, "result", "failed");
+        wzp_event_str(&ev, "error", err);
+        wzp_event_emit(&ev);
+        return WZP_EINVAL;
+    }
+    pthread_mutex_lock(&r->policy_paths_lock);
+    r->cfg.shadow_path[0] = '\0';
+    pthread_mutex_unlock(&r->policy_paths_lock);
     for (unsigned i = 0; i < r->nworkers; i++)
-        wzp_worker_offer_policy(r->workers[i], states[i]);
+        wzp_worker_offer_shadow(r->workers[i], NULL);
+    atomic_fetch_add(&r->policy_reloads_ok, 1);
+    atomic_store(&r->policy_loaded_at, (int64_t)time(NULL));
+    WZP_INFO(MOD, "shadow policy promoted: %s is live (was %s); no shadow now", r->cfg.policy_path,
+             old[0] ? old : "none");
+    wzp_event_str(&ev, "result", "ok");
+    wzp_event_emit(&ev);
     return WZP_OK;
 }
 
 int wzp_relay_reload_policy(struct wzp_relay *r)
 {
     char err[1024];
+    reload_shadow(r);
     if (!r->cfg.policy_path[0]) {
         WZP_INFO(MOD, "SIGHUP: no policy file configured (-s); nothing to reload");
         return WZP_OK;
@@ -343,7 +410,9 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     if ((rv = init_tls(r, err, errlen)))
         return rv;
     derive_advertise(r);
+    pthread_mutex_init(&r->policy_paths_lock, NULL);
     if (wzp_shdict_init(&r->shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
+        wzp_shdict_init(&r->shadow_shared, WZP_SHARED_MAX_KEYS, WZP_SHARED_MAX_BYTES) ||
         wzp_room_table_init(&r->rooms, 1024) ||
         wzp_presence_init(&r->presence, r->cfg.max_connections) ||
         wzp_calls_init(&r->calls, r->cfg.max_calls, WZP_CALLS_PER_PARTY)) {
@@ -387,6 +456,16 @@ int wzp_relay_init(struct wzp_relay *r, const struct wzp_config *cfg, char *err,
     atomic_store(&r->policy_loaded_at, (int64_t)time(NULL));
     if (r->cfg.policy_path[0] && load_policies(r, err, errlen) != WZP_OK)
         return WZP_EINVAL;
+    r->shadow_env = r->policy_env;
+    r->shadow_env.shared = &r->shadow_shared;
+    wzp_policy_metrics_init(&r->shadow_metrics);
+    r->shadow_env.metrics = &r->shadow_metrics;
+    r->shadow_env.ops = &wzp_sfu_shadow_policy_ops;
+    if (r->cfg.shadow_path[0]) {
+        if (load_states(r, r->cfg.shadow_path, true, err, errlen) != WZP_OK)
+            return WZP_EINVAL;
+        atomic_store(&r->shadow_loaded_at, (int64_t)time(NULL));
+    }
     return WZP_OK;
 }
 
@@ -444,6 +523,8 @@ void wzp_relay_free(struct wzp_relay *r)
     wzp_calls_free(&r->calls);
     if (r->shared.buckets)
         wzp_shdict_destroy(&r->shared);
+    if (r->shadow_shared.buckets)
+        wzp_shdict_destroy(&r->shadow_shared);
     wzp_quota_free(&r->quota); /* after the workers: their connections gave everything back */
     if (r->priority)
         gnutls_priority_deinit(r->priority);

@@ -37,6 +37,10 @@ void wzp_relay_free(struct wzp_relay *r);
  * and counted. Called from the main thread (start-up and SIGHUP).
  */
 int wzp_relay_reload_policy(struct wzp_relay *r);
+/* Make the shadow policy the live one (main thread; shadow.h): the live file becomes the
+ * shadow's, every worker switches at a loop boundary, no shadow after. WZP_ESTATE without
+ * a shadow; WZP_EINVAL (live policy unchanged) if the file no longer loads. */
+int wzp_relay_promote_shadow(struct wzp_relay *r);
 
 /* Log one line with the counters summed over workers. */
 void wzp_relay_log_stats(struct wzp_relay *r);

@@ -56,6 +56,9 @@
     F(presence, "event", 0, "_signal presence registrations, by event.")                           \
     F(reflects, "", 0, "Reflect requests answered (a client's address as seen here).")             \
     F(direct_calls, "outcome", 0, "Direct calls through _signal, by outcome.")                     \
+    F(policy_shadow_calls, "result", 0,                                                            \
+      "Shadow policy calls: agreed or disagreed with the live policy, or skipped.")                \
+    F(policy_shadow_disagreements, "hook", 0, "Shadow policy decisions that differ, by hook.")     \
     F(auth_attempts, "result", 0, "featherChat token validations, by result (ok, fail).")          \
     F(auth_failures, "reason", 0, "featherChat authentications that failed, by reason.")           \
     F(call_signals_ignored, "reason", 0,                                                           \
@@ -124,6 +127,18 @@
     X(presence_bad_signature, presence, "bad_signature",                                           \
       "registrations refused: a signature that does not verify")                                   \
     X(reflects, reflects, "", "Reflect requests answered")                                         \
+    X(shadow_agreed, policy_shadow_calls, "agreed", "shadow decisions equal to the live ones")     \
+    X(shadow_disagreed, policy_shadow_calls, "disagreed", "shadow decisions that differ")          \
+    X(shadow_skipped, policy_shadow_calls, "skipped",                                              \
+      "shadow calls skipped: the shadow had used its share of the second")                         \
+    X(shadow_disagree_connect, policy_shadow_disagreements, "on_connect",                          \
+      "on_connect decisions of the shadow that differ")                                            \
+    X(shadow_disagree_join, policy_shadow_disagreements, "on_join",                                \
+      "on_join decisions of the shadow that differ")                                               \
+    X(shadow_disagree_register, policy_shadow_disagreements, "on_register",                        \
+      "on_register decisions of the shadow that differ")                                           \
+    X(shadow_disagree_call, policy_shadow_disagreements, "on_call",                                \
+      "on_call decisions of the shadow that differ")                                               \
     X(auth_ok, auth_attempts, "ok", "AuthTokens the validator accepted")                           \
     X(auth_fail, auth_attempts, "fail", "AuthTokens refused, or no AuthToken where one is needed") \
     X(auth_fail_invalid, auth_failures, "invalid",                                                 \

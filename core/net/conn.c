@@ -20,6 +20,7 @@
 #include "log.h"
 #include "retry.h"
 #include "sfu.h"
+#include "shadow.h"
 #include "signal_codec.h"
 #include "tls.h"
 
@@ -123,18 +124,22 @@ static int conn_on_client_hello(struct wzp_tls_ctx *ctx)
         wzp_affinity_ref(aff, ctx->sni, c->w->idx, wzp_now_ns());
         c->affinity_ref = true;
     }
-    if (!c->w->policy)
+    if (!c->w->policy && !c->w->shadow)
         return 0;
     struct wzp_connect_info info = {.addr = c->peer,
                                     .sni = ctx->sni_present && !ctx->sni_invalid ? ctx->sni : NULL};
     struct wzp_decision d;
-    wzp_policy_on_connect(c->w->policy, &info, &d);
-    if (d.allow)
-        return 0;
-    c->policy_refused = true;
-    snprintf(c->fatal_reason, sizeof c->fatal_reason, "%s", d.reason);
-    WZP_STAT_INC(&c->w->stats, conns_refused_policy);
-    return -1;
+    if (c->w->policy)
+        wzp_policy_on_connect(c->w->policy, &info, &d);
+    else
+        wzp_decision_upstream(&d);
+    if (!d.allow) {
+        c->policy_refused = true;
+        snprintf(c->fatal_reason, sizeof c->fatal_reason, "%s", d.reason);
+        WZP_STAT_INC(&c->w->stats, conns_refused_policy);
+    }
+    wzp_shadow_connect(c->w, &info, &d); /* after the live decision is made and applied */
+    return d.allow ? 0 : -1;
 }
 
 static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)

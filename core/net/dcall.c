@@ -17,6 +17,7 @@
 #include "log.h"
 #include "policy.h"
 #include "sfu.h"
+#include "shadow.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -114,7 +115,7 @@ static bool policy_admits_registration(struct wzp_conn *c, const struct wzp_sign
                                        bool is_signed)
 {
     struct wzp_worker *w = c->w;
-    if (!w->policy)
+    if (!w->policy && !w->shadow)
         return true;
     struct wzp_register_info info = {.fingerprint = c->fingerprint,
                                      .alias = reg->u.register_presence.alias,
@@ -123,14 +124,18 @@ static bool policy_admits_registration(struct wzp_conn *c, const struct wzp_sign
                                      .authenticated = c->authenticated,
                                      .auth = c->auth_claims};
     struct wzp_decision d;
-    wzp_policy_on_register(w->policy, &info, &d);
-    if (d.allow)
-        return true;
-    WZP_STAT_INC(&w->stats, presence_refused_policy);
-    char why[WZP_POLICY_REASON_MAX + 16];
-    snprintf(why, sizeof why, "denied: %s", d.reason);
-    refuse_registration(c, why);
-    return false;
+    if (w->policy)
+        wzp_policy_on_register(w->policy, &info, &d);
+    else
+        wzp_decision_upstream(&d);
+    if (!d.allow) {
+        WZP_STAT_INC(&w->stats, presence_refused_policy);
+        char why[WZP_POLICY_REASON_MAX + 16];
+        snprintf(why, sizeof why, "denied: %s", d.reason);
+        refuse_registration(c, why);
+    }
+    wzp_shadow_register(w, &info, &d); /* after the live decision is applied */
+    return d.allow;
 }
 
 void wzp_dcall_register(struct wzp_conn *c, const struct wzp_signal *reg)
@@ -271,21 +276,26 @@ static void on_offer(struct wzp_conn *c, const struct wzp_signal *sig)
         refuse_offer(c, id, WZP_HANGUP_ERROR, "a client cannot call itself");
         return;
     }
-    if (w->policy) {
+    if (w->policy || w->shadow) {
         struct wzp_call_info info = {.call_id = id,
                                      .caller = c->fingerprint,
                                      .callee = target,
                                      .addr = c->peer,
                                      .auth = c->auth_claims};
         struct wzp_decision d;
-        wzp_policy_on_call(w->policy, &info, &d);
+        if (w->policy)
+            wzp_policy_on_call(w->policy, &info, &d);
+        else
+            wzp_decision_upstream(&d);
         if (!d.allow) {
             WZP_STAT_INC(&w->stats, calls_refused_policy);
             char denied[WZP_POLICY_REASON_MAX + 16];
             snprintf(denied, sizeof denied, "denied: %s", d.reason);
             refuse_offer(c, id, WZP_HANGUP_DECLINED, denied);
-            return;
         }
+        wzp_shadow_call(w, &info, &d); /* after the live decision is applied */
+        if (!d.allow)
+            return;
     }
     snprintf(call.id, sizeof call.id, "%s", id);
     memcpy(call.caller, c->fingerprint, sizeof call.caller);

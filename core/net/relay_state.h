@@ -65,6 +65,7 @@ struct wzp_config {
     unsigned join_timeout_ms;          /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
     char policy_path[PATH_MAX];                /* "" = no policy file: upstream behaviour */
+    char shadow_path[PATH_MAX];                /* "" = no shadow policy (shadow.h) */
     unsigned metrics_port;                     /* 0: no HTTP server */
     char metrics_bind[64];                     /* address of the HTTP server (default 127.0.0.1) */
     char admin_token[WZP_ADMIN_TOKEN_MAX + 1]; /* "" = admin actions disabled */
@@ -108,6 +109,15 @@ struct wzp_relay {
     _Atomic bool stopping;
     struct wzp_shdict shared; /* the policies' shared dictionary (kept across reloads) */
     struct wzp_policy_env policy_env;
+    /* The shadow policy has its own dictionary and counters: nothing it does reaches the
+     * live one. The paths (cfg.policy_path, cfg.shadow_path) change at a promotion, on
+     * the main thread; readers on other threads take policy_paths_lock. */
+    struct wzp_shdict shadow_shared;
+    struct wzp_policy_metrics shadow_metrics;
+    struct wzp_policy_env shadow_env;
+    pthread_mutex_t policy_paths_lock;
+    _Atomic bool promote_requested; /* POST /admin/policy/promote, carried out on SIGHUP */
+    _Atomic int64_t shadow_loaded_at;
     struct wzp_policy_metrics policy_metrics; /* wzp.metric counters (kept across reloads) */
     _Atomic uint64_t policy_reloads_ok, policy_reloads_failed;
     _Atomic int64_t policy_loaded_at; /* wall-clock seconds of the running policy's load */

@@ -15,6 +15,7 @@
 #include "eventlog.h"
 #include "log.h"
 #include "policy.h"
+#include "shadow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -256,11 +257,13 @@ void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *finger
 /* Ask the policy; false (reason filled) if it refuses the join. route gets the groups it
  * asked for (route->set false: the default). */
 static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct wzp_route *route,
-                          char *reason, size_t reasonlen)
+                          struct wzp_join_info *info, struct wzp_decision *dout, char *reason,
+                          size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
     route->set = false;
-    if (!w->policy)
+    wzp_decision_upstream(dout);
+    if (!w->policy && !w->shadow)
         return true;
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
     unsigned size = 0;
@@ -268,15 +271,18 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct 
         size = (unsigned)wzp_room_size(r);
         wzp_room_release(&w->relay->rooms, r);
     }
-    struct wzp_join_info info = {.id = p->id,
-                                 .room = c->sni,
-                                 .fingerprint = p->fingerprint,
-                                 .alias = p->has_alias ? p->alias : NULL,
-                                 .addr = c->peer,
-                                 .room_size = size,
-                                 .auth = c->auth_claims};
-    struct wzp_decision d;
-    wzp_policy_on_join(w->policy, &info, &d);
+    *info = (struct wzp_join_info){.id = p->id,
+                                   .room = c->sni,
+                                   .fingerprint = p->fingerprint,
+                                   .alias = p->has_alias ? p->alias : NULL,
+                                   .addr = c->peer,
+                                   .room_size = size,
+                                   .auth = c->auth_claims};
+    if (!w->policy)
+        return true;
+    struct wzp_decision *dp = dout, d;
+    wzp_policy_on_join(w->policy, info, dp);
+    d = *dp;
     if (!d.allow) {
         WZP_STAT_INC(&w->stats, join_refused_policy);
         WZP_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
@@ -338,11 +344,15 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     }
     struct wzp_participant p;
     struct wzp_route route;
+    struct wzp_join_info info;
+    struct wzp_decision live;
     fill_participant(c, offer, &p);
     if (wzp_dcall_precheck_join(w, c->sni, p.fingerprint, reason, reasonlen) != WZP_OK)
         return refuse_call_room(c, &p, reason);
-    if (!policy_admits(c, &p, &route, reason, reasonlen))
+    if (!policy_admits(c, &p, &route, &info, &live, reason, reasonlen)) {
+        wzp_shadow_join(w, &info, &live); /* after the live refusal */
         return WZP_EINVAL;
+    }
     snprintf(reason, reasonlen, "internal error");
     if (send_answer(c) != WZP_OK) {
         WZP_ERROR(MOD, "%s: could not build CallAnswer", c->peer);
@@ -397,6 +407,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     wzp_event_int(&ev, "participants", (long long)count);
     wzp_event_emit(&ev);
     record_handshake(w, wzp_now_ns() - c->created_ns);
+    wzp_shadow_join(w, &info, &live); /* after the join the live decision allowed */
     WZP_INFO(MOD, "join: %s (%s%s%s) from %s joined room %s (%zu participants)%s", p.fingerprint,
              p.has_alias ? "alias \"" : "no alias", p.has_alias ? p.alias : "",
              p.has_alias ? "\"" : "", c->peer, r->name, count,
@@ -707,6 +718,52 @@ static int api_send_directive(void *ctx, const char *name, enum wzp_tier tier, c
     wzp_room_release(&relay->rooms, r);
     return rv;
 }
+
+/* The shadow policy's room API (shadow.h): it reads the real rooms, and changes nothing. */
+static int shadow_kick(void *ctx, uint64_t id, const char *reason)
+{
+    (void)ctx;
+    (void)reason;
+    WZP_DEBUG(MOD, "shadow policy: wzp.kick(%llu) not carried out", (unsigned long long)id);
+    return WZP_OK;
+}
+
+static int shadow_set_role(void *ctx, uint64_t id, enum wzp_role role)
+{
+    (void)ctx;
+    (void)id;
+    (void)role;
+    return WZP_OK;
+}
+
+static int shadow_route(void *ctx, uint64_t id, const struct wzp_route *rt, char *why,
+                        size_t whylen)
+{
+    (void)ctx;
+    (void)id;
+    (void)rt;
+    (void)why;
+    (void)whylen;
+    return WZP_OK;
+}
+
+static int shadow_directive(void *ctx, const char *name, enum wzp_tier tier, const char *reason)
+{
+    (void)ctx;
+    (void)name;
+    (void)tier;
+    (void)reason;
+    return WZP_OK;
+}
+
+const struct wzp_policy_ops wzp_sfu_shadow_policy_ops = {
+    .rooms = api_rooms,
+    .participants = api_participants,
+    .kick = shadow_kick,
+    .set_role = shadow_set_role,
+    .send_directive = shadow_directive,
+    .route = shadow_route,
+};
 
 const struct wzp_policy_ops wzp_sfu_policy_ops = {
     .rooms = api_rooms,

@@ -54,5 +54,7 @@ int wzp_sfu_kick(struct wzp_relay *relay, uint64_t id, const char *reason);
 /* The room API behind the policies' wzp.* functions (ctx: struct wzp_relay *). Must be
  * called from a worker thread, with no room lock held (hooks and timers satisfy this). */
 extern const struct wzp_policy_ops wzp_sfu_policy_ops;
+/* For the shadow policy: the same reads, writes that change nothing (shadow.h). */
+extern const struct wzp_policy_ops wzp_sfu_shadow_policy_ops;
 
 #endif

@@ -601,6 +601,15 @@ void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p)
     wzp_mesh_wake(&w->relay->mesh, w->idx);
 }
 
+void wzp_worker_offer_shadow(struct wzp_worker *w, struct wzp_policy *p)
+{
+    if (!p)
+        atomic_store(&w->shadow_drop, true);
+    struct wzp_policy *older = atomic_exchange(&w->shadow_pending, p);
+    wzp_policy_free(older);
+    wzp_mesh_wake(&w->relay->mesh, w->idx);
+}
+
 /* Worker 0 runs the policy's timers (wzp.every); the timer fires at the next due one. */
 static void arm_policy_timer(struct wzp_worker *w, uint64_t next_ms)
 {
@@ -624,6 +633,15 @@ static void policy_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 /* At a loop boundary: no hook of the old policy is running. */
 static void switch_policy(struct wzp_worker *w)
 {
+    if (atomic_exchange(&w->shadow_drop, false)) {
+        wzp_policy_free(w->shadow);
+        w->shadow = NULL;
+    }
+    struct wzp_policy *s = atomic_exchange(&w->shadow_pending, NULL);
+    if (s) { /* the shadow runs no timers: it must not act, only decide */
+        wzp_policy_free(w->shadow);
+        w->shadow = s;
+    }
     struct wzp_policy *p = atomic_exchange(&w->policy_pending, NULL);
     if (!p)
         return;
@@ -881,6 +899,8 @@ void wzp_worker_free(struct wzp_worker *w)
     free(w->cid_buckets);
     free(w->handover);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
+    wzp_policy_free(atomic_exchange(&w->shadow_pending, NULL));
+    wzp_policy_free(w->shadow);
     wzp_policy_free(w->policy);
     free(w->slots);
     if (w->loop)

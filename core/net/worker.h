@@ -108,6 +108,11 @@ struct wzp_worker {
     /* policy: the state this worker uses, and the next one waiting to be switched in */
     struct wzp_policy *policy;
     _Atomic(struct wzp_policy *) policy_pending;
+    /* the shadow policy (--shadow-policy; shadow.h): asked after the live one, never obeyed */
+    struct wzp_policy *shadow;
+    _Atomic(struct wzp_policy *) shadow_pending;
+    _Atomic bool shadow_drop;  /* promoted or removed: free it at the next loop boundary */
+    uint64_t shadow_logged_ns; /* the last disagreement written to the event log */
     struct wzp_policy_stats policy_stats; /* every state this worker ran, cumulative */
 
     struct wzp_stats stats;
@@ -184,5 +189,7 @@ double wzp_worker_loop_age(const struct wzp_worker *w, uint64_t now_ns);
 
 /* Hand a new policy state to the worker (any thread); it switches at its next wake-up. */
 void wzp_worker_offer_policy(struct wzp_worker *w, struct wzp_policy *p);
+/* The same for the shadow policy; p NULL: the worker drops its shadow. */
+void wzp_worker_offer_shadow(struct wzp_worker *w, struct wzp_policy *p);
 
 #endif

@@ -441,6 +441,10 @@ static char *room_json(struct wzp_relay *r, const char *name)
 /* The status page's data: the relay, then every room with its participants. */
 static char *status_json(struct wzp_relay *r)
 {
+    char policy[PATH_MAX];
+    pthread_mutex_lock(&r->policy_paths_lock); /* a promotion may change it (main thread) */
+    snprintf(policy, sizeof policy, "%s", r->cfg.policy_path[0] ? r->cfg.policy_path : "(none)");
+    pthread_mutex_unlock(&r->policy_paths_lock);
     static struct room_list rooms; /* MHD serves one request at a time */
     if (!list_rooms(r, &rooms))
         return NULL;
@@ -448,10 +452,9 @@ static char *status_json(struct wzp_relay *r)
     json_t *relay = json_pack(
         "{s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:b, s:i, s:i, s:i, s:i, s:i}", "version",
         WZP_VERSION, "build", WZP_BUILD_HASH, "listen", r->cfg.listen, "workers", (int)r->nworkers,
-        "policy", r->cfg.policy_path[0] ? r->cfg.policy_path : "(none)", "policy_loaded_at",
-        (json_int_t)atomic_load(&r->policy_loaded_at), "policy_reloads_ok",
-        (json_int_t)atomic_load(&r->policy_reloads_ok), "policy_reloads_failed",
-        (json_int_t)atomic_load(&r->policy_reloads_failed), "draining",
+        "policy", policy, "policy_loaded_at", (json_int_t)atomic_load(&r->policy_loaded_at),
+        "policy_reloads_ok", (json_int_t)atomic_load(&r->policy_reloads_ok),
+        "policy_reloads_failed", (json_int_t)atomic_load(&r->policy_reloads_failed), "draining",
         (int)atomic_load(&r->draining), "sessions", (int)wzp_quota_sessions(q), "max_sessions",
         (int)q->max.sessions, "connections", (int)wzp_quota_connections(q), "handshakes",
         (int)wzp_quota_handshakes(q), "presence", (int)wzp_presence_count(&r->presence));
@@ -642,6 +645,31 @@ static void auth_failed(struct wzp_admin *a, struct MHD_Connection *conn, const 
     a->auth_logged_at = n;
 }
 
+#define JSTAT(r, field) ((json_int_t)STAT(r, field))
+
+/* GET /admin/policy: the live and the shadow policy, and how often they disagree. */
+static char *policy_json(struct wzp_relay *r)
+{
+    pthread_mutex_lock(&r->policy_paths_lock);
+    json_t *live =
+        json_pack("{s:s, s:I}", "path", r->cfg.policy_path[0] ? r->cfg.policy_path : "(none)",
+                  "loaded_at", (json_int_t)atomic_load(&r->policy_loaded_at));
+    json_t *shadow = r->cfg.shadow_path[0]
+                         ? json_pack("{s:s, s:I}", "path", r->cfg.shadow_path, "loaded_at",
+                                     (json_int_t)atomic_load(&r->shadow_loaded_at))
+                         : json_null();
+    pthread_mutex_unlock(&r->policy_paths_lock);
+    json_t *doc = json_pack(
+        "{s:o, s:o, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "live", live, "shadow", shadow,
+        "shadow_calls", "agreed", JSTAT(r, shadow_agreed), "disagreed", JSTAT(r, shadow_disagreed),
+        "skipped", JSTAT(r, shadow_skipped), "disagreements", "on_connect",
+        JSTAT(r, shadow_disagree_connect), "on_join", JSTAT(r, shadow_disagree_join), "on_register",
+        JSTAT(r, shadow_disagree_register), "on_call", JSTAT(r, shadow_disagree_call));
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return s;
+}
+
 static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *conn,
                                     const char *url)
 {
@@ -659,6 +687,17 @@ static enum MHD_Result admin_action(struct wzp_admin *a, struct MHD_Connection *
     if (strcmp(url, "/admin/reload") == 0) {
         kill(getpid(), SIGHUP); /* the main thread reloads, as for the signal */
         return reply_text(conn, MHD_HTTP_ACCEPTED, "reloading; see the log for the result\n");
+    }
+    if (strcmp(url, "/admin/policy/promote") == 0) {
+        pthread_mutex_lock(&a->relay->policy_paths_lock);
+        bool shadow = a->relay->cfg.shadow_path[0] != '\0';
+        pthread_mutex_unlock(&a->relay->policy_paths_lock);
+        if (!shadow)
+            return reply_text(conn, MHD_HTTP_CONFLICT,
+                              "no shadow policy to promote (start with --shadow-policy)\n");
+        atomic_store(&a->relay->promote_requested, true);
+        kill(getpid(), SIGHUP); /* the main thread promotes, as it reloads */
+        return reply_text(conn, MHD_HTTP_ACCEPTED, "promoting; see the log for the result\n");
     }
     if (strcmp(url, "/admin/kick") == 0) {
         const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
@@ -749,6 +788,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     struct wzp_relay *r = a->relay;
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (get && strcmp(url, "/admin/policy") == 0) {
+        if (!r->cfg.admin_token[0])
+            return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                              "admin views are disabled: start the relay with --admin-token\n");
+        if (!authorized(a, conn)) {
+            auth_failed(a, conn, url);
+            return reply_text(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token\n");
+        }
+        return reply_json(conn, policy_json(r));
+    }
     if (strncmp(url, "/admin/", 7) == 0)
         return post ? admin_action(a, conn, url)
                     : reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "admin actions need POST\n");

@@ -89,6 +89,7 @@ static const struct key_spec root_keys[] = {
     {"max_calls", K_UINT, ROOT(max_calls), 1, 1000000},
     {"auth_ca_file", K_STRING, ROOT(auth_ca_file), 0, 0},
     {"decision_log", K_STRING, ROOT(decision_log), 0, 0},
+    {"shadow_policy", K_STRING, ROOT(shadow_policy), 0, 0},
 };
 
 static const struct key_spec peer_keys[] = {
@@ -603,11 +604,11 @@ static void free_strings(char **v, size_t n)
 
 void wzp_config_file_free(struct wzp_file_config *cfg)
 {
-    char **strings[] = {&cfg->listen_addr,  &cfg->auth_url,     &cfg->static_dir,
-                        &cfg->remote_relay, &cfg->debug_tap,    &cfg->identity,
-                        &cfg->policy,       &cfg->metrics_bind, &cfg->admin_token,
-                        &cfg->event_log,    &cfg->retry,        &cfg->admin_token_file,
-                        &cfg->advertise,    &cfg->auth_ca_file, &cfg->decision_log};
+    char **strings[] = {
+        &cfg->listen_addr, &cfg->auth_url,     &cfg->static_dir,   &cfg->remote_relay,
+        &cfg->debug_tap,   &cfg->identity,     &cfg->policy,       &cfg->metrics_bind,
+        &cfg->admin_token, &cfg->event_log,    &cfg->retry,        &cfg->admin_token_file,
+        &cfg->advertise,   &cfg->auth_ca_file, &cfg->decision_log, &cfg->shadow_policy};
     for (size_t i = 0; i < WZP_ARRAY_LEN(strings); i++)
         free(*strings[i]);
     free_strings(cfg->probe_targets, cfg->probe_targets_len);

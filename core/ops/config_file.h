@@ -105,6 +105,7 @@ struct wzp_file_config {
     unsigned max_calls;            /* [4096] direct calls ringing or active */
     char *auth_ca_file;            /* CA certificates for an https:// auth_url */
     char *decision_log;            /* JSONL of every policy decision (decisions.h) */
+    char *shadow_policy;           /* a policy compared with the live one (shadow.h) */
 
     struct {
         bool listen_addr, max_sessions, metrics_port, auth_url, ws_port, static_dir, remote_relay,
@@ -113,7 +114,8 @@ struct wzp_file_config {
         bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
             max_connections_per_addr, retry, admin_token_file, join_timeout_ms, idle_timeout_ms,
             identity, policy, metrics_bind, admin_token, event_log, log_format;
-        bool advertise, ring_timeout_s, call_setup_timeout_s, max_calls, auth_ca_file, decision_log;
+        bool advertise, ring_timeout_s, call_setup_timeout_s, max_calls, auth_ca_file, decision_log,
+            shadow_policy;
     } set;
 };
 

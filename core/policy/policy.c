@@ -713,6 +713,42 @@ static bool share_used_up(struct wzp_policy *p)
     return true;
 }
 
+static void decision_default(struct wzp_decision *d);
+
+void wzp_decision_upstream(struct wzp_decision *d)
+{
+    decision_default(d);
+}
+
+bool wzp_policy_share_used_up(struct wzp_policy *p)
+{
+    return share_used_up(p);
+}
+
+static bool same_names(const char (*a)[WZP_GROUP_NAME_MAX + 1], unsigned na,
+                       const char (*b)[WZP_GROUP_NAME_MAX + 1], unsigned nb)
+{
+    if (na != nb)
+        return false;
+    for (unsigned i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+bool wzp_decision_same(const struct wzp_decision *a, const struct wzp_decision *b)
+{
+    if (a->allow != b->allow || a->role != b->role || a->max_tier != b->max_tier ||
+        a->route.set != b->route.set)
+        return false;
+    if (!a->route.set)
+        return true;
+    return a->route.hears_all == b->route.hears_all &&
+           same_names(a->route.sends, a->route.nsends, b->route.sends, b->route.nsends) &&
+           (a->route.hears_all ||
+            same_names(a->route.hears, a->route.nhears, b->route.hears, b->route.nhears));
+}
+
 uint64_t wzp_policy_run_timers(struct wzp_policy *p, uint64_t now_ms)
 {
     uint64_t next = UINT64_MAX;

@@ -235,6 +235,15 @@ enum wzp_tier wzp_policy_on_room_tier(struct wzp_policy *p, const char *room,
 
 bool wzp_policy_has_hook(const struct wzp_policy *p, const char *name);
 
+/* The decision of a relay without a policy (upstream's): allow, speaker, no cap. */
+void wzp_decision_upstream(struct wzp_decision *d);
+
+/* Whether the state has used its share of the current second (limits.share_ms). */
+bool wzp_policy_share_used_up(struct wzp_policy *p);
+
+/* Two decisions decide the same: allow, role, tier cap and routing (not the reason). */
+bool wzp_decision_same(const struct wzp_decision *a, const struct wzp_decision *b);
+
 /*
  * Replay (decisions.h): call hook (an admission hook or "on_quality") with the argument
  * table given as JSON, as the relay would. d gets an admission hook's decision, *tier

@@ -564,3 +564,84 @@ Test(policy_relay, decision_log_and_replay)
     cr_assert(relay_log_count(&replayer, "on_join      3 calls, 2 would change (2 now refused, 0 "
                                          "now admitted)") > 0);
 }
+
+/* A shadow policy that refuses everyone changes nothing for clients and counts every
+ * disagreement; promoting it makes it live without dropping a call. */
+Test(policy_relay, a_shadow_policy_is_compared_then_promoted)
+{
+    policy_path[0] = '\0';
+    write_policy("function on_join(j) return true end\n");
+    char shadow[192], events[192];
+    snprintf(shadow, sizeof shadow, "%s.next.lua", policy_path);
+    snprintf(events, sizeof events, "%s.events", policy_path);
+    FILE *f = fopen(shadow, "w");
+    fputs("function on_connect(c) return c.sni ~= 'closed', 'closed' end\n"
+          "function on_join(j) wzp.kick(j.id) return false, 'not today' end\n",
+          f);
+    fclose(f);
+    const char *args[] = {"-s",
+                          policy_path,
+                          "--shadow-policy",
+                          shadow,
+                          "--admin-token",
+                          "t0k",
+                          "--event-log",
+                          events,
+                          "--threads",
+                          "2",
+                          NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b;
+    join(&a, "lobby", 1);
+    join(&b, "lobby", 2);
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED, "the shadow's refusal and kick change nothing");
+    cr_assert_eq(wzpc_state(b.c), WZPC_JOINED);
+    static char body[8192];
+    cr_assert_eq(
+        http_request(relay.http_port, "GET", "/metrics", NULL, scrape_buf, sizeof scrape_buf), 200);
+    cr_assert_eq(
+        scrape_value(scrape_buf, "wzp_relay_policy_shadow_disagreements_total{hook=\"on_join\"}"),
+        2);
+    cr_assert_eq(scrape_value(scrape_buf, "wzp_relay_policy_shadow_calls_total{result=\"agreed\"}"),
+                 2, "on_connect agreed for lobby");
+    cr_assert_eq(http_request(relay.http_port, "GET", "/admin/policy", NULL, body, sizeof body),
+                 401);
+    cr_assert_eq(http_request(relay.http_port, "GET", "/admin/policy", "t0k", body, sizeof body),
+                 200);
+    cr_assert_not_null(strstr(body, "\"on_join\":2"), "%s", body);
+    cr_assert_not_null(strstr(body, ".next.lua"), "%s", body);
+    cr_assert(relay_log_count(&relay, "shadow policy (re)loaded") == 0, "loaded at start");
+
+    /* promote: the calls in progress go on, new joins meet the promoted policy */
+    cr_assert_eq(
+        http_request(relay.http_port, "POST", "/admin/policy/promote", "t0k", body, sizeof body),
+        202);
+    cr_assert(relay_log_wait(&relay, "shadow policy promoted", 3000));
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED, "no call dropped by the promotion");
+    struct tc c;
+    tc_connect(&c, loop, &relay, "lobby", 3, NULL);
+    expect_app_close(&c, "denied: not today");
+    cr_assert_eq(http_request(relay.http_port, "GET", "/admin/policy", "t0k", body, sizeof body),
+                 200);
+    cr_assert_not_null(strstr(body, "\"shadow\":null"), "%s", body);
+    cr_assert_eq(
+        http_request(relay.http_port, "POST", "/admin/policy/promote", "t0k", body, sizeof body),
+        409, "nothing left to promote");
+    f = fopen(events, "r");
+    cr_assert_not_null(f);
+    char line[2048];
+    unsigned sampled = 0, promoted = 0;
+    while (fgets(line, sizeof line, f)) {
+        sampled += strstr(line, "\"event\":\"shadow_disagreement\"") != NULL;
+        promoted += strstr(line, "\"event\":\"promote\"") != NULL;
+    }
+    fclose(f);
+    cr_assert_geq(sampled, 1, "a sample of the disagreements in the event log");
+    cr_assert_eq(promoted, 1);
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
