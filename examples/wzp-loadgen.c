@@ -70,6 +70,7 @@ struct options {
     struct bu_shape shape;
     unsigned concurrency, storm;
     unsigned sockets; /* shared UDP sockets per thread; 0 = one per client */
+    bool quinn_acks;  /* --acks quinn: an ACK per packet, at once (wzpc.h) */
     double join_timeout;
     const char *room_prefix;
     pid_t relay_pid;
@@ -104,6 +105,9 @@ static void usage(FILE *out, const char *prog)
             "                      so keep N well above its worker count. Arrivals get\n"
             "                      burstier; use the default for latency figures.\n"
             "                      Default 0: one socket per client, like real clients\n"
+            "  --acks MODE         quinn: acknowledge every received packet at once, as the\n"
+            "                      quinn stack of real clients does; batch (default): one\n"
+            "                      ACK per received batch, ngtcp2's usual rule\n"
             "  --concurrency N     joins in flight at once (default %d; keep it below the\n"
             "                      relay's --max-handshakes)\n"
             "  --join-timeout SEC  give up on joins still pending after this (default 60)\n"
@@ -130,6 +134,7 @@ enum {
     OPT_STORM,
     OPT_RELAY_PID,
     OPT_RELAY_STATS,
+    OPT_ACKS,
     OPT_JSON,
 };
 
@@ -142,6 +147,7 @@ static const struct option long_options[] = {
     {"storm", required_argument, NULL, OPT_STORM},
     {"relay-pid", required_argument, NULL, OPT_RELAY_PID},
     {"relay-stats", no_argument, NULL, OPT_RELAY_STATS},
+    {"acks", required_argument, NULL, OPT_ACKS},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -169,6 +175,13 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     switch (opt) {
     case OPT_CONCURRENCY:
         return bu_set_uint(arg, 1, 100000, &o->concurrency);
+    case OPT_ACKS:
+        if (strcmp(arg, "quinn") != 0 && strcmp(arg, "batch") != 0) {
+            fprintf(stderr, "wzp-loadgen: --acks expects quinn or batch, got \"%s\"\n", arg);
+            return false;
+        }
+        o->quinn_acks = strcmp(arg, "quinn") == 0;
+        return true;
     case OPT_SOCKETS:
         return bu_set_uint(arg, 0, 4096, &o->sockets);
     case OPT_JOIN_TIMEOUT:
@@ -459,6 +472,7 @@ static void open_client(struct gen *g, struct client *cl)
         .on_datagram = on_datagram,
         .user_data = cl,
         .mux = g->mux,
+        .ack_every_packet = o->quinn_acks,
     };
 
     snprintf(room, sizeof(room), "%s-%u", o->room_prefix, cl->room);
@@ -978,14 +992,15 @@ static void json_common(FILE *out, const struct app *a, const struct result *r,
 
     fprintf(out,
             "  \"rooms\": %u, \"participants\": %u, \"speakers\": %u, \"rate\": %u, "
-            "\"size\": %u,\n  \"threads\": %u, \"sockets\": %u, \"concurrency\": %u, "
+            "\"size\": %u,\n  \"threads\": %u, \"sockets\": %u, \"acks\": \"%s\", "
+            "\"concurrency\": %u, "
             "\"clients\": %u,\n"
             "  \"joined\": %llu, \"join_failures\": %llu, \"join_wall_s\": %.3f,\n"
             "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
             "  \"first_failure\": \"",
             o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
-            o->shape.threads, o->sockets, o->concurrency, a->total,
-            (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
+            o->shape.threads, o->sockets, o->quinn_acks ? "quinn" : "batch", o->concurrency,
+            a->total, (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
             secs(m->run_start, m->joins_done), atomic_load(&a->views),
             secs(m->joins_done, m->views_done));
     json_escaped(out, r->first_failure);

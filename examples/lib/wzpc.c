@@ -829,6 +829,8 @@ static int setup_quic(struct wzpc_client *c)
     fill_callbacks(&cb);
     ngtcp2_settings_default(&settings);
     settings.initial_ts = wzp_now_ns();
+    if (c->cfg.ack_every_packet)
+        settings.ack_thresh = 1; /* every ack-eliciting packet makes an ACK due at once */
     if (wzp_log_threshold >= WZP_LOG_TRACE)
         settings.log_printf = log_ngtcp2;
     fill_transport_params(&params, idle_ms);
@@ -1398,6 +1400,8 @@ static void handle_packet(struct wzpc_client *c, const uint8_t *pkt, size_t len,
     dispatch(c);
     if (c->dead)
         enter_closed(c);
+    else if (c->cfg.ack_every_packet && c->state != WZPC_CLOSED)
+        flush_at(c, now); /* quinn-like: this packet's ACK leaves now, on its own */
 }
 
 /*

@@ -41,7 +41,11 @@ struct wzpc_config {
     const char *auth_token;       /* send AuthToken before CallOffer; NULL = don't */
     bool auto_join;               /* send CallOffer after the handshake */
     bool corrupt_offer_signature; /* tests: flip a bit in the CallOffer signature */
-    uint32_t idle_timeout_ms;     /* 0 = 30000 */
+    /* Acknowledge like quinn (what real WZP clients run): an ACK right after every
+     * ack-eliciting packet, each written at once, instead of one ACK per received batch
+     * and ngtcp2's every-second-packet rule (doc/BENCHMARKS.md, "ACKs like quinn"). */
+    bool ack_every_packet;
+    uint32_t idle_timeout_ms; /* 0 = 30000 */
 
     /* Callbacks (any may be NULL). The signal is only valid during the call. */
     void (*on_state)(struct wzpc_client *c, enum wzpc_state state, void *user_data);
