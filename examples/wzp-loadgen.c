@@ -71,6 +71,7 @@ struct options {
     unsigned concurrency, storm;
     unsigned sockets; /* shared UDP sockets per thread; 0 = one per client */
     bool quinn_acks;  /* --acks quinn: an ACK per packet, at once (wzpc.h) */
+    bool spread;      /* --phases spread: a room's speakers send at spread-out times */
     double join_timeout;
     const char *room_prefix;
     pid_t relay_pid;
@@ -108,6 +109,11 @@ static void usage(FILE *out, const char *prog)
             "  --acks MODE         quinn: acknowledge every received packet at once, as the\n"
             "                      quinn stack of real clients does; batch (default): one\n"
             "                      ACK per received batch, ngtcp2's usual rule\n"
+            "  --phases MODE       when in each period the speakers send: grouped (default:\n"
+            "                      a room's speakers one after the other, so their packets\n"
+            "                      reach the relay together) or spread (the rooms take\n"
+            "                      turns, so a room's speakers are spread over the period,\n"
+            "                      as independent real clients are)\n"
             "  --concurrency N     joins in flight at once (default %d; keep it below the\n"
             "                      relay's --max-handshakes)\n"
             "  --join-timeout SEC  give up on joins still pending after this (default 60)\n"
@@ -135,6 +141,7 @@ enum {
     OPT_RELAY_PID,
     OPT_RELAY_STATS,
     OPT_ACKS,
+    OPT_PHASES,
     OPT_JSON,
 };
 
@@ -148,6 +155,7 @@ static const struct option long_options[] = {
     {"relay-pid", required_argument, NULL, OPT_RELAY_PID},
     {"relay-stats", no_argument, NULL, OPT_RELAY_STATS},
     {"acks", required_argument, NULL, OPT_ACKS},
+    {"phases", required_argument, NULL, OPT_PHASES},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -181,6 +189,13 @@ static bool apply_option(struct options *o, int opt, const char *arg)
             return false;
         }
         o->quinn_acks = strcmp(arg, "quinn") == 0;
+        return true;
+    case OPT_PHASES:
+        if (strcmp(arg, "spread") != 0 && strcmp(arg, "grouped") != 0) {
+            fprintf(stderr, "wzp-loadgen: --phases expects spread or grouped, got \"%s\"\n", arg);
+            return false;
+        }
+        o->spread = strcmp(arg, "spread") == 0;
         return true;
     case OPT_SOCKETS:
         return bu_set_uint(arg, 0, 4096, &o->sockets);
@@ -590,6 +605,17 @@ static double send_due(struct gen *g)
     return IDLE_TICK_S;
 }
 
+static unsigned participants_per_room; /* for by_place_then_room (set before the sort) */
+
+static int by_place_then_room(const void *a, const void *b)
+{
+    const struct client *x = *(struct client *const *)a, *y = *(struct client *const *)b;
+    unsigned px = x->index % participants_per_room, py = y->index % participants_per_room;
+    if (px != py)
+        return px < py ? -1 : 1;
+    return x->room < y->room ? -1 : x->room > y->room;
+}
+
 /* First tick of the media phase: drop joins still pending, list receivers and speakers. */
 static void media_begin(struct gen *g)
 {
@@ -601,6 +627,7 @@ static void media_begin(struct gen *g)
     g->window_end = tl->window_end;
     g->send_end = tl->send_end;
     g->period = 1000000000ull / g->app->o.shape.rate;
+    participants_per_room = g->app->o.shape.participants;
     for (unsigned i = 0; i < g->nclients; i++) {
         struct client *cl = &g->clients[i];
 
@@ -615,6 +642,8 @@ static void media_begin(struct gen *g)
                 g->speakers[g->nspeakers++] = cl;
         }
     }
+    if (g->app->o.spread) /* rooms take turns: order by (place in the room, room) */
+        qsort(g->speakers, g->nspeakers, sizeof *g->speakers, by_place_then_room);
     g->media_done = g->nspeakers == 0;
     if (g->nspeakers > 0)
         g->offset = g->period * g->id / ((uint64_t)nthreads * g->nspeakers);
@@ -990,19 +1019,21 @@ static void json_common(FILE *out, const struct app *a, const struct result *r,
 {
     const struct options *o = &a->o;
 
-    fprintf(out,
-            "  \"rooms\": %u, \"participants\": %u, \"speakers\": %u, \"rate\": %u, "
-            "\"size\": %u,\n  \"threads\": %u, \"sockets\": %u, \"acks\": \"%s\", "
-            "\"concurrency\": %u, "
-            "\"clients\": %u,\n"
-            "  \"joined\": %llu, \"join_failures\": %llu, \"join_wall_s\": %.3f,\n"
-            "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
-            "  \"first_failure\": \"",
-            o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
-            o->shape.threads, o->sockets, o->quinn_acks ? "quinn" : "batch", o->concurrency,
-            a->total, (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
-            secs(m->run_start, m->joins_done), atomic_load(&a->views),
-            secs(m->joins_done, m->views_done));
+    fprintf(
+        out,
+        "  \"rooms\": %u, \"participants\": %u, \"speakers\": %u, \"rate\": %u, "
+        "\"size\": %u,\n  \"threads\": %u, \"sockets\": %u, \"acks\": \"%s\", \"phases\": \"%s\", "
+        "\"concurrency\": %u, "
+        "\"clients\": %u,\n"
+        "  \"joined\": %llu, \"join_failures\": %llu, \"join_wall_s\": %.3f,\n"
+        "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
+        "  \"first_failure\": \"",
+        o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
+        o->shape.threads, o->sockets, o->quinn_acks ? "quinn" : "batch",
+        o->spread ? "spread" : "grouped", o->concurrency, a->total,
+        (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
+        secs(m->run_start, m->joins_done), atomic_load(&a->views),
+        secs(m->joins_done, m->views_done));
     json_escaped(out, r->first_failure);
     fprintf(out, "\",\n  \"join_ms\": ");
     bu_hist_json_ms(out, &r->st.join);
