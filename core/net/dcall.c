@@ -390,17 +390,17 @@ static void on_answer(struct wzp_conn *c, const struct wzp_signal *sig)
     if (!take_addrs(&mine, sig->u.direct_call_answer.callee_reflexive_addr,
                     &sig->u.direct_call_answer.callee_local_addrs, why, sizeof why)) {
         /* a malformed answer ends the call: both sides learn it at once */
-        struct wzp_call call;
-        if (wzp_calls_end(&r->calls, id, c->fingerprint, &call) != WZP_OK) {
-            ignore_call_signal(c, "DirectCallAnswer", id, WZP_ENOTFOUND);
+        struct wzp_call call; /* ended as a rejection would: only its callee, only once */
+        int rv = wzp_calls_answer(&r->calls, id, c->fingerprint, false, NULL, 0, &call);
+        if (rv != WZP_OK) {
+            ignore_call_signal(c, "DirectCallAnswer", id, rv);
             return;
         }
         WZP_STAT_INC(&w->stats, calls_invalid);
         WZP_INFO(MOD, "call %s: answer from %s refused: %s", call.id, c->fingerprint, why);
         call_event("hangup", call.id, call.caller, call.callee, c->fingerprint, why);
         hangup_self(c, WZP_HANGUP_ERROR, call.id);
-        send_hangup(w, strcmp(call.caller, c->fingerprint) ? call.caller : call.callee,
-                    WZP_HANGUP_ERROR, call.id);
+        send_hangup(w, call.caller, WZP_HANGUP_ERROR, call.id);
         return;
     }
     uint64_t setup_deadline = wzp_now_ns() + (uint64_t)r->cfg.call_setup_timeout_s * 1000000000ull;

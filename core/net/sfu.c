@@ -254,15 +254,14 @@ void wzp_sfu_event_refusal(const char *addr, const char *sni, const char *finger
     wzp_event_emit(&ev);
 }
 
-/* Ask the policy; false (reason filled) if it refuses the join. route gets the groups it
- * asked for (route->set false: the default). */
-static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct wzp_route *route,
-                          struct wzp_join_info *info, struct wzp_decision *dout, char *reason,
-                          size_t reasonlen)
+/* Ask the policy (when there is one, or a shadow that will be asked later); false
+ * (reason filled) if it refuses the join. *info gets what it saw, *d its decision
+ * (upstream's without a policy), routing included. */
+static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct wzp_join_info *info,
+                          struct wzp_decision *d, char *reason, size_t reasonlen)
 {
     struct wzp_worker *w = c->w;
-    route->set = false;
-    wzp_decision_upstream(dout);
+    wzp_decision_upstream(d);
     if (!w->policy && !w->shadow)
         return true;
     struct wzp_room *r = wzp_room_acquire(&w->relay->rooms, c->sni);
@@ -280,24 +279,21 @@ static bool policy_admits(struct wzp_conn *c, struct wzp_participant *p, struct 
                                    .auth = c->auth_claims};
     if (!w->policy)
         return true;
-    struct wzp_decision *dp = dout, d;
-    wzp_policy_on_join(w->policy, info, dp);
-    d = *dp;
-    if (!d.allow) {
+    wzp_policy_on_join(w->policy, info, d);
+    if (!d->allow) {
         WZP_STAT_INC(&w->stats, join_refused_policy);
         WZP_INFO(MOD, "%s: refused by policy: %s joining room %s: %s", c->peer, p->fingerprint,
-                 c->sni, d.reason);
-        wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, d.reason);
-        snprintf(reason, reasonlen, "denied: %s", d.reason);
+                 c->sni, d->reason);
+        wzp_sfu_event_refusal(c->peer, c->sni, p->fingerprint, d->reason);
+        snprintf(reason, reasonlen, "denied: %s", d->reason);
         return false;
     }
-    p->role = (uint8_t)d.role;
-    if (d.role != WZP_ROLE_SPEAKER)
+    p->role = (uint8_t)d->role;
+    if (d->role != WZP_ROLE_SPEAKER)
         p->flags |= WZP_PART_NO_SEND;
-    c->max_tier = d.max_tier;
-    if (d.max_tier >= 0 && (enum wzp_tier)d.max_tier < p->tier)
-        p->tier = (enum wzp_tier)d.max_tier;
-    *route = d.route;
+    c->max_tier = d->max_tier;
+    if (d->max_tier >= 0 && (enum wzp_tier)d->max_tier < p->tier)
+        p->tier = (enum wzp_tier)d->max_tier;
     return true;
 }
 
@@ -343,13 +339,12 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
         return WZP_EINVAL;
     }
     struct wzp_participant p;
-    struct wzp_route route;
     struct wzp_join_info info;
     struct wzp_decision live;
     fill_participant(c, offer, &p);
     if (wzp_dcall_precheck_join(w, c->sni, p.fingerprint, reason, reasonlen) != WZP_OK)
         return refuse_call_room(c, &p, reason);
-    if (!policy_admits(c, &p, &route, &info, &live, reason, reasonlen)) {
+    if (!policy_admits(c, &p, &info, &live, reason, reasonlen)) {
         wzp_shadow_join(w, &info, &live); /* after the live refusal */
         return WZP_EINVAL;
     }
@@ -368,7 +363,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
         return refuse_call_room(c, &p, reason);
     }
     char why[128];
-    if (route_locked(r, &route, &p.sends, &p.hears, why, sizeof why) != WZP_OK) {
+    if (route_locked(r, &live.route, &p.sends, &p.hears, why, sizeof why) != WZP_OK) {
         wzp_room_unlock(r);
         wzp_room_release(&w->relay->rooms, r);
         WZP_STAT_INC(&w->stats, join_refused_policy);

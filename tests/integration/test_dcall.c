@@ -412,10 +412,28 @@ Test(dcall, reject_and_offline_and_invalid)
     hangup(&b, "r3");
     run_until_count(&a, WZP_SIG_HANGUP, before + 1);
     cr_assert_str_eq(a.hangup_id, "r3");
+    /* a malformed answer (more than 8 LAN addresses) ends the call for both */
+    ring(&a, &b, "bad1");
+    char *many[9];
+    for (int i = 0; i < 9; i++)
+        many[i] = "10.0.0.9:1";
+    struct wzp_signal ans = {.type = WZP_SIG_DIRECT_CALL_ANSWER};
+    ans.u.direct_call_answer.call_id = "bad1";
+    ans.u.direct_call_answer.accept_mode = WZP_ACCEPT_TRUSTED;
+    ans.u.direct_call_answer.callee_local_addrs.items = many;
+    ans.u.direct_call_answer.callee_local_addrs.count = 9;
+    unsigned ah = a.count[WZP_SIG_HANGUP], bh = b.count[WZP_SIG_HANGUP];
+    send_sig(&b, &ans);
+    run_until_count(&a, WZP_SIG_HANGUP, ah + 1);
+    run_until_count(&b, WZP_SIG_HANGUP, bh + 1);
+    cr_assert_eq(a.hangup_reason, WZP_HANGUP_ERROR);
+    cr_assert_str_eq(b.hangup_id, "bad1");
+    cr_assert(relay_log_wait(&relay, "9 LAN addresses (at most 8)", 1000));
     /* an id in use */
     ring(&a, &b, "dup");
+    bh = b.count[WZP_SIG_HANGUP];
     offer(&b, &a, "dup");
-    run_until_count(&b, WZP_SIG_HANGUP, 1);
+    run_until_count(&b, WZP_SIG_HANGUP, bh + 1);
     cr_assert_eq(b.hangup_reason, WZP_HANGUP_ERROR);
     cr_assert(relay_log_wait(&relay, "call id in use", 1000));
     party_free(&a);
