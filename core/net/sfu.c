@@ -639,14 +639,31 @@ static int api_kick(void *ctx, uint64_t id, const char *reason)
     return wzp_sfu_kick(ctx, id, reason);
 }
 
+/* Participant id's room, write-locked, and its index there (-1 if it left meanwhile);
+ * NULL if it is in no room. unlock_participant releases both. */
+static struct wzp_room *lock_participant(struct wzp_relay *relay, uint64_t id, ssize_t *i)
+{
+    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    if (!r)
+        return NULL;
+    wzp_room_wrlock(r);
+    *i = wzp_room_find_locked(r, id);
+    return r;
+}
+
+static void unlock_participant(struct wzp_relay *relay, struct wzp_room *r)
+{
+    wzp_room_unlock(r);
+    wzp_room_release(&relay->rooms, r);
+}
+
 static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
 {
     struct wzp_relay *relay = ctx;
-    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    ssize_t i;
+    struct wzp_room *r = lock_participant(relay, id, &i);
     if (!r)
         return WZP_ENOTFOUND;
-    wzp_room_wrlock(r);
-    ssize_t i = wzp_room_find_locked(r, id);
     if (i >= 0) {
         struct wzp_participant *p = &r->parts[i];
         if (p->role != role)
@@ -658,19 +675,17 @@ static int api_set_role(void *ctx, uint64_t id, enum wzp_role role)
         else
             p->flags |= WZP_PART_NO_SEND;
     }
-    wzp_room_unlock(r);
-    wzp_room_release(&relay->rooms, r);
+    unlock_participant(relay, r);
     return i >= 0 ? WZP_OK : WZP_ENOTFOUND;
 }
 
 static int api_route(void *ctx, uint64_t id, const struct wzp_route *rt, char *why, size_t whylen)
 {
     struct wzp_relay *relay = ctx;
-    struct wzp_room *r = wzp_room_of_participant(&relay->rooms, id);
+    ssize_t i;
+    struct wzp_room *r = lock_participant(relay, id, &i);
     if (!r)
         return WZP_ENOTFOUND;
-    wzp_room_wrlock(r);
-    ssize_t i = wzp_room_find_locked(r, id);
     int rv = WZP_ENOTFOUND;
     if (i >= 0) {
         struct wzp_participant *p = &r->parts[i];
@@ -683,8 +698,7 @@ static int api_route(void *ctx, uint64_t id, const struct wzp_route *rt, char *w
                       s, h);
         }
     }
-    wzp_room_unlock(r);
-    wzp_room_release(&relay->rooms, r);
+    unlock_participant(relay, r);
     return rv;
 }
 
