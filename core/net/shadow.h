@@ -8,7 +8,8 @@
  * The shadow sees what the live policy saw. It reads the real rooms but its wzp.kick,
  * wzp.set_role, wzp.route and wzp.send_directive change nothing, it has its own
  * wzp.shared and counters, and its timers never run. When it has used its share of the
- * worker's second (--policy-share-ms semantics), calls are skipped and counted.
+ * worker's second (the 250 ms share after which timers are skipped, counted for the
+ * shadow's own state), calls are skipped and counted.
  *
  * Hooks compared: on_connect, on_join (with on_action), on_register, on_call.
  */
