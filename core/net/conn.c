@@ -104,6 +104,7 @@ static int cb_get_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size
     (void)cidlen;
     if (make_cid(c->w, cid, token) != WZP_OK || wzp_worker_cid_add(c->w, cid, c) != WZP_OK)
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    c->write_wanted = true; /* NEW_CONNECTION_ID */
     return 0;
 }
 
@@ -281,6 +282,7 @@ static int cb_recv_stream_data(ngtcp2_conn *qc, uint32_t flags, int64_t id, uint
         in_stream_data(c, id, data, len, flags & NGTCP2_STREAM_DATA_FLAG_FIN);
     ngtcp2_conn_extend_max_stream_offset(qc, id, len);
     ngtcp2_conn_extend_max_offset(qc, len);
+    c->write_wanted = true; /* flow control credit, and the ACK of a signal */
     return 0;
 }
 
@@ -315,6 +317,7 @@ static int cb_stream_close(ngtcp2_conn *qc, uint32_t flags, int64_t id, uint64_t
      * one signal per stream forever (ngtcp2 0.12 does not renew remote credit itself). */
     if ((id & 3) == 0)
         ngtcp2_conn_extend_max_streams_bidi(qc, 1);
+    c->write_wanted = true; /* MAX_STREAMS */
     struct wzp_out_stream *s = out_stream_find(c, id);
     if (s) {
         s->acked = s->data.len; /* nothing more will be sent; sweep it */
@@ -330,6 +333,7 @@ static int cb_extend_max_local_streams(ngtcp2_conn *qc, uint64_t max, void *ud)
     (void)qc;
     (void)max;
     struct wzp_conn *c = ud;
+    c->write_wanted = true;
     wzp_worker_mark_dirty(c->w, c);
     return 0;
 }
@@ -386,12 +390,20 @@ static bool conn_is_closed(const struct wzp_conn *c)
  * so a connection can never wait forever; the timer callback re-arms whenever it fires
  * before that time (libev measures from its cached loop time, so it may fire early).
  */
+static uint64_t ack_hold_until(const struct wzp_conn *c)
+{
+    return c->ack_hold_ns + (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
+}
+
 static void conn_arm_timer(struct wzp_conn *c)
 {
     uint64_t now = wzp_now_ns();
     uint64_t exp = UINT64_MAX;
-    if (!conn_is_closed(c))
+    if (!conn_is_closed(c)) {
         exp = ngtcp2_conn_get_expiry(c->qc);
+        if (c->ack_hold_ns) /* what is due waits for a datagram (conn_write_can_wait) */
+            exp = ack_hold_until(c);
+    }
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
     uint64_t frame_due = c->partial_since_ns + WZP_CONN_FRAME_DEADLINE_MS * 1000000ull;
@@ -400,6 +412,9 @@ static void conn_arm_timer(struct wzp_conn *c)
     WZP_CHECK(exp != UINT64_MAX); /* a state without a deadline is a bug ... */
     if (exp == UINT64_MAX)        /* ... which a release build survives: never wait forever */
         exp = now + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
+    if (exp == c->timer_at_ns && ev_is_active(&c->timer))
+        return; /* most packets leave the expiry where it was: spare the timer heap */
+    c->timer_at_ns = exp;
     ev_timer_stop(c->w->loop, &c->timer);
     double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
     ev_timer_set(&c->timer, after, 0.);
@@ -1206,6 +1221,9 @@ void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const st
     }
     ngtcp2_path path;
     conn_path(c, &path, from, fromlen);
+    const ngtcp2_path *cur = ngtcp2_conn_get_path(c->qc);
+    if (cur->remote.addrlen != fromlen || memcmp(cur->remote.addr, from, fromlen) != 0)
+        c->write_wanted = true; /* another path: PATH_CHALLENGE/RESPONSE go out at once */
     ngtcp2_pkt_info pi = {0};
     int rv = ngtcp2_conn_read_pkt(c->qc, &path, &pi, pkt, len, now);
     if (rv != 0) {
@@ -1411,10 +1429,52 @@ static int conn_write_loop(struct wzp_conn *c)
     return 0;
 }
 
+/*
+ * Whether a joined connection's flush may leave ngtcp2 alone. When nothing of ours waits
+ * (no datagram, no signal unacknowledged, no callback asked for a write), ngtcp2 could
+ * only write what its timers make due: an ACK, a keep-alive PING, a loss probe. Nothing
+ * due (most flushes after a client's ACK-only packet): nothing to write. Something due
+ * now or within --ack-delay (the ACK of a media packet is due after RTT/8): it waits
+ * until --ack-delay from now for a datagram to this client, whose packet then carries
+ * it; clients acknowledging every packet would otherwise get an ACK-only packet back for
+ * each datagram they send, and the relay a timer event for each. The wait stays below
+ * the max_ack_delay we announce (25 ms), which the client's loss detection allows for; a
+ * PTO probe or keep-alive PING waits as long at most.
+ */
+static bool conn_write_can_wait(struct wzp_conn *c, uint64_t now)
+{
+    size_t len;
+    if (c->state != WZP_CONN_JOINED || c->write_wanted || c->out_head ||
+        wzp_dgq_peek(&c->dgq, &len))
+        return false;
+    uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
+    bool due = c->expiry_handled || exp <= now;
+    uint64_t hold = (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
+    if (hold == 0)
+        return !due;
+    if (c->ack_hold_ns) {
+        if (now < ack_hold_until(c))
+            return true;
+        c->ack_hold_ns = 0; /* no datagram came */
+        return !due;
+    }
+    if (!due && exp > now + hold)
+        return true;
+    c->ack_hold_ns = now;
+    return true;
+}
+
 void wzp_conn_flush(struct wzp_conn *c)
 {
     if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
         return;
+    if (conn_write_can_wait(c, wzp_now_ns())) {
+        conn_arm_timer(c);
+        return;
+    }
+    c->write_wanted = false;
+    c->expiry_handled = false;
+    c->ack_hold_ns = 0;
     int rv = conn_write_loop(c);
     if (rv != 0) {
         conn_close_transport(c, rv, NULL);
@@ -1489,6 +1549,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             conn_close_transport(c, rv, NULL);
             return;
         }
+        c->expiry_handled = true;
     }
     conn_arm_timer(c); /* the flush re-arms too; this keeps an early wake-up harmless */
     wzp_worker_mark_dirty(c->w, c);

@@ -108,6 +108,13 @@ struct wzp_conn {
     /* media */
     struct wzp_dgq dgq;
 
+    /* writing (wzp_conn_flush) */
+    bool write_wanted;    /* ngtcp2 may have frames to send that no timer covers */
+    bool expiry_handled;  /* ngtcp2 handled an expiry and wants a write (it then stops
+                           * reporting an expired ACK delay in its expiry time) */
+    uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
+    uint64_t timer_at_ns; /* when the armed timer fires */
+
     /* room */
     struct wzp_room *room;
     uint64_t pid;

@@ -2226,6 +2226,15 @@ const struct wzpc_stats *wzpc_stats(const struct wzpc_client *c)
     return &c->stats;
 }
 
+uint64_t wzpc_latest_rtt_ns(const struct wzpc_client *c)
+{
+    if (!c->conn)
+        return 0;
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    return st.latest_rtt;
+}
+
 const char *wzpc_fingerprint(const struct wzpc_client *c)
 {
     return c->id.fingerprint;

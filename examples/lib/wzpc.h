@@ -134,6 +134,10 @@ bool wzpc_close_info(const struct wzpc_client *c, bool *by_peer, bool *is_app, u
 
 const struct wzpc_stats *wzpc_stats(const struct wzpc_client *c);
 
+/* The latest RTT sample of the connection (ngtcp2's latest_rtt: send to ACK, the peer's
+ * ACK delay included), or 0 before the handshake. */
+uint64_t wzpc_latest_rtt_ns(const struct wzpc_client *c);
+
 /* Only during on_datagram: when the kernel received the UDP packet that carried the
  * datagram (SO_TIMESTAMPNS, on wzp_now_ns()'s CLOCK_MONOTONIC), or 0 if unknown. Unlike
  * the time of the callback, it excludes how long the packet waited for this loop. */

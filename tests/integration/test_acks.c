@@ -1,0 +1,103 @@
+/*
+ * test_acks.c - integration: the relay's acknowledgements ride on the datagrams it sends
+ * (--ack-delay). Clients acknowledge every packet at once, as quinn does. Two clients who
+ * both speak: each client's media is acknowledged in the packet carrying the other's
+ * next datagram, so the relay sends about one packet per forwarded datagram; with
+ * --ack-delay 0 it also sends an ACK-only packet for nearly every media packet. A
+ * client whose room is silent still gets its ACKs, after about --ack-delay.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#define ROUNDS 60
+
+static struct ev_loop *loop;
+static struct relay_proc relay;
+
+static void stop_relay(void)
+{
+    relay_finish_with_loop(&relay, &loop);
+}
+
+TestSuite(acks, .fini = stop_relay, .timeout = 90);
+
+static void join(struct tc *t, const char *room, uint8_t id)
+{
+    struct wzpc_config cfg = {.sni = room, .auto_join = true, .ack_every_packet = true};
+    tc_connect(t, loop, &relay, room, id, &cfg);
+    cr_assert(tc_wait_state(t, loop, WZPC_JOINED, 5000), "client %u did not join", id);
+}
+
+/* Relay packets sent per datagram forwarded while two speakers alternate 5 ms apart. */
+static double packets_per_forwarded(const char *ack_delay)
+{
+    const char *const args[] = {"--ack-delay", ack_delay, NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b;
+    join(&a, "acks", 1);
+    join(&b, "acks", 2);
+    cr_assert(tc_wait_updates(&a, loop, 2, 3000), "a did not see b join");
+    wzpc_run_for(loop, 200); /* handshake leftovers (HANDSHAKE_DONE, tokens) are sent */
+
+    uint64_t tx0 = relay_counter(&relay, "udp_tx_packets");
+    uint64_t fwd0 = relay_counter(&relay, "datagrams_forwarded");
+    for (unsigned i = 0; i < ROUNDS; i++) {
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 5);
+        tc_send_media(&b, NULL);
+        wzpc_run_for(loop, 5);
+    }
+    wzpc_run_for(loop, 300);
+    uint64_t tx = relay_counter(&relay, "udp_tx_packets") - tx0;
+    uint64_t fwd = relay_counter(&relay, "datagrams_forwarded") - fwd0;
+    cr_log_info("--ack-delay %s: %llu packets for %llu forwarded datagrams", ack_delay,
+                (unsigned long long)tx, (unsigned long long)fwd);
+    cr_expect_eq(a.from[2], ROUNDS, "a got %u of b's %u datagrams", a.from[2], ROUNDS);
+    cr_expect_eq(b.from[1], ROUNDS, "b got %u of a's %u datagrams", b.from[1], ROUNDS);
+    cr_assert_eq(fwd, 2 * ROUNDS);
+    tc_free(&a);
+    tc_free(&b);
+    return (double)tx / (double)fwd;
+}
+
+Test(acks, ride_on_datagrams)
+{
+    double r = packets_per_forwarded("10");
+    cr_expect_leq(r, 1.25, "%.2f packets per forwarded datagram: ACKs did not ride along", r);
+}
+
+Test(acks, without_the_wait_every_media_packet_costs_an_ack)
+{
+    double r = packets_per_forwarded("0");
+    cr_expect_geq(r, 1.5, "%.2f packets per forwarded datagram with --ack-delay 0", r);
+}
+
+/* a speaks into a room where b never does: nothing goes back to a for its ACKs to ride
+ * on, so each waits the full --ack-delay and then leaves on its own. */
+Test(acks, wait_no_longer_than_the_ack_delay)
+{
+    const char *const args[] = {"--ack-delay", "6", NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b;
+    join(&a, "quiet", 1);
+    join(&b, "quiet", 2);
+    wzpc_run_for(loop, 200);
+    unsigned held = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 60);
+        uint64_t rtt_ms = wzpc_latest_rtt_ns(a.c) / 1000000;
+        cr_expect_leq(rtt_ms, 6 + 40, "an ACK took %llu ms", (unsigned long long)rtt_ms);
+        held += rtt_ms >= 5;
+    }
+    /* Loopback round trips are well below a millisecond: the samples show the wait. */
+    cr_expect_geq(held, 15, "only %u of 20 ACKs waited about --ack-delay", held);
+    cr_expect_eq(b.from[1], 20);
+    cr_expect_eq(wzpc_state(a.c), WZPC_JOINED);
+    tc_free(&a);
+    tc_free(&b);
+}
