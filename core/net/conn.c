@@ -395,15 +395,13 @@ static uint64_t ack_hold_until(const struct wzp_conn *c)
     return c->ack_hold_ns + (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
 }
 
-static void conn_arm_timer(struct wzp_conn *c)
+/* exp: ngtcp2_conn_get_expiry() now (ignored in the closing states). */
+static void conn_arm_timer_at(struct wzp_conn *c, uint64_t now, uint64_t exp)
 {
-    uint64_t now = wzp_now_ns();
-    uint64_t exp = UINT64_MAX;
-    if (!conn_is_closed(c)) {
-        exp = ngtcp2_conn_get_expiry(c->qc);
-        if (c->ack_hold_ns) /* what is due waits for a datagram (conn_write_can_wait) */
-            exp = ack_hold_until(c);
-    }
+    if (conn_is_closed(c))
+        exp = UINT64_MAX;
+    else if (c->ack_hold_ns) /* what is due waits for a datagram (conn_write_can_wait) */
+        exp = ack_hold_until(c);
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
     uint64_t frame_due = c->partial_since_ns + WZP_CONN_FRAME_DEADLINE_MS * 1000000ull;
@@ -419,6 +417,12 @@ static void conn_arm_timer(struct wzp_conn *c)
     double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
     ev_timer_set(&c->timer, after, 0.);
     ev_timer_start(c->w->loop, &c->timer);
+}
+
+static void conn_arm_timer(struct wzp_conn *c)
+{
+    conn_arm_timer_at(c, wzp_now_ns(),
+                      conn_is_closed(c) ? UINT64_MAX : ngtcp2_conn_get_expiry(c->qc));
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -1351,12 +1355,16 @@ static size_t max_datagram_payload(struct wzp_conn *c)
     return WZP_MIN(room, (size_t)p->max_datagram_frame_size - 3);
 }
 
-static int conn_write_loop(struct wzp_conn *c)
+/*
+ * Write what ngtcp2 and our queues have, one packet per round. only_datagrams: nothing
+ * but queued datagrams can be pending (conn_write_can_wait's conditions held), so the
+ * packet carrying the last of them ends the loop without another call to learn that.
+ */
+static int conn_write_loop(struct wzp_conn *c, uint64_t ts, bool only_datagrams)
 {
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
-    uint64_t ts = wzp_now_ns();
     bool joined = c->state == WZP_CONN_JOINED;
     size_t dg_max = joined ? max_datagram_payload(c) : 0;
     bool dg_blocked = !joined;
@@ -1380,9 +1388,11 @@ static int conn_write_loop(struct wzp_conn *c)
                 NGTCP2_WRITE_STREAM_FLAG_MORE | NGTCP2_WRITE_STREAM_FLAG_FIN, s->id, &v, 1, ts);
         } else if (d) {
             ngtcp2_vec v = {(uint8_t *)d, dlen};
+            /* The last one queued closes the packet: no further call to finish it. */
+            uint32_t more =
+                c->dgq.count > 1 || !only_datagrams ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
             nwrite = ngtcp2_conn_writev_datagram(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES,
-                                                 &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v,
-                                                 1, ts);
+                                                 &accepted, more, 0, &v, 1, ts);
         } else {
             nwrite = ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, buf, WZP_TX_PACKET_BYTES, NULL,
                                                0, -1, NULL, 0, ts);
@@ -1425,6 +1435,8 @@ static int conn_write_loop(struct wzp_conn *c)
         }
         wzp_worker_tx_commit(c->w, (size_t)nwrite, (struct sockaddr *)ps.path.remote.addr,
                              ps.path.remote.addrlen);
+        if (only_datagrams && accepted && !s && c->dgq.count == 0)
+            return 0; /* that packet carried the last datagram (and any ACK) */
     }
     return 0;
 }
@@ -1441,13 +1453,15 @@ static int conn_write_loop(struct wzp_conn *c)
  * the max_ack_delay we announce (25 ms), which the client's loss detection allows for; a
  * PTO probe or keep-alive PING waits as long at most.
  */
-static bool conn_write_can_wait(struct wzp_conn *c, uint64_t now)
+static bool conn_nothing_but_datagrams(const struct wzp_conn *c)
 {
-    size_t len;
-    if (c->state != WZP_CONN_JOINED || c->write_wanted || c->out_head ||
-        wzp_dgq_peek(&c->dgq, &len))
+    return c->state == WZP_CONN_JOINED && !c->write_wanted && !c->out_head;
+}
+
+static bool conn_write_can_wait(struct wzp_conn *c, uint64_t now, uint64_t exp)
+{
+    if (!conn_nothing_but_datagrams(c) || c->dgq.count)
         return false;
-    uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
     bool due = c->expiry_handled || exp <= now;
     uint64_t hold = (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
     if (hold == 0)
@@ -1468,14 +1482,17 @@ void wzp_conn_flush(struct wzp_conn *c)
 {
     if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
         return;
-    if (conn_write_can_wait(c, wzp_now_ns())) {
-        conn_arm_timer(c);
+    uint64_t now = wzp_now_ns();
+    uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
+    if (conn_write_can_wait(c, now, exp)) {
+        conn_arm_timer_at(c, now, exp);
         return;
     }
+    bool only_datagrams = conn_nothing_but_datagrams(c) && !c->expiry_handled && exp > now;
     c->write_wanted = false;
     c->expiry_handled = false;
     c->ack_hold_ns = 0;
-    int rv = conn_write_loop(c);
+    int rv = conn_write_loop(c, now, only_datagrams);
     if (rv != 0) {
         conn_close_transport(c, rv, NULL);
         return;
