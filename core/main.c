@@ -70,6 +70,9 @@ static void usage(FILE *out)
         "  --ack-delay MS         how long an ACK to a client waits for a datagram to that\n"
         "                         client to ride on, 0..%d (default %d; 0 = ngtcp2's own\n"
         "                         timing, an ACK-only packet per media packet received)\n"
+        "  --coalesce MS          datagrams to one client wait up to MS (0..%d) to share\n"
+        "                         a QUIC packet: fewer packets both ways, up to MS more\n"
+        "                         latency (default 0: off)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
         "  --auth-url URL         featherChat token validation: the first signal of every room\n"
         "                         and _signal connection must be an AuthToken, which the relay\n"
@@ -149,9 +152,9 @@ static void usage(FILE *out)
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
         WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_MAX_ACK_DELAY_MS, WZP_DEFAULT_ACK_DELAY_MS,
-        WZP_DEFAULT_RING_TIMEOUT_S, WZP_DEFAULT_CALL_SETUP_TIMEOUT_S, WZP_DEFAULT_MAX_CALLS,
-        WZP_CALLS_PER_PARTY, WZP_ADMIN_TOKEN_MAX, WZP_DEFAULT_DRAIN_TIMEOUT_S,
-        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_MAX_COALESCE_MS, WZP_DEFAULT_RING_TIMEOUT_S, WZP_DEFAULT_CALL_SETUP_TIMEOUT_S,
+        WZP_DEFAULT_MAX_CALLS, WZP_CALLS_PER_PARTY, WZP_ADMIN_TOKEN_MAX,
+        WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 /* --auth-url / auth_url: an http:// or https:// URL of the featherChat validator. */
@@ -211,6 +214,7 @@ enum {
     OPT_MAX_CALLS,
     OPT_IDLE_TIMEOUT,
     OPT_ACK_DELAY,
+    OPT_COALESCE,
     OPT_LOG_LEVEL,
     OPT_CHECK,
     OPT_TEST_POLICY,
@@ -336,6 +340,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"max-calls", required_argument, NULL, OPT_MAX_CALLS},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"ack-delay", required_argument, NULL, OPT_ACK_DELAY},
+        {"coalesce", required_argument, NULL, OPT_COALESCE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"script", required_argument, NULL, 's'},
         {"check", required_argument, NULL, OPT_CHECK},
@@ -447,6 +452,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_ACK_DELAY:
             if (parse_uint("--ack-delay", optarg, 0, WZP_MAX_ACK_DELAY_MS, &cfg->ack_delay_ms))
+                return -1;
+            break;
+        case OPT_COALESCE:
+            if (parse_uint("--coalesce", optarg, 0, WZP_MAX_COALESCE_MS, &cfg->coalesce_ms))
                 return -1;
             break;
         case OPT_LOG_LEVEL:
@@ -803,6 +812,7 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
     COPY_UINT(join_timeout_ms, join_timeout_ms)
     COPY_UINT(idle_timeout_ms, idle_timeout_ms)
     COPY_UINT(ack_delay_ms, ack_delay_ms)
+    COPY_UINT(coalesce_ms, coalesce_ms)
     COPY_UINT(ring_timeout_s, ring_timeout_s)
     COPY_UINT(call_setup_timeout_s, call_setup_timeout_s)
     COPY_UINT(max_calls, max_calls)

@@ -395,13 +395,26 @@ static uint64_t ack_hold_until(const struct wzp_conn *c)
     return c->ack_hold_ns + (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
 }
 
+static uint64_t coalesce_until(const struct wzp_conn *c)
+{
+    return c->coalesce_ns + (uint64_t)c->w->relay->cfg.coalesce_ms * NGTCP2_MILLISECONDS;
+}
+
 /* exp: ngtcp2_conn_get_expiry() now (ignored in the closing states). */
 static void conn_arm_timer_at(struct wzp_conn *c, uint64_t now, uint64_t exp)
 {
-    if (conn_is_closed(c))
+    if (conn_is_closed(c)) {
         exp = UINT64_MAX;
-    else if (c->ack_hold_ns) /* what is due waits for a datagram (conn_write_can_wait) */
-        exp = ack_hold_until(c);
+    } else if (c->ack_hold_ns || c->coalesce_ns) {
+        /* what is due waits for a datagram, or queued datagrams for more (see
+         * conn_write_can_wait) */
+        exp = c->ack_hold_ns ? ack_hold_until(c) : UINT64_MAX;
+        if (c->coalesce_ns && coalesce_until(c) < exp)
+            exp = coalesce_until(c);
+        /* On a millisecond boundary: the connections whose wait ends in the same
+         * millisecond wake the worker once and leave in one sendmmsg. */
+        exp = (exp / NGTCP2_MILLISECONDS + 1) * NGTCP2_MILLISECONDS;
+    }
     if (c->deadline_ns && c->deadline_ns < exp)
         exp = c->deadline_ns;
     uint64_t frame_due = c->partial_since_ns + WZP_CONN_FRAME_DEADLINE_MS * 1000000ull;
@@ -1460,8 +1473,17 @@ static bool conn_nothing_but_datagrams(const struct wzp_conn *c)
 
 static bool conn_write_can_wait(struct wzp_conn *c, uint64_t now, uint64_t exp)
 {
-    if (!conn_nothing_but_datagrams(c) || c->dgq.count)
+    if (!conn_nothing_but_datagrams(c))
         return false;
+    if (c->dgq.count) { /* --coalesce: wait for more, up to a packet's worth */
+        if (c->w->relay->cfg.coalesce_ms == 0)
+            return false;
+        if (!c->coalesce_ns)
+            c->coalesce_ns = now;
+        if (c->ack_hold_ns && now >= ack_hold_until(c))
+            return false;
+        return now < coalesce_until(c) && wzp_dgq_bytes(&c->dgq) < WZP_COALESCE_FULL_BYTES;
+    }
     bool due = c->expiry_handled || exp <= now;
     uint64_t hold = (uint64_t)c->w->relay->cfg.ack_delay_ms * NGTCP2_MILLISECONDS;
     if (hold == 0)
@@ -1497,6 +1519,8 @@ void wzp_conn_flush(struct wzp_conn *c)
         conn_close_transport(c, rv, NULL);
         return;
     }
+    if (c->dgq.count == 0)
+        c->coalesce_ns = 0; /* (datagrams left by congestion control go at the next flush) */
     sweep_out_streams(c);
     if (c->state == WZP_CONN_SERVING && !c->out_head)
         c->deadline_ns = wzp_now_ns(); /* everything delivered and acknowledged: close */

@@ -113,6 +113,7 @@ struct wzp_conn {
     bool expiry_handled;  /* ngtcp2 handled an expiry and wants a write (it then stops
                            * reporting an expired ACK delay in its expiry time) */
     uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
+    uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
     uint64_t timer_at_ns; /* when the armed timer fires */
 
     /* room */

@@ -38,8 +38,10 @@
 #define WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR  32
 #define WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR 256
 #define WZP_KEEPALIVE_MS                     5000
-#define WZP_DEFAULT_ACK_DELAY_MS             10 /* --ack-delay: hold an ACK for a datagram */
-#define WZP_MAX_ACK_DELAY_MS                 20 /* below the 25 ms max_ack_delay we announce */
+#define WZP_DEFAULT_ACK_DELAY_MS             10   /* --ack-delay: hold an ACK for a datagram */
+#define WZP_MAX_ACK_DELAY_MS                 20   /* below the 25 ms max_ack_delay we announce */
+#define WZP_MAX_COALESCE_MS                  20   /* --coalesce: the same bound */
+#define WZP_COALESCE_FULL_BYTES              1000 /* queued media that fills a packet */
 #define WZP_DEFAULT_DRAIN_TIMEOUT_S          600
 #define WZP_MAX_WORKERS                      64
 
@@ -67,6 +69,7 @@ struct wzp_config {
     unsigned join_timeout_ms;          /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
     unsigned ack_delay_ms; /* a joined connection's ACK waits this long for a datagram (conn.h) */
+    unsigned coalesce_ms;  /* datagrams to one client wait this long to share a packet; 0 = off */
     char policy_path[PATH_MAX];                /* "" = no policy file: upstream behaviour */
     char shadow_path[PATH_MAX];                /* "" = no shadow policy (shadow.h) */
     unsigned metrics_port;                     /* 0: no HTTP server */

@@ -141,6 +141,11 @@ unsigned wzp_dgq_push(struct wzp_dgq *q, const uint8_t *data, size_t len);
 /* The oldest entry, or NULL when empty. */
 const uint8_t *wzp_dgq_peek(struct wzp_dgq *q, size_t *len);
 void wzp_dgq_pop(struct wzp_dgq *q);
+/* Bytes queued, entry headers included. */
+static inline uint32_t wzp_dgq_bytes(const struct wzp_dgq *q)
+{
+    return q->tail - q->head;
+}
 /* Bytes allocated for the ring. */
 static inline uint32_t wzp_dgq_capacity(const struct wzp_dgq *q)
 {

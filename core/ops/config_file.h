@@ -93,6 +93,7 @@ struct wzp_file_config {
     unsigned join_timeout_ms;
     unsigned idle_timeout_ms;
     unsigned ack_delay_ms; /* [10] an ACK waits this long for a datagram (--ack-delay) */
+    unsigned coalesce_ms;  /* [0] datagrams to a client wait to share a packet (--coalesce) */
     char *identity;        /* identity seed file path */
     char *policy;          /* policy script path */
     char *metrics_bind;    /* [127.0.0.1] IP the metrics server binds */
@@ -114,7 +115,8 @@ struct wzp_file_config {
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
         bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
             max_connections_per_addr, retry, admin_token_file, join_timeout_ms, idle_timeout_ms,
-            ack_delay_ms, identity, policy, metrics_bind, admin_token, event_log, log_format;
+            ack_delay_ms, coalesce_ms, identity, policy, metrics_bind, admin_token, event_log,
+            log_format;
         bool advertise, ring_timeout_s, call_setup_timeout_s, max_calls, auth_ca_file, decision_log,
             shadow_policy;
     } set;

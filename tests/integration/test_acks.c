@@ -101,3 +101,31 @@ Test(acks, wait_no_longer_than_the_ack_delay)
     tc_free(&a);
     tc_free(&b);
 }
+
+/* --coalesce: datagrams to one client a few ms apart share packets, and each still
+ * arrives within the window. */
+Test(acks, coalesce_packs_a_burst)
+{
+    const char *const args[] = {"--coalesce", "10", NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    struct tc a, b;
+    join(&a, "burst", 1);
+    join(&b, "burst", 2);
+    wzpc_run_for(loop, 200);
+    uint64_t tx0 = relay_counter(&relay, "udp_tx_packets");
+    for (unsigned round = 0; round < 5; round++) {
+        for (unsigned i = 0; i < 4; i++) { /* 4 x 112 bytes 2 ms apart: below a packet */
+            tc_send_media(&a, NULL);
+            wzpc_run_for(loop, 2);
+        }
+        wzpc_run_for(loop, 60); /* window 10 ms, and a's ACK's 10 ms */
+        cr_expect_eq(b.from[1], 4 * (round + 1), "round %u: b got %u", round, b.from[1]);
+    }
+    uint64_t tx = relay_counter(&relay, "udp_tx_packets") - tx0;
+    /* Without the window: 20 packets to b and 5 ACK-only packets to a. */
+    cr_log_info("--coalesce 10: %llu packets for 5 bursts of 4", (unsigned long long)tx);
+    cr_expect_leq(tx, 12, "%llu packets for 5 bursts of 4", (unsigned long long)tx);
+    tc_free(&a);
+    tc_free(&b);
+}
