@@ -388,7 +388,22 @@ static inline void bu_raise_nofile(void)
 struct bu_shape {
     unsigned rooms, participants, speakers, rate, size, threads;
     double duration, warmup, drain;
+    /* --acks quinn (default): a receiver acknowledges every packet at once, as the quinn
+     * stack of real clients does; batch: once per received batch. */
+    bool quinn_acks;
+    /* --phases spread (default): the rooms take turns in the sending schedule, so a room's
+     * speakers send at times spread over the period, as independent clients do; grouped:
+     * a room's speakers one after the other (their packets reach the relay together). */
+    bool spread;
 };
+
+/* The order speakers take turns in within each period: index i of R rooms x P
+ * participants. grouped: by index; spread: by (place in the room, room). */
+static inline unsigned long bu_speaker_rank(const struct bu_shape *s, unsigned i)
+{
+    unsigned p = s->participants;
+    return s->spread ? (unsigned long)(i % p) * s->rooms + i / p : i;
+}
 
 enum {
     BU_OPT_ROOMS = 256,
@@ -400,6 +415,8 @@ enum {
     BU_OPT_WARMUP,
     BU_OPT_DRAIN,
     BU_OPT_THREADS,
+    BU_OPT_ACKS,
+    BU_OPT_PHASES,
     BU_OPT_FIRST_OWN, /* each program numbers its own options from here */
 };
 
@@ -413,6 +430,8 @@ enum {
         {"duration", required_argument, NULL, BU_OPT_DURATION},                                    \
         {"warmup", required_argument, NULL, BU_OPT_WARMUP},                                        \
         {"drain", required_argument, NULL, BU_OPT_DRAIN},                                          \
+        {"acks", required_argument, NULL, BU_OPT_ACKS},                                            \
+        {"phases", required_argument, NULL, BU_OPT_PHASES},                                        \
     {                                                                                              \
         "threads", required_argument, NULL, BU_OPT_THREADS                                         \
     }
@@ -421,7 +440,8 @@ enum {
 #define BU_SHAPE_DEFAULTS                                                                          \
     {                                                                                              \
         .rooms = 1, .participants = 2, .speakers = UINT32_MAX, .rate = 50, .size = 100,            \
-        .threads = 1, .duration = 10, .warmup = 1, .drain = 0.5                                    \
+        .threads = 1, .duration = 10, .warmup = 1, .drain = 0.5, .quinn_acks = true,               \
+        .spread = true                                                                             \
     }
 
 static inline bool bu_set_uint(const char *arg, unsigned long min, unsigned long max, unsigned *out)
@@ -456,6 +476,20 @@ static inline int bu_shape_option(struct bu_shape *s, int opt, const char *arg)
         return bu_parse_seconds(arg, &s->drain);
     case BU_OPT_THREADS:
         return bu_set_uint(arg, 1, BU_MAX_THREADS, &s->threads);
+    case BU_OPT_ACKS:
+        if (strcmp(arg, "quinn") != 0 && strcmp(arg, "batch") != 0) {
+            fprintf(stderr, "--acks expects quinn or batch, got \"%s\"\n", arg);
+            return 0;
+        }
+        s->quinn_acks = strcmp(arg, "quinn") == 0;
+        return 1;
+    case BU_OPT_PHASES:
+        if (strcmp(arg, "spread") != 0 && strcmp(arg, "grouped") != 0) {
+            fprintf(stderr, "--phases expects spread or grouped, got \"%s\"\n", arg);
+            return 0;
+        }
+        s->spread = strcmp(arg, "spread") == 0;
+        return 1;
     default:
         return -1;
     }

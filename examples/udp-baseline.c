@@ -21,6 +21,12 @@
  *
  * Packets use wzp-loadgen's media format: 12-byte header, then sender index (u32 LE),
  * sequence (u32 LE), send time (u64 LE, CLOCK_MONOTONIC ns), padding to --size.
+ *
+ * Acknowledgements, shaped as the relay's clients send them (--acks, --phases as for
+ * wzp-loadgen): with --acks quinn (default) a participant answers every media packet at
+ * once with an ACK-sized packet ("K" + padding to ACK_BYTES, the size of a QUIC ACK-only
+ * packet); with batch, one per receive batch. The forwarder reads each, finds its sender
+ * (as the relay must find the connection) and drops it.
  */
 #include "benchutil.h"
 #include "wzpc.h" /* kernel receive timestamps, measured as for the relay's clients */
@@ -45,6 +51,7 @@
 #define JOIN_RETRY_NS  100000000ull
 #define START_DELAY_NS 50000000ull
 #define SOCKBUF_BYTES  (4 << 20)
+#define ACK_BYTES      45 /* short header, 8-byte CID, ACK frame, AEAD tag */
 
 /* ------------------------------------------------------------------ options */
 
@@ -52,6 +59,7 @@ struct options {
     struct bu_shape shape;
     double join_timeout;
     bool json;
+    int forwarder_cpu; /* -1: anywhere */
 };
 
 static void usage(FILE *out, const char *prog)
@@ -66,7 +74,13 @@ static void usage(FILE *out, const char *prog)
             "  --rooms R --participants P --speakers S --rate PPS --size BYTES\n"
             "  --duration SEC --warmup SEC --drain SEC\n"
             "                      as for wzp-loadgen (defaults 1, 2, P, 50, 100, 10, 1, 0.5)\n"
+            "  --acks quinn|batch  receivers answer every packet with an ACK-sized packet\n"
+            "                      (quinn, default) or one per receive batch\n"
+            "  --phases spread|grouped\n"
+            "                      speakers' send order, as for wzp-loadgen (default spread)\n"
             "  --threads N         forwarder workers (default: online CPUs)\n"
+            "  --forwarder-cpu N   run the forwarder on CPU N only (the participants run\n"
+            "                      wherever this process is started, e.g. under taskset)\n"
             "  --json              print the result as one JSON object on stdout\n"
             "  -h, --help          show this help\n",
             prog);
@@ -74,11 +88,13 @@ static void usage(FILE *out, const char *prog)
 
 enum {
     OPT_JSON = BU_OPT_FIRST_OWN,
+    OPT_FORWARDER_CPU,
 };
 
 static const struct option long_options[] = {
     BU_SHAPE_LONG_OPTIONS,
     {"json", no_argument, NULL, OPT_JSON},
+    {"forwarder-cpu", required_argument, NULL, OPT_FORWARDER_CPU},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -92,6 +108,13 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case OPT_JSON:
         o->json = true;
         return true;
+    case OPT_FORWARDER_CPU: {
+        unsigned cpu;
+        if (!bu_set_uint(arg, 0, CPU_SETSIZE - 1, &cpu))
+            return false;
+        o->forwarder_cpu = (int)cpu;
+        return true;
+    }
     default:
         return false;
     }
@@ -102,7 +125,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int opt;
 
-    *o = (struct options){.shape = BU_SHAPE_DEFAULTS, .join_timeout = 30};
+    *o = (struct options){.shape = BU_SHAPE_DEFAULTS, .join_timeout = 30, .forwarder_cpu = -1};
     o->shape.threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         if (opt == 'h') {
@@ -294,6 +317,12 @@ static void handle_rx(struct worker *w, unsigned k, size_t len)
     static char ack = 'A';
     const uint8_t *d = w->rx[k];
 
+    if (len == ACK_BYTES && d[0] == 'K') { /* an acknowledgement: find its sender, drop it */
+        pthread_rwlock_rdlock(&w->f->lock);
+        (void)lookup(w->f, &w->from[k]);
+        pthread_rwlock_unlock(&w->f->lock);
+        return;
+    }
     if (len == 9 && d[0] == 'J') {
         uint32_t idx = get_u32le(d + 1) * w->f->o->shape.participants + get_u32le(d + 5);
 
@@ -393,6 +422,7 @@ struct peer {
 
 struct stats {
     uint64_t sent, sent_window, received, delivered, misrouted;
+    uint64_t acks_window; /* acknowledgements sent inside the window */
     struct bu_hist latency;
 };
 
@@ -473,9 +503,11 @@ static void read_peer(struct clients *c, struct peer *p)
         msg[i].msg_hdr.msg_control = ctl[i].buf;
         msg[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
     }
+    static const uint8_t ack[ACK_BYTES] = {'K'};
     while ((n = recvmmsg(p->fd, msg, RECV_BATCH, MSG_DONTWAIT, NULL)) > 0) {
         uint64_t now = bu_now_ns();
         int64_t clock_off = wzpc_mono_minus_real_ns();
+        unsigned media = 0;
 
         for (int i = 0; i < n; i++) {
             /* arrival = the kernel's receive time, as the relay's generator measures */
@@ -487,8 +519,14 @@ static void read_peer(struct clients *c, struct peer *p)
                 p->joined = true;
             } else {
                 on_media(c, p, buf[i], msg[i].msg_len, stamped ? stamped : now);
+                media++;
             }
         }
+        unsigned acks = c->o->shape.quinn_acks ? media : media > 0;
+        for (unsigned i = 0; i < acks; i++)
+            if (send(p->fd, ack, sizeof ack, 0) == ACK_BYTES && now >= c->window_start &&
+                now < c->window_end)
+                c->st.acks_window++;
     }
 }
 
@@ -551,6 +589,16 @@ static bool join_all(struct clients *c)
     return true;
 }
 
+static const struct bu_shape *sort_shape; /* for by_rank (set before the sort) */
+
+static int by_rank(const void *a, const void *b)
+{
+    unsigned long ra = bu_speaker_rank(sort_shape, (*(struct peer *const *)a)->index);
+    unsigned long rb = bu_speaker_rank(sort_shape, (*(struct peer *const *)b)->index);
+
+    return ra < rb ? -1 : ra > rb;
+}
+
 static bool clients_setup(struct clients *c)
 {
     const struct options *o = c->o;
@@ -572,6 +620,8 @@ static bool clients_setup(struct clients *c)
         if (p->speaker)
             c->speakers[c->nspeakers++] = p;
     }
+    sort_shape = &o->shape;
+    qsort(c->speakers, c->nspeakers, sizeof(*c->speakers), by_rank); /* --phases */
     return true;
 }
 
@@ -666,6 +716,8 @@ static void print_result(const struct clients *c, const struct measure *m)
     fprintf(out,
             "{\n  \"mode\": \"udp-baseline\",\n  \"rooms\": %u, \"participants\": %u, "
             "\"speakers\": %u, \"rate\": %u, \"size\": %u, \"threads\": %u,\n"
+            "  \"acks\": \"%s\", \"phases\": \"%s\", \"acks_window\": %llu, "
+            "\"acks_per_delivered\": %.4f,\n"
             "  \"window_s\": %.3f, \"sent\": %llu, \"sent_window\": %llu, \"expected\": %llu,\n"
             "  \"delivered\": %llu, \"delivery_ratio\": %.6f, \"misrouted\": %llu,\n"
             "  \"forwarded_window\": %llu, \"forwarded_per_s\": %.1f,\n"
@@ -673,12 +725,15 @@ static void print_result(const struct clients *c, const struct measure *m)
             "                \"rss_idle_kb\": %lu, \"rss_end_kb\": %lu},\n"
             "  \"clients_cpu_s\": %.3f,\n  \"latency_ms\": ",
             o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
-            o->shape.threads, win, (unsigned long long)c->st.sent,
-            (unsigned long long)c->st.sent_window, (unsigned long long)exp,
-            (unsigned long long)c->st.delivered, ratio((double)c->st.delivered, (double)exp),
-            (unsigned long long)c->st.misrouted, (unsigned long long)fwd, ratio((double)fwd, win),
-            cpu, sched, 1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd), m->idle.rss_kb,
-            m->fwd_end.rss_kb, m->self_end - m->self_begin);
+            o->shape.threads, o->shape.quinn_acks ? "quinn" : "batch",
+            o->shape.spread ? "spread" : "grouped", (unsigned long long)c->st.acks_window,
+            ratio((double)c->st.acks_window, (double)c->st.delivered), win,
+            (unsigned long long)c->st.sent, (unsigned long long)c->st.sent_window,
+            (unsigned long long)exp, (unsigned long long)c->st.delivered,
+            ratio((double)c->st.delivered, (double)exp), (unsigned long long)c->st.misrouted,
+            (unsigned long long)fwd, ratio((double)fwd, win), cpu, sched,
+            1e6 * ratio(sched > 0 ? sched : cpu, (double)fwd), m->idle.rss_kb, m->fwd_end.rss_kb,
+            m->self_end - m->self_begin);
     bu_hist_json_ms(out, &c->st.latency);
     fprintf(out, ",\n  \"machine\": ");
     bu_sys_cpu_json(out, m->sys_begin, m->sys_end);
@@ -726,6 +781,14 @@ int main(int argc, char **argv)
         return 1;
     if (child == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the parent */
+        if (o.forwarder_cpu >= 0) {
+            cpu_set_t set;
+
+            CPU_ZERO(&set);
+            CPU_SET(o.forwarder_cpu, &set);
+            if (sched_setaffinity(0, sizeof(set), &set) != 0)
+                perror("udp-baseline: --forwarder-cpu");
+        }
         forwarder_run(&f);
         _exit(0);
     }

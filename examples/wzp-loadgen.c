@@ -70,8 +70,6 @@ struct options {
     struct bu_shape shape;
     unsigned concurrency, storm;
     unsigned sockets; /* shared UDP sockets per thread; 0 = one per client */
-    bool quinn_acks;  /* --acks quinn: an ACK per packet, at once (wzpc.h) */
-    bool spread;      /* --phases spread: a room's speakers send at spread-out times */
     double join_timeout;
     const char *room_prefix;
     pid_t relay_pid;
@@ -106,14 +104,14 @@ static void usage(FILE *out, const char *prog)
             "                      so keep N well above its worker count. Arrivals get\n"
             "                      burstier; use the default for latency figures.\n"
             "                      Default 0: one socket per client, like real clients\n"
-            "  --acks MODE         quinn: acknowledge every received packet at once, as the\n"
-            "                      quinn stack of real clients does; batch (default): one\n"
-            "                      ACK per received batch, ngtcp2's usual rule\n"
-            "  --phases MODE       when in each period the speakers send: grouped (default:\n"
-            "                      a room's speakers one after the other, so their packets\n"
-            "                      reach the relay together) or spread (the rooms take\n"
-            "                      turns, so a room's speakers are spread over the period,\n"
-            "                      as independent real clients are)\n"
+            "  --acks MODE         quinn (default): acknowledge every received packet at once,\n"
+            "                      as the quinn stack of real clients does; batch: one ACK\n"
+            "                      per received batch, ngtcp2's usual rule\n"
+            "  --phases MODE       when in each period the speakers send: spread (default:\n"
+            "                      the rooms take turns, so a room's speakers are spread\n"
+            "                      over the period, as independent real clients are) or\n"
+            "                      grouped (a room's speakers one after the other, so their\n"
+            "                      packets reach the relay together)\n"
             "  --concurrency N     joins in flight at once (default %d; keep it below the\n"
             "                      relay's --max-handshakes)\n"
             "  --join-timeout SEC  give up on joins still pending after this (default 60)\n"
@@ -140,8 +138,6 @@ enum {
     OPT_STORM,
     OPT_RELAY_PID,
     OPT_RELAY_STATS,
-    OPT_ACKS,
-    OPT_PHASES,
     OPT_JSON,
 };
 
@@ -154,8 +150,6 @@ static const struct option long_options[] = {
     {"storm", required_argument, NULL, OPT_STORM},
     {"relay-pid", required_argument, NULL, OPT_RELAY_PID},
     {"relay-stats", no_argument, NULL, OPT_RELAY_STATS},
-    {"acks", required_argument, NULL, OPT_ACKS},
-    {"phases", required_argument, NULL, OPT_PHASES},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -183,20 +177,6 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     switch (opt) {
     case OPT_CONCURRENCY:
         return bu_set_uint(arg, 1, 100000, &o->concurrency);
-    case OPT_ACKS:
-        if (strcmp(arg, "quinn") != 0 && strcmp(arg, "batch") != 0) {
-            fprintf(stderr, "wzp-loadgen: --acks expects quinn or batch, got \"%s\"\n", arg);
-            return false;
-        }
-        o->quinn_acks = strcmp(arg, "quinn") == 0;
-        return true;
-    case OPT_PHASES:
-        if (strcmp(arg, "spread") != 0 && strcmp(arg, "grouped") != 0) {
-            fprintf(stderr, "wzp-loadgen: --phases expects spread or grouped, got \"%s\"\n", arg);
-            return false;
-        }
-        o->spread = strcmp(arg, "spread") == 0;
-        return true;
     case OPT_SOCKETS:
         return bu_set_uint(arg, 0, 4096, &o->sockets);
     case OPT_JOIN_TIMEOUT:
@@ -487,7 +467,7 @@ static void open_client(struct gen *g, struct client *cl)
         .on_datagram = on_datagram,
         .user_data = cl,
         .mux = g->mux,
-        .ack_every_packet = o->quinn_acks,
+        .ack_every_packet = o->shape.quinn_acks,
     };
 
     snprintf(room, sizeof(room), "%s-%u", o->room_prefix, cl->room);
@@ -605,15 +585,14 @@ static double send_due(struct gen *g)
     return IDLE_TICK_S;
 }
 
-static unsigned participants_per_room; /* for by_place_then_room (set before the sort) */
+static const struct bu_shape *sort_shape; /* for by_rank (set before the sort) */
 
-static int by_place_then_room(const void *a, const void *b)
+static int by_rank(const void *a, const void *b)
 {
     const struct client *x = *(struct client *const *)a, *y = *(struct client *const *)b;
-    unsigned px = x->index % participants_per_room, py = y->index % participants_per_room;
-    if (px != py)
-        return px < py ? -1 : 1;
-    return x->room < y->room ? -1 : x->room > y->room;
+    unsigned long rx = bu_speaker_rank(sort_shape, x->index);
+    unsigned long ry = bu_speaker_rank(sort_shape, y->index);
+    return rx < ry ? -1 : rx > ry;
 }
 
 /* First tick of the media phase: drop joins still pending, list receivers and speakers. */
@@ -627,7 +606,7 @@ static void media_begin(struct gen *g)
     g->window_end = tl->window_end;
     g->send_end = tl->send_end;
     g->period = 1000000000ull / g->app->o.shape.rate;
-    participants_per_room = g->app->o.shape.participants;
+    sort_shape = &g->app->o.shape;
     for (unsigned i = 0; i < g->nclients; i++) {
         struct client *cl = &g->clients[i];
 
@@ -642,8 +621,7 @@ static void media_begin(struct gen *g)
                 g->speakers[g->nspeakers++] = cl;
         }
     }
-    if (g->app->o.spread) /* rooms take turns: order by (place in the room, room) */
-        qsort(g->speakers, g->nspeakers, sizeof *g->speakers, by_place_then_room);
+    qsort(g->speakers, g->nspeakers, sizeof *g->speakers, by_rank); /* --phases */
     g->media_done = g->nspeakers == 0;
     if (g->nspeakers > 0)
         g->offset = g->period * g->id / ((uint64_t)nthreads * g->nspeakers);
@@ -1029,8 +1007,8 @@ static void json_common(FILE *out, const struct app *a, const struct result *r,
         "  \"full_room_views\": %u, \"views_wall_s\": %.3f,\n"
         "  \"first_failure\": \"",
         o->shape.rooms, o->shape.participants, o->shape.speakers, o->shape.rate, o->shape.size,
-        o->shape.threads, o->sockets, o->quinn_acks ? "quinn" : "batch",
-        o->spread ? "spread" : "grouped", o->concurrency, a->total,
+        o->shape.threads, o->sockets, o->shape.quinn_acks ? "quinn" : "batch",
+        o->shape.spread ? "spread" : "grouped", o->concurrency, a->total,
         (unsigned long long)r->st.joined, (unsigned long long)r->st.join_failed,
         secs(m->run_start, m->joins_done), atomic_load(&a->views),
         secs(m->joins_done, m->views_done));

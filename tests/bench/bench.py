@@ -31,17 +31,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SKIP = 77
 
 # name, rooms, participants, speakers (None = all), relay threads (None = --threads)
+# (name, rooms, participants, speakers or None = all, relay threads or None = --threads,
+# options). Clients load the relay as real ones do (wzp-loadgen's defaults: every packet
+# acknowledged at once, as quinn does; speakers' send times spread over the period), and
+# the raw-UDP baseline's receivers answer every packet likewise. Options: "shape": the
+# generators' --acks/--phases (GROUPED: the batch-ACK, grouped shape every figure before
+# 2026-12-07 used), "relay_args": extra relay flags, "pin": relay (and the baseline's
+# forwarder) on CPU 0, generators on CPU 1 -- the issue-12 target setting.
+GROUPED = ["--acks", "batch", "--phases", "grouped"]
+PINNED_40x5 = {"pin": True}
 FULL = [
     ("1x2", 1, 2, None, None),
     ("10x5", 10, 5, None, None),
+    ("40x5 t1", 40, 5, None, 1, PINNED_40x5),
+    ("40x5 t1 co5", 40, 5, None, 1, {"pin": True, "relay_args": ["--coalesce", "5"]}),
     ("50x10", 50, 10, None, None),
     ("1x100/5", 1, 100, 5, None),
+    ("50x10 grouped", 50, 10, None, None, {"shape": GROUPED}),
 ]
 SMOKE = [
     ("1x2", 1, 2, None, None),
     ("4x5", 4, 5, None, None),
     ("10x10", 10, 10, None, None),
     ("1x30/3", 1, 30, 3, None),
+    ("10x10 grouped", 10, 10, None, None, {"shape": GROUPED}),
 ]
 STORM_FULL = {"joins": 400, "levels": [1, 8, 32, 128, 200], "rooms": 10}
 STORM_SMOKE = {"joins": 60, "levels": [16], "rooms": 4}
@@ -235,7 +248,7 @@ class Relay:
     extra_args = []  # --relay-arg values, for every relay the suite starts
     worker_quota = None  # cores per worker thread (--worker-quota), or None
 
-    def __init__(self, binary, workdir, name, threads):
+    def __init__(self, binary, workdir, name, threads, extra=(), cpu=None):
         self.port = free_udp_port()
         safe = re.sub(r"[^A-Za-z0-9.-]", "_", name)
         self.log_path = os.path.join(workdir, "relay-%s.log" % safe)
@@ -244,7 +257,9 @@ class Relay:
                 "--max-sessions", "5000", "--max-connections", "20000",
                 # every load client comes from 127.0.0.1: per-address limits off
                 "--max-handshakes-per-addr", "0", "--max-connections-per-addr", "0"]
-        args += Relay.extra_args
+        args += Relay.extra_args + list(extra)
+        if cpu is not None:
+            args = ["taskset", "-c", str(cpu)] + args
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -347,18 +362,23 @@ def perf_finish(handle, outdir):
 
 
 def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf=False,
-                   duration=None, baseline_run=True, gen_threads=None, gen_sockets=0):
+                   duration=None, baseline_run=True, gen_threads=None, gen_sockets=0,
+                   opts=None):
     """One loadgen run against a fresh relay, plus the matching raw-UDP run."""
     relay_bin, loadgen, baseline = bins
+    opts = opts or {}
     speakers = parts if speakers is None else speakers
     duration = duration or a.duration
     if a.wait_quiet > 0:
         wait_quiet(a.wait_quiet)
     shape = ["--rooms", str(rooms), "--participants", str(parts), "--speakers", str(speakers),
-             "--duration", str(duration), "--warmup", str(a.warmup)]
-    relay = Relay(relay_bin, workdir, name, threads)
+             "--duration", str(duration), "--warmup", str(a.warmup)] + opts.get("shape", [])
+    pin = opts.get("pin") and (os.cpu_count() or 1) >= 2
+    gen_prefix = ["taskset", "-c", "1"] if pin else []
+    relay = Relay(relay_bin, workdir, name, threads, opts.get("relay_args", ()),
+                  0 if pin else None)
     handle = perf_start(relay.proc.pid, workdir) if perf else None
-    cmd = [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads",
+    cmd = gen_prefix + [loadgen, "127.0.0.1:%d" % relay.port, "--json", "--threads",
            str(gen_threads or a.gen_threads), "--relay-pid", str(relay.proc.pid),
            "--relay-stats"] + shape
     if gen_sockets:
@@ -370,14 +390,16 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
         perf_path = perf_finish(handle, os.path.dirname(a.out)) if handle else None
         status = relay.stop()
     res = {"name": name, "rooms": rooms, "participants": parts, "speakers": speakers,
-           "relay_threads": threads, "loadgen_rc": rc, "relay_exit": status, "loadgen": gen,
+           "relay_threads": threads, "options": opts, "pinned": bool(pin), "loadgen_rc": rc, "relay_exit": status, "loadgen": gen,
            "relay_counters": relay.counters()[:2], "relay_log": relay.log_path}
     if perf_path:
         res["perf_report"] = perf_path
     if baseline_run and not a.no_baseline:
         if a.wait_quiet > 0:
             wait_quiet(a.wait_quiet)
-        cmd = [baseline, "--json", "--threads", str(threads)] + shape
+        cmd = gen_prefix + [baseline, "--json", "--threads", str(threads)] + shape
+        if pin:
+            cmd += ["--forwarder-cpu", "0"]
         res["baseline_rc"], res["baseline"] = run_json(cmd, timeout,
                                                        os.path.join(workdir, "baseline.log"))
     return res
@@ -717,12 +739,12 @@ def print_saturation(sat):
 def run_all(a, bins, workdir):
     scen, storm = plan(a)
     media, storms, problems = [], [], []
-    for name, rooms, parts, speakers, threads in scen:
+    for name, rooms, parts, speakers, threads, *more in scen:
         runs = []
         for i in range(a.repeat):
             log("bench: %s (run %d/%d)" % (name, i + 1, a.repeat))
             r = media_scenario(a, bins, workdir, name, rooms, parts, speakers,
-                               threads or a.threads)
+                               threads or a.threads, opts=more[0] if more else None)
             r["figures"] = media_figures(r)
             problems += ["%s: %s" % (name, p) for p in check_media(r, a.min_delivery or 0)]
             runs.append(r)

@@ -22,6 +22,35 @@
 //!                     each way; C, not a party, must be closed with "not a party of call";
 //!                     MediaPathReports cross, A hangs up; B calls A, A rejects, B gets
 //!                     Hangup. Needs a relay that serves "_signal" (GnuTLS patched for "_").
+//!   load              benchmark load, not a pass/fail check of the relay: --rooms x
+//!                     --participants clients, each its own quinn Endpoint (own UDP socket)
+//!                     doing the full join (SNI = room "PREFIX-r", signed CallOffer, verified
+//!                     CallAnswer, then a RoomUpdate listing its whole room), at most
+//!                     --concurrency joins in flight. Then the first --speakers of each room
+//!                     send --rate datagrams/s of --size bytes, each speaker on its own tokio
+//!                     interval (MissedTickBehavior::Skip: a tick missed by a busy generator
+//!                     is dropped, the rest stay on the speaker's phase grid; the send lag
+//!                     reports it). Speaker k = participant x rooms + room, of K in all,
+//!                     starts k x (1000/rate ms) / K after t0, so a room's speakers are
+//!                     spread over the period as independent clients are. Each datagram is
+//!                     the 12-byte media header, "WZPL", sender k u32, seq u32 and send time
+//!                     u64 (us since this process started; senders and receivers share the
+//!                     clock, so receive - send is the one-way latency, including this
+//!                     process's own scheduling), then filler. Window: [t0 + warmup,
+//!                     t0 + warmup + duration) by send time; expected = datagrams each
+//!                     speaker sent in it x (joined members of its room - 1); delivered =
+//!                     those received until 0.5 s after the window. With --relay-pid, at the
+//!                     window's start and end: the relay's CPU (sum of
+//!                     /proc/PID/task/*/schedstat, else /proc/PID/stat) and VmRSS, and
+//!                     SIGUSR1 (the relay logs a "stats:" line each time). Prints a "LOAD"
+//!                     line and "LOAD_JSON {...}" (joined, join_failures, expected, delivered,
+//!                     delivery_ratio, latency_ms, window_s, relay {cpu_s, rss_kb_start,
+//!                     rss_kb_end, cpu_us_per_delivered}, gen_cpu_s, ...). Exit 0 when it
+//!                     ran, whatever the loss; 1 when more than 5% of the clients could not
+//!                     join (or none could: relay unreachable). The relay limits handshakes
+//!                     per source address (--max-handshakes-per-addr, default 32) and
+//!                     participants (--max-sessions, default 100): raise them for big runs;
+//!                     every client needs a file descriptor (ulimit -n).
 //!   selftest          only the built-in crypto/JSON checks against the spec's test vectors.
 //!
 //! Options:
@@ -33,13 +62,26 @@
 //!                             by connection ID, as the desktop client needs)
 //!   -v, --verbose             log every signal and datagram summary
 //!
+//! Options of the load scenario:
+//!   --rooms R                 rooms (default 40)
+//!   --participants P          clients per room (default 5)
+//!   --speakers S              clients of each room that send (default P)
+//!   --rate PPS                datagrams per second per speaker (default 50)
+//!   --size BYTES              whole datagram, header included (default 112; 32..1150)
+//!   --duration SEC            measured window (default 8)
+//!   --warmup SEC              media before the window (default 2)
+//!   --concurrency N           joins in flight (default 50)
+//!   --room-prefix STR         rooms are STR-0, STR-1, ... (default "load")
+//!   --relay-pid PID           the relay process, for its CPU, RSS and SIGUSR1 stats lines
+//!   --runtime-threads N       tokio worker threads (default 1: a current_thread runtime)
+//!
 //! Exit status: 0 success, 1 failure (a message starting with "FAIL" says why), 2 usage.
 //! Written for Rust 1.63 (Debian 12's toolchain).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -659,6 +701,18 @@ fn spawn_datagram_reader(conn: quinn::Connection, rx: Arc<Mutex<RxStats>>) {
     });
 }
 
+/// What a room connection does with the datagrams it receives.
+enum DgramSink {
+    /// Check each with parse_media() into the client's RxStats (the functional scenarios).
+    Check,
+    /// Time and count them for the load scenario; `room` is the receiver's room index.
+    Load {
+        shared: Arc<LoadShared>,
+        rx: Arc<Mutex<LoadRx>>,
+        room: usize,
+    },
+}
+
 /// QUIC handshake with the given SNI (server name); the negotiated ALPN must be "wzp".
 async fn connect_checked(
     name: &str,
@@ -771,7 +825,22 @@ impl Client {
         endpoint: quinn::Endpoint,
         verbose: bool,
     ) -> Res<(Client, [u8; 32], [u8; 32])> {
-        let client = Client::connect(name, idx, seed, room, addr, endpoint, verbose).await?;
+        Client::join_into(name, idx, seed, room, addr, endpoint, verbose, DgramSink::Check).await
+    }
+
+    /// As `join_with_seed`, with received datagrams handed to `sink`.
+    #[allow(clippy::too_many_arguments)]
+    async fn join_into(
+        name: &str,
+        idx: u8,
+        seed: &[u8; 32],
+        room: &str,
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+        verbose: bool,
+        sink: DgramSink,
+    ) -> Res<(Client, [u8; 32], [u8; 32])> {
+        let client = Client::connect_into(name, idx, seed, room, addr, endpoint, verbose, sink).await?;
         let (json, eph) = client.call_offer()?;
         client.send_signal(&json).await?;
         say!("{}: CallOffer sent ({} bytes)", name, json.len());
@@ -788,6 +857,21 @@ impl Client {
         endpoint: quinn::Endpoint,
         verbose: bool,
     ) -> Res<Client> {
+        Client::connect_into(name, idx, seed, room, addr, endpoint, verbose, DgramSink::Check).await
+    }
+
+    /// As `connect`, with received datagrams handed to `sink`.
+    #[allow(clippy::too_many_arguments)]
+    async fn connect_into(
+        name: &str,
+        idx: u8,
+        seed: &[u8; 32],
+        room: &str,
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+        verbose: bool,
+        sink: DgramSink,
+    ) -> Res<Client> {
         let id = Identity::from_seed(seed);
         say!("{}: connecting to {} (SNI {}), fingerprint {}", name, addr, room, id.fingerprint);
         let conn = connect_checked(name, &endpoint, addr, room).await?;
@@ -797,7 +881,10 @@ impl Client {
         let stream_problems = Arc::new(Mutex::new(Vec::new()));
         let rx = Arc::new(Mutex::new(RxStats::default()));
         spawn_signal_reader(name.to_string(), conn.clone(), tx, stream_problems.clone());
-        spawn_datagram_reader(conn.clone(), rx.clone());
+        match sink {
+            DgramSink::Check => spawn_datagram_reader(conn.clone(), rx.clone()),
+            DgramSink::Load { shared, rx: load_rx, room } => spawn_load_reader(conn.clone(), shared, load_rx, room),
+        }
 
         Ok(Client {
             name: name.to_string(),
@@ -981,6 +1068,18 @@ struct Opts {
     relay_fp: Option<String>,
     shared_endpoint: bool,
     verbose: bool,
+    // Scenario "load"
+    rooms: usize,
+    participants: usize,
+    speakers: Option<usize>,
+    rate: u32,
+    size: usize,
+    duration: f64,
+    warmup: f64,
+    concurrency: usize,
+    room_prefix: String,
+    relay_pid: Option<u32>,
+    runtime_threads: usize,
 }
 
 async fn fanout(o: &Opts) -> Res<()> {
@@ -1992,12 +2091,821 @@ fn selftest() -> Res<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scenario "load": many quinn clients as benchmark load (see the top comment)
+
+/// A load datagram is the 12-byte media header (Opus24k, no quality trailer), then the
+/// magic, sender index u32, sequence u32 and send time u64 (us since the process start),
+/// all big-endian, then filler up to --size.
+const LOAD_MAGIC: &[u8; 4] = b"WZPL";
+const LOAD_MIN_LEN: usize = 32;
+/// The largest datagram the relay forwards (WZP_MEDIA_MAX_DATAGRAM_BYTES).
+const LOAD_MAX_LEN: usize = 1150;
+/// Receivers keep counting this long after the window (its last datagrams in flight).
+const LOAD_DRAIN: Duration = Duration::from_millis(500);
+/// Cap on waiting, after the joins, for every client's RoomUpdate listing its whole room.
+const LOAD_ROOM_WAIT: Duration = Duration::from_secs(15);
+/// Media starts this long after the last check, so every speaker's timer is set first.
+const LOAD_LEAD: Duration = Duration::from_millis(100);
+/// More join failures than this share of the clients is a setup failure.
+const LOAD_MAX_JOIN_FAILURE: f64 = 0.05;
+
+/// What every load client's datagram reader shares.
+struct LoadShared {
+    /// The process-wide start (the one the progress lines count from); send times are us
+    /// since this instant, so sender and receiver (one process) read the same clock.
+    start: Instant,
+    rooms: usize,
+    /// Speaker k is in room k % rooms; there are rooms x speakers of them.
+    speakers_total: usize,
+    size: usize,
+    /// The measured window [lo, hi) in us since `start`; empty until the media starts.
+    win_lo_us: AtomicU64,
+    win_hi_us: AtomicU64,
+    /// Set when counting ends (the end of the drain).
+    stopped: AtomicBool,
+}
+
+impl LoadShared {
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn in_window(&self, sent_us: u64) -> bool {
+        sent_us >= self.win_lo_us.load(Ordering::Relaxed) && sent_us < self.win_hi_us.load(Ordering::Relaxed)
+    }
+}
+
+/// One receiver's counts (only its own reader task touches them until the end).
+#[derive(Default)]
+struct LoadRx {
+    /// Datagrams from a speaker of its own room whose send time is in the window.
+    delivered: u64,
+    /// One-way latency of each of those, us.
+    lat_us: Vec<u32>,
+    /// From another room's speaker, or an unknown sender index.
+    misrouted: u64,
+    /// Not a load datagram of the expected size.
+    invalid: u64,
+    closed: Option<String>,
+}
+
+fn load_template(size: usize) -> Vec<u8> {
+    let mut d = vec![0u8; size];
+    // Header bytes 0-11 stay zero except seq and timestamp: V=0 T=0 CodecID=Opus24k Q=0,
+    // FecRatio 0, fec_block/symbol 0, csrc_count 0.
+    d[12..16].copy_from_slice(LOAD_MAGIC);
+    for (i, b) in d.iter_mut().enumerate().skip(LOAD_MIN_LEN) {
+        *b = i as u8;
+    }
+    d
+}
+
+fn load_datagram(template: &[u8], sender: u32, seq: u32, sent_us: u64) -> Bytes {
+    let mut d = template.to_vec();
+    d[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    d[4..8].copy_from_slice(&seq.wrapping_mul(20).to_be_bytes()); // 20 ms frames
+    d[16..20].copy_from_slice(&sender.to_be_bytes());
+    d[20..24].copy_from_slice(&seq.to_be_bytes());
+    d[24..32].copy_from_slice(&sent_us.to_be_bytes());
+    Bytes::from(d)
+}
+
+/// (sender, seq, send time in us) of a load datagram of `size` bytes.
+fn parse_load(d: &[u8], size: usize) -> Option<(u32, u32, u64)> {
+    if d.len() != size || d.len() < LOAD_MIN_LEN || &d[12..16] != LOAD_MAGIC {
+        return None;
+    }
+    let mut u4 = [0u8; 4];
+    let mut u8b = [0u8; 8];
+    u4.copy_from_slice(&d[16..20]);
+    let sender = u32::from_be_bytes(u4);
+    u4.copy_from_slice(&d[20..24]);
+    let seq = u32::from_be_bytes(u4);
+    u8b.copy_from_slice(&d[24..32]);
+    Some((sender, seq, u64::from_be_bytes(u8b)))
+}
+
+fn spawn_load_reader(conn: quinn::Connection, shared: Arc<LoadShared>, rx: Arc<Mutex<LoadRx>>, room: usize) {
+    tokio::spawn(async move {
+        loop {
+            match conn.read_datagram().await {
+                Ok(d) => {
+                    let now_us = shared.now_us();
+                    if shared.stopped.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let mut st = rx.lock().unwrap();
+                    match parse_load(&d, shared.size) {
+                        Some((sender, _seq, sent_us)) => {
+                            let k = sender as usize;
+                            if k >= shared.speakers_total || k % shared.rooms != room {
+                                st.misrouted += 1;
+                            } else if shared.in_window(sent_us) {
+                                st.delivered += 1;
+                                let lat = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX));
+                                st.lat_us.push(lat as u32);
+                            }
+                        }
+                        None => st.invalid += 1,
+                    }
+                }
+                Err(e) => {
+                    rx.lock().unwrap().closed = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[derive(Default)]
+struct SpeakerResult {
+    sent: u64,
+    sent_in_window: u64,
+    send_errors: u64,
+    first_error: Option<String>,
+    /// How late each tick ran after its due time, us.
+    lag_us: Vec<u32>,
+}
+
+/// Speaker `k`: one datagram per `period` from `first` until send time `stop_us`, on its
+/// own tokio interval. MissedTickBehavior::Skip: a tick the generator could not serve in
+/// time is dropped, not sent late in a burst, and the next ones stay on the speaker's
+/// phase grid (what is not sent is not expected, and the send lag shows it).
+fn spawn_speaker(
+    conn: quinn::Connection,
+    shared: Arc<LoadShared>,
+    k: u32,
+    first: Instant,
+    period: Duration,
+    stop_us: u64,
+) -> tokio::task::JoinHandle<SpeakerResult> {
+    tokio::spawn(async move {
+        let template = load_template(shared.size);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::from_std(first), period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut r = SpeakerResult::default();
+        let mut seq: u32 = 0;
+        loop {
+            let due = tick.tick().await;
+            let lag = tokio::time::Instant::now().saturating_duration_since(due);
+            let sent_us = shared.now_us();
+            if sent_us >= stop_us {
+                break;
+            }
+            r.lag_us.push(lag.as_micros().min(u128::from(u32::MAX)) as u32);
+            match conn.send_datagram(load_datagram(&template, k, seq, sent_us)) {
+                Ok(()) => {
+                    r.sent += 1;
+                    if shared.in_window(sent_us) {
+                        r.sent_in_window += 1;
+                    }
+                }
+                Err(e) => {
+                    r.send_errors += 1;
+                    let lost = matches!(e, quinn::SendDatagramError::ConnectionLost(_));
+                    if r.first_error.is_none() {
+                        r.first_error = Some(e.to_string());
+                    }
+                    if lost {
+                        break;
+                    }
+                }
+            }
+            seq = seq.wrapping_add(1);
+        }
+        r
+    })
+}
+
+/// CPU time of process `pid` ("self" or a number) in ns. With `schedstat`: the sum over
+/// its threads of /proc/PID/task/*/schedstat's first field (ns on a CPU; threads that
+/// have exited are not counted); else utime + stime of /proc/PID/stat at 100 ticks/s.
+fn proc_cpu_ns(pid: &str, schedstat: bool) -> Option<u64> {
+    if schedstat {
+        let mut sum = 0u64;
+        let mut n = 0;
+        for e in std::fs::read_dir(format!("/proc/{}/task", pid)).ok()?.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
+                if let Some(v) = s.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()) {
+                    sum += v;
+                    n += 1;
+                }
+            }
+        }
+        return if n > 0 { Some(sum) } else { None };
+    }
+    let s = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10_000_000)
+}
+
+/// Whether per-thread schedstat works for `pid` (some kernels lack it or report zeros).
+fn schedstat_works(pid: &str) -> bool {
+    matches!(proc_cpu_ns(pid, true), Some(n) if n > 0)
+}
+
+/// VmRSS of process `pid` in kB.
+fn proc_rss_kb(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{}/status", pid)).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct ProcSnap {
+    at: Instant,
+    relay_cpu_ns: Option<u64>,
+    relay_rss_kb: Option<u64>,
+    gen_cpu_ns: Option<u64>,
+}
+
+/// The relay's CPU and RSS and our own CPU now; then SIGUSR1 to the relay (it logs a
+/// "stats:" line). `kill` runs as a child reaped later, so this does not wait for it.
+fn proc_snapshot(relay: Option<(&str, bool)>, gen_schedstat: bool, kills: &mut Vec<std::process::Child>) -> ProcSnap {
+    let at = Instant::now();
+    let gen_cpu_ns = proc_cpu_ns("self", gen_schedstat);
+    let (relay_cpu_ns, relay_rss_kb) = match relay {
+        Some((pid, sched)) => (proc_cpu_ns(pid, sched), proc_rss_kb(pid)),
+        None => (None, None),
+    };
+    if let Some((pid, _)) = relay {
+        match std::process::Command::new("kill")
+            .arg("-USR1")
+            .arg(pid)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => kills.push(child),
+            Err(e) => progress(&format!("load: cannot run kill -USR1 {}: {}", pid, e)),
+        }
+    }
+    ProcSnap {
+        at,
+        relay_cpu_ns,
+        relay_rss_kb,
+        gen_cpu_ns,
+    }
+}
+
+/// A progress line, printed even while QUIET mutes the clients' own lines.
+fn progress(msg: &str) {
+    println!("[{:>6} ms] {}", elapsed_ms(), msg);
+}
+
+fn process_start() -> Instant {
+    elapsed_ms();
+    START.lock().unwrap().unwrap_or_else(Instant::now)
+}
+
+#[derive(Serialize, Default)]
+struct Pcts {
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+}
+
+fn round_to(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// Nearest-rank percentiles of `us` (sorted here) in ms.
+fn percentiles_ms(us: &mut [u32]) -> Pcts {
+    if us.is_empty() {
+        return Pcts::default();
+    }
+    us.sort_unstable();
+    let at = |q: f64| -> Option<f64> {
+        let rank = ((q * us.len() as f64).ceil() as usize).max(1).min(us.len());
+        Some(round_to(f64::from(us[rank - 1]) / 1000.0, 3))
+    };
+    Pcts {
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+fn fmt_ms(x: Option<f64>) -> String {
+    match x {
+        Some(v) => format!("{:.2}", v),
+        None => "-".to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct RelayJson {
+    pid: u32,
+    cpu_s: Option<f64>,
+    rss_kb_start: Option<u64>,
+    rss_kb_end: Option<u64>,
+    cpu_us_per_delivered: Option<f64>,
+    /// "schedstat" (per-thread ns) or "stat" (utime + stime, 10 ms ticks)
+    cpu_source: &'static str,
+}
+
+#[derive(Serialize)]
+struct LoadJson {
+    rooms: usize,
+    participants: usize,
+    speakers: usize,
+    rate: u32,
+    size: usize,
+    clients: usize,
+    joined: usize,
+    join_failures: usize,
+    /// Wall time from the first join to the last CallAnswer.
+    join_s: f64,
+    /// Per client, from getting a join slot to its verified CallAnswer.
+    join_ms: Pcts,
+    room_wait_s: f64,
+    /// Datagrams the speakers sent with a send time in the window.
+    sent_in_window: u64,
+    send_errors: u64,
+    expected: u64,
+    delivered: u64,
+    delivery_ratio: Option<f64>,
+    misrouted: u64,
+    invalid: u64,
+    closed_connections: usize,
+    latency_ms: Pcts,
+    send_lag_ms: Pcts,
+    window_s: f64,
+    window_measured_s: f64,
+    relay: Option<RelayJson>,
+    gen_cpu_s: Option<f64>,
+    gen_cpu_us_per_delivered: Option<f64>,
+    runtime_threads: usize,
+    missed_tick_behavior: &'static str,
+}
+
+struct LoadMember {
+    room: usize,
+    part: usize,
+    client: Client,
+    rx: Arc<Mutex<LoadRx>>,
+    join_time: Duration,
+}
+
+fn speakers_per_room(o: &Opts) -> usize {
+    o.speakers.unwrap_or(o.participants)
+}
+
+/// Cap on the join phase: generous, every join has its own step timeouts too.
+fn load_join_cap(o: &Opts) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(100) * (o.rooms * o.participants) as u32
+}
+
+/// Cap on the whole load scenario.
+fn load_limit(o: &Opts) -> Duration {
+    load_join_cap(o)
+        + LOAD_ROOM_WAIT
+        + LOAD_LEAD
+        + Duration::from_secs_f64(o.warmup + o.duration)
+        + LOAD_DRAIN
+        + Duration::from_secs(15)
+}
+
+/// Reads `c`'s signals until a RoomUpdate lists every fingerprint of `want`.
+async fn wait_whole_room(c: &mut Client, want: &[String], deadline: Instant) -> Res<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let what = format!("a RoomUpdate listing all {} joined members", want.len());
+        if let Incoming::RoomUpdate(u) = c.next_signal(&what, left).await? {
+            if want.iter().all(|f| u.participants.iter().any(|p| &p.fingerprint == f)) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn load(o: &Opts) -> Res<()> {
+    let addr = match o.addr {
+        Some(a) => a,
+        None => return Err("--addr is required".to_string()),
+    };
+    QUIET.store(!o.verbose, Ordering::Relaxed);
+    let rooms = o.rooms;
+    let per_room = o.participants;
+    let spk = speakers_per_room(o);
+    let clients_total = rooms * per_room;
+    let speakers_total = rooms * spk;
+    let period = Duration::from_secs_f64(1.0 / f64::from(o.rate));
+
+    let relay_pid = o.relay_pid.map(|p| p.to_string());
+    let relay_sched = match &relay_pid {
+        Some(pid) => {
+            if proc_cpu_ns(pid, false).is_none() {
+                return Err(format!("--relay-pid {}: cannot read /proc/{}/stat (no such process?)", pid, pid));
+            }
+            schedstat_works(pid)
+        }
+        None => false,
+    };
+    let gen_sched = schedstat_works("self");
+
+    let shared = Arc::new(LoadShared {
+        start: process_start(),
+        rooms,
+        speakers_total,
+        size: o.size,
+        win_lo_us: AtomicU64::new(u64::MAX),
+        win_hi_us: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+    });
+
+    // --- joins, at most --concurrency in flight, room after room ---------------------
+    progress(&format!(
+        "load: {} rooms x {} participants = {} clients (each its own endpoint and UDP socket), \
+         {} joins in flight, relay {}",
+        rooms, per_room, clients_total, o.concurrency, addr
+    ));
+    let sem = Arc::new(tokio::sync::Semaphore::new(o.concurrency));
+    let join_started = Instant::now();
+    let mut handles = Vec::with_capacity(clients_total);
+    for r in 0..rooms {
+        let room = format!("{}-{}", o.room_prefix, r);
+        for p in 0..per_room {
+            let name = format!("{}/{}", room, p);
+            let d = digest::digest(&digest::SHA256, format!("wzp-interop load {} {}", room, p).as_bytes());
+            let mut seed = [0u8; 32];
+            seed.copy_from_slice(&d.as_ref()[..32]);
+            let rx = Arc::new(Mutex::new(LoadRx::default()));
+            let sink = DgramSink::Load {
+                shared: shared.clone(),
+                rx: rx.clone(),
+                room: r,
+            };
+            let sem = sem.clone();
+            let room = room.clone();
+            let verbose = o.verbose;
+            handles.push(tokio::spawn(async move {
+                let _permit = sem
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| format!("{}: join pacing: {}", name, e))?;
+                let t = Instant::now();
+                let ep = new_endpoint()?;
+                let (client, _, _) = Client::join_into(&name, 0, &seed, &room, addr, ep, verbose, sink).await?;
+                Ok::<LoadMember, String>(LoadMember {
+                    room: r,
+                    part: p,
+                    client,
+                    rx,
+                    join_time: t.elapsed(),
+                })
+            }));
+        }
+    }
+    let join_deadline = join_started + load_join_cap(o);
+    let mut joined: Vec<LoadMember> = Vec::with_capacity(clients_total);
+    let mut failures: Vec<String> = Vec::new();
+    for mut h in handles {
+        let left = join_deadline.saturating_duration_since(Instant::now());
+        match timeout(left, &mut h).await {
+            Ok(Ok(Ok(m))) => joined.push(m),
+            Ok(Ok(Err(e))) => failures.push(e),
+            Ok(Err(e)) => failures.push(format!("join task failed: {}", e)),
+            Err(_) => {
+                h.abort();
+                failures.push(format!("join did not finish within {} s", load_join_cap(o).as_secs()));
+            }
+        }
+    }
+    let join_s = join_started.elapsed().as_secs_f64();
+    let mut join_us: Vec<u32> = joined
+        .iter()
+        .map(|m| m.join_time.as_micros().min(u128::from(u32::MAX)) as u32)
+        .collect();
+    let join_ms = percentiles_ms(&mut join_us);
+    let slowest = joined
+        .iter()
+        .max_by_key(|m| m.join_time)
+        .map(|m| format!(", slowest {}", m.client.name))
+        .unwrap_or_default();
+    progress(&format!(
+        "load: {} of {} joined in {:.2} s (per client p50 {} ms, max {} ms{}), {} failed",
+        joined.len(),
+        clients_total,
+        join_s,
+        fmt_ms(join_ms.p50),
+        fmt_ms(join_ms.max),
+        slowest,
+        failures.len()
+    ));
+    for e in failures.iter().take(5) {
+        progress(&format!("load: join failure: {}", e));
+    }
+    if joined.is_empty() {
+        return Err(format!(
+            "no client could join: relay unreachable? first error: {}",
+            failures.first().cloned().unwrap_or_default()
+        ));
+    }
+    let too_many = |n: usize| n as f64 > LOAD_MAX_JOIN_FAILURE * clients_total as f64;
+    if too_many(failures.len()) {
+        return Err(format!(
+            "{} of {} joins failed (more than {}%); first: {}",
+            failures.len(),
+            clients_total,
+            LOAD_MAX_JOIN_FAILURE * 100.0,
+            failures[0]
+        ));
+    }
+
+    // --- every client must see a RoomUpdate listing its whole (joined) room ------------
+    let room_wait_started = Instant::now();
+    let mut room_fps: Vec<Vec<String>> = vec![Vec::new(); rooms];
+    for m in &joined {
+        room_fps[m.room].push(m.client.id.fingerprint.clone());
+    }
+    let room_deadline = room_wait_started + LOAD_ROOM_WAIT;
+    let mut ready: Vec<LoadMember> = Vec::with_capacity(joined.len());
+    for mut m in joined {
+        match wait_whole_room(&mut m.client, &room_fps[m.room], room_deadline).await {
+            Ok(()) => ready.push(m),
+            Err(e) => {
+                failures.push(e);
+                m.client.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+            }
+        }
+    }
+    let room_wait_s = room_wait_started.elapsed().as_secs_f64();
+    progress(&format!(
+        "load: {} clients saw their whole room in a RoomUpdate ({:.2} s)",
+        ready.len(),
+        room_wait_s
+    ));
+    if ready.is_empty() || too_many(failures.len()) {
+        return Err(format!(
+            "{} of {} clients failed to join or to see their whole room; last: {}",
+            failures.len(),
+            clients_total,
+            failures.last().cloned().unwrap_or_default()
+        ));
+    }
+    for m in &ready {
+        match m.client.conn.max_datagram_size() {
+            Some(n) if n >= o.size => {}
+            other => {
+                return Err(format!(
+                    "{}: cannot send {}-byte datagrams: max_datagram_size() = {:?}",
+                    m.client.name, o.size, other
+                ))
+            }
+        }
+    }
+
+    // --- media -------------------------------------------------------------------------
+    let mut members_in_room = vec![0u64; rooms];
+    for m in &ready {
+        members_in_room[m.room] += 1;
+    }
+    let t0 = Instant::now() + LOAD_LEAD;
+    let t0_us = t0.duration_since(shared.start).as_micros() as u64;
+    let warmup_us = (o.warmup * 1e6) as u64;
+    let duration_us = (o.duration * 1e6) as u64;
+    let lo_us = t0_us + warmup_us;
+    let hi_us = lo_us + duration_us;
+    let stop_us = hi_us + LOAD_DRAIN.as_micros() as u64;
+    shared.win_lo_us.store(lo_us, Ordering::Relaxed);
+    shared.win_hi_us.store(hi_us, Ordering::Relaxed);
+    let mut speakers: Vec<(usize, tokio::task::JoinHandle<SpeakerResult>)> = Vec::new();
+    for m in &ready {
+        if m.part >= spk {
+            continue;
+        }
+        // Speaker numbering k = participant x rooms + room puts a room's speakers
+        // period / S apart, as independent clients' phases would be.
+        let k = m.part * rooms + m.room;
+        let offset = period.mul_f64(k as f64 / speakers_total as f64);
+        speakers.push((
+            m.room,
+            spawn_speaker(m.client.conn.clone(), shared.clone(), k as u32, t0 + offset, period, stop_us),
+        ));
+    }
+    progress(&format!(
+        "load: {} speakers x {} pps x {} bytes (tokio interval each, MissedTickBehavior::Skip, phases spread over {} us), \
+         warmup {} s, window {} s, drain {} ms",
+        speakers.len(),
+        o.rate,
+        o.size,
+        period.as_micros(),
+        o.warmup,
+        o.duration,
+        LOAD_DRAIN.as_millis()
+    ));
+    let at_us = |us: u64| tokio::time::Instant::from_std(shared.start + Duration::from_micros(us));
+    let relay_arg = relay_pid.as_deref().map(|p| (p, relay_sched));
+    let mut kills: Vec<std::process::Child> = Vec::new();
+    tokio::time::sleep_until(at_us(lo_us)).await;
+    let snap0 = proc_snapshot(relay_arg, gen_sched, &mut kills);
+    progress("load: window starts");
+    tokio::time::sleep_until(at_us(hi_us)).await;
+    let snap1 = proc_snapshot(relay_arg, gen_sched, &mut kills);
+    progress("load: window ends, draining");
+    tokio::time::sleep_until(at_us(stop_us)).await;
+    shared.stopped.store(true, Ordering::Relaxed);
+
+    let mut sent = 0u64;
+    let mut send_errors = 0u64;
+    let mut expected = 0u64;
+    let mut lag_us: Vec<u32> = Vec::new();
+    let mut send_problems: Vec<String> = Vec::new();
+    for (room, h) in speakers {
+        match within("a speaker to stop", period + Duration::from_secs(2), h).await? {
+            Ok(r) => {
+                sent += r.sent_in_window;
+                send_errors += r.send_errors;
+                expected += r.sent_in_window * members_in_room[room].saturating_sub(1);
+                lag_us.extend_from_slice(&r.lag_us);
+                if let Some(e) = r.first_error {
+                    send_problems.push(e);
+                }
+            }
+            Err(e) => return Err(format!("speaker task failed: {}", e)),
+        }
+    }
+    let mut delivered = 0u64;
+    let mut misrouted = 0u64;
+    let mut invalid = 0u64;
+    let mut closed = 0usize;
+    let mut lat_us: Vec<u32> = Vec::new();
+    for m in &ready {
+        let st = m.rx.lock().unwrap();
+        delivered += st.delivered;
+        misrouted += st.misrouted;
+        invalid += st.invalid;
+        lat_us.extend_from_slice(&st.lat_us);
+        if st.closed.is_some() {
+            closed += 1;
+        }
+    }
+    for m in ready.iter().take(3) {
+        if let Some(e) = &m.rx.lock().unwrap().closed {
+            progress(&format!("load: {}: connection closed during the run: {}", m.client.name, e));
+        }
+    }
+    for e in send_problems.iter().take(3) {
+        progress(&format!("load: send_datagram failed: {}", e));
+    }
+
+    let latency_ms = percentiles_ms(&mut lat_us);
+    let send_lag_ms = percentiles_ms(&mut lag_us);
+    let window_measured_s = snap1.at.duration_since(snap0.at).as_secs_f64();
+    let delta = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+        _ => None,
+    };
+    let relay_cpu_ns = delta(snap0.relay_cpu_ns, snap1.relay_cpu_ns);
+    let gen_cpu_ns = delta(snap0.gen_cpu_ns, snap1.gen_cpu_ns);
+    let per_delivered = |ns: Option<u64>| match ns {
+        Some(n) if delivered > 0 => Some(round_to(n as f64 / 1000.0 / delivered as f64, 3)),
+        _ => None,
+    };
+    let delivery_ratio = if expected > 0 {
+        Some(round_to(delivered as f64 / expected as f64, 6))
+    } else {
+        None
+    };
+    let relay_json = o.relay_pid.map(|pid| RelayJson {
+        pid,
+        cpu_s: relay_cpu_ns.map(|n| round_to(n as f64 / 1e9, 4)),
+        rss_kb_start: snap0.relay_rss_kb,
+        rss_kb_end: snap1.relay_rss_kb,
+        cpu_us_per_delivered: per_delivered(relay_cpu_ns),
+        cpu_source: if relay_sched { "schedstat" } else { "stat" },
+    });
+    let report = LoadJson {
+        rooms,
+        participants: per_room,
+        speakers: spk,
+        rate: o.rate,
+        size: o.size,
+        clients: clients_total,
+        joined: ready.len(),
+        join_failures: clients_total - ready.len(),
+        join_s: round_to(join_s, 3),
+        join_ms,
+        room_wait_s: round_to(room_wait_s, 3),
+        sent_in_window: sent,
+        send_errors,
+        expected,
+        delivered,
+        delivery_ratio,
+        misrouted,
+        invalid,
+        closed_connections: closed,
+        latency_ms,
+        send_lag_ms,
+        window_s: o.duration,
+        window_measured_s: round_to(window_measured_s, 4),
+        relay: relay_json,
+        gen_cpu_s: gen_cpu_ns.map(|n| round_to(n as f64 / 1e9, 4)),
+        gen_cpu_us_per_delivered: per_delivered(gen_cpu_ns),
+        runtime_threads: o.runtime_threads,
+        missed_tick_behavior: "Skip",
+    };
+
+    let relay_part = match &report.relay {
+        Some(r) => format!(
+            "relay cpu {} s = {} us/delivered, rss {} -> {} kB",
+            r.cpu_s.map(|x| format!("{:.3}", x)).unwrap_or_else(|| "?".to_string()),
+            r.cpu_us_per_delivered.map(|x| format!("{:.2}", x)).unwrap_or_else(|| "?".to_string()),
+            r.rss_kb_start.map(|x| x.to_string()).unwrap_or_else(|| "?".to_string()),
+            r.rss_kb_end.map(|x| x.to_string()).unwrap_or_else(|| "?".to_string())
+        ),
+        None => "relay cpu not measured (no --relay-pid)".to_string(),
+    };
+    println!(
+        "LOAD {}x{} ({} speaking) {} pps {} B: joined {}/{} in {:.2} s; window {} s: delivered {} of {} ({}), \
+         latency ms p50 {} p90 {} p99 {} max {}; send lag p99 {} ms; {}; generator cpu {} s{}",
+        rooms,
+        per_room,
+        spk,
+        o.rate,
+        o.size,
+        report.joined,
+        clients_total,
+        join_s,
+        o.duration,
+        delivered,
+        expected,
+        match delivery_ratio {
+            Some(r) => format!("{:.4}%", r * 100.0),
+            None => "-".to_string(),
+        },
+        fmt_ms(report.latency_ms.p50),
+        fmt_ms(report.latency_ms.p90),
+        fmt_ms(report.latency_ms.p99),
+        fmt_ms(report.latency_ms.max),
+        fmt_ms(report.send_lag_ms.p99),
+        relay_part,
+        report.gen_cpu_s.map(|x| format!("{:.3}", x)).unwrap_or_else(|| "?".to_string()),
+        if misrouted + invalid > 0 || closed > 0 {
+            format!("; {} misrouted, {} invalid, {} connections closed", misrouted, invalid, closed)
+        } else {
+            String::new()
+        }
+    );
+    let json = serde_json::to_string(&report).map_err(|e| format!("encoding the report: {}", e))?;
+    println!("LOAD_JSON {}", json);
+
+    // --- leave ---------------------------------------------------------------------------
+    for m in &ready {
+        m.client.conn.close(quinn::VarInt::from_u32(0), b"hangup");
+    }
+    let mut idle = Vec::with_capacity(ready.len());
+    for m in &ready {
+        let ep = m.client.endpoint.clone();
+        idle.push(tokio::spawn(async move { ep.wait_idle().await }));
+    }
+    let _ = timeout(Duration::from_secs(2), async {
+        for h in idle {
+            let _ = h.await;
+        }
+    })
+    .await;
+    for mut k in kills {
+        let _ = k.wait();
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 fn usage() -> ! {
     eprintln!(
-        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--cycles N] [--shared-endpoint] [-v] [fanout|churn|signal|selftest]"
+        "usage: wzp-interop --addr IP:PORT [--packets N] [--relay-fingerprint FP] [--cycles N] [--shared-endpoint] [-v] [fanout|churn|signal|selftest]\n       \
+         wzp-interop --addr IP:PORT [--rooms R] [--participants P] [--speakers S] [--rate PPS] [--size BYTES] [--duration SEC] [--warmup SEC] [--concurrency N] [--room-prefix STR] [--relay-pid PID] [--runtime-threads N] load"
     );
     std::process::exit(2);
+}
+
+/// The value of option `opt` parsed as a `T`, or usage.
+fn option_value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, opt: &str) -> T {
+    let v = args.next().unwrap_or_else(|| usage());
+    match v.parse::<T>() {
+        Ok(x) => x,
+        Err(_) => {
+            eprintln!("wzp-interop: bad {} {:?}", opt, v);
+            usage()
+        }
+    }
+}
+
+/// Exits with usage unless `ok`.
+fn check_option(ok: bool, what: &str) {
+    if !ok {
+        eprintln!("wzp-interop: {}", what);
+        usage();
+    }
 }
 
 fn parse_args() -> Opts {
@@ -2009,10 +2917,32 @@ fn parse_args() -> Opts {
         relay_fp: None,
         shared_endpoint: false,
         verbose: false,
+        rooms: 40,
+        participants: 5,
+        speakers: None,
+        rate: 50,
+        size: 112,
+        duration: 8.0,
+        warmup: 2.0,
+        concurrency: 50,
+        room_prefix: "load".to_string(),
+        relay_pid: None,
+        runtime_threads: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--rooms" => o.rooms = option_value(&mut args, &a),
+            "--participants" => o.participants = option_value(&mut args, &a),
+            "--speakers" => o.speakers = Some(option_value(&mut args, &a)),
+            "--rate" => o.rate = option_value(&mut args, &a),
+            "--size" => o.size = option_value(&mut args, &a),
+            "--duration" => o.duration = option_value(&mut args, &a),
+            "--warmup" => o.warmup = option_value(&mut args, &a),
+            "--concurrency" => o.concurrency = option_value(&mut args, &a),
+            "--room-prefix" => o.room_prefix = option_value(&mut args, &a),
+            "--relay-pid" => o.relay_pid = Some(option_value(&mut args, &a)),
+            "--runtime-threads" => o.runtime_threads = option_value(&mut args, &a),
             "--addr" => {
                 let v = args.next().unwrap_or_else(|| usage());
                 match v.parse() {
@@ -2054,6 +2984,36 @@ fn parse_args() -> Opts {
             }
         }
     }
+    check_option(o.rooms >= 1 && o.rooms <= 100_000, "--rooms must be 1..100000");
+    check_option(o.participants >= 2 && o.participants <= 10_000, "--participants must be 2..10000");
+    check_option(
+        o.rooms * o.participants <= 100_000,
+        "--rooms x --participants must be at most 100000",
+    );
+    let spk = speakers_per_room(&o);
+    check_option(spk >= 1 && spk <= o.participants, "--speakers must be 1..participants");
+    check_option(o.rate >= 1 && o.rate <= 1000, "--rate must be 1..1000 packets/s");
+    check_option(
+        o.size >= LOAD_MIN_LEN && o.size <= LOAD_MAX_LEN,
+        &format!("--size must be {}..{} bytes", LOAD_MIN_LEN, LOAD_MAX_LEN),
+    );
+    check_option(
+        o.duration.is_finite() && o.duration > 0.0 && o.duration <= 3600.0,
+        "--duration must be in (0, 3600] s",
+    );
+    check_option(
+        o.warmup.is_finite() && o.warmup >= 0.0 && o.warmup <= 3600.0,
+        "--warmup must be in [0, 3600] s",
+    );
+    check_option(o.concurrency >= 1, "--concurrency must be at least 1");
+    check_option(
+        !o.room_prefix.is_empty()
+            && o.room_prefix.len() <= 40
+            && o.room_prefix.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !o.room_prefix.starts_with('-'),
+        "--room-prefix must be 1..40 of a-z, 0-9, '-' (it becomes the TLS server name)",
+    );
+    check_option(o.runtime_threads >= 1 && o.runtime_threads <= 64, "--runtime-threads must be 1..64");
     o
 }
 
@@ -2068,14 +3028,20 @@ fn main() {
         println!("PASS selftest");
         return;
     }
-    if o.scenario != "fanout" && o.scenario != "churn" && o.scenario != "signal" {
+    if o.scenario != "fanout" && o.scenario != "churn" && o.scenario != "signal" && o.scenario != "load" {
         eprintln!("wzp-interop: unknown scenario {:?}", o.scenario);
         usage();
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread (current_thread) unless the load scenario asks for more workers.
+    let threads = if o.scenario == "load" { o.runtime_threads } else { 1 };
+    let mut builder = if threads > 1 {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             println!("FAIL: cannot start the tokio runtime: {}", e);
@@ -2088,18 +3054,23 @@ fn main() {
                 churn(&o).await
             } else if o.scenario == "signal" {
                 signal(&o).await
+            } else if o.scenario == "load" {
+                load(&o).await
             } else {
                 fanout(&o).await
             }
         };
-        match timeout(OVERALL_LIMIT, run).await {
+        let limit = if o.scenario == "load" { load_limit(&o) } else { OVERALL_LIMIT };
+        match timeout(limit, run).await {
             Ok(r) => r,
-            Err(_) => Err(format!("scenario did not finish within {} s", OVERALL_LIMIT.as_secs())),
+            Err(_) => Err(format!("scenario did not finish within {} s", limit.as_secs())),
         }
     });
     match result {
         Ok(()) => {
-            if o.scenario == "churn" {
+            if o.scenario == "load" {
+                // load printed its LOAD and LOAD_JSON lines itself.
+            } else if o.scenario == "churn" {
                 println!(
                     "PASS churn: {} join/leave cycles, {} RoomUpdates to the client that stayed",
                     o.cycles,
