@@ -37,6 +37,9 @@
       "GSO sends (several packets to one receiver in one message), per worker.")                   \
     F(worker_gso_segments, "", 1, "UDP packets sent inside GSO sends, per worker.")                \
     F(worker_send_errors, "", 1, "UDP packets not sent because the send failed, per worker.")      \
+    F(worker_gro_messages, "", 1,                                                                  \
+      "GRO receives (several packets from one sender in one message), per worker.")                \
+    F(worker_gro_segments, "", 1, "UDP packets received inside GRO receives, per worker.")         \
     F(packets_steered, "", 0, "Packets handed to the worker that owns their connection.")          \
     F(packets_steered_in, "", 0, "Packets received from another worker's socket.")                 \
     F(packets_handed_over, "", 0,                                                                  \
@@ -79,6 +82,9 @@
       "GSO sends: several packets to one receiver in one message")                                 \
     X(udp_tx_gso_segments, worker_gso_segments, "", "UDP packets sent inside GSO sends")           \
     X(udp_tx_errors, worker_send_errors, "", "UDP packets not sent: the send failed")              \
+    X(udp_rx_gro_messages, worker_gro_messages, "",                                                \
+      "GRO receives: several packets from one sender in one message")                              \
+    X(udp_rx_gro_segments, worker_gro_segments, "", "UDP packets received inside GRO receives")    \
     X(packets_undecodable, packets_dropped, "undecodable", "UDP packets that are not QUIC")        \
     X(packets_steered_out, packets_steered, "", "packets handed to the owning worker")             \
     X(packets_steered_in, packets_steered_in, "", "packets received from another worker")          \

@@ -23,6 +23,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, since Linux 5.0 */
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
 #define MOD "worker"
 
 #define CID_BUCKETS           4096       /* initial; doubled when entries outnumber buckets */
@@ -482,38 +489,77 @@ static void flush_now(struct wzp_worker *w)
     wzp_mesh_kick_peers(w->node);
 }
 
+/* The segment size of a GRO receive (UDP_GRO control message), or 0: one packet. */
+static size_t gro_segment(struct msghdr *h)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm))
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO &&
+            cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int seg;
+            memcpy(&seg, CMSG_DATA(cm), sizeof seg);
+            return seg > 0 ? (size_t)seg : 0;
+        }
+    return 0;
+}
+
+/* One received message: a packet, or with GRO a train of equal-sized packets from one
+ * sender (the last may be shorter), each handled as if received alone. */
+static void rx_message(struct wzp_worker *w, struct mmsghdr *m)
+{
+    size_t len = m->msg_len, seg = gro_segment(&m->msg_hdr);
+    const uint8_t *p = m->msg_hdr.msg_iov->iov_base;
+    const struct sockaddr *from = m->msg_hdr.msg_name;
+    if (len == 0 || (m->msg_hdr.msg_flags & MSG_TRUNC)) {
+        WZP_STAT_INC(&w->stats, udp_rx_packets);
+        WZP_STAT_INC(&w->stats, packets_undecodable);
+        return;
+    }
+    if (seg && seg < len) {
+        WZP_STAT_INC(&w->stats, udp_rx_gro_messages);
+        WZP_STAT_ADD(&w->stats, udp_rx_gro_segments, (len + seg - 1) / seg);
+    } else {
+        seg = len;
+    }
+    for (size_t off = 0; off < len; off += seg) {
+        size_t n = WZP_MIN(seg, len - off);
+        WZP_STAT_INC(&w->stats, udp_rx_packets);
+        if (n > WZP_MAX_UDP_PAYLOAD) {
+            WZP_STAT_INC(&w->stats, packets_undecodable);
+            continue;
+        }
+        handle_packet(w, p + off, n, from, m->msg_hdr.msg_namelen, false);
+    }
+}
+
 static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
     struct wzp_worker *w = io->data;
-    static _Thread_local uint8_t bufs[WZP_RX_BATCH][2048];
     static _Thread_local struct sockaddr_storage addrs[WZP_RX_BATCH];
+    static _Thread_local union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(int))];
+    } ctl[WZP_RX_BATCH];
     struct mmsghdr msgs[WZP_RX_BATCH];
     struct iovec iov[WZP_RX_BATCH];
     for (int round = 0; round < RX_BATCHES_PER_WAKEUP; round++) {
         for (unsigned i = 0; i < WZP_RX_BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = sizeof bufs[i];
+            iov[i].iov_base = w->rx_bufs + i * w->rx_buf_len;
+            iov[i].iov_len = w->rx_buf_len;
             memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
             msgs[i].msg_hdr.msg_name = &addrs[i];
             msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
             msgs[i].msg_hdr.msg_iov = &iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = ctl[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
         }
         int n = recvmmsg(w->fd, msgs, WZP_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
-        WZP_STAT_ADD(&w->stats, udp_rx_packets, (unsigned)n);
-        for (int i = 0; i < n; i++) {
-            size_t len = msgs[i].msg_len;
-            if (len == 0 || len > WZP_MAX_UDP_PAYLOAD || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
-                WZP_STAT_INC(&w->stats, packets_undecodable);
-                continue;
-            }
-            handle_packet(w, bufs[i], len, (struct sockaddr *)&addrs[i],
-                          msgs[i].msg_hdr.msg_namelen, false);
-        }
+        for (int i = 0; i < n; i++)
+            rx_message(w, &msgs[i]);
         if (n < WZP_RX_BATCH)
             return;
         /* More is waiting: send what this batch produced before reading on, so the
@@ -827,6 +873,20 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
         rv = open_socket(w, err, errlen);
     if (rv)
         return rv;
+    /* UDP GRO: the kernel may hand over a train of packets from one sender (a client
+     * sending with GSO) in one receive, which needs room for up to 64 KiB. The buffers'
+     * pages are only touched as far as packets fill them. */
+    int on = 1;
+    bool gro = setsockopt(w->fd, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+    if (!gro)
+        WZP_INFO(MOD, "worker %u: UDP GRO unavailable (%s); receiving packet by packet", idx,
+                 strerror(errno));
+    w->rx_buf_len = gro ? 65536 : 2048;
+    w->rx_bufs = malloc(WZP_RX_BATCH * w->rx_buf_len);
+    if (!w->rx_bufs) {
+        snprintf(err, errlen, "out of memory");
+        return WZP_ENOMEM;
+    }
     wzp_txbatch_init(&w->tx, WZP_TX_GSO);
     wzp_txbatch_probe_gso(&w->tx, w->fd, idx);
     ev_io_init(&w->rx, rx_cb, w->fd, EV_READ);
@@ -898,6 +958,7 @@ void wzp_worker_free(struct wzp_worker *w)
     }
     free(w->cid_buckets);
     free(w->handover);
+    free(w->rx_bufs);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
     wzp_policy_free(atomic_exchange(&w->shadow_pending, NULL));
     wzp_policy_free(w->shadow);

@@ -1,9 +1,11 @@
 /*
- * test_gso.c - integration: UDP GSO in the relay's transmit path. A sender bursts
- * full-size media datagrams to one receiver in the same room, so the relay has several
- * packets for the same address in one flush and sends them as one GSO message; the
- * receiver must get every datagram exactly once with its bytes intact, and the relay's
- * counters must show GSO segments.
+ * test_gso.c - integration: UDP GSO in the relay's transmit path, and GRO in its receive
+ * path. A sender bursts full-size media datagrams to one receiver in the same room, so
+ * the relay has several packets for the same address in one flush and sends them as one
+ * GSO message; the receiver must get every datagram exactly once with its bytes intact,
+ * and the relay's counters must show GSO segments. When the sender shares a socket
+ * (wzpc_mux), it too sends its equal-sized packets as GSO messages, which the relay's
+ * socket receives as GRO trains and must split back into the same packets.
  */
 #include "harness.h"
 
@@ -83,7 +85,7 @@ static bool received_all(void *arg)
     return r->distinct == N_DGRAMS || wzpc_state(r->c) == WZPC_CLOSED;
 }
 
-static void run_burst_test(const char *threads)
+static void run_burst_test(const char *threads, bool mux_sender)
 {
     const char *const args[] = {"--threads", threads, NULL};
     loop = ev_loop_new(EVFLAG_AUTO);
@@ -107,7 +109,10 @@ static void run_burst_test(const char *threads)
     cr_assert_eq(wzpc_state(rx.c), WZPC_JOINED, "receiver did not join");
 
     struct tc tx;
-    tc_connect(&tx, loop, &relay, "gso", 1, NULL);
+    struct wzpc_mux *mux = mux_sender ? wzpc_mux_new(loop, "127.0.0.1", relay.port, 1) : NULL;
+    struct wzpc_config txcfg = {.sni = "gso", .auto_join = true, .mux = mux};
+    cr_assert(!mux_sender || mux);
+    tc_connect(&tx, loop, &relay, "gso", 1, &txcfg);
     cr_assert(tc_wait_state(&tx, loop, WZPC_JOINED, 5000), "sender did not join");
     cr_assert(tc_wait_updates(&tx, loop, 1, 3000));
     cr_assert_eq(tx.update_counts[0], 2, "the sender's first RoomUpdate lists both");
@@ -130,6 +135,14 @@ static void run_burst_test(const char *threads)
     uint64_t gso_segs = relay_counter(&relay, "udp_tx_gso_segments");
     uint64_t drops = relay_counter(&relay, "datagrams_queue_drops");
     uint64_t errors = relay_counter(&relay, "udp_tx_errors");
+    uint64_t gro_msgs = relay_counter(&relay, "udp_rx_gro_messages");
+    uint64_t gro_segs = relay_counter(&relay, "udp_rx_gro_segments");
+    cr_log_info("threads=%s mux=%d: udp_rx_gro_messages=%llu udp_rx_gro_segments=%llu", threads,
+                mux_sender, (unsigned long long)gro_msgs, (unsigned long long)gro_segs);
+    if (mux_sender) {
+        cr_expect_gt(gro_msgs, 0, "the relay received no GRO train from a GSO sender");
+        cr_expect_geq(gro_segs, 2 * gro_msgs, "a GRO train has at least 2 packets");
+    }
     cr_log_info("threads=%s: udp_tx_packets=%llu udp_tx_gso_messages=%llu "
                 "udp_tx_gso_segments=%llu datagrams_queue_drops=%llu udp_tx_errors=%llu",
                 threads, (unsigned long long)packets, (unsigned long long)gso_msgs,
@@ -148,6 +161,7 @@ static void run_burst_test(const char *threads)
     cr_expect_geq(packets, gso_segs);
 
     tc_free(&tx);
+    wzpc_mux_free(mux);
     wzpc_free(rx.c);
     cr_assert_eq(relay_stop(&relay, 3000), 0);
     ev_loop_destroy(loop);
@@ -155,10 +169,15 @@ static void run_burst_test(const char *threads)
 
 Test(gso, burst_arrives_intact_one_worker)
 {
-    run_burst_test("1");
+    run_burst_test("1", false);
 }
 
 Test(gso, burst_arrives_intact_two_workers)
 {
-    run_burst_test("2");
+    run_burst_test("2", false);
+}
+
+Test(gso, gro_train_from_a_gso_sender_is_split_back)
+{
+    run_burst_test("1", true);
 }
