@@ -43,7 +43,7 @@ struct wzpc_config {
     bool corrupt_offer_signature; /* tests: flip a bit in the CallOffer signature */
     /* Acknowledge like quinn (what real WZP clients run): an ACK right after every
      * ack-eliciting packet, each written at once, instead of one ACK per received batch
-     * and ngtcp2's every-second-packet rule (doc/BENCHMARKS.md, "ACKs like quinn"). */
+     * and ngtcp2's every-second-packet rule (doc/BENCHMARKS.md, "Real clients"). */
     bool ack_every_packet;
     uint32_t idle_timeout_ms; /* 0 = 30000 */
 
