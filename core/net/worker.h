@@ -68,12 +68,14 @@ struct wzp_worker {
     struct ev_loop *loop;
     int fd;
     ev_io rx;
-    uint8_t *rx_bufs;         /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
-    size_t rx_buf_len;        /* 64 KiB with UDP GRO (a train of packets), else one packet's */
-    ev_prepare flush_prep;    /* writes dirty connections before the loop blocks */
-    ev_timer policy_timer;    /* worker 0: the policy's wzp.every timers */
-    ev_timer heartbeat;       /* wakes an idle loop every second, so loop_ns stays fresh */
-    _Atomic uint64_t loop_ns; /* when the loop last went round (0: not started yet) */
+    uint8_t *rx_bufs;      /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
+    size_t rx_buf_len;     /* 64 KiB with UDP GRO (a train of packets), else one packet's */
+    ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
+    ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
+    ev_timer heartbeat;    /* wakes an idle loop every second, so loop_ns stays fresh */
+    uint64_t trim_churn, trim_churn_prev; /* worker 0: connections accepted + freed at the
+                                           * last heap trim, and a second ago */
+    _Atomic uint64_t loop_ns;             /* when the loop last went round (0: not started yet) */
     _Atomic bool stop_requested;
     bool stopped;
 
