@@ -377,8 +377,6 @@ static const ngtcp2_callbacks server_callbacks = {
 
 /* ---------------------------------------------------------------- timers */
 
-static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
-
 static bool conn_is_closed(const struct wzp_conn *c)
 {
     return c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING;
@@ -423,13 +421,7 @@ static void conn_arm_timer_at(struct wzp_conn *c, uint64_t now, uint64_t exp)
     WZP_CHECK(exp != UINT64_MAX); /* a state without a deadline is a bug ... */
     if (exp == UINT64_MAX)        /* ... which a release build survives: never wait forever */
         exp = now + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
-    if (exp == c->timer_at_ns && ev_is_active(&c->timer))
-        return; /* most packets leave the expiry where it was: spare the timer heap */
-    c->timer_at_ns = exp;
-    ev_timer_stop(c->w->loop, &c->timer);
-    double after = exp <= now ? 1e-9 : (double)(exp - now) / 1e9;
-    ev_timer_set(&c->timer, after, 0.);
-    ev_timer_start(c->w->loop, &c->timer);
+    wzp_worker_timer_set(c->w, &c->tnode, exp); /* a no-op when its millisecond is unchanged */
 }
 
 static void conn_arm_timer(struct wzp_conn *c)
@@ -692,8 +684,6 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     memcpy(&c->remote, from, fromlen);
     c->remote_len = fromlen;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
-    c->timer.data = c;
     ngtcp2_path path;
     conn_path(c, &path, from, fromlen);
     if (conn_create_quic(c, &hd, retried, timeout_ms, &path)) {
@@ -799,7 +789,7 @@ void wzp_conn_destroy(struct wzp_conn *c)
     release_handshake(c);
     if (c->affinity_ref)
         wzp_affinity_unref(w->relay->affinity, c->tlsctx.sni, w->idx);
-    ev_timer_stop(w->loop, &c->timer);
+    wzp_worker_timer_cancel(w, &c->tnode);
     wzp_worker_detach(w, c); /* every CID key of c, whatever ngtcp2 still lists */
     if (c->qc)
         ngtcp2_conn_del(c->qc);
@@ -1558,11 +1548,8 @@ static bool conn_deadline(struct wzp_conn *c)
     return false;
 }
 
-static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void wzp_conn_timer_fired(struct wzp_conn *c)
 {
-    (void)loop;
-    (void)revents;
-    struct wzp_conn *c = t->data;
     uint64_t now = wzp_now_ns();
     if (c->deadline_ns && now >= c->deadline_ns && conn_deadline(c))
         return; /* freed */

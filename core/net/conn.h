@@ -74,9 +74,9 @@ struct wzp_conn {
     socklen_t remote_len;
     char peer[64];             /* "ip:port" for logs */
     char sni[WZP_SNI_MAX + 1]; /* lower-cased; the room name for room connections */
-    ev_timer timer;
-    uint64_t deadline_ns; /* every state has one: handshake, join, linger, closing period;
-                           * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
+    struct wzp_tnode tnode;    /* its timer, on the worker's wheel (twheel.h) */
+    uint64_t deadline_ns;      /* every state has one: handshake, join, linger, closing period;
+                                * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
     uint64_t created_ns;
     struct wzp_addr_key quota_key; /* the source address the quota counts c under */
     bool handshake_counted;        /* holds one handshake of the quota */
@@ -114,7 +114,6 @@ struct wzp_conn {
                            * reporting an expired ACK delay in its expiry time) */
     uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
     uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
-    uint64_t timer_at_ns; /* when the armed timer fires */
 
     /* room */
     struct wzp_room *room;
@@ -166,6 +165,9 @@ void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const st
 
 /* Write everything pending (called once per loop iteration for dirty connections). */
 void wzp_conn_flush(struct wzp_conn *c);
+
+/* The connection's timer (wzp_worker_timer_set) fired: deadlines, ngtcp2's expiry. */
+void wzp_conn_timer_fired(struct wzp_conn *c);
 
 /* Queue media for this receiver (owner thread). */
 void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len);

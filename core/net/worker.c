@@ -19,6 +19,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <ngtcp2/ngtcp2_crypto.h>
+#include <stddef.h>
 #include <string.h>
 #include <malloc.h>
 #include <sys/socket.h>
@@ -186,6 +187,48 @@ struct wzp_conn *wzp_worker_slot_get(struct wzp_worker *w, uint32_t slot, uint32
     if (slot >= w->nslots || w->slots[slot].gen != gen)
         return NULL;
     return w->slots[slot].conn;
+}
+
+/* ---------------------------------------------------------------- connection timers */
+
+static void arm_wheel(struct wzp_worker *w)
+{
+    uint64_t next = wzp_twheel_next_ns(&w->timers);
+    if (next == w->wheel_at_ns && ev_is_active(&w->wheel_timer))
+        return;
+    ev_timer_stop(w->loop, &w->wheel_timer);
+    w->wheel_at_ns = next;
+    if (next == UINT64_MAX)
+        return;
+    uint64_t now = wzp_now_ns();
+    ev_timer_set(&w->wheel_timer, next > now ? (double)(next - now) / 1e9 : 0., 0.);
+    ev_timer_start(w->loop, &w->wheel_timer);
+}
+
+void wzp_worker_timer_set(struct wzp_worker *w, struct wzp_tnode *n, uint64_t due_ns)
+{
+    if (wzp_twheel_set(&w->timers, n, due_ns))
+        arm_wheel(w); /* the new earliest */
+}
+
+void wzp_worker_timer_cancel(struct wzp_worker *w, struct wzp_tnode *n)
+{
+    wzp_twheel_cancel(&w->timers, n); /* the wheel timer may fire for nothing, once */
+}
+
+static void fire_conn_timer(struct wzp_tnode *n, void *ctx)
+{
+    (void)ctx;
+    wzp_conn_timer_fired((struct wzp_conn *)((char *)n - offsetof(struct wzp_conn, tnode)));
+}
+
+static void wheel_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct wzp_worker *w = t->data;
+    wzp_twheel_expire(&w->timers, wzp_now_ns(), fire_conn_timer, w);
+    arm_wheel(w);
 }
 
 void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c)
@@ -626,6 +669,7 @@ static void worker_shutdown(struct wzp_worker *w)
     ev_io_stop(w->loop, &w->rx);
     ev_timer_stop(w->loop, &w->policy_timer);
     ev_timer_stop(w->loop, &w->heartbeat);
+    ev_timer_stop(w->loop, &w->wheel_timer);
     struct wzp_conn *c = w->conns;
     while (c) {
         struct wzp_conn *next = c->next;
@@ -929,6 +973,9 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);
+    wzp_twheel_init(&w->timers, wzp_now_ns());
+    ev_timer_init(&w->wheel_timer, wheel_cb, 0., 0.);
+    w->wheel_timer.data = w;
     ev_timer_init(&w->heartbeat, heartbeat_cb, 1., 1.);
     w->heartbeat.data = w;
     ev_timer_start(w->loop, &w->heartbeat);

@@ -21,6 +21,7 @@
 
 #include "relay_state.h"
 #include "stats.h"
+#include "twheel.h"
 #include "txbatch.h"
 #include "mesh.h"
 #include "xq.h"
@@ -68,11 +69,14 @@ struct wzp_worker {
     struct ev_loop *loop;
     int fd;
     ev_io rx;
-    uint8_t *rx_bufs;      /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
-    size_t rx_buf_len;     /* 64 KiB with UDP GRO (a train of packets), else one packet's */
-    ev_prepare flush_prep; /* writes dirty connections before the loop blocks */
-    ev_timer policy_timer; /* worker 0: the policy's wzp.every timers */
-    ev_timer heartbeat;    /* wakes an idle loop every second, so loop_ns stays fresh */
+    uint8_t *rx_bufs;         /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
+    size_t rx_buf_len;        /* 64 KiB with UDP GRO (a train of packets), else one packet's */
+    ev_prepare flush_prep;    /* writes dirty connections before the loop blocks */
+    ev_timer policy_timer;    /* worker 0: the policy's wzp.every timers */
+    ev_timer heartbeat;       /* wakes an idle loop every second, so loop_ns stays fresh */
+    struct wzp_twheel timers; /* every connection's timer (twheel.h) */
+    ev_timer wheel_timer;     /* fires when the wheel's earliest timer is due */
+    uint64_t wheel_at_ns;     /* when wheel_timer is set to fire */
     uint64_t trim_churn, trim_churn_prev; /* worker 0: connections accepted + freed at the
                                            * last heap trim, and a second ago */
     _Atomic uint64_t loop_ns;             /* when the loop last went round (0: not started yet) */
@@ -174,6 +178,11 @@ void wzp_worker_note_pressure(struct wzp_worker *w, const char *peer);
 
 /* Mark a connection as having something to write in this iteration. */
 void wzp_worker_mark_dirty(struct wzp_worker *w, struct wzp_conn *c);
+
+/* A connection's timer on the worker's wheel: (re)armed for due_ns, or cancelled. When it
+ * fires the worker calls wzp_conn_timer_fired(). */
+void wzp_worker_timer_set(struct wzp_worker *w, struct wzp_tnode *n, uint64_t due_ns);
+void wzp_worker_timer_cancel(struct wzp_worker *w, struct wzp_tnode *n);
 
 /*
  * Transmit: a buffer of WZP_TX_PACKET_BYTES for the next packet (the arena's tail; the
