@@ -29,6 +29,9 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #define MOD "conn"
@@ -432,6 +435,69 @@ static void conn_arm_timer(struct wzp_conn *c)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/*
+ * ngtcp2's allocator. ngtcp2 takes its per-connection objects from blocks sized for many
+ * (64 streams, 64 sent packets, 64 frames, 8 skip-list nodes of 31 keys at once), and a
+ * connection uses a handful of each; but a block carved from heap memory that an earlier
+ * connection or handshake used arrives with all its pages resident. For a large block
+ * the pages wholly inside it are handed back to the kernel (MADV_DONTNEED) before ngtcp2
+ * sees it: they read as zero and only those ngtcp2 touches become resident again. A
+ * large calloc gets the same, with only its partial edge pages cleared by hand.
+ */
+#define NGMEM_RELEASE_BYTES (8 * 1024)
+
+static void ngmem_release_inside(void *p, size_t n)
+{
+    uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void *ngmem_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    void *p = malloc(n);
+    if (p && n >= NGMEM_RELEASE_BYTES)
+        ngmem_release_inside(p, n);
+    return p;
+}
+
+static void *ngmem_calloc(size_t nmemb, size_t size, void *ud)
+{
+    (void)ud;
+    if (size && nmemb > SIZE_MAX / size)
+        return NULL;
+    size_t n = nmemb * size;
+    if (n < NGMEM_RELEASE_BYTES)
+        return calloc(nmemb, size);
+    uint8_t *p = malloc(n);
+    if (!p)
+        return NULL;
+    uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    memset(p, 0, lo - (uintptr_t)p);                 /* the partial page at the start */
+    memset((uint8_t *)hi, 0, (uintptr_t)p + n - hi); /* and at the end */
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
+        memset((uint8_t *)lo, 0, hi - lo);
+    return p;
+}
+
+static void ngmem_free(void *p, void *ud)
+{
+    (void)ud;
+    free(p);
+}
+
+static void *ngmem_realloc(void *p, size_t n, void *ud)
+{
+    (void)ud;
+    return realloc(p, n);
+}
+
+static const ngtcp2_mem conn_mem = {
+    .malloc = ngmem_malloc, .free = ngmem_free, .calloc = ngmem_calloc, .realloc = ngmem_realloc};
+
 /* odcid: the client's first DCID from its Retry token, or NULL when there was no Retry. */
 static int conn_set_params(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const ngtcp2_cid *odcid,
                            const ngtcp2_cid *scid, ngtcp2_transport_params *p)
@@ -479,7 +545,7 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
     if (conn_set_params(c, hd, odcid, &scid, &params))
         return WZP_ECRYPTO;
     if (ngtcp2_conn_server_new(&c->qc, &hd->scid, &scid, path, hd->version, &server_callbacks,
-                               &settings, &params, NULL, c) != 0)
+                               &settings, &params, &conn_mem, c) != 0)
         return WZP_ENOMEM;
     ngtcp2_conn_set_keep_alive_timeout(c->qc, (uint64_t)WZP_KEEPALIVE_MS * NGTCP2_MILLISECONDS);
     struct wzp_relay *r = c->w->relay;
