@@ -2157,6 +2157,16 @@ int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len,
     return rc;
 }
 
+int wzpc_send_crypto_after_handshake(struct wzpc_client *c, const uint8_t *data, size_t len)
+{
+    if (c->state != WZPC_CONNECTED && c->state != WZPC_JOINED)
+        return WZP_ESTATE;
+    if (ngtcp2_conn_submit_crypto_data(c->conn, NGTCP2_CRYPTO_LEVEL_APPLICATION, data, len) != 0)
+        return WZP_EINVAL;
+    schedule_flush(c);
+    return WZP_OK;
+}
+
 int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len)
 {
     struct wzpc_dgram *d;

@@ -112,6 +112,10 @@ int wzpc_send_stream_raw(struct wzpc_client *c, const uint8_t *data, size_t len,
 /* Queue one datagram (copied). WZP_EFULL when the local queue is full. */
 int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len);
 
+/* Tests: send len bytes as a TLS message in 1-RTT CRYPTO frames, which no real client
+ * does after the handshake (the relay must refuse it). */
+int wzpc_send_crypto_after_handshake(struct wzpc_client *c, const uint8_t *data, size_t len);
+
 /*
  * Tests: simulate a NAT rebinding. Moves to a new UDP socket (new source port) without
  * telling QUIC, so the relay sees the same connection arrive from a new address.

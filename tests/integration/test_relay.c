@@ -174,6 +174,26 @@ Test(relay, bad_signature_refused_without_room_update)
     tc_free(&bad);
 }
 
+/* The relay frees a connection's TLS session after the handshake (ngtcp2 keeps the
+ * keys): a client that then sends TLS data in 1-RTT CRYPTO frames is closed with a
+ * reason, and the room carries on. */
+Test(relay, tls_data_after_the_handshake_is_refused)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    static const uint8_t msg[] = {4, 0, 0, 4, 0, 0, 0, 0}; /* a NewSessionTicket-like header */
+    cr_assert_eq(wzpc_send_crypto_after_handshake(b.c, msg, sizeof msg), WZP_OK);
+    cr_assert(tc_wait_state(&b, loop, WZPC_CLOSED, 5000), "the relay did not close it");
+    cr_assert(relay_log_wait(&relay, "TLS data after the handshake", 1000));
+    tc_send_media(&a, NULL);
+    wzpc_run_for(loop, 200);
+    cr_assert_eq(wzpc_state(a.c), WZPC_JOINED, "the other participant was affected");
+    tc_free(&a);
+    tc_free(&b);
+}
+
 static bool media_at_least(void *arg)
 {
     struct tc **p = arg;
