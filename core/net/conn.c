@@ -460,20 +460,23 @@ static void conn_arm_timer(struct wzp_conn *c)
  */
 #define NGMEM_RELEASE_BYTES (8 * 1024)
 
-static void ngmem_release_inside(void *p, size_t n)
+/* Hand back the pages wholly inside [p, p + n); *lo and *hi receive their bounds.
+ * Returns false if there were none or madvise refused (the memory is then unchanged). */
+static bool ngmem_release_inside(void *p, size_t n, uint8_t **lo, uint8_t **hi)
 {
-    uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    const uintptr_t page = 4096;
+    *lo = (uint8_t *)(((uintptr_t)p + page - 1) & ~(page - 1));
+    *hi = (uint8_t *)(((uintptr_t)p + n) & ~(page - 1));
+    return *hi > *lo && madvise(*lo, (size_t)(*hi - *lo), MADV_DONTNEED) == 0;
 }
 
 static void *ngmem_malloc(size_t n, void *ud)
 {
     (void)ud;
     void *p = malloc(n);
+    uint8_t *lo, *hi;
     if (p && n >= NGMEM_RELEASE_BYTES)
-        ngmem_release_inside(p, n);
+        ngmem_release_inside(p, n, &lo, &hi); /* malloc'd bytes are undefined anyway */
     return p;
 }
 
@@ -488,12 +491,13 @@ static void *ngmem_calloc(size_t nmemb, size_t size, void *ud)
     uint8_t *p = malloc(n);
     if (!p)
         return NULL;
-    uintptr_t page = 4096, lo = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
-    memset(p, 0, lo - (uintptr_t)p);                 /* the partial page at the start */
-    memset((uint8_t *)hi, 0, (uintptr_t)p + n - hi); /* and at the end */
-    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
-        memset((uint8_t *)lo, 0, hi - lo);
+    uint8_t *lo, *hi;
+    if (!ngmem_release_inside(p, n, &lo, &hi)) {
+        memset(p, 0, n);
+        return p;
+    }
+    memset(p, 0, (size_t)(lo - p));      /* the partial page at the start */
+    memset(hi, 0, (size_t)(p + n - hi)); /* and at the end; released pages read as 0 */
     return p;
 }
 

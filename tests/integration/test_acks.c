@@ -30,17 +30,24 @@ static void join(struct tc *t, const char *room, uint8_t id)
     cr_assert(tc_wait_state(t, loop, WZPC_JOINED, 5000), "client %u did not join", id);
 }
 
+/* A relay started with "--FLAG VALUE", and two clients joined to room, settled. */
+static void start_pair(const char *flag, const char *value, const char *room, struct tc *a,
+                       struct tc *b)
+{
+    const char *const args[] = {flag, value, NULL};
+    loop = ev_loop_new(EVFLAG_AUTO);
+    relay_start(&relay, args);
+    join(a, room, 1);
+    join(b, room, 2);
+    cr_assert(tc_wait_updates(a, loop, 2, 3000), "a did not see b join");
+    wzpc_run_for(loop, 200); /* handshake leftovers (HANDSHAKE_DONE, tokens) are sent */
+}
+
 /* Relay packets sent per datagram forwarded while two speakers alternate 5 ms apart. */
 static double packets_per_forwarded(const char *ack_delay)
 {
-    const char *const args[] = {"--ack-delay", ack_delay, NULL};
-    loop = ev_loop_new(EVFLAG_AUTO);
-    relay_start(&relay, args);
     struct tc a, b;
-    join(&a, "acks", 1);
-    join(&b, "acks", 2);
-    cr_assert(tc_wait_updates(&a, loop, 2, 3000), "a did not see b join");
-    wzpc_run_for(loop, 200); /* handshake leftovers (HANDSHAKE_DONE, tokens) are sent */
+    start_pair("--ack-delay", ack_delay, "acks", &a, &b);
 
     uint64_t tx0 = relay_counter(&relay, "udp_tx_packets");
     uint64_t fwd0 = relay_counter(&relay, "datagrams_forwarded");
@@ -79,13 +86,8 @@ Test(acks, without_the_wait_every_media_packet_costs_an_ack)
  * on, so each waits the full --ack-delay and then leaves on its own. */
 Test(acks, wait_no_longer_than_the_ack_delay)
 {
-    const char *const args[] = {"--ack-delay", "6", NULL};
-    loop = ev_loop_new(EVFLAG_AUTO);
-    relay_start(&relay, args);
     struct tc a, b;
-    join(&a, "quiet", 1);
-    join(&b, "quiet", 2);
-    wzpc_run_for(loop, 200);
+    start_pair("--ack-delay", "6", "quiet", &a, &b);
     unsigned held = 0;
     for (unsigned i = 0; i < 20; i++) {
         tc_send_media(&a, NULL);
@@ -102,17 +104,12 @@ Test(acks, wait_no_longer_than_the_ack_delay)
     tc_free(&b);
 }
 
-/* --coalesce: datagrams to one client a few ms apart share packets, and each still
- * arrives within the window. */
+/* --coalesce: datagrams to one client a few ms apart share packets, and every one
+ * arrives. */
 Test(acks, coalesce_packs_a_burst)
 {
-    const char *const args[] = {"--coalesce", "10", NULL};
-    loop = ev_loop_new(EVFLAG_AUTO);
-    relay_start(&relay, args);
     struct tc a, b;
-    join(&a, "burst", 1);
-    join(&b, "burst", 2);
-    wzpc_run_for(loop, 200);
+    start_pair("--coalesce", "10", "burst", &a, &b);
     uint64_t tx0 = relay_counter(&relay, "udp_tx_packets");
     for (unsigned round = 0; round < 5; round++) {
         for (unsigned i = 0; i < 4; i++) { /* 4 x 112 bytes 2 ms apart: below a packet */
