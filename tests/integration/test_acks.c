@@ -120,9 +120,11 @@ Test(acks, coalesce_packs_a_burst)
         cr_expect_eq(b.from[1], 4 * (round + 1), "round %u: b got %u", round, b.from[1]);
     }
     uint64_t tx = relay_counter(&relay, "udp_tx_packets") - tx0;
-    /* Without the window: 20 packets to b and 5 ACK-only packets to a. */
+    /* Without the window: 20 packets to b and 5 ACK-only packets to a (25-30 measured).
+     * With it: one packet per burst to b plus a's ACK (10-11 measured); a slow build
+     * (sanitizers) may split a burst, so allow two packets per burst to b. */
     cr_log_info("--coalesce 10: %llu packets for 5 bursts of 4", (unsigned long long)tx);
-    cr_expect_leq(tx, 12, "%llu packets for 5 bursts of 4", (unsigned long long)tx);
+    cr_expect_leq(tx, 15, "%llu packets for 5 bursts of 4", (unsigned long long)tx);
     tc_free(&a);
     tc_free(&b);
 }
