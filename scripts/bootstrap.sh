@@ -16,7 +16,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES="build-essential cmake pkg-config git libev-dev libngtcp2-dev \
 libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev libluajit-5.1-dev libjansson-dev \
-libcriterion-dev libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin python3 clang libclang-rt-14-dev \
+libsodium-dev libcriterion-dev libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin python3 clang libclang-rt-14-dev \
 dpkg-dev autoconf automake libtool autopoint gettext libtasn1-6-dev libunistring-dev \
 libgmp-dev"
 # The last line builds GnuTLS from Debian's source with the patch that lets WZP's reserved

@@ -1,8 +1,8 @@
 /*
- * identity.c - the relay's long-term identity: HKDF-SHA256 key schedule, Ed25519 and
- * X25519 over nettle, the seed file (~/.wzp/relay-identity, 64 hex digits, mode 0600) and
- * a deterministic self-signed Ed25519 TLS certificate built with GnuTLS
- * (doc/PROTOCOL.md, "Identity").
+ * identity.c - the relay's long-term identity: HKDF-SHA256 key schedule (nettle), Ed25519 and
+ * X25519 (libsodium: a third of nettle's cost per join, doc/ARCHITECTURE.md), the seed file
+ * (~/.wzp/relay-identity, 64 hex digits, mode 0600) and a deterministic self-signed Ed25519 TLS
+ * certificate built with GnuTLS (doc/PROTOCOL.md, "Identity").
  *
  * Unlike upstream, a corrupt seed file is an error and is never replaced: replacing it
  * would silently change the relay's TLS fingerprint and break federation pins.
@@ -16,11 +16,11 @@
 #include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
-#include <nettle/curve25519.h>
-#include <nettle/eddsa.h>
 #include <nettle/hkdf.h>
 #include <nettle/hmac.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,33 +56,68 @@ void wzp_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const char *info, uint8
     gnutls_memset(&ctx, 0, sizeof(ctx));
 }
 
+/* sodium_init picks the fastest X25519 code this CPU runs; the curve functions work without
+ * it, only slower, so a failure (it has none on Linux) is not fatal. */
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+
+static void sodium_setup(void)
+{
+    if (sodium_init() < 0)
+        WZP_LOG(WZP_LOG_WARN, "identity", "libsodium did not initialise; using its portable code");
+}
+
+static void sodium_ready(void)
+{
+    pthread_once(&sodium_once, sodium_setup);
+}
+
 void wzp_ed25519_public(const uint8_t secret[32], uint8_t pub[32])
 {
-    ed25519_sha512_public_key(pub, secret);
+    uint8_t sk[crypto_sign_ed25519_SECRETKEYBYTES];
+
+    sodium_ready();
+    crypto_sign_ed25519_seed_keypair(pub, sk, secret);
+    sodium_memzero(sk, sizeof(sk));
 }
 
 void wzp_ed25519_sign(const uint8_t secret[32], const uint8_t pub[32], const uint8_t *msg,
                       size_t len, uint8_t sig[64])
 {
-    ed25519_sha512_sign(pub, secret, len, msg, sig);
+    /* libsodium's secret key is the RFC 8032 seed followed by the public key: assembling it
+     * here skips the base-point multiplication crypto_sign_ed25519_seed_keypair would do. */
+    uint8_t sk[crypto_sign_ed25519_SECRETKEYBYTES];
+
+    sodium_ready();
+    memcpy(sk, secret, 32);
+    memcpy(sk + 32, pub, 32);
+    crypto_sign_ed25519_detached(sig, NULL, msg, len, sk);
+    sodium_memzero(sk, sizeof(sk));
 }
 
 int wzp_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t len, const uint8_t *sig,
                        size_t sig_len)
 {
-    if (sig == NULL || sig_len != ED25519_SIGNATURE_SIZE)
+    if (sig == NULL || sig_len != crypto_sign_ed25519_BYTES)
         return WZP_ECRYPTO;
-    return ed25519_sha512_verify(pub, len, msg, sig) ? WZP_OK : WZP_ECRYPTO;
+    sodium_ready();
+    /* Stricter than RFC 8032's minimum, as dalek (upstream's clients) is: a non-canonical
+     * S and small-order R or public keys are refused. Honest signers never produce them. */
+    return crypto_sign_ed25519_verify_detached(sig, msg, len, pub) == 0 ? WZP_OK : WZP_ECRYPTO;
 }
 
 void wzp_x25519_public(const uint8_t secret[32], uint8_t pub[32])
 {
-    curve25519_mul_g(pub, secret);
+    sodium_ready();
+    crypto_scalarmult_curve25519_base(pub, secret);
 }
 
 void wzp_x25519_shared(const uint8_t secret[32], const uint8_t peer[32], uint8_t out[32])
 {
-    curve25519_mul(out, secret, peer);
+    sodium_ready();
+    /* A small-order peer key gives the all-zero secret, which libsodium reports as -1; the
+     * output is all zero then, as RFC 7748's function gives (the check is the caller's). */
+    if (crypto_scalarmult_curve25519(out, secret, peer) != 0)
+        memset(out, 0, 32);
 }
 
 int wzp_random(void *buf, size_t len)

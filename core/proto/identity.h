@@ -61,7 +61,7 @@ void wzp_identity_free(struct wzp_identity *id);
 /* Fingerprint string of any Ed25519 public key (out: WZP_FINGERPRINT_LEN + 1 bytes). */
 void wzp_fingerprint(const uint8_t pub[32], char *out);
 
-/* Ed25519 helpers over nettle. verify returns WZP_OK or WZP_ECRYPTO. */
+/* Ed25519 helpers over libsodium. verify returns WZP_OK or WZP_ECRYPTO. */
 void wzp_ed25519_public(const uint8_t secret[32], uint8_t pub[32]);
 void wzp_ed25519_sign(const uint8_t secret[32], const uint8_t pub[32], const uint8_t *msg,
                       size_t len, uint8_t sig[64]);

@@ -7,6 +7,7 @@
  */
 #include "common.h"
 #include "identity.h"
+#include "tls.h"
 
 #include <criterion/criterion.h>
 #include "testutil.h"
@@ -164,6 +165,31 @@ Test(ed25519, verify_rejects_bad_signatures)
     seed_fill(secret, 0x08);
     wzp_ed25519_public(secret, other);
     cr_assert_eq(wzp_ed25519_verify(other, msg, sizeof(msg), sig, 64), WZP_ECRYPTO);
+}
+
+/* The neutral point as a public key with R = neutral, S = 0 satisfies the bare verification
+ * equation for every message; a non-canonical S (S + L) is the same signature spelt twice.
+ * Both are refused, as upstream's clients (dalek) refuse them. */
+Test(ed25519, verify_rejects_small_order_keys_and_non_canonical_s)
+{
+    static const uint8_t L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,       0xd6,
+                                  0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, [31] = 0x10};
+    uint8_t neutral[32] = {1}, forged[64] = {1}, secret[32], pub[32], sig[64];
+    const uint8_t msg[] = "any message";
+
+    cr_assert_eq(wzp_ed25519_verify(neutral, msg, sizeof(msg), forged, 64), WZP_ECRYPTO);
+
+    seed_fill(secret, 0x09);
+    wzp_ed25519_public(secret, pub);
+    wzp_ed25519_sign(secret, pub, msg, sizeof(msg), sig);
+    cr_assert_eq(wzp_ed25519_verify(pub, msg, sizeof(msg), sig, 64), WZP_OK);
+    unsigned carry = 0;
+    for (int i = 0; i < 32; i++) { /* S += L, little-endian; S < L so this stays below 2^253 */
+        unsigned v = sig[32 + i] + L[i] + carry;
+        sig[32 + i] = (uint8_t)v;
+        carry = v >> 8;
+    }
+    cr_assert_eq(wzp_ed25519_verify(pub, msg, sizeof(msg), sig, 64), WZP_ECRYPTO);
 }
 
 Test(random, fills_buffers_differently)
@@ -443,6 +469,27 @@ Test(tls, handshake_with_identity_certificate)
     cr_assert_eq(gnutls_record_send(t->client.s, "ping", 4), 4);
     cr_assert_eq(gnutls_record_recv(t->server.s, buf, sizeof(buf)), 4);
     cr_assert_str_eq(buf, "ping");
+    tls_pair_free(t);
+    wzp_identity_free(&id);
+}
+
+/* rustls (quinn's TLS) lists AES-256-GCM first; the relay's own order decides, so real
+ * clients get AES-128-GCM with SHA-256: cheaper packet protection and key schedule. */
+Test(tls, relay_priority_picks_aes_128_over_a_client_preferring_aes_256)
+{
+    static const char *const client_prio = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:"
+                                           "+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM";
+    struct wzp_identity id;
+    struct tls_pair *t;
+
+    identity_for(&id, 0x43);
+    t = tls_pair_new(&id, &id);
+    cr_assert_eq(gnutls_priority_set_direct(t->client.s, client_prio, NULL), 0);
+    cr_assert_eq(gnutls_priority_set_direct(t->server.s, wzp_tls_priority, NULL), 0);
+    cr_assert_eq(run_handshake(&t->client, &t->server), 0);
+    cr_assert_eq(gnutls_cipher_get(t->server.s), GNUTLS_CIPHER_AES_128_GCM);
+    cr_assert_eq(gnutls_mac_get(t->server.s), GNUTLS_MAC_AEAD);
+    cr_assert_eq(gnutls_prf_hash_get(t->server.s), GNUTLS_DIG_SHA256);
     tls_pair_free(t);
     wzp_identity_free(&id);
 }
