@@ -500,16 +500,38 @@ struct pctx {
     int depth; /* SignalMessage nesting */
 };
 
-/* Append to the error path; returns the previous length for path_pop(). */
-__attribute__((format(printf, 2, 3))) static size_t path_push(struct pctx *c, const char *fmt, ...)
+/* Append to the error path, cut at its size; returns the previous length for path_pop().
+ * Pushed for every field and array element, so no printf: a CallOffer has 128 elements. */
+static void path_append(struct pctx *c, const char *s, size_t n)
+{
+    n = WZP_MIN(n, sizeof(c->path) - 1 - c->plen);
+    memcpy(c->path + c->plen, s, n);
+    c->plen += n;
+    c->path[c->plen] = '\0';
+}
+
+/* ".name", or "name" at the start of the path. */
+static size_t path_push_name(struct pctx *c, const char *name)
 {
     size_t old = c->plen;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(c->path + old, sizeof(c->path) - old, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        c->plen = WZP_MIN(old + (size_t)n, sizeof(c->path) - 1);
+    if (old)
+        path_append(c, ".", 1);
+    path_append(c, name, strlen(name));
+    return old;
+}
+
+/* "[index]" */
+static size_t path_push_index(struct pctx *c, size_t index)
+{
+    char digits[24], *p = digits + sizeof(digits);
+    size_t old = c->plen;
+
+    *--p = ']';
+    do
+        *--p = (char)('0' + index % 10);
+    while ((index /= 10) != 0);
+    *--p = '[';
+    path_append(c, p, (size_t)(digits + sizeof(digits) - p));
     return old;
 }
 
@@ -702,7 +724,7 @@ static int parse_u8_items(struct pctx *c, json_t *arr, uint8_t *out)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
         uint64_t x = 0; /* parse_uint sets it on success; gcc -O3 cannot see that */
-        size_t mark = path_push(c, "[%zu]", i);
+        size_t mark = path_push_index(c, i);
         int rv = parse_uint(c, json_array_get(arr, i), UINT8_MAX, &x);
         path_pop(c, mark);
         if (rv)
@@ -779,7 +801,7 @@ static int parse_strings(struct pctx *c, json_t *v, struct wzp_strings *out)
     out->items = items;
     out->count = n;
     for (size_t i = 0; i < n && !rv; i++) {
-        size_t mark = path_push(c, "[%zu]", i);
+        size_t mark = path_push_index(c, i);
         rv = parse_string(c, json_array_get(v, i), &out->items[i]);
         path_pop(c, mark);
     }
@@ -802,7 +824,7 @@ static int parse_struct_array(struct pctx *c, enum kind k, json_t *v, void *out)
     else
         *(struct wzp_participants *)out = (struct wzp_participants){items, n};
     for (size_t i = 0; i < n && !rv; i++) {
-        size_t mark = path_push(c, "[%zu]", i);
+        size_t mark = path_push_index(c, i);
         rv = parse_struct(c, json_array_get(v, i), at(items, i * elem), fields, nf);
         path_pop(c, mark);
     }
@@ -896,7 +918,7 @@ static int parse_struct(struct pctx *c, json_t *obj, void *base, const struct fi
     if (!json_is_object(obj))
         return fail(c, "expected object, got %s", jtype(obj));
     for (size_t i = 0; i < n; i++) {
-        size_t mark = path_push(c, ".%s", fields[i].name);
+        size_t mark = path_push_name(c, fields[i].name);
         int rv = parse_field(c, &fields[i], json_object_get(obj, fields[i].name), base);
         path_pop(c, mark);
         if (rv)
@@ -942,7 +964,7 @@ static int parse_message(struct pctx *c, json_t *v, struct wzp_signal *out)
 
     const struct variant *var = &variants[t];
     out->type = t;
-    size_t mark = path_push(c, "%s%s", c->plen ? "." : "", var->name);
+    size_t mark = path_push_name(c, var->name);
     int rv = WZP_OK;
     if (!var->fields && body && !json_is_null(body))
         rv = fail(c, "unit variant takes no value, got %s", jtype(body));

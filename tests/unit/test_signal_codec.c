@@ -485,6 +485,12 @@ Test(signal_parse, integer_ranges)
     parse_fails("{\"RoomUpdate\":{\"count\":4294967296,\"participants\":[]}}", "RoomUpdate.count");
     parse_fails("{\"Rekey\":{\"new_ephemeral_pub\":" KEY_7 ",\"signature\":[1,256]}}",
                 "Rekey.signature[1]");
+    parse_fails("{\"Rekey\":{\"new_ephemeral_pub\":" KEY_7 ",\"signature\":[0,1,2,3,4,5,6,7,8,9,"
+                "10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,"
+                "37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,"
+                "64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,"
+                "91,92,93,94,95,96,97,98,99,100,-1]}}",
+                "Rekey.signature[101]: integer -1 out of range");
 
     struct wzp_signal s;
     parse_ok("{\"RoomUpdate\":{\"count\":4294967295,\"participants\":[]}}", &s);
