@@ -136,7 +136,8 @@ struct wzp_conn {
     struct wzp_conn *next, *prev;
     struct wzp_conn *dirty_next;
     bool dirty;
-    struct wzp_cid_entry *cids; /* every CID table key of this connection */
+    uint8_t ncids;
+    struct wzp_cid_key cids[WZP_CONN_CIDS]; /* every CID table key of this connection */
 };
 
 /*

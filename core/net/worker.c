@@ -34,8 +34,7 @@
 
 #define MOD "worker"
 
-#define CID_BUCKETS           4096       /* initial; doubled when entries outnumber buckets */
-#define CID_BUCKETS_MAX       (1u << 22) /* 4 Mi buckets (32 MiB): chains grow beyond */
+#define CID_SLOTS             4096 /* initial (128 KiB); doubles at half full */
 #define RX_BATCHES_PER_WAKEUP 8
 #define REPLIES_PER_SECOND    100 /* Version Negotiations, and Stateless Resets, each */
 #define HANDOVER_TTL_NS       (2ull * WZP_HANDSHAKE_TIMEOUT_MS * 1000000)
@@ -50,100 +49,49 @@ struct wzp_worker *wzp_worker_current(void)
 
 /* ---------------------------------------------------------------- CID table */
 
-static size_t cid_hash(const uint8_t *cid, size_t len)
-{
-    uint64_t h = wzp_fnv1a(cid, len);
-    return (size_t)(h ^ (h >> 29));
-}
-
-static struct wzp_cid_entry **cid_link(struct wzp_worker *w, const uint8_t *cid, size_t len);
-
-/* Twice the buckets, every entry rehashed: chains stay about one entry long however many
- * connections the worker holds (a fixed table made every packet walk longer chains). If
- * the allocation fails the table keeps its size: slower, still correct. */
-static void cid_grow(struct wzp_worker *w)
-{
-    size_t n = w->cid_nbuckets * 2;
-    struct wzp_cid_entry **b = calloc(n, sizeof *b);
-    if (!b)
-        return;
-    for (size_t i = 0; i < w->cid_nbuckets; i++)
-        while (w->cid_buckets[i]) {
-            struct wzp_cid_entry *e = w->cid_buckets[i];
-            w->cid_buckets[i] = e->next;
-            size_t k = cid_hash(e->cid.data, e->cid.datalen) & (n - 1);
-            e->next = b[k];
-            b[k] = e;
-        }
-    free(w->cid_buckets);
-    w->cid_buckets = b;
-    w->cid_nbuckets = n;
-}
-
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c)
 {
-    if (cid->datalen == 0 || wzp_worker_cid_find(w, cid->data, cid->datalen))
+    if (c->ncids >= WZP_CONN_CIDS) { /* more than ngtcp2 keeps: a bug, refused */
+        WZP_LOG(WZP_LOG_ERROR, MOD, "a connection asked for a CID table key beyond its %d",
+                WZP_CONN_CIDS);
         return WZP_EINVAL;
-    struct wzp_cid_entry *e = malloc(sizeof *e);
-    if (!e)
-        return WZP_ENOMEM;
-    if (w->cid_count >= w->cid_nbuckets && w->cid_nbuckets < CID_BUCKETS_MAX)
-        cid_grow(w);
-    size_t b = cid_hash(cid->data, cid->datalen) & (w->cid_nbuckets - 1);
-    e->cid = *cid;
-    e->conn = c;
-    e->next = w->cid_buckets[b];
-    w->cid_buckets[b] = e;
-    e->conn_next = c->cids;
-    c->cids = e;
-    w->cid_count++;
+    }
+    int rv = wzp_cidtab_add(&w->cids, cid->data, cid->datalen, c);
+    if (rv)
+        return rv;
+    struct wzp_cid_key *k = &c->cids[c->ncids++];
+    k->len = (uint8_t)cid->datalen;
+    memcpy(k->data, cid->data, cid->datalen);
     WZP_GAUGE_ADD(&w->gauges, cid_entries, 1);
     return WZP_OK;
 }
 
-/* Unlink e from its bucket chain (pp points at the link to it) and its connection's list. */
-static void cid_entry_free(struct wzp_worker *w, struct wzp_cid_entry **pp)
+void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c)
 {
-    struct wzp_cid_entry *e = *pp;
-    *pp = e->next;
-    struct wzp_cid_entry **cp = &e->conn->cids;
-    while (*cp != e)
-        cp = &(*cp)->conn_next;
-    *cp = e->conn_next;
-    free(e);
-    w->cid_count--;
+    if (!wzp_cidtab_remove(&w->cids, cid->data, cid->datalen, c))
+        return;
+    for (unsigned i = 0; i < c->ncids; i++)
+        if (c->cids[i].len == cid->datalen &&
+            memcmp(c->cids[i].data, cid->data, cid->datalen) == 0) {
+            c->cids[i] = c->cids[--c->ncids];
+            break;
+        }
     WZP_GAUGE_ADD(&w->gauges, cid_entries, -1);
-}
-
-static struct wzp_cid_entry **cid_link(struct wzp_worker *w, const uint8_t *cid, size_t len)
-{
-    size_t b = cid_hash(cid, len) & (w->cid_nbuckets - 1);
-    struct wzp_cid_entry **pp = &w->cid_buckets[b];
-    while (*pp && !((*pp)->cid.datalen == len && memcmp((*pp)->cid.data, cid, len) == 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, const struct wzp_conn *c)
-{
-    struct wzp_cid_entry **pp = cid_link(w, cid->data, cid->datalen);
-    if (*pp && (*pp)->conn == c)
-        cid_entry_free(w, pp);
 }
 
 void wzp_worker_cid_remove_conn(struct wzp_worker *w, struct wzp_conn *c)
 {
-    while (c->cids) {
-        struct wzp_cid_entry **pp = cid_link(w, c->cids->cid.data, c->cids->cid.datalen);
-        WZP_BUG_ON(*pp != c->cids);
-        cid_entry_free(w, pp);
+    for (unsigned i = 0; i < c->ncids; i++) {
+        bool removed = wzp_cidtab_remove(&w->cids, c->cids[i].data, c->cids[i].len, c);
+        WZP_BUG_ON(!removed);
     }
+    WZP_GAUGE_ADD(&w->gauges, cid_entries, -(int64_t)c->ncids);
+    c->ncids = 0;
 }
 
 struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, size_t len)
 {
-    struct wzp_cid_entry *e = *cid_link(w, cid, len);
-    return e ? e->conn : NULL;
+    return wzp_cidtab_find(&w->cids, cid, len);
 }
 
 /* ---------------------------------------------------------------- handles */
@@ -934,11 +882,10 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     w->idx = idx;
     w->fd = -1;
     w->free_slot = UINT32_MAX;
-    w->cid_nbuckets = CID_BUCKETS;
-    w->cid_buckets = calloc(CID_BUCKETS, sizeof *w->cid_buckets);
+    int cids_rv = wzp_cidtab_init(&w->cids, CID_SLOTS);
     w->handover = calloc(WZP_HANDOVER_SLOTS, sizeof *w->handover);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->cid_buckets || !w->handover || !w->loop || idx >= r->mesh.n) {
+    if (cids_rv || !w->handover || !w->loop || idx >= r->mesh.n) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -1025,15 +972,7 @@ void wzp_worker_free(struct wzp_worker *w)
         wzp_conn_destroy(w->conns);
     wzp_auth_free(w->auth); /* requests in flight are abandoned */
     w->auth = NULL;
-    for (size_t i = 0; i < w->cid_nbuckets && w->cid_buckets; i++) {
-        struct wzp_cid_entry *e = w->cid_buckets[i];
-        while (e) {
-            struct wzp_cid_entry *next = e->next;
-            free(e);
-            e = next;
-        }
-    }
-    free(w->cid_buckets);
+    wzp_cidtab_free(&w->cids);
     free(w->handover);
     free(w->rx_bufs);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));

@@ -19,6 +19,7 @@
 #ifndef WZP_WORKER_H
 #define WZP_WORKER_H
 
+#include "cidtab.h"
 #include "relay_state.h"
 #include "stats.h"
 #include "twheel.h"
@@ -38,13 +39,14 @@
 
 struct wzp_conn;
 
-/* One key of the CID table. Every entry is also on its connection's own list (conn->cids),
- * so a connection's entries are removed together, whatever ngtcp2 still reports. */
-struct wzp_cid_entry {
-    struct wzp_cid_entry *next;      /* bucket chain */
-    struct wzp_cid_entry *conn_next; /* the connection's entries */
-    ngtcp2_cid cid;
-    struct wzp_conn *conn;
+/* A connection's CIDs in the worker's table, kept by the connection so they are removed
+ * together whatever ngtcp2 still reports. ngtcp2 keeps at most 8 of our SCIDs at a time
+ * (retired ones included, NGTCP2_MAX_SCID_POOL_SIZE), and the table also holds the
+ * client's first DCID. */
+#define WZP_CONN_CIDS 10
+struct wzp_cid_key {
+    uint8_t len;
+    uint8_t data[WZP_CIDTAB_KEY_MAX];
 };
 
 /* Where a new connection's packets were handed (room affinity), by client-chosen DCID. */
@@ -84,9 +86,7 @@ struct wzp_worker {
     bool stopped;
 
     /* connections */
-    struct wzp_cid_entry **cid_buckets;
-    size_t cid_nbuckets; /* a power of two; grows with the entries (worker.c) */
-    size_t cid_count;
+    struct wzp_cidtab cids; /* every connection's CIDs; each also on its conn->cids */
     struct wzp_slot *slots;
     uint32_t nslots, free_slot;
     struct wzp_conn *conns; /* every live connection (doubly linked) */
@@ -142,12 +142,12 @@ int wzp_worker_steer_by_cid(struct wzp_relay *r, char *err, size_t errlen);
 struct wzp_worker *wzp_worker_current(void);
 
 /*
- * CID table (owner thread only). add: WZP_EINVAL for an empty CID or one already in the
- * table (a key never maps to two connections), WZP_ENOMEM. remove: key cid of c, if c has it.
+ * CID table (owner thread only). add: WZP_EINVAL for an empty CID, one already in the
+ * table (a key never maps to two connections) or one past c's WZP_CONN_CIDS, WZP_ENOMEM. remove: key cid of c, if c has it.
  * remove_conn: every key of c, also those ngtcp2 no longer lists; call before freeing c.
  */
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c);
-void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, const struct wzp_conn *c);
+void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c);
 void wzp_worker_cid_remove_conn(struct wzp_worker *w, struct wzp_conn *c);
 struct wzp_conn *wzp_worker_cid_find(struct wzp_worker *w, const uint8_t *cid, size_t len);
 

@@ -2,7 +2,7 @@
  * bench_cid.c - the worker's CID table under many connections: every packet's first step
  * is a lookup there. Fills a worker with N connections of 3 CIDs each (random 16-byte
  * SCIDs as the relay issues, byte 0 the worker), then times lookups of existing CIDs in
- * random order, and prints ns per lookup and the table's buckets.
+ * random order, and prints ns per lookup and the table's slots.
  *
  *   build/bench_cid [lookups]
  *
@@ -24,7 +24,7 @@ int main(int argc, char **argv)
     long lookups = argc > 1 ? atol(argv[1]) : 2000000;
     static const unsigned sizes[] = {1000, 3000, 10000, 30000};
     printf("CID table: %ld lookups of existing CIDs per size, random order\n\n", lookups);
-    printf("| connections | CIDs | buckets | ns/lookup |\n|---|---|---|---|\n");
+    printf("| connections | CIDs | slots | ns/lookup |\n|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         static struct wzp_relay relay;
         static struct wzp_worker worker, *wp = &worker;
@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         for (long i = 0; i < lookups; i++)
             found += wzp_worker_cid_find(&worker, keys[order[i]], 16) != NULL;
         uint64_t ns = wzp_now_ns() - t0;
-        printf("| %u | %zu | %zu | %.1f |\n", n, ncids, worker.cid_nbuckets,
+        printf("| %u | %zu | %zu | %.1f |\n", n, ncids, wzp_cidtab_capacity(&worker.cids),
                (double)ns / (double)lookups);
         if (found != (size_t)lookups)
             fprintf(stderr, "bench_cid: %zu of %ld lookups found their connection\n", found,
