@@ -52,8 +52,7 @@ struct wzp_worker *wzp_worker_current(void)
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c)
 {
     if (c->ncids >= WZP_CONN_CIDS) { /* more than ngtcp2 keeps: a bug, refused */
-        WZP_LOG(WZP_LOG_ERROR, MOD, "a connection asked for a CID table key beyond its %d",
-                WZP_CONN_CIDS);
+        WZP_ERROR(MOD, "a connection asked for a CID table key beyond its %d", WZP_CONN_CIDS);
         return WZP_EINVAL;
     }
     int rv = wzp_cidtab_add(&w->cids, cid->data, cid->datalen, c);

@@ -1,6 +1,7 @@
 /*
  * identity.c - the relay's long-term identity: HKDF-SHA256 key schedule (nettle), Ed25519 and
- * X25519 (libsodium: a third of nettle's cost per join, doc/ARCHITECTURE.md), the seed file
+ * X25519 (libsodium: under half of nettle's cost to verify and sign, doc/ARCHITECTURE.md), the seed
+ * file
  * (~/.wzp/relay-identity, 64 hex digits, mode 0600) and a deterministic self-signed Ed25519 TLS
  * certificate built with GnuTLS (doc/PROTOCOL.md, "Identity").
  *
@@ -63,7 +64,7 @@ static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 static void sodium_setup(void)
 {
     if (sodium_init() < 0)
-        WZP_LOG(WZP_LOG_WARN, "identity", "libsodium did not initialise; using its portable code");
+        WZP_WARN("identity", "libsodium did not initialise; using its portable code");
 }
 
 static void sodium_ready(void)
@@ -100,8 +101,9 @@ int wzp_ed25519_verify(const uint8_t pub[32], const uint8_t *msg, size_t len, co
     if (sig == NULL || sig_len != crypto_sign_ed25519_BYTES)
         return WZP_ECRYPTO;
     sodium_ready();
-    /* Stricter than RFC 8032's minimum, as dalek (upstream's clients) is: a non-canonical
-     * S and small-order R or public keys are refused. Honest signers never produce them. */
+    /* Stricter than RFC 8032's minimum: a non-canonical S (dalek, upstream's library, also
+     * refuses it) and small-order R or public keys (refused by dalek's verify_strict, not
+     * by nettle) fail. Honest signers never produce them. */
     return crypto_sign_ed25519_verify_detached(sig, msg, len, pub) == 0 ? WZP_OK : WZP_ECRYPTO;
 }
 

@@ -168,8 +168,8 @@ Test(ed25519, verify_rejects_bad_signatures)
 }
 
 /* The neutral point as a public key with R = neutral, S = 0 satisfies the bare verification
- * equation for every message; a non-canonical S (S + L) is the same signature spelt twice.
- * Both are refused, as upstream's clients (dalek) refuse them. */
+ * equation for every message (nettle accepted it); a non-canonical S (S + L) is the same
+ * signature spelt twice. Both are refused. */
 Test(ed25519, verify_rejects_small_order_keys_and_non_canonical_s)
 {
     static const uint8_t L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,       0xd6,
