@@ -415,8 +415,9 @@ static uint64_t coalesce_until(const struct wzp_conn *c)
     return c->coalesce_ns + (uint64_t)c->w->relay->cfg.coalesce_ms * NGTCP2_MILLISECONDS;
 }
 
-/* exp: ngtcp2_conn_get_expiry() now (ignored in the closing states). */
-static void conn_arm_timer_at(struct wzp_conn *c, uint64_t now, uint64_t exp)
+/* exp: ngtcp2_conn_get_expiry() now (ignored in the closing states). No clock read: the
+ * deadlines are absolute (this runs after every flush that writes). */
+static void conn_arm_timer_at(struct wzp_conn *c, uint64_t exp)
 {
     if (conn_is_closed(c)) {
         exp = UINT64_MAX;
@@ -437,14 +438,13 @@ static void conn_arm_timer_at(struct wzp_conn *c, uint64_t now, uint64_t exp)
         exp = frame_due;
     WZP_CHECK(exp != UINT64_MAX); /* a state without a deadline is a bug ... */
     if (exp == UINT64_MAX)        /* ... which a release build survives: never wait forever */
-        exp = now + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
+        exp = wzp_now_ns() + (uint64_t)c->w->relay->cfg.idle_timeout_ms * 1000000ull;
     wzp_worker_timer_set(c->w, &c->tnode, exp); /* a no-op when its millisecond is unchanged */
 }
 
 static void conn_arm_timer(struct wzp_conn *c)
 {
-    conn_arm_timer_at(c, wzp_now_ns(),
-                      conn_is_closed(c) ? UINT64_MAX : ngtcp2_conn_get_expiry(c->qc));
+    conn_arm_timer_at(c, conn_is_closed(c) ? UINT64_MAX : ngtcp2_conn_get_expiry(c->qc));
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -1587,7 +1587,7 @@ void wzp_conn_flush(struct wzp_conn *c)
     uint64_t now = wzp_now_ns();
     uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
     if (conn_write_can_wait(c, now, exp)) {
-        conn_arm_timer_at(c, now, exp);
+        conn_arm_timer_at(c, exp);
         return;
     }
     bool only_datagrams = conn_nothing_but_datagrams(c) && !c->expiry_handled && exp > now;
