@@ -143,8 +143,9 @@ struct wzp_worker *wzp_worker_current(void);
 
 /*
  * CID table (owner thread only). add: WZP_EINVAL for an empty CID, one already in the
- * table (a key never maps to two connections) or one past c's WZP_CONN_CIDS, WZP_ENOMEM. remove: key cid of c, if c has it.
- * remove_conn: every key of c, also those ngtcp2 no longer lists; call before freeing c.
+ * table (a key never maps to two connections) or one past c's WZP_CONN_CIDS, WZP_ENOMEM.
+ * remove: key cid of c, if c has it. remove_conn: every key of c, also those ngtcp2 no
+ * longer lists; call before freeing c.
  */
 int wzp_worker_cid_add(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c);
 void wzp_worker_cid_remove(struct wzp_worker *w, const ngtcp2_cid *cid, struct wzp_conn *c);
