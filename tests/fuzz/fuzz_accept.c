@@ -24,20 +24,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct wzp_relay relay;
 static struct wzp_worker *worker;
 
+static char dir[] = "/tmp/wzp-fuzz-accept-XXXXXX";
+static char identity[sizeof dir + 16];
+
+static void remove_dir(void)
+{
+    unlink(identity);
+    rmdir(dir);
+}
+
 static void setup(void)
 {
-    static char dir[] = "/tmp/wzp-fuzz-accept-XXXXXX";
     if (!mkdtemp(dir))
         abort();
+    snprintf(identity, sizeof identity, "%s/identity", dir);
+    atexit(remove_dir);
     struct wzp_config cfg;
     wzp_config_defaults(&cfg);
     if (wzp_config_set_listen(&cfg, "127.0.0.1:0") != WZP_OK)
         abort();
-    snprintf(cfg.identity_path, sizeof cfg.identity_path, "%s/identity", dir);
+    snprintf(cfg.identity_path, sizeof cfg.identity_path, "%s", identity);
     cfg.threads = 1;
     cfg.policy_path[0] = '\0';
     char err[512];

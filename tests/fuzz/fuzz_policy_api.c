@@ -172,6 +172,11 @@ static const char *const values[] = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_policy(void)
+{
+    unlink(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!path[0]) {
@@ -179,6 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         wzp_shdict_init(&shared, 1000, 1 << 20);
         wzp_policy_metrics_init(&metrics);
         snprintf(path, sizeof path, "/tmp/wzp-fuzz-policy-%d.lua", (int)getpid());
+        atexit(remove_policy);
     }
     static char text[64 * 1024];
     size_t len = 0, i = 0;

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -79,12 +80,41 @@ void relay_dump_log(struct relay_proc *r)
     free(log);
 }
 
+/* Scratch directories of this test process, removed with their files when it exits. */
+static char scratch[16][64];
+static unsigned nscratch;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_scratch(void)
+{
+    for (unsigned i = 0; i < nscratch; i++)
+        nftw(scratch[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    nscratch = 0;
+}
+
+void scratch_dir(char *dir, size_t size, const char *name)
+{
+    cr_assert_lt(nscratch, sizeof scratch / sizeof scratch[0], "too many scratch directories");
+    snprintf(dir, size, "/tmp/wzp-%s-XXXXXX", name);
+    cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    cr_assert_lt(strlen(dir), sizeof scratch[0]);
+    static bool registered;
+    if (!registered)
+        registered = atexit(remove_scratch) == 0;
+    strcpy(scratch[nscratch++], dir);
+}
+
 static pid_t spawn_relay(struct relay_proc *r, const char *identity_content,
                          const char *const *extra_args, bool with_http)
 {
     memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/wzp-it-XXXXXX");
-    cr_assert(mkdtemp(r->dir), "mkdtemp: %s", strerror(errno));
+    scratch_dir(r->dir, sizeof r->dir, "it");
     snprintf(r->log_path, sizeof r->log_path, "%s/relay.log", r->dir);
     r->port = free_port(SOCK_DGRAM);
     char listen[64], identity[300];

@@ -21,6 +21,10 @@ struct relay_proc {
     char log_path[300];
 };
 
+/* Create /tmp/wzp-NAME-XXXXXX (the name written to dir) for the test's files; it is removed
+ * with its contents when the test process exits. Fails the test on error. */
+void scratch_dir(char *dir, size_t size, const char *name);
+
 /* Start the relay with extra arguments (NULL-terminated list, may be NULL). Fails the test
  * on error. Waits until the relay logs that it is listening. Unless the arguments give
  * --metrics-port, the relay serves /metrics on a free port (r->http_port) for

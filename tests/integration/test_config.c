@@ -24,8 +24,8 @@ TestSuite(config, .fini = stop_relay, .timeout = 60);
 static const char *write_config(const char *text)
 {
     static char path[96];
-    char dir[64] = "/tmp/wzp-cfg-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[64];
+    scratch_dir(dir, sizeof dir, "cfg");
     snprintf(path, sizeof path, "%s/relay.toml", dir);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);

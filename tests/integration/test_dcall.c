@@ -569,8 +569,8 @@ Test(dcall, a_bad_advertise_address_stops_the_start)
  * registration was signed, on_call sees caller and callee. */
 Test(dcall, policy_hooks_and_signed_registrations)
 {
-    char dir[64] = "/tmp/wzp-dcall-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[64];
+    scratch_dir(dir, sizeof dir, "dcall");
     char path[128];
     snprintf(path, sizeof path, "%s/policy.lua", dir);
     FILE *f = fopen(path, "w");

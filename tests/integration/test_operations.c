@@ -239,8 +239,8 @@ static unsigned json_lines(const char *path, const char *must, const char *value
 
 Test(operations, event_log_is_json_lines_and_survives_rotation)
 {
-    char dir[64] = "/tmp/wzp-ev-XXXXXX", path[128], rotated[140];
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[64], path[128], rotated[140];
+    scratch_dir(dir, sizeof dir, "ev");
     snprintf(path, sizeof path, "%s/events.jsonl", dir);
     snprintf(rotated, sizeof rotated, "%s.1", path);
     const char *const args[] = {"--event-log", path, NULL};

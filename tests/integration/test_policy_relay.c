@@ -27,8 +27,8 @@ TestSuite(policy_relay, .fini = stop_relay, .timeout = 120);
 static void write_policy(const char *text)
 {
     if (!policy_path[0]) {
-        char dir[64] = "/tmp/wzp-pol-XXXXXX";
-        cr_assert_not_null(mkdtemp(dir));
+        char dir[64];
+        scratch_dir(dir, sizeof dir, "pol");
         snprintf(policy_path, sizeof policy_path, "%s/policy.lua", dir);
     }
     char tmp[160];
