@@ -1,9 +1,9 @@
 /*
  * identity.c - the relay's long-term identity: HKDF-SHA256 key schedule (nettle), Ed25519 and
- * X25519 (libsodium: under half of nettle's cost to verify and sign, doc/ARCHITECTURE.md), the seed
- * file
- * (~/.wzp/relay-identity, 64 hex digits, mode 0600) and a deterministic self-signed Ed25519 TLS
- * certificate built with GnuTLS (doc/PROTOCOL.md, "Identity").
+ * X25519 (libsodium: under half of nettle's cost to verify and sign, doc/ARCHITECTURE.md), the
+ * seed file (~/.wzp/relay-identity, 64 hex digits, mode 0600) and a deterministic self-signed
+ * Ed25519 TLS certificate built with GnuTLS (doc/PROTOCOL.md, "Identity"), whose handshake
+ * signatures libsodium makes too.
  *
  * Unlike upstream, a corrupt seed file is an error and is never replaced: replacing it
  * would silently change the relay's TLS fingerprint and break federation pins.
@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <nettle/hkdf.h>
@@ -271,27 +272,94 @@ int wzp_identity_from_seed(struct wzp_identity *id, const uint8_t seed[32])
     return rc;
 }
 
+/*
+ * The TLS key as GnuTLS sees it: an external key whose signatures (one CertificateVerify
+ * per handshake) libsodium makes, at under half of nettle's cost. GnuTLS frees it with the
+ * credentials.
+ */
+struct tls_signer {
+    uint8_t secret[32], pub[32];
+};
+
+static int tls_signer_sign(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+                           unsigned flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+    (void)key, (void)flags;
+    const struct tls_signer *s = userdata;
+    if (algo != GNUTLS_SIGN_EDDSA_ED25519)
+        return GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM;
+    sig->data = gnutls_malloc(64);
+    if (!sig->data)
+        return GNUTLS_E_MEMORY_ERROR;
+    wzp_ed25519_sign(s->secret, s->pub, data->data, data->size, sig->data);
+    sig->size = 64;
+    return 0;
+}
+
+static void tls_signer_free(gnutls_privkey_t key, void *userdata)
+{
+    (void)key;
+    sodium_memzero(userdata, sizeof(struct tls_signer));
+    free(userdata);
+}
+
+static int tls_signer_info(gnutls_privkey_t key, unsigned flags, void *userdata)
+{
+    (void)key, (void)userdata;
+    if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
+        return GNUTLS_PK_EDDSA_ED25519;
+    if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
+        return 256;
+    if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO)
+        return GNUTLS_FLAGS_TO_SIGN_ALGO(flags) == GNUTLS_SIGN_EDDSA_ED25519;
+    if (flags & GNUTLS_PRIVKEY_INFO_SIGN_ALGO)
+        return GNUTLS_SIGN_EDDSA_ED25519;
+    return -1;
+}
+
+static int tls_signer_key(const struct wzp_identity *id, gnutls_privkey_t *out)
+{
+    struct tls_signer *s = malloc(sizeof *s);
+    if (!s)
+        return WZP_ENOMEM;
+    memcpy(s->secret, id->tls_secret, 32);
+    memcpy(s->pub, id->tls_public, 32);
+    if (gnutls_privkey_init(out) < 0) {
+        tls_signer_free(NULL, s);
+        return WZP_ENOMEM;
+    }
+    /* on success the key owns s (GnuTLS calls tls_signer_free); on failure it does not */
+    if (gnutls_privkey_import_ext4(*out, s, tls_signer_sign, NULL, NULL, tls_signer_free,
+                                   tls_signer_info, 0) < 0) {
+        gnutls_privkey_deinit(*out);
+        *out = NULL;
+        tls_signer_free(NULL, s);
+        return WZP_ECRYPTO;
+    }
+    return WZP_OK;
+}
+
 int wzp_identity_set_credentials(const struct wzp_identity *id,
                                  gnutls_certificate_credentials_t cred)
 {
     gnutls_datum_t der = {id->cert_der, (unsigned int)id->cert_der_len};
-    gnutls_x509_privkey_t key = NULL;
-    gnutls_x509_crt_t crt = NULL;
-    int rc = tls_privkey(id, &key);
+    gnutls_pcert_st pcert;
+    gnutls_privkey_t key = NULL;
+    int rc = tls_signer_key(id, &key);
 
     if (rc != WZP_OK)
         return rc;
-    if (gnutls_x509_crt_init(&crt) < 0) {
-        gnutls_x509_privkey_deinit(key);
-        return WZP_ENOMEM;
+    if (gnutls_pcert_import_x509_raw(&pcert, &der, GNUTLS_X509_FMT_DER, 0) < 0) {
+        gnutls_privkey_deinit(key);
+        return WZP_ECRYPTO;
     }
-    rc = WZP_ECRYPTO;
-    if (gnutls_x509_crt_import(crt, &der, GNUTLS_X509_FMT_DER) >= 0 &&
-        gnutls_certificate_set_x509_key(cred, &crt, 1, key) >= 0)
-        rc = WZP_OK;
-    gnutls_x509_crt_deinit(crt);
-    gnutls_x509_privkey_deinit(key);
-    return rc;
+    /* on success the credentials own the certificate and the key */
+    if (gnutls_certificate_set_key(cred, NULL, 0, &pcert, 1, key) < 0) {
+        gnutls_pcert_deinit(&pcert);
+        gnutls_privkey_deinit(key);
+        return WZP_ECRYPTO;
+    }
+    return WZP_OK;
 }
 
 void wzp_identity_free(struct wzp_identity *id)
