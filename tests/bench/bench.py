@@ -95,10 +95,17 @@ def parse_args():
                     "of saturation (name for --only: sat)")
     ap.add_argument("--sat-duration", type=float,
                     help="measured seconds per saturation step (default 4; smoke 1)")
-    ap.add_argument("--sat-sockets", type=int, default=16,
+    ap.add_argument("--sat-sockets", type=int, default=0,
                     help="shared UDP sockets per generator thread in the saturation ramp "
-                    "(wzp-loadgen --sockets; default 16, 0 = one per client). The run at "
-                    "half of saturation always uses one socket per client")
+                    "(wzp-loadgen --sockets; default 0 = one per client, as real clients "
+                    "have). The run at half of saturation always uses one socket per client")
+    ap.add_argument("--scaling-rooms", type=int, metavar="N",
+                    help="with the saturation ramps: N rooms x 10 on 1 worker, N and 2N on 2 "
+                    "workers, no quota, alternated: what a second worker costs per "
+                    "datagram at the same total load and at the same load per worker. "
+                    "Default 12, smoke 0; 0 skips it")
+    ap.add_argument("--scaling-repeat", type=int, default=3, metavar="K",
+                    help="alternations of that comparison (default 3; medians)")
     ap.add_argument("--sat-rooms", metavar="LIST",
                     help="comma-separated room counts of the saturation ramp (default "
                     + ",".join(map(str, SAT_ROOMS)) + ")")
@@ -116,6 +123,8 @@ def parse_args():
     a.duration = a.duration or (2.0 if a.smoke else 10.0)
     a.warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.0)
     a.sat_duration = a.sat_duration or (1.0 if a.smoke else 4.0)
+    if a.scaling_rooms is None:
+        a.scaling_rooms = 0 if a.smoke else 12
     if a.wait_quiet is None:
         a.wait_quiet = 0.0 if a.smoke else 30.0
     if a.min_delivery is None and a.smoke:
@@ -685,6 +694,9 @@ def saturation(a, bins, workdir, problems):
                        if (last.get("delivery_ratio") or 0) < SAT_MIN_DELIVERY
                        else "generator send lag p99 %.1f ms" % (last.get("send_lag_p99_ms") or 0)),
                       "steps": steps})
+    scaling = None
+    if a.scaling_rooms > 0 and not a.half_rooms and not a.no_compare:
+        scaling = equal_load_scaling(a, bins, workdir, gen_threads)
     half = None
     main_ramp = next((rp for rp in ramps if rp["relay_threads"] == a.threads), None)
     if a.half_rooms or (main_ramp and main_ramp["saturation"]):
@@ -699,8 +711,46 @@ def saturation(a, bins, workdir, problems):
             runs.append(r)
         half = {"name": "half-sat %dx10" % rooms, "rooms": rooms, "relay_threads": a.threads,
                 "figures": median_figures([r["figures"] for r in runs]), "runs": runs}
-    return {"ramps": ramps, "half": half, "gen_threads": gen_threads,
+    return {"ramps": ramps, "half": half, "scaling": scaling, "gen_threads": gen_threads,
             "worker_quota_cores": a.worker_quota}
+
+
+def scaling_figures(runs):
+    """Medians per configuration. c = the relay's CPU per forwarded datagram; 2 x c(1 worker)
+    / c(2 workers) is what 2 workers forward for one worker's CPU budget each. Two loads
+    bracket it: the same total (each of 2 workers has half the load; per-datagram costs
+    rise as load falls: fewer packets per wake-up) and the same per worker (the machine is
+    busier; costs fall)."""
+    med = {k: median_figures([media_figures(r) for r in rs]) for k, rs in runs.items()}
+    c1 = med["t1"]["relay_cpu_us_per_dgram"]
+    out = dict(med)
+    for k in ("same_total", "same_each"):
+        c2 = med[k]["relay_cpu_us_per_dgram"]
+        out["scaling_" + k] = 2 * c1 / c2 if c1 and c2 else None
+    return out
+
+
+SCALING_CONFIGS = (("t1", 1, 1), ("same_total", 2, 1), ("same_each", 2, 2))
+
+
+def equal_load_scaling(a, bins, workdir, gen_threads):
+    """N rooms on one worker, N and 2N on two, without --worker-quota (a CFS quota holds a
+    worker off its core for most of each period, which changes the work itself: datagrams
+    that wait share packets), alternated."""
+    rooms, quota = a.scaling_rooms, Relay.worker_quota
+    runs = {key: [] for key, _, _ in SCALING_CONFIGS}
+    Relay.worker_quota = None
+    try:
+        for i in range(a.scaling_repeat):
+            for key, threads, mult in SCALING_CONFIGS:
+                name = "scaling %dx10 t%d" % (rooms * mult, threads)
+                log("bench: %s (run %d/%d)" % (name, i + 1, a.scaling_repeat))
+                runs[key].append(media_scenario(
+                    a, bins, workdir, name, rooms * mult, 10, None, threads,
+                    baseline_run=False, gen_threads=gen_threads))
+    finally:
+        Relay.worker_quota = quota
+    return {"rooms": rooms, "runs": runs, "figures": scaling_figures(runs)}
 
 
 def print_saturation(sat):
@@ -725,6 +775,21 @@ def print_saturation(sat):
             "%d rooms %s/s %s%s" % (st["rooms"], fmt(st["figures"]["forwarded_per_s_relay"], ".0f"),
                                     fmt(st["figures"]["delivery_ratio"], ".4f"),
                                     "" if st["ok"] else " (fail)") for st in rp["steps"]))
+    sc = sat.get("scaling")
+    if sc:
+        f = sc["figures"]
+        print("1 vs 2 workers without a quota (%d alternated runs; relay CPU per datagram, "
+              "median (runs), udp packets per datagram):" % len(sc["runs"]["t1"]))
+        for key, threads, mult in SCALING_CONFIGS:
+            print("  %2d rooms x 10 on %d worker%s: %s us (%s), %s" % (
+                sc["rooms"] * mult, threads, "s" if threads > 1 else " ",
+                fmt(f[key]["relay_cpu_us_per_dgram"], ".2f"),
+                ", ".join(fmt(media_figures(r)["relay_cpu_us_per_dgram"], ".2f")
+                          for r in sc["runs"][key]),
+                fmt(f[key]["udp_packets_per_dgram"], ".2f")))
+        print("  2 workers forward %s-%sx of one at an equal CPU budget (same total load - same "
+              "load per worker)" % (fmt(f["scaling_same_total"], ".2f"),
+                                    fmt(f["scaling_same_each"], ".2f")))
     h = sat.get("half")
     if h:
         f = h["figures"]
@@ -788,6 +853,8 @@ def reprint(path):
         if sat.get("half"):
             sat["half"]["figures"] = median_figures([media_figures(r)
                                                      for r in sat["half"]["runs"]])
+        if sat.get("scaling"):
+            sat["scaling"]["figures"] = scaling_figures(sat["scaling"]["runs"])
     print_saturation(sat)
     return 0
 
