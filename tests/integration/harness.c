@@ -81,7 +81,7 @@ void relay_dump_log(struct relay_proc *r)
 }
 
 /* Scratch directories of this test process, removed with their files when it exits. */
-static char scratch[16][64];
+static char scratch[64][64];
 static unsigned nscratch;
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
