@@ -38,7 +38,7 @@
 #define WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR  32
 #define WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR 256
 #define WZP_KEEPALIVE_MS                     5000
-#define WZP_DEFAULT_ACK_DELAY_MS             10   /* --ack-delay: hold an ACK for a datagram */
+#define WZP_DEFAULT_ACK_DELAY_MS             20   /* --ack-delay: hold an ACK for a datagram */
 #define WZP_MAX_ACK_DELAY_MS                 20   /* below the 25 ms max_ack_delay we announce */
 #define WZP_MAX_COALESCE_MS                  20   /* --coalesce: the same bound */
 #define WZP_COALESCE_FULL_BYTES              1000 /* queued media that fills a packet */

@@ -4,7 +4,8 @@
  * both speak: each client's media is acknowledged in the packet carrying the other's
  * next datagram, so the relay sends about one packet per forwarded datagram; with
  * --ack-delay 0 it also sends an ACK-only packet for nearly every media packet. A
- * client whose room is silent still gets its ACKs, after about --ack-delay.
+ * client whose room is silent still gets its ACKs, after about --ack-delay, and with
+ * the default wait one ACK covers two of its media packets.
  */
 #include "harness.h"
 
@@ -30,11 +31,12 @@ static void join(struct tc *t, const char *room, uint8_t id)
     cr_assert(tc_wait_state(t, loop, WZPC_JOINED, 5000), "client %u did not join", id);
 }
 
-/* A relay started with "--FLAG VALUE", and two clients joined to room, settled. */
+/* A relay started with "--FLAG VALUE" (flag NULL: the defaults), and two clients joined
+ * to room, settled. */
 static void start_pair(const char *flag, const char *value, const char *room, struct tc *a,
                        struct tc *b)
 {
-    const char *const args[] = {flag, value, NULL};
+    const char *const args[] = {flag, flag ? value : NULL, NULL};
     loop = ev_loop_new(EVFLAG_AUTO);
     relay_start(&relay, args);
     join(a, room, 1);
@@ -102,6 +104,46 @@ Test(acks, wait_no_longer_than_the_ack_delay)
     cr_expect_eq(wzpc_state(a.c), WZPC_JOINED);
     tc_free(&a);
     tc_free(&b);
+}
+
+/* Relay packets other than forwarded datagrams (ACK-only packets, nearly all to a) while a
+ * speaks every 15 ms into a room where b never does; flag NULL: the defaults. */
+static double lone_speaker_acks_per_packet(const char *flag, const char *value)
+{
+    struct tc a, b;
+    start_pair(flag, value, "lone", &a, &b);
+    uint64_t tx0 = relay_counter(&relay, "udp_tx_packets");
+    uint64_t fwd0 = relay_counter(&relay, "datagrams_forwarded");
+    for (unsigned i = 0; i < ROUNDS; i++) {
+        tc_send_media(&a, NULL);
+        wzpc_run_for(loop, 15);
+    }
+    wzpc_run_for(loop, 100);
+    uint64_t tx = relay_counter(&relay, "udp_tx_packets") - tx0;
+    uint64_t fwd = relay_counter(&relay, "datagrams_forwarded") - fwd0;
+    cr_assert_eq(fwd, ROUNDS);
+    cr_expect_eq(b.from[1], ROUNDS);
+    tc_free(&a);
+    tc_free(&b);
+    double r = (double)(tx - fwd) / ROUNDS;
+    cr_log_info("lone speaker, %s %s: %.2f packets besides datagrams per media packet",
+                flag ? flag : "defaults", flag ? value : "", r);
+    return r;
+}
+
+/* A speaker whose listeners are silent (the usual case in a call: one talks at a time)
+ * has no datagrams for its ACKs to ride on. With the default wait (20 ms) one ACK-only
+ * packet covers two media packets 15 ms apart; with 10 ms each gets its own. */
+Test(acks, a_lone_speaker_gets_one_ack_for_two_packets)
+{
+    double r = lone_speaker_acks_per_packet(NULL, NULL);
+    cr_expect_leq(r, 0.7, "%.2f ACK-only packets per media packet with the default wait", r);
+}
+
+Test(acks, a_lone_speaker_gets_an_ack_per_packet_with_a_10_ms_wait)
+{
+    double r = lone_speaker_acks_per_packet("--ack-delay", "10");
+    cr_expect_geq(r, 0.85, "%.2f ACK-only packets per media packet with --ack-delay 10", r);
 }
 
 /* --coalesce: datagrams to one client a few ms apart share packets, and every one
