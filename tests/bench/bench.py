@@ -103,7 +103,7 @@ def parse_args():
                     help="with the saturation ramps: N rooms x 10 on 1 worker, N and 2N on 2 "
                     "workers, no quota, alternated: what a second worker costs per "
                     "datagram at the same total load and at the same load per worker. "
-                    "Default 12, smoke 0; 0 skips it")
+                    "Default 12, smoke 0; 0 (or --no-compare) skips it")
     ap.add_argument("--scaling-repeat", type=int, default=3, metavar="K",
                     help="alternations of that comparison (default 3; medians)")
     ap.add_argument("--sat-rooms", metavar="LIST",
