@@ -86,6 +86,8 @@
       "GRO receives: several packets from one sender in one message")                              \
     X(udp_rx_gro_segments, worker_gro_segments, "", "UDP packets received inside GRO receives")    \
     X(packets_undecodable, packets_dropped, "undecodable", "UDP packets that are not QUIC")        \
+    X(packets_socket_overflow, packets_dropped, "socket_buffer_full",                              \
+      "UDP packets the kernel dropped: the worker's receive buffer was full")                      \
     X(packets_steered_out, packets_steered, "", "packets handed to the owning worker")             \
     X(packets_steered_in, packets_steered_in, "", "packets received from another worker")          \
     X(packets_handed_over, packets_handed_over, "",                                                \

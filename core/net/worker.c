@@ -480,24 +480,50 @@ static void flush_now(struct wzp_worker *w)
     wzp_mesh_kick_peers(w->node);
 }
 
-/* The segment size of a GRO receive (UDP_GRO control message), or 0: one packet. */
-static size_t gro_segment(struct msghdr *h)
+/* The kernel reports, with a received packet, how many packets it has dropped at the
+ * socket so far (SO_RXQ_OVFL): the receive buffer was full because the worker fell
+ * behind (overload, or a stall). Counted, and logged at most every 10 s. */
+static void note_socket_overflow(struct wzp_worker *w, uint32_t total)
 {
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm))
+    uint32_t dropped = total - w->rx_overflow_seen; /* the kernel's count wraps */
+    if (dropped == 0)
+        return;
+    w->rx_overflow_seen = total;
+    WZP_STAT_ADD(&w->stats, packets_socket_overflow, dropped);
+    if (wzp_log_due(&w->rx_overflow_logged_ns, wzp_now_ns(), PRESSURE_LOG_NS))
+        WZP_WARN(MOD,
+                 "worker %u: the kernel dropped %u packets, %u in all: its receive buffer was "
+                 "full (the worker fell behind: too much load for --threads %u, or a stall); "
+                 "see wzp_relay_packets_dropped_total{reason=\"socket_buffer_full\"}",
+                 w->idx, dropped, total, w->relay->nworkers);
+}
+
+/* The segment size of a GRO receive (UDP_GRO control message), or 0: one packet. Notes
+ * the socket's drop count (SO_RXQ_OVFL) on the way. */
+static size_t rx_control(struct wzp_worker *w, struct msghdr *h)
+{
+    size_t seg = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
         if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO &&
             cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-            int seg;
-            memcpy(&seg, CMSG_DATA(cm), sizeof seg);
-            return seg > 0 ? (size_t)seg : 0;
+            int v;
+            memcpy(&v, CMSG_DATA(cm), sizeof v);
+            seg = v > 0 ? (size_t)v : 0;
+        } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL &&
+                   cm->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+            uint32_t total;
+            memcpy(&total, CMSG_DATA(cm), sizeof total);
+            note_socket_overflow(w, total);
         }
-    return 0;
+    }
+    return seg;
 }
 
 /* One received message: a packet, or with GRO a train of equal-sized packets from one
  * sender (the last may be shorter), each handled as if received alone. */
 static void rx_message(struct wzp_worker *w, struct mmsghdr *m)
 {
-    size_t len = m->msg_len, seg = gro_segment(&m->msg_hdr);
+    size_t len = m->msg_len, seg = rx_control(w, &m->msg_hdr);
     const uint8_t *p = m->msg_hdr.msg_iov->iov_base;
     const struct sockaddr *from = m->msg_hdr.msg_name;
     if (len == 0 || (m->msg_hdr.msg_flags & MSG_TRUNC)) {
@@ -530,7 +556,7 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
     static _Thread_local struct sockaddr_storage addrs[WZP_RX_BATCH];
     static _Thread_local union {
         struct cmsghdr align;
-        uint8_t buf[CMSG_SPACE(sizeof(int))];
+        uint8_t buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
     } ctl[WZP_RX_BATCH];
     struct mmsghdr msgs[WZP_RX_BATCH];
     struct iovec iov[WZP_RX_BATCH];
@@ -815,6 +841,12 @@ static int open_socket(struct wzp_worker *w, char *err, size_t errlen)
     }
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize, sizeof bufsize) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+    /* the kernel's count of packets dropped here comes with each received packet */
+    if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0)
+        WZP_INFO(MOD,
+                 "worker %u: SO_RXQ_OVFL unavailable (%s): packets the kernel drops "
+                 "when the worker falls behind will not be counted",
+                 w->idx, strerror(errno));
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) != 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
     if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addrlen) != 0) {

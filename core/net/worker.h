@@ -99,6 +99,11 @@ struct wzp_worker {
     /* room affinity: new connections handed to the worker serving their room */
     struct wzp_handover *handover; /* [WZP_HANDOVER_SLOTS], direct-mapped, overwritten */
 
+    /* the kernel's count of packets dropped at this socket, as last reported
+     * (SO_RXQ_OVFL), and when a line about them was last logged */
+    uint32_t rx_overflow_seen;
+    uint64_t rx_overflow_logged_ns;
+
     /* handshake pressure: at most one log line per WZP_PRESSURE_LOG_NS, with what
      * changed since the last one (wzp_worker_note_pressure) */
     uint64_t pressure_logged_ns;
