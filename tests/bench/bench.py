@@ -470,6 +470,8 @@ def media_figures(r):
         "relay_cpu_util": g(gen, "relay", "cpu_util"),
         "relay_cpu_us_per_dgram": div(relay_cpu * 1e6, fwd) if relay_cpu is not None else None,
         "udp_packets_per_dgram": div(tx_pkts, fwd_relay),
+        # packets the kernel dropped at the relay's sockets in the window (a worker behind)
+        "relay_socket_drops": counter_delta(r["relay_counters"], "packets_socket_overflow"),
         "gen_cpu_s": g(gen, "gen_cpu_s"),
         "machine_busy": g(gen, "machine", "busy"),
         "lat_p50_ms": g(gen, "latency_ms", "p50"), "lat_p90_ms": g(gen, "latency_ms", "p90"),
@@ -772,9 +774,12 @@ def print_saturation(sat):
                      fmt(div(best.get("gen_cpu_s"), best.get("relay_cpu_s")), ".2f"),
                      rp["limited_by"] or "end of the ramp"))
         print("     steps: " + ", ".join(
-            "%d rooms %s/s %s%s" % (st["rooms"], fmt(st["figures"]["forwarded_per_s_relay"], ".0f"),
-                                    fmt(st["figures"]["delivery_ratio"], ".4f"),
-                                    "" if st["ok"] else " (fail)") for st in rp["steps"]))
+            "%d rooms %s/s %s%s%s" % (
+                st["rooms"], fmt(st["figures"]["forwarded_per_s_relay"], ".0f"),
+                fmt(st["figures"]["delivery_ratio"], ".4f"),
+                " (%s dropped at the relay's sockets)" % fmt(st["figures"].get("relay_socket_drops"), "d")
+                if st["figures"].get("relay_socket_drops") else "",
+                "" if st["ok"] else " (fail)") for st in rp["steps"]))
     sc = sat.get("scaling")
     if sc:
         f = sc["figures"]
