@@ -7,6 +7,7 @@
 #include "xq.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 struct room_ctx {
     struct wzp_room_table t;
     unsigned iterations;
+    unsigned fanouts;
+    _Atomic unsigned ready; /* fan-out threads that have walked once */
     _Atomic bool stop;
     _Atomic unsigned errors;
     _Atomic unsigned long walked;
@@ -22,6 +25,11 @@ struct room_ctx {
 static void *joiner(void *arg)
 {
     struct room_ctx *s = arg;
+    /* Start once every fan-out thread walks, so that the two overlap even when the
+     * scheduler runs the joiners first (on a loaded two-core machine they can finish
+     * before a fan-out thread has run at all). */
+    while (atomic_load(&s->ready) < s->fanouts)
+        sched_yield();
     for (unsigned i = 0; i < s->iterations; i++) {
         struct wzp_room *r = wzp_room_acquire(&s->t, (i & 1) ? "odd" : "even");
         struct wzp_participant p;
@@ -46,7 +54,8 @@ static void *fanout(void *arg)
 {
     struct room_ctx *s = arg;
     struct wzp_room *r = wzp_room_acquire(&s->t, "even");
-    while (!atomic_load(&s->stop)) {
+    bool first = true;
+    while (first || !atomic_load(&s->stop)) {
         pthread_rwlock_rdlock(&r->lock);
         for (size_t i = 0; i < r->count; i++) {
             char expect[32];
@@ -57,6 +66,9 @@ static void *fanout(void *arg)
         (void)wzp_room_weakest_locked(r);
         pthread_rwlock_unlock(&r->lock);
         atomic_fetch_add(&s->walked, 1);
+        if (first)
+            atomic_fetch_add(&s->ready, 1);
+        first = false;
     }
     wzp_room_release(&s->t, r);
     return NULL;
@@ -71,6 +83,7 @@ unsigned stress_rooms(unsigned joiners, unsigned fanouts, unsigned iterations)
     pthread_t j[16], f[16];
     joiners = WZP_MIN(joiners, 16u);
     fanouts = WZP_MIN(fanouts, 16u);
+    s.fanouts = fanouts;
     for (unsigned i = 0; i < fanouts; i++)
         pthread_create(&f[i], NULL, fanout, &s);
     for (unsigned i = 0; i < joiners; i++)
@@ -81,10 +94,15 @@ unsigned stress_rooms(unsigned joiners, unsigned fanouts, unsigned iterations)
     for (unsigned i = 0; i < fanouts; i++)
         pthread_join(f[i], NULL);
     unsigned errors = atomic_load(&s.errors);
-    if (fanouts && atomic_load(&s.walked) == 0)
+    unsigned long walked = atomic_load(&s.walked);
+    size_t left = wzp_room_table_count(&s.t);
+    if (fanouts && walked == 0)
         errors++;
-    if (wzp_room_table_count(&s.t) != 0)
+    if (left != 0)
         errors++; /* every room freed after its last release */
+    if (errors)
+        fprintf(stderr, "stress_rooms: %u join/leave/torn errors, %lu walks, %zu rooms left\n",
+                atomic_load(&s.errors), walked, left);
     wzp_room_table_destroy(&s.t);
     return errors;
 }
