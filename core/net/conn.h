@@ -114,6 +114,8 @@ struct wzp_conn {
                            * reporting an expired ACK delay in its expiry time) */
     uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
     uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
+    uint64_t qc_expiry;   /* ngtcp2_conn_get_expiry() as of the last timer arming, valid
+                           * until ngtcp2 reads or handles an expiry (0: not known) */
 
     /* room */
     struct wzp_room *room;
