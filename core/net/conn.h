@@ -116,6 +116,7 @@ struct wzp_conn {
     uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
     uint64_t qc_expiry;   /* ngtcp2_conn_get_expiry() as of the last timer arming, valid
                            * until ngtcp2 reads or handles an expiry (0: not known) */
+    size_t dg_max;        /* a bound on the datagram payload the path takes (0: ask) */
 
     /* room */
     struct wzp_room *room;

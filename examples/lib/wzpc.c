@@ -834,6 +834,8 @@ static int setup_quic(struct wzpc_client *c)
     if (wzp_log_threshold >= WZP_LOG_TRACE)
         settings.log_printf = log_ngtcp2;
     fill_transport_params(&params, idle_ms);
+    if (c->cfg.max_datagram_frame_size)
+        params.max_datagram_frame_size = c->cfg.max_datagram_frame_size;
     if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings,
                                &params, NULL, c) != 0)
         return WZP_ENOMEM;

@@ -46,6 +46,8 @@ struct wzpc_config {
      * and ngtcp2's every-second-packet rule (doc/BENCHMARKS.md, "Real clients"). */
     bool ack_every_packet;
     uint32_t idle_timeout_ms; /* 0 = 30000 */
+    /* The largest DATAGRAM frame this client accepts (transport parameter); 0 = 65535. */
+    uint32_t max_datagram_frame_size;
 
     /* Callbacks (any may be NULL). The signal is only valid during the call. */
     void (*on_state)(struct wzpc_client *c, enum wzpc_state state, void *user_data);

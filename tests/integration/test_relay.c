@@ -271,6 +271,32 @@ Test(relay, invalid_datagrams_never_forwarded)
     tc_free(&b);
 }
 
+/* A receiver whose client takes only small DATAGRAM frames misses the large datagrams,
+ * counted, while the others get everything; the bound the relay keeps per receiver is
+ * asked again when a larger datagram comes, so the small ones after a large one pass. */
+Test(relay, datagrams_too_big_for_one_receiver_are_dropped_for_it_alone)
+{
+    setup(NULL);
+    struct tc a, b, c;
+    join(&a, "room", 1);
+    struct wzpc_config small = {.sni = "room", .auto_join = true, .max_datagram_frame_size = 300};
+    tc_connect(&b, loop, &relay, "room", 2, &small);
+    cr_assert(tc_wait_state(&b, loop, WZPC_JOINED, 5000), "b did not join");
+    join(&c, "room", 3);
+    for (unsigned i = 0; i < 12; i++) {
+        tc_send_media_size(&a, i % 3 == 1 ? 600 : 100); /* 4 large, 8 small */
+        wzpc_run_for(loop, 5);
+    }
+    wzpc_run_for(loop, 500);
+    cr_assert_eq(c.from[1], 12, "a receiver taking large frames gets all 12");
+    cr_assert_eq(b.from[1], 8, "b gets the 8 small ones, before and after the large");
+    cr_assert_eq(b.media_malformed, 0);
+    cr_assert_eq(relay_counter(&relay, "datagrams_too_big_for_path"), 4);
+    tc_free(&a);
+    tc_free(&b);
+    tc_free(&c);
+}
+
 static bool has_directive(void *arg)
 {
     struct tc *t = arg;
