@@ -6,7 +6,11 @@
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
+#include <nettle/aes.h>
+#include <nettle/hmac.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The relay's order decides the cipher (%SERVER_PRECEDENCE): rustls, which real clients run,
@@ -105,6 +109,153 @@ static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, 
     return 0;
 }
 
+/* ---------------------------------------------------------------- 1-RTT keys */
+
+/* Not a canonical x86-64 or AArch64 address: a GnuTLS handle, whose first word is a
+ * pointer, never starts with it. */
+#define HP_MAGIC 0xfe11d0c5a11ed0feull
+
+struct hp_ctx {
+    uint64_t magic;
+    struct aes128_ctx aes;
+};
+
+void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16])
+{
+    struct hp_ctx *h = aligned_alloc(64, 256); /* 184 bytes in three whole cache lines */
+    if (!h)
+        return NULL;
+    h->magic = HP_MAGIC;
+    aes128_set_encrypt_key(&h->aes, hp_key);
+    return h;
+}
+
+static struct hp_ctx *hp_ctx_of(const ngtcp2_crypto_cipher_ctx *c)
+{
+    struct hp_ctx *h = c->native_handle;
+    return h && h->magic == HP_MAGIC ? h : NULL;
+}
+
+int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
+                    const ngtcp2_crypto_cipher_ctx *hp_ctx, const uint8_t *sample)
+{
+    struct hp_ctx *h = hp_ctx_of(hp_ctx);
+    if (!h)
+        return ngtcp2_crypto_hp_mask_cb(dest, hp, hp_ctx, sample);
+    uint8_t block[16];
+    aes128_encrypt(&h->aes, sizeof block, block, sample); /* RFC 9001 5.4.3 */
+    memcpy(dest, block, NGTCP2_HP_MASKLEN);
+    return 0;
+}
+
+void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *cipher_ctx,
+                               void *user_data)
+{
+    struct hp_ctx *h = hp_ctx_of(cipher_ctx);
+    if (!h) {
+        ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
+        return;
+    }
+    memset(h, 0, sizeof *h);
+    __asm__ __volatile__("" : : "r"(h) : "memory"); /* the key schedule is really wiped */
+    free(h);
+    cipher_ctx->native_handle = NULL;
+}
+
+void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
+                                 size_t out_len)
+{
+    /* HkdfLabel: u16 length, u8 label length, "tls13 " label, u8 context length (0); with
+     * out_len <= 32 HKDF-Expand is the one block HMAC(secret, HkdfLabel || 0x01). */
+    uint8_t info[2 + 1 + 255 + 1 + 1];
+    size_t n = strlen(label);
+    WZP_BUG_ON(out_len > SHA256_DIGEST_SIZE || n > 249);
+    info[0] = 0;
+    info[1] = (uint8_t)out_len;
+    info[2] = (uint8_t)(6 + n);
+    memcpy(info + 3, "tls13 ", 6);
+    memcpy(info + 9, label, n);
+    info[9 + n] = 0;
+    info[10 + n] = 1;
+    struct hmac_sha256_ctx h;
+    uint8_t t[SHA256_DIGEST_SIZE];
+    hmac_sha256_set_key(&h, 32, secret);
+    hmac_sha256_update(&h, 11 + n, info);
+    hmac_sha256_digest(&h, sizeof t, t);
+    memcpy(out, t, out_len);
+    memset(t, 0, sizeof t);
+    memset(&h, 0, sizeof h);
+}
+
+/*
+ * Install one direction's 1-RTT keys with our header-protection context, or return 1 to
+ * leave the level to ngtcp2's helper (another suite or QUIC version). The AEAD context
+ * stays GnuTLS's, made by the helper's own function, so key updates work unchanged
+ * (they derive new AEAD keys; header protection keys never change).
+ */
+static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_t secretlen)
+{
+    const ngtcp2_crypto_ctx *ctx = ngtcp2_conn_get_crypto_ctx(conn);
+    if (ngtcp2_conn_get_negotiated_version(conn) != NGTCP2_PROTO_VER_V1 || secretlen != 32 ||
+        ctx->aead.native_handle != (void *)GNUTLS_CIPHER_AES_128_GCM ||
+        ctx->hp.native_handle != (void *)GNUTLS_CIPHER_AES_128_CBC ||
+        ctx->md.native_handle != (void *)GNUTLS_DIG_SHA256)
+        return 1;
+    uint8_t key[16], iv[12], hp_key[16];
+    wzp_tls_expand_label_sha256(secret, "quic key", key, sizeof key);
+    wzp_tls_expand_label_sha256(secret, "quic iv", iv, sizeof iv);
+    wzp_tls_expand_label_sha256(secret, "quic hp", hp_key, sizeof hp_key);
+    ngtcp2_crypto_aead_ctx aead_ctx = {0};
+    ngtcp2_crypto_cipher_ctx hp_ctx = {wzp_tls_hp_ctx_new(hp_key)};
+    int rv = -1;
+    if (hp_ctx.native_handle &&
+        (rx ? ngtcp2_crypto_aead_ctx_decrypt_init(&aead_ctx, &ctx->aead, key, sizeof iv)
+            : ngtcp2_crypto_aead_ctx_encrypt_init(&aead_ctx, &ctx->aead, key, sizeof iv)) == 0)
+        rv = rx ? ngtcp2_conn_install_rx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,
+                                             &hp_ctx)
+                : ngtcp2_conn_install_tx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,
+                                             &hp_ctx);
+    if (rv != 0) {
+        if (aead_ctx.native_handle)
+            ngtcp2_crypto_aead_ctx_free(&aead_ctx);
+        wzp_tls_delete_cipher_ctx(conn, &hp_ctx, NULL);
+        rv = -1;
+    }
+    memset(key, 0, sizeof key);
+    memset(hp_key, 0, sizeof hp_key);
+    return rv;
+}
+
+/* GnuTLS hands over each level's secrets: 1-RTT ones to install_1rtt, the rest (and
+ * what it declines) to ngtcp2's helper, as its own secret function would. */
+static int secret_func(gnutls_session_t session, gnutls_record_encryption_level_t gtls_level,
+                       const void *rx_secret, const void *tx_secret, size_t secretlen)
+{
+    ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+    ngtcp2_conn *conn = ref->get_conn(ref);
+    ngtcp2_crypto_level level =
+        ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(gtls_level);
+    bool own = level == NGTCP2_CRYPTO_LEVEL_APPLICATION;
+    int rv;
+    if (rx_secret) {
+        rv = own ? install_1rtt(conn, true, rx_secret, secretlen) : 1;
+        if (rv == 1)
+            rv = ngtcp2_crypto_derive_and_install_rx_key(conn, NULL, NULL, NULL, level, rx_secret,
+                                                         secretlen);
+        if (rv != 0)
+            return -1;
+    }
+    if (tx_secret) {
+        rv = own ? install_1rtt(conn, false, tx_secret, secretlen) : 1;
+        if (rv == 1)
+            rv = ngtcp2_crypto_derive_and_install_tx_key(conn, NULL, NULL, NULL, level, tx_secret,
+                                                         secretlen);
+        if (rv != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int wzp_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
                            gnutls_priority_t prio, struct wzp_tls_ctx *ctx)
 {
@@ -120,6 +271,7 @@ int wzp_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials
         return WZP_ECRYPTO;
     }
     gnutls_session_set_ptr(s, &ctx->conn_ref);
+    gnutls_handshake_set_secret_function(s, secret_func); /* after the helper's: replaces it */
     gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE,
                                        client_hello_hook);
     *out = s;

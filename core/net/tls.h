@@ -68,6 +68,29 @@ int wzp_tls_probe_reserved_names(gnutls_certificate_credentials_t server_cred);
 /* "GnuTLS <version> (<path of the loaded library>)", for the start-up log. */
 const char *wzp_tls_library(void);
 
+/*
+ * Header protection of 1-RTT packets (QUIC v1, TLS_AES_128_GCM_SHA256, the suite the
+ * relay prefers): the relay installs those keys itself (the session's secret function)
+ * with a compact header-protection context of its own, 176 bytes of AES round keys read
+ * and never written per packet. ngtcp2's GnuTLS helper keeps a GnuTLS AES-CBC handle
+ * spread over several allocations and rewrites its IV on every packet: 7.8 cache misses
+ * per packet at 1 000 connections (doc/BENCHMARKS.md, "Which memory"). Other levels and
+ * suites stay with the helper. ngtcp2's hp_mask and delete_crypto_cipher_ctx callbacks
+ * must be these two, which tell the contexts apart.
+ */
+int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
+                    const ngtcp2_crypto_cipher_ctx *hp_ctx, const uint8_t *sample);
+void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *cipher_ctx,
+                               void *user_data);
+
+/* Exposed for unit tests. HKDF-Expand-Label (RFC 8446 7.1, empty context) with
+ * HMAC-SHA256, out_len <= 32. */
+void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
+                                 size_t out_len);
+/* A header-protection context for the 16-byte AES-128 key hp_key (NULL without memory),
+ * freed by wzp_tls_delete_cipher_ctx. */
+void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16]);
+
 /* True if the negotiated ALPN is exactly "wzp". */
 bool wzp_tls_alpn_ok(gnutls_session_t s);
 

@@ -2169,6 +2169,16 @@ int wzpc_send_crypto_after_handshake(struct wzpc_client *c, const uint8_t *data,
     return WZP_OK;
 }
 
+int wzpc_initiate_key_update(struct wzpc_client *c)
+{
+    if (c->state != WZPC_CONNECTED && c->state != WZPC_JOINED)
+        return WZP_ESTATE;
+    if (ngtcp2_conn_initiate_key_update(c->conn, wzp_now_ns()) != 0)
+        return WZP_ESTATE;
+    schedule_flush(c);
+    return WZP_OK;
+}
+
 int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len)
 {
     struct wzpc_dgram *d;

@@ -118,6 +118,10 @@ int wzpc_send_datagram(struct wzpc_client *c, const uint8_t *data, size_t len);
  * does after the handshake (the relay must refuse it). */
 int wzpc_send_crypto_after_handshake(struct wzpc_client *c, const uint8_t *data, size_t len);
 
+/* Tests: start a QUIC key update (RFC 9001 6): the next packets use the next key phase.
+ * WZP_ESTATE before the handshake is confirmed or while the last update is unconfirmed. */
+int wzpc_initiate_key_update(struct wzpc_client *c);
+
 /*
  * Tests: simulate a NAT rebinding. Moves to a new UDP socket (new source port) without
  * telling QUIC, so the relay sees the same connection arrive from a new address.

@@ -297,6 +297,29 @@ Test(relay, datagrams_too_big_for_one_receiver_are_dropped_for_it_alone)
     tc_free(&c);
 }
 
+/* A client's key update (new AEAD keys both ways, header protection keys kept) leaves
+ * media flowing in both directions. */
+Test(relay, media_flows_both_ways_across_a_key_update)
+{
+    setup(NULL);
+    struct tc a, b;
+    join(&a, "room", 1);
+    join(&b, "room", 2);
+    struct tc *both[] = {&a, &b};
+    send_round(both, 2, 10);
+    wzpc_run_for(loop, 300);
+    cr_assert_eq(b.from[1], 10);
+    cr_assert_eq(a.from[2], 10);
+    cr_assert_eq(wzpc_initiate_key_update(a.c), WZP_OK, "the handshake is confirmed");
+    send_round(both, 2, 20);
+    wzpc_run_for(loop, 500);
+    cr_assert_eq(b.from[1], 30, "a's media after its key update reaches b");
+    cr_assert_eq(a.from[2], 30, "and the relay's packets to a decrypt with the new keys");
+    cr_assert_neq(wzpc_initiate_key_update(a.c), WZP_OK, "a second update waits for the first");
+    tc_free(&a);
+    tc_free(&b);
+}
+
 static bool has_directive(void *arg)
 {
     struct tc *t = arg;
