@@ -298,7 +298,8 @@ Test(relay, datagrams_too_big_for_one_receiver_are_dropped_for_it_alone)
 }
 
 /* A client's key update (new AEAD keys both ways, header protection keys kept) leaves
- * media flowing in both directions. */
+ * media flowing in both directions: a sends with the next key phase at once, so b's 30
+ * show the relay decrypting it, and a's 30 the relay answering in it. */
 Test(relay, media_flows_both_ways_across_a_key_update)
 {
     setup(NULL);
@@ -315,7 +316,6 @@ Test(relay, media_flows_both_ways_across_a_key_update)
     wzpc_run_for(loop, 500);
     cr_assert_eq(b.from[1], 30, "a's media after its key update reaches b");
     cr_assert_eq(a.from[2], 30, "and the relay's packets to a decrypt with the new keys");
-    cr_assert_neq(wzpc_initiate_key_update(a.c), WZP_OK, "a second update waits for the first");
     tc_free(&a);
     tc_free(&b);
 }
