@@ -226,8 +226,22 @@ static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_
     return rv;
 }
 
-/* GnuTLS hands over each level's secrets: 1-RTT ones to install_1rtt, the rest (and
- * what it declines) to ngtcp2's helper, as its own secret function would. */
+/* One direction of one level: 1-RTT to install_1rtt, the rest (and what it declines) to
+ * ngtcp2's helper, as the helper's own secret function would. */
+static int install_secret(ngtcp2_conn *conn, bool rx, ngtcp2_crypto_level level,
+                          const uint8_t *secret, size_t secretlen)
+{
+    int rv =
+        level == NGTCP2_CRYPTO_LEVEL_APPLICATION ? install_1rtt(conn, rx, secret, secretlen) : 1;
+    if (rv == 1)
+        rv = rx ? ngtcp2_crypto_derive_and_install_rx_key(conn, NULL, NULL, NULL, level, secret,
+                                                          secretlen)
+                : ngtcp2_crypto_derive_and_install_tx_key(conn, NULL, NULL, NULL, level, secret,
+                                                          secretlen);
+    return rv;
+}
+
+/* GnuTLS hands over each level's secrets, either direction possibly absent. */
 static int secret_func(gnutls_session_t session, gnutls_record_encryption_level_t gtls_level,
                        const void *rx_secret, const void *tx_secret, size_t secretlen)
 {
@@ -235,24 +249,10 @@ static int secret_func(gnutls_session_t session, gnutls_record_encryption_level_
     ngtcp2_conn *conn = ref->get_conn(ref);
     ngtcp2_crypto_level level =
         ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(gtls_level);
-    bool own = level == NGTCP2_CRYPTO_LEVEL_APPLICATION;
-    int rv;
-    if (rx_secret) {
-        rv = own ? install_1rtt(conn, true, rx_secret, secretlen) : 1;
-        if (rv == 1)
-            rv = ngtcp2_crypto_derive_and_install_rx_key(conn, NULL, NULL, NULL, level, rx_secret,
-                                                         secretlen);
-        if (rv != 0)
-            return -1;
-    }
-    if (tx_secret) {
-        rv = own ? install_1rtt(conn, false, tx_secret, secretlen) : 1;
-        if (rv == 1)
-            rv = ngtcp2_crypto_derive_and_install_tx_key(conn, NULL, NULL, NULL, level, tx_secret,
-                                                         secretlen);
-        if (rv != 0)
-            return -1;
-    }
+    if (rx_secret && install_secret(conn, true, level, rx_secret, secretlen) != 0)
+        return -1;
+    if (tx_secret && install_secret(conn, false, level, tx_secret, secretlen) != 0)
+        return -1;
     return 0;
 }
 
