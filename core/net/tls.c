@@ -1,6 +1,7 @@
 /* tls.c - see tls.h. */
 #include "tls.h"
 
+#include "aead.h"
 #include "common.h"
 
 #include <ctype.h>
@@ -187,41 +188,128 @@ void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, ui
     memset(&h, 0, sizeof h);
 }
 
+/* ngtcp2 passes AEAD contexts of every level here: ours (1-RTT) are told apart by their
+ * first word, GnuTLS's (Initial, Handshake, or a CPU without AES-NI) go to the helper. */
+int wzp_tls_encrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
+                    const ngtcp2_crypto_aead_ctx *aead_ctx, const uint8_t *plaintext,
+                    size_t plaintextlen, const uint8_t *nonce, size_t noncelen, const uint8_t *aad,
+                    size_t aadlen)
+{
+    if (!wzp_aead_is(aead_ctx->native_handle))
+        return ngtcp2_crypto_encrypt_cb(dest, aead, aead_ctx, plaintext, plaintextlen, nonce,
+                                        noncelen, aad, aadlen);
+    if (noncelen != WZP_AEAD_NONCELEN)
+        return -1;
+    wzp_aead_seal(aead_ctx->native_handle, dest, plaintext, plaintextlen, nonce, aad, aadlen);
+    return 0;
+}
+
+int wzp_tls_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
+                    const ngtcp2_crypto_aead_ctx *aead_ctx, const uint8_t *ciphertext,
+                    size_t ciphertextlen, const uint8_t *nonce, size_t noncelen, const uint8_t *aad,
+                    size_t aadlen)
+{
+    if (!wzp_aead_is(aead_ctx->native_handle))
+        return ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen, nonce,
+                                        noncelen, aad, aadlen);
+    if (noncelen != WZP_AEAD_NONCELEN)
+        return -1;
+    return wzp_aead_open(aead_ctx->native_handle, dest, ciphertext, ciphertextlen, nonce, aad,
+                         aadlen);
+}
+
+void wzp_tls_delete_aead_ctx(ngtcp2_conn *conn, ngtcp2_crypto_aead_ctx *aead_ctx, void *user_data)
+{
+    if (aead_ctx->native_handle && wzp_aead_is(aead_ctx->native_handle)) {
+        wzp_aead_free(aead_ctx->native_handle);
+        aead_ctx->native_handle = NULL;
+        return;
+    }
+    ngtcp2_crypto_delete_crypto_aead_ctx_cb(conn, aead_ctx, user_data);
+}
+
+/* Is conn's 1-RTT suite the one the relay protects itself: QUIC v1 with
+ * TLS_AES_128_GCM_SHA256 (32-byte secrets)? */
+static bool own_suite(ngtcp2_conn *conn, size_t secretlen)
+{
+    const ngtcp2_crypto_ctx *ctx = ngtcp2_conn_get_crypto_ctx(conn);
+    return ngtcp2_conn_get_negotiated_version(conn) == NGTCP2_PROTO_VER_V1 && secretlen == 32 &&
+           ctx->aead.native_handle == (void *)GNUTLS_CIPHER_AES_128_GCM &&
+           ctx->hp.native_handle == (void *)GNUTLS_CIPHER_AES_128_CBC &&
+           ctx->md.native_handle == (void *)GNUTLS_DIG_SHA256;
+}
+
+/* Packet protection key and IV of a 1-RTT secret (RFC 9001 5.1), and an AEAD context for
+ * the key: ours where the CPU allows, else GnuTLS's through the helper. */
+static int packet_keys(ngtcp2_conn *conn, bool rx, const uint8_t secret[32],
+                       ngtcp2_crypto_aead_ctx *aead_ctx, uint8_t iv[12])
+{
+    uint8_t key[16];
+    wzp_tls_expand_label_sha256(secret, "quic key", key, sizeof key);
+    wzp_tls_expand_label_sha256(secret, "quic iv", iv, 12);
+    int rv = 0;
+    if (wzp_aead_available()) {
+        aead_ctx->native_handle = wzp_aead_new(key);
+        rv = aead_ctx->native_handle ? 0 : -1;
+    } else {
+        const ngtcp2_crypto_aead *aead = &ngtcp2_conn_get_crypto_ctx(conn)->aead;
+        rv = rx ? ngtcp2_crypto_aead_ctx_decrypt_init(aead_ctx, aead, key, 12)
+                : ngtcp2_crypto_aead_ctx_encrypt_init(aead_ctx, aead, key, 12);
+    }
+    memset(key, 0, sizeof key);
+    return rv;
+}
+
 /*
- * Install one direction's 1-RTT keys with our header-protection context, or return 1 to
- * leave the level to ngtcp2's helper (another suite or QUIC version). The AEAD context
- * stays GnuTLS's, made by the helper's own function, so key updates work unchanged
- * (they derive new AEAD keys; header protection keys never change).
+ * A key update (RFC 9001 6): the next secrets ("quic ku") and their keys, for our suite
+ * with our contexts; other suites to the helper. On failure nothing is left allocated.
+ */
+int wzp_tls_update_key(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_secret,
+                       ngtcp2_crypto_aead_ctx *rx_aead_ctx, uint8_t *rx_iv,
+                       ngtcp2_crypto_aead_ctx *tx_aead_ctx, uint8_t *tx_iv,
+                       const uint8_t *current_rx_secret, const uint8_t *current_tx_secret,
+                       size_t secretlen, void *user_data)
+{
+    if (!own_suite(conn, secretlen))
+        return ngtcp2_crypto_update_key_cb(conn, rx_secret, tx_secret, rx_aead_ctx, rx_iv,
+                                           tx_aead_ctx, tx_iv, current_rx_secret, current_tx_secret,
+                                           secretlen, user_data);
+    wzp_tls_expand_label_sha256(current_rx_secret, "quic ku", rx_secret, 32);
+    wzp_tls_expand_label_sha256(current_tx_secret, "quic ku", tx_secret, 32);
+    if (packet_keys(conn, true, rx_secret, rx_aead_ctx, rx_iv) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    if (packet_keys(conn, false, tx_secret, tx_aead_ctx, tx_iv) != 0) {
+        wzp_tls_delete_aead_ctx(conn, rx_aead_ctx, user_data);
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
+/*
+ * Install one direction's 1-RTT keys with our contexts, or return 1 to leave the level to
+ * ngtcp2's helper (another suite or QUIC version). Header protection keys never change;
+ * key updates (wzp_tls_update_key) make new AEAD contexts.
  */
 static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_t secretlen)
 {
-    const ngtcp2_crypto_ctx *ctx = ngtcp2_conn_get_crypto_ctx(conn);
-    if (ngtcp2_conn_get_negotiated_version(conn) != NGTCP2_PROTO_VER_V1 || secretlen != 32 ||
-        ctx->aead.native_handle != (void *)GNUTLS_CIPHER_AES_128_GCM ||
-        ctx->hp.native_handle != (void *)GNUTLS_CIPHER_AES_128_CBC ||
-        ctx->md.native_handle != (void *)GNUTLS_DIG_SHA256)
+    if (!own_suite(conn, secretlen))
         return 1;
-    uint8_t key[16], iv[12], hp_key[16];
-    wzp_tls_expand_label_sha256(secret, "quic key", key, sizeof key);
-    wzp_tls_expand_label_sha256(secret, "quic iv", iv, sizeof iv);
+    uint8_t iv[12], hp_key[16];
     wzp_tls_expand_label_sha256(secret, "quic hp", hp_key, sizeof hp_key);
     ngtcp2_crypto_aead_ctx aead_ctx = {0};
     ngtcp2_crypto_cipher_ctx hp_ctx = {wzp_tls_hp_ctx_new(hp_key)};
     int rv = -1;
-    if (hp_ctx.native_handle &&
-        (rx ? ngtcp2_crypto_aead_ctx_decrypt_init(&aead_ctx, &ctx->aead, key, sizeof iv)
-            : ngtcp2_crypto_aead_ctx_encrypt_init(&aead_ctx, &ctx->aead, key, sizeof iv)) == 0)
+    if (hp_ctx.native_handle && packet_keys(conn, rx, secret, &aead_ctx, iv) == 0)
         rv = rx ? ngtcp2_conn_install_rx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,
                                              &hp_ctx)
                 : ngtcp2_conn_install_tx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,
                                              &hp_ctx);
     if (rv != 0) {
         if (aead_ctx.native_handle)
-            ngtcp2_crypto_aead_ctx_free(&aead_ctx);
+            wzp_tls_delete_aead_ctx(conn, &aead_ctx, NULL);
         wzp_tls_delete_cipher_ctx(conn, &hp_ctx, NULL);
         rv = -1;
     }
-    memset(key, 0, sizeof key);
     memset(hp_key, 0, sizeof hp_key);
     return rv;
 }

@@ -69,15 +69,30 @@ int wzp_tls_probe_reserved_names(gnutls_certificate_credentials_t server_cred);
 const char *wzp_tls_library(void);
 
 /*
- * Header protection of 1-RTT packets (QUIC v1, TLS_AES_128_GCM_SHA256, the suite the
- * relay prefers): the relay installs those keys itself (the session's secret function)
- * with a compact header-protection context of its own, 176 bytes of AES round keys read
- * and never written per packet. ngtcp2's GnuTLS helper keeps a GnuTLS AES-CBC handle
- * spread over several allocations and rewrites its IV on every packet: 7.8 cache misses
- * per packet at 1 000 connections (doc/BENCHMARKS.md, "Which memory"). Other levels and
- * suites stay with the helper. ngtcp2's hp_mask and delete_crypto_cipher_ctx callbacks
- * must be these two, which tell the contexts apart.
+ * 1-RTT packet protection (QUIC v1, TLS_AES_128_GCM_SHA256, the suite the relay prefers):
+ * the relay installs those keys itself (the session's secret function) with contexts of
+ * its own: AES-128-GCM on the CPU's AES and carry-less multiply instructions (aead.h; one
+ * 256-byte block, GnuTLS's where the CPU lacks them) and a header-protection context of
+ * 176 bytes of AES round keys. Both are read and never written per packet; GnuTLS's
+ * handles are spread over several allocations, rewritten per packet and cost ~20 cache
+ * misses per packet at 1 000 connections (doc/BENCHMARKS.md, "Which memory"). Other
+ * levels and suites stay with ngtcp2's helper. ngtcp2's encrypt, decrypt, hp_mask,
+ * update_key and delete callbacks must be these, which tell the contexts apart.
  */
+int wzp_tls_encrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
+                    const ngtcp2_crypto_aead_ctx *aead_ctx, const uint8_t *plaintext,
+                    size_t plaintextlen, const uint8_t *nonce, size_t noncelen, const uint8_t *aad,
+                    size_t aadlen);
+int wzp_tls_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
+                    const ngtcp2_crypto_aead_ctx *aead_ctx, const uint8_t *ciphertext,
+                    size_t ciphertextlen, const uint8_t *nonce, size_t noncelen, const uint8_t *aad,
+                    size_t aadlen);
+int wzp_tls_update_key(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_secret,
+                       ngtcp2_crypto_aead_ctx *rx_aead_ctx, uint8_t *rx_iv,
+                       ngtcp2_crypto_aead_ctx *tx_aead_ctx, uint8_t *tx_iv,
+                       const uint8_t *current_rx_secret, const uint8_t *current_tx_secret,
+                       size_t secretlen, void *user_data);
+void wzp_tls_delete_aead_ctx(ngtcp2_conn *conn, ngtcp2_crypto_aead_ctx *aead_ctx, void *user_data);
 int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
                     const ngtcp2_crypto_cipher_ctx *hp_ctx, const uint8_t *sample);
 void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *cipher_ctx,

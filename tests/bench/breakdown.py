@@ -30,6 +30,10 @@ CATEGORIES = [
 ]
 
 CRYPTO_DSOS = ("libgnutls", "libnettle", "libhogweed", "libngtcp2_crypto")
+# The relay's own packet protection (core/net/aead.c, tls.c): its AES-GCM and header
+# protection, entered through these ngtcp2 callbacks.
+OWN_CRYPTO = ("wzp_tls_encrypt", "wzp_tls_decrypt", "wzp_tls_hp_mask", "wzp_aead_seal",
+              "wzp_aead_open")
 
 
 def classify(frames):
@@ -46,7 +50,8 @@ def classify(frames):
     leaf_sym, leaf_dso = frames[0] if frames else ("?", "?")
     if "kernel" in leaf_dso:
         return "kernel-other"
-    if any(c in leaf_dso for c in CRYPTO_DSOS) or "ngtcp2_crypto" in leaf_sym:
+    if (any(c in leaf_dso for c in CRYPTO_DSOS) or "ngtcp2_crypto" in leaf_sym or
+            any(s in OWN_CRYPTO for s in syms)):
         return "crypto-rx" if any("read_pkt" in s for s in syms) else "crypto-tx"
     if "libngtcp2" in leaf_dso:
         for s in syms:
