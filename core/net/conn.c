@@ -369,6 +369,14 @@ static int cb_recv_datagram(ngtcp2_conn *qc, uint32_t flags, const uint8_t *data
     return 0;
 }
 
+struct wzp_conn *wzp_conn_zalloc(void)
+{
+    struct wzp_conn *c = aligned_alloc(alignof(struct wzp_conn), sizeof *c);
+    if (c)
+        memset(c, 0, sizeof *c);
+    return c;
+}
+
 static const ngtcp2_callbacks server_callbacks = {
     .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
     .recv_crypto_data = cb_recv_crypto_data,
@@ -775,7 +783,7 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
                      "too many connections from this address");
     if (refusal != WZP_QUOTA_GRANTED)
         return NULL;
-    struct wzp_conn *c = calloc(1, sizeof *c);
+    struct wzp_conn *c = wzp_conn_zalloc();
     if (!c || wzp_worker_attach(w, c) != WZP_OK) {
         free(c);
         wzp_quota_give_handshake(&r->quota, &key);

@@ -20,6 +20,7 @@
 #include "worker.h"
 
 #include <ev.h>
+#include <stdalign.h>
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -65,18 +66,50 @@ struct wzp_out_stream {
 
 struct wzp_conn {
     struct wzp_tls_ctx tlsctx; /* first: the TLS layer finds us through its conn_ref */
-    struct wzp_worker *w;
+
+    /* Read or written for every packet (input, fan-out, flush, timer): kept together so
+     * a packet to a connection whose state has left the cache fetches three or four lines,
+     * not ten (doc/BENCHMARKS.md, "Which memory"): they start a cache line (the
+     * connection is allocated 64-byte aligned). Cold fields follow. */
+    alignas(64) struct wzp_worker *w;
     ngtcp2_conn *qc;
-    gnutls_session_t tls;
-    uint32_t slot, gen;
     enum wzp_conn_state state;
+    uint32_t slot, gen;
+    bool fatal_pending;          /* set inside a callback: close after read_pkt returns */
+    bool frames_waiting;         /* a signal frame completed and may be dispatchable */
+    bool handshake_done_pending; /* the handshake completed inside read_pkt */
+    bool tier_change_pending;    /* set in the datagram callback, applied after read_pkt */
+    struct wzp_quality_report tier_report;
+    struct wzp_tnode tnode; /* its timer, on the worker's wheel (twheel.h) */
+    uint64_t deadline_ns;   /* every state has one: handshake, join, linger, closing period;
+                             * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
+    /* media */
+    struct wzp_dgq dgq;
+    /* writing (wzp_conn_flush) */
+    bool write_wanted;    /* ngtcp2 may have frames to send that no timer covers */
+    bool expiry_handled;  /* ngtcp2 handled an expiry and wants a write (it then stops
+                           * reporting an expired ACK delay in its expiry time) */
+    uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
+    uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
+    uint64_t qc_expiry;   /* ngtcp2_conn_get_expiry() as of the last timer arming, valid
+                           * until ngtcp2 reads or handles an expiry (0: not known) */
+    size_t dg_max;        /* a bound on the datagram payload the path takes (0: ask) */
+    /* room */
+    struct wzp_room *room;
+    uint64_t pid;
+    size_t part_hint;   /* likely index of our entry in room->parts */
+    int max_tier;       /* -1 or the policy's cap (enum wzp_tier) */
+    enum wzp_tier tier; /* the tier the room sees for us (after policy and cap) */
+    /* Owned by the worker (mark_dirty, detach): conn.c never writes these. */
+    struct wzp_conn *dirty_next;
+    bool dirty;
+
+    /* cold: set up once, or used by signals, logs and closing */
+    gnutls_session_t tls;
     struct sockaddr_storage remote;
     socklen_t remote_len;
     char peer[64];             /* "ip:port" for logs */
     char sni[WZP_SNI_MAX + 1]; /* lower-cased; the room name for room connections */
-    struct wzp_tnode tnode;    /* its timer, on the worker's wheel (twheel.h) */
-    uint64_t deadline_ns;      /* every state has one: handshake, join, linger, closing period;
-                                * 0 only while JOINED (ngtcp2's idle timeout bounds it) */
     uint64_t created_ns;
     struct wzp_addr_key quota_key; /* the source address the quota counts c under */
     bool handshake_counted;        /* holds one handshake of the quota */
@@ -87,61 +120,40 @@ struct wzp_conn {
     bool authenticated;                    /* auth_fp replaces the key-derived fingerprint */
     char auth_fp[WZP_FINGERPRINT_LEN + 1]; /* the validator's fingerprint */
     char *auth_claims;                     /* the validator's JSON, for the policy; or NULL */
-    bool handshake_done_pending;
 
     /* signals */
     struct wzp_in_stream *in; /* grows on demand up to WZP_CONN_MAX_IN_STREAMS */
     unsigned in_cap;
-    bool frames_waiting;       /* a signal frame completed and may be dispatchable */
     uint64_t partial_since_ns; /* oldest incomplete frame began (0: none) */
     size_t in_bytes;
     int64_t next_in_id;
     struct wzp_out_stream *out_head, *out_tail;
     unsigned out_count;
-    bool fatal_pending; /* set inside a callback: close after read_pkt returns */
     char fatal_reason[160];
     char linger_reason[96];  /* SERVING: the close reason once the reply is delivered */
     bool policy_refused;     /* on_connect said no; fatal_reason says why */
     bool affinity_ref;       /* counted in the room affinity table under tlsctx.sni */
     const char *close_cause; /* leave reason for the policy: "shutdown", "kicked"; NULL = error */
 
-    /* media */
-    struct wzp_dgq dgq;
-
-    /* writing (wzp_conn_flush) */
-    bool write_wanted;    /* ngtcp2 may have frames to send that no timer covers */
-    bool expiry_handled;  /* ngtcp2 handled an expiry and wants a write (it then stops
-                           * reporting an expired ACK delay in its expiry time) */
-    uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
-    uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
-    uint64_t qc_expiry;   /* ngtcp2_conn_get_expiry() as of the last timer arming, valid
-                           * until ngtcp2 reads or handles an expiry (0: not known) */
-    size_t dg_max;        /* a bound on the datagram payload the path takes (0: ask) */
-
-    /* room */
-    struct wzp_room *room;
-    uint64_t pid;
-    size_t part_hint; /* likely index of our entry in room->parts */
+    /* room, cold */
     char fingerprint[WZP_FINGERPRINT_LEN + 1];
     struct wzp_quality_ctl quality;
-    bool tier_change_pending; /* set in the datagram callback, applied after read_pkt */
-    struct wzp_quality_report tier_report;
-    int max_tier;       /* -1 or the policy's cap (enum wzp_tier) */
-    enum wzp_tier tier; /* the tier the room sees for us (after policy and cap) */
 
     /* closing */
     uint8_t *close_pkt;
     size_t close_len;
     uint64_t close_last_sent_ns;
 
-    /* Owned by the worker (wzp_worker_attach/detach, the CID table, mark_dirty): conn.c
-     * never writes these. */
+    /* Owned by the worker (wzp_worker_attach/detach, the CID table): conn.c never writes
+     * these. */
     struct wzp_conn *next, *prev;
-    struct wzp_conn *dirty_next;
-    bool dirty;
     uint8_t ncids;
     struct wzp_cid_key cids[WZP_CONN_CIDS]; /* every CID table key of this connection */
 };
+
+/* A zeroed connection, aligned as its hot lines need (64 bytes); free() frees it. NULL
+ * without memory. */
+struct wzp_conn *wzp_conn_zalloc(void);
 
 /*
  * First look at an Initial whose DCID matched no connection, by the worker that received

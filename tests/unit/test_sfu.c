@@ -64,7 +64,7 @@ TestSuite(sfu, .init = setup, .fini = teardown);
 /* A connection on worker w that finished its handshake for room. */
 static struct wzp_conn *new_conn(unsigned w, const char *room)
 {
-    struct wzp_conn *c = calloc(1, sizeof *c);
+    struct wzp_conn *c = wzp_conn_zalloc();
     cr_assert_not_null(c);
     c->w = &workers[w];
     cr_assert_eq(wzp_worker_attach(c->w, c), WZP_OK);

@@ -44,7 +44,7 @@ TestSuite(worker, .init = setup, .fini = teardown);
 
 static struct wzp_conn *new_conn(void)
 {
-    struct wzp_conn *c = calloc(1, sizeof *c);
+    struct wzp_conn *c = wzp_conn_zalloc();
     cr_assert_not_null(c);
     c->w = w;
     cr_assert_eq(wzp_worker_attach(w, c), WZP_OK);
