@@ -369,6 +369,19 @@ static int cb_recv_datagram(ngtcp2_conn *qc, uint32_t flags, const uint8_t *data
     return 0;
 }
 
+/* Every timestamp given to ngtcp2 for c passes here: builds with invariant checks verify
+ * that they never go back (ngtcp2's arithmetic assumes it; wzp_worker_now). */
+static inline uint64_t conn_ts(struct wzp_conn *c, uint64_t ts)
+{
+#ifdef WZP_CHECK_INVARIANTS
+    WZP_BUG_ON(ts < c->ts_last);
+    c->ts_last = ts;
+#else
+    (void)c;
+#endif
+    return ts;
+}
+
 struct wzp_conn *wzp_conn_zalloc(void)
 {
     struct wzp_conn *c = aligned_alloc(alignof(struct wzp_conn), sizeof *c);
@@ -589,7 +602,7 @@ static int conn_create_quic(struct wzp_conn *c, const ngtcp2_pkt_hd *hd, const n
         return WZP_ECRYPTO;
     ngtcp2_settings settings;
     ngtcp2_settings_default(&settings);
-    settings.initial_ts = wzp_now_ns();
+    settings.initial_ts = conn_ts(c, wzp_worker_clock(c->w));
     /* A token only after we verified it (a Retry token): it tells ngtcp2 the address is
      * validated, which lifts the anti-amplification limit. */
     if (odcid)
@@ -938,7 +951,8 @@ static void conn_close_with(struct wzp_conn *c, const ngtcp2_connection_close_er
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     uint8_t *buf = wzp_worker_tx_buf(c->w);
-    uint64_t now = wzp_now_ns();
+    uint64_t now = wzp_worker_clock(c->w);
+    conn_ts(c, now);
     ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->qc, &ps.path, &pi, buf,
                                                         WZP_TX_PACKET_BYTES, ccerr, now);
     if (n <= 0) {
@@ -1343,7 +1357,7 @@ void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const st
 {
     if (c->state == WZP_CONN_DRAINING)
         return;
-    uint64_t now = wzp_now_ns();
+    uint64_t now = wzp_worker_now(c->w);
     if (c->state == WZP_CONN_CLOSING) {
         if (c->close_pkt && now - c->close_last_sent_ns > 50 * NGTCP2_MILLISECONDS) {
             memcpy(wzp_worker_tx_buf(c->w), c->close_pkt, c->close_len);
@@ -1360,7 +1374,7 @@ void wzp_conn_input(struct wzp_conn *c, const uint8_t *pkt, size_t len, const st
         c->dg_max = 0;          /* and its own size */
     }
     ngtcp2_pkt_info pi = {0};
-    int rv = ngtcp2_conn_read_pkt(c->qc, &path, &pi, pkt, len, now);
+    int rv = ngtcp2_conn_read_pkt(c->qc, &path, &pi, pkt, len, conn_ts(c, now));
     conn_expiry_unknown(c); /* (a callback may have armed the timer in the middle) */
     if (rv != 0) {
         conn_read_error(c, rv);
@@ -1635,7 +1649,7 @@ void wzp_conn_flush(struct wzp_conn *c)
 {
     if (c->state == WZP_CONN_CLOSING || c->state == WZP_CONN_DRAINING)
         return;
-    uint64_t now = wzp_now_ns();
+    uint64_t now = wzp_worker_now(c->w);
     uint64_t exp = conn_expiry(c);
     if (conn_write_can_wait(c, now, exp)) {
         conn_arm_timer_at(c, exp);
@@ -1645,7 +1659,7 @@ void wzp_conn_flush(struct wzp_conn *c)
     c->write_wanted = false;
     c->expiry_handled = false;
     c->ack_hold_ns = 0;
-    int rv = conn_write_loop(c, now, only_datagrams);
+    int rv = conn_write_loop(c, conn_ts(c, now), only_datagrams);
     if (rv != 0) {
         conn_close_transport(c, rv, NULL);
         return;
@@ -1654,7 +1668,7 @@ void wzp_conn_flush(struct wzp_conn *c)
         c->coalesce_ns = 0; /* (datagrams left by congestion control go at the next flush) */
     sweep_out_streams(c);
     if (c->state == WZP_CONN_SERVING && !c->out_head)
-        c->deadline_ns = wzp_now_ns(); /* everything delivered and acknowledged: close */
+        c->deadline_ns = now; /* everything delivered and acknowledged: close */
     conn_arm_timer(c);
 }
 
@@ -1691,7 +1705,7 @@ static bool conn_deadline(struct wzp_conn *c)
 
 void wzp_conn_timer_fired(struct wzp_conn *c)
 {
-    uint64_t now = wzp_now_ns();
+    uint64_t now = wzp_worker_now(c->w); /* read by the wheel as it fired */
     if (c->deadline_ns && now >= c->deadline_ns && conn_deadline(c))
         return; /* freed */
     if (conn_is_closed(c)) {
@@ -1706,7 +1720,7 @@ void wzp_conn_timer_fired(struct wzp_conn *c)
         return;
     }
     if (conn_expiry(c) <= now) {
-        int rv = ngtcp2_conn_handle_expiry(c->qc, now);
+        int rv = ngtcp2_conn_handle_expiry(c->qc, conn_ts(c, now));
         conn_expiry_unknown(c);
         if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
             WZP_DEBUG(MOD, "%s: %s", c->peer,

@@ -144,6 +144,10 @@ struct wzp_conn {
     size_t close_len;
     uint64_t close_last_sent_ns;
 
+#ifdef WZP_CHECK_INVARIANTS
+    uint64_t ts_last; /* the latest timestamp given to ngtcp2 (conn_ts) */
+#endif
+
     /* Owned by the worker (wzp_worker_attach/detach, the CID table): conn.c never writes
      * these. */
     struct wzp_conn *next, *prev;

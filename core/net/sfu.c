@@ -550,7 +550,8 @@ bool wzp_sfu_on_datagram(struct wzp_conn *c, const uint8_t *data, size_t len,
         atomic_store_explicit(&me->packets,
                               atomic_load_explicit(&me->packets, memory_order_relaxed) + 1,
                               memory_order_relaxed);
-        atomic_store_explicit(&me->last_media_ms, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&me->last_media_ms, wzp_worker_now(c->w) / 1000000u,
+                              memory_order_relaxed);
     }
     if (self >= 0 && has_report) {
         struct wzp_participant *me = &r->parts[self];

@@ -138,6 +138,14 @@ struct wzp_conn *wzp_worker_slot_get(struct wzp_worker *w, uint32_t slot, uint32
 
 /* ---------------------------------------------------------------- connection timers */
 
+uint64_t wzp_worker_clock(struct wzp_worker *w)
+{
+    uint64_t now = wzp_now_ns();
+    if (now > w->clock_ns) /* (CLOCK_MONOTONIC: always, but never let it go back) */
+        w->clock_ns = now;
+    return w->clock_ns;
+}
+
 static void arm_wheel(struct wzp_worker *w)
 {
     uint64_t next = wzp_twheel_next_ns(&w->timers);
@@ -147,7 +155,7 @@ static void arm_wheel(struct wzp_worker *w)
     w->wheel_at_ns = next;
     if (next == UINT64_MAX)
         return;
-    uint64_t now = wzp_now_ns();
+    uint64_t now = wzp_worker_clock(w);
     ev_timer_set(&w->wheel_timer, next > now ? (double)(next - now) / 1e9 : 0., 0.);
     ev_timer_start(w->loop, &w->wheel_timer);
 }
@@ -174,7 +182,7 @@ static void wheel_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct wzp_worker *w = t->data;
-    wzp_twheel_expire(&w->timers, wzp_now_ns(), fire_conn_timer, w);
+    wzp_twheel_expire(&w->timers, wzp_worker_clock(w), fire_conn_timer, w);
     arm_wheel(w);
 }
 
@@ -460,6 +468,7 @@ static void handle_packet(struct wzp_worker *w, const uint8_t *data, size_t len,
 void wzp_worker_input(struct wzp_worker *w, const uint8_t *data, size_t len,
                       const struct sockaddr *from, socklen_t fromlen)
 {
+    wzp_worker_clock(w);
     handle_packet(w, data, len, from, fromlen, false);
 }
 
@@ -575,6 +584,7 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
         int n = recvmmsg(w->fd, msgs, WZP_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
+        wzp_worker_clock(w); /* the batch's packets are read at this time */
         for (int i = 0; i < n; i++)
             rx_message(w, &msgs[i]);
         if (n < WZP_RX_BATCH)
@@ -723,6 +733,7 @@ static void wake_cb(void *ctx)
         worker_shutdown(w);
         return;
     }
+    wzp_worker_clock(w); /* the rings may hold packets for our connections */
     switch_policy(w);
     drain_rings(w);
     drain_ctl(w);
@@ -780,7 +791,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)loop;
     (void)revents;
     struct wzp_worker *w = p->data;
-    atomic_store_explicit(&w->loop_ns, wzp_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&w->loop_ns, wzp_worker_clock(w), memory_order_relaxed);
     for (;;) {
         flush_dirty(w);
         if (wzp_mesh_going_idle(w->node))
@@ -951,7 +962,7 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_prepare_init(&w->flush_prep, flush_cb);
     w->flush_prep.data = w;
     ev_prepare_start(w->loop, &w->flush_prep);
-    wzp_twheel_init(&w->timers, wzp_now_ns());
+    wzp_twheel_init(&w->timers, wzp_worker_clock(w));
     ev_timer_init(&w->wheel_timer, wheel_cb, 0., 0.);
     w->wheel_timer.data = w;
     ev_timer_init(&w->heartbeat, heartbeat_cb, 1., 1.);

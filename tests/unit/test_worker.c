@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static struct wzp_relay relay;
 static struct wzp_worker worker, *worker_ptr = &worker;
@@ -204,4 +205,22 @@ Test(worker, handles_of_detached_connections_find_nothing)
     cr_assert_eq(wzp_worker_slot_get(w, c->slot, c->gen), c);
     cr_assert_null(wzp_worker_slot_get(w, 1u << 30, 1), "out of range");
     cr_assert_eq(atomic_load(&w->gauges.slots_used), 2);
+}
+
+/* The connections' clock: read by the worker at its batch boundaries, cached in between
+ * (no system call per packet), and never going back. */
+Test(worker, its_clock_is_cached_between_reads_and_never_goes_back)
+{
+    uint64_t a = wzp_worker_now(w);
+    cr_assert_gt(a, 0, "read when the worker was set up");
+    struct timespec pause = {0, 2000000};
+    nanosleep(&pause, NULL);
+    cr_assert_eq(wzp_worker_now(w), a, "no read in between");
+    uint64_t b = wzp_worker_clock(w);
+    cr_assert_geq(b, a + 2000000);
+    cr_assert_eq(wzp_worker_now(w), b);
+    /* A reading ahead of the system clock (CLOCK_MONOTONIC never gives one) is kept. */
+    w->clock_ns = b + 60000000000ull;
+    cr_assert_eq(wzp_worker_clock(w), b + 60000000000ull);
+    cr_assert_eq(wzp_worker_now(w), b + 60000000000ull);
 }
