@@ -13,6 +13,7 @@
 #include "common.h"
 
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <string.h>
 
 struct wzp_aead {
@@ -31,13 +32,16 @@ _Static_assert(sizeof(struct wzp_aead) == 256, "four cache lines");
 
 bool wzp_aead_available(void)
 {
-    static int have = -1;
-    if (have < 0) {
+    /* Workers ask concurrently; each would find the same answer. */
+    static _Atomic int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
-               __builtin_cpu_supports("sse4.1");
+        h = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
+            __builtin_cpu_supports("sse4.1");
+        atomic_store_explicit(&have, h, memory_order_relaxed);
     }
-    return have;
+    return h;
 }
 
 TGT static inline __m128i rk_at(const struct wzp_aead *a, int i)
