@@ -4,6 +4,7 @@
  * counters).
  */
 #include "admin.h"
+#include "aead.h"
 #include "common.h"
 #include "config_file.h"
 #include "eventlog.h"
@@ -147,7 +148,10 @@ static void usage(FILE *out)
         "Signals: SIGTERM/SIGINT close every connection (application code 0) and exit 0;\n"
         "SIGHUP reloads the policy (the running one stays if the new one fails to load);\n"
         "SIGUSR2 starts a drain (new joins refused, exit when the last call ends);\n"
-        "SIGUSR1 logs the relay's counters.\n",
+        "SIGUSR1 logs the relay's counters.\n"
+        "\n"
+        "Environment: WZP_AEAD=gnutls protects 1-RTT packets with GnuTLS's AES-GCM instead of\n"
+        "the relay's own (which needs AES-NI; the start-up log says which one runs).\n",
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
@@ -954,6 +958,13 @@ int main(int argc, char **argv)
                  "connections and rooms named with '_' fail in the TLS handshake; build "
                  "against scripts/gnutls/build.sh's GnuTLS (./scripts/bootstrap.sh does)",
                  wzp_tls_library());
+    const char *aead_env = getenv("WZP_AEAD");
+    if (aead_env && strcmp(aead_env, "gnutls") != 0 && strcmp(aead_env, "own") != 0)
+        WZP_WARN(MOD,
+                 "WZP_AEAD=%s is not a choice: \"gnutls\" (GnuTLS's AES-GCM) or \"own\" "
+                 "(the default); ignored",
+                 aead_env);
+    WZP_INFO(MOD, "tls: 1-RTT packet protection: %s", wzp_aead_status());
     WZP_INFO(MOD, "policy: %s",
              relay.cfg.policy_path[0] ? relay.cfg.policy_path : "none (upstream behaviour)");
     WZP_INFO(MOD,

@@ -14,7 +14,14 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+bool wzp_aead_turned_off(void)
+{
+    const char *v = getenv("WZP_AEAD");
+    return v && strcmp(v, "gnutls") == 0;
+}
 
 struct wzp_aead {
     uint64_t magic; /* WZP_AEAD_MAGIC, first */
@@ -30,18 +37,31 @@ struct wzp_aead {
 
 _Static_assert(sizeof(struct wzp_aead) == 256, "four cache lines");
 
+static bool cpu_has_instructions(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
+           __builtin_cpu_supports("sse4.1");
+}
+
 bool wzp_aead_available(void)
 {
     /* Workers ask concurrently; each would find the same answer. */
     static _Atomic int have = -1;
     int h = atomic_load_explicit(&have, memory_order_relaxed);
     if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
-            __builtin_cpu_supports("sse4.1");
+        h = cpu_has_instructions() && !wzp_aead_turned_off();
         atomic_store_explicit(&have, h, memory_order_relaxed);
     }
     return h;
+}
+
+const char *wzp_aead_status(void)
+{
+    if (wzp_aead_available())
+        return "the relay's own AES-128-GCM (AES-NI, PCLMULQDQ)";
+    return wzp_aead_turned_off() ? "GnuTLS's AES-GCM (WZP_AEAD=gnutls)"
+                                 : "GnuTLS's AES-GCM (this CPU lacks AES-NI or PCLMULQDQ)";
 }
 
 TGT static inline __m128i rk_at(const struct wzp_aead *a, int i)
@@ -329,6 +349,11 @@ TGT int wzp_aead_open(const struct wzp_aead *a, uint8_t *out, const uint8_t *in,
 bool wzp_aead_available(void)
 {
     return false;
+}
+
+const char *wzp_aead_status(void)
+{
+    return "GnuTLS's AES-GCM (no AES-NI code for this architecture)";
 }
 
 static void setup(struct wzp_aead *a, const uint8_t key[16])

@@ -29,8 +29,14 @@
 
 struct wzp_aead;
 
-/* Does this CPU have the instructions? (Decided once.) */
+/* Does this CPU have the instructions, and has the environment not turned the relay's
+ * AES-GCM off (WZP_AEAD=gnutls: GnuTLS's everywhere, an escape hatch for operators and
+ * how the tests reach the fallback)? Decided at the first call. */
 bool wzp_aead_available(void);
+bool wzp_aead_turned_off(void);
+
+/* Which AES-GCM protects 1-RTT packets, and why, for the start-up log. */
+const char *wzp_aead_status(void);
 
 /* A context for key (NULL without memory or without CPU support). */
 struct wzp_aead *wzp_aead_new(const uint8_t key[WZP_AEAD_KEYLEN]);

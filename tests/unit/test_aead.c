@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <nettle/gcm.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static size_t unhex(uint8_t *out, const char *hex)
@@ -170,4 +171,16 @@ Test(aead, a_context_is_told_apart_from_other_handles)
     cr_assert_not(wzp_aead_is(handle));
     wzp_aead_free(a);
     wzp_aead_free(NULL);
+}
+
+/* The operators' escape hatch (and the tests' way to the fallback): WZP_AEAD=gnutls. Each
+ * test runs in its own process, so the decision is made afresh here. */
+Test(aead, the_environment_can_turn_it_off)
+{
+    setenv("WZP_AEAD", "gnutls", 1);
+    cr_assert(wzp_aead_turned_off());
+    cr_assert_not(wzp_aead_available());
+    uint8_t key[16] = {0};
+    cr_assert_null(wzp_aead_new(key), "no context: the relay keeps GnuTLS's");
+    cr_assert_not_null(strstr(wzp_aead_status(), "WZP_AEAD=gnutls"));
 }
