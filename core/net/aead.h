@@ -56,6 +56,10 @@ static inline bool wzp_aead_is(const void *p)
 void wzp_aead_seal(const struct wzp_aead *a, uint8_t *out, const uint8_t *in, size_t len,
                    const uint8_t nonce[WZP_AEAD_NONCELEN], const uint8_t *ad, size_t adlen);
 
+/* One AES-128 block of in with the context's key (QUIC header protection, RFC 9001
+ * 5.4.3: a context made for the header protection key serves as its cipher). */
+void wzp_aead_block(const struct wzp_aead *a, uint8_t out[16], const uint8_t in[16]);
+
 /* Check and decrypt len bytes of in (ciphertext then tag, len >= 16) to out (len - 16
  * bytes; out may equal in). 0, or -1 if the tag does not match (out then holds
  * unauthenticated bytes the caller must drop). */

@@ -8,7 +8,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <gnutls/crypto.h>
-#include <nettle/aes.h>
 #include <nettle/hmac.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <stdlib.h>
@@ -112,39 +111,20 @@ static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, 
 
 /* ---------------------------------------------------------------- 1-RTT keys */
 
-/* Not a canonical x86-64 or AArch64 address: a GnuTLS handle, whose first word is a
- * pointer, never starts with it. */
-#define HP_MAGIC 0xfe11d0c5a11ed0feull
-
-struct hp_ctx {
-    uint64_t magic;
-    struct aes128_ctx aes;
-};
-
+/* Header protection contexts of 1-RTT keys are aead.c's contexts (made for the header
+ * protection key, used for its AES block only); those of other levels are GnuTLS's. */
 void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16])
 {
-    struct hp_ctx *h = aligned_alloc(64, 256); /* 184 bytes in three whole cache lines */
-    if (!h)
-        return NULL;
-    h->magic = HP_MAGIC;
-    aes128_set_encrypt_key(&h->aes, hp_key);
-    return h;
-}
-
-static struct hp_ctx *hp_ctx_of(const ngtcp2_crypto_cipher_ctx *c)
-{
-    struct hp_ctx *h = c->native_handle;
-    return h && h->magic == HP_MAGIC ? h : NULL;
+    return wzp_aead_new(hp_key);
 }
 
 int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
                     const ngtcp2_crypto_cipher_ctx *hp_ctx, const uint8_t *sample)
 {
-    struct hp_ctx *h = hp_ctx_of(hp_ctx);
-    if (!h)
+    if (!wzp_aead_is(hp_ctx->native_handle))
         return ngtcp2_crypto_hp_mask_cb(dest, hp, hp_ctx, sample);
     uint8_t block[16];
-    aes128_encrypt(&h->aes, sizeof block, block, sample); /* RFC 9001 5.4.3 */
+    wzp_aead_block(hp_ctx->native_handle, block, sample); /* RFC 9001 5.4.3 */
     memcpy(dest, block, NGTCP2_HP_MASKLEN);
     return 0;
 }
@@ -152,15 +132,12 @@ int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
 void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *cipher_ctx,
                                void *user_data)
 {
-    struct hp_ctx *h = hp_ctx_of(cipher_ctx);
-    if (!h) {
-        ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
+    if (cipher_ctx->native_handle && wzp_aead_is(cipher_ctx->native_handle)) {
+        wzp_aead_free(cipher_ctx->native_handle);
+        cipher_ctx->native_handle = NULL;
         return;
     }
-    memset(h, 0, sizeof *h);
-    __asm__ __volatile__("" : : "r"(h) : "memory"); /* the key schedule is really wiped */
-    free(h);
-    cipher_ctx->native_handle = NULL;
+    ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
 }
 
 void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
@@ -228,36 +205,29 @@ void wzp_tls_delete_aead_ctx(ngtcp2_conn *conn, ngtcp2_crypto_aead_ctx *aead_ctx
     ngtcp2_crypto_delete_crypto_aead_ctx_cb(conn, aead_ctx, user_data);
 }
 
-/* Is conn's 1-RTT suite the one the relay protects itself: QUIC v1 with
- * TLS_AES_128_GCM_SHA256 (32-byte secrets)? */
+/* Does the relay protect conn's 1-RTT packets itself: QUIC v1 with TLS_AES_128_GCM_SHA256
+ * (32-byte secrets), on a CPU with the instructions aead.c needs and not turned off
+ * (WZP_AEAD=gnutls)? Otherwise ngtcp2's helper does it all with GnuTLS. */
 static bool own_suite(ngtcp2_conn *conn, size_t secretlen)
 {
     const ngtcp2_crypto_ctx *ctx = ngtcp2_conn_get_crypto_ctx(conn);
-    return ngtcp2_conn_get_negotiated_version(conn) == NGTCP2_PROTO_VER_V1 && secretlen == 32 &&
+    return wzp_aead_available() &&
+           ngtcp2_conn_get_negotiated_version(conn) == NGTCP2_PROTO_VER_V1 && secretlen == 32 &&
            ctx->aead.native_handle == (void *)GNUTLS_CIPHER_AES_128_GCM &&
            ctx->hp.native_handle == (void *)GNUTLS_CIPHER_AES_128_CBC &&
            ctx->md.native_handle == (void *)GNUTLS_DIG_SHA256;
 }
 
-/* Packet protection key and IV of a 1-RTT secret (RFC 9001 5.1), and an AEAD context for
- * the key: ours where the CPU allows, else GnuTLS's through the helper. */
-static int packet_keys(ngtcp2_conn *conn, bool rx, const uint8_t secret[32],
-                       ngtcp2_crypto_aead_ctx *aead_ctx, uint8_t iv[12])
+/* Packet protection key and IV of a 1-RTT secret (RFC 9001 5.1), and our AEAD context for
+ * the key. */
+static int packet_keys(const uint8_t secret[32], ngtcp2_crypto_aead_ctx *aead_ctx, uint8_t iv[12])
 {
     uint8_t key[16];
     wzp_tls_expand_label_sha256(secret, "quic key", key, sizeof key);
     wzp_tls_expand_label_sha256(secret, "quic iv", iv, 12);
-    int rv = 0;
-    if (wzp_aead_available()) {
-        aead_ctx->native_handle = wzp_aead_new(key);
-        rv = aead_ctx->native_handle ? 0 : -1;
-    } else {
-        const ngtcp2_crypto_aead *aead = &ngtcp2_conn_get_crypto_ctx(conn)->aead;
-        rv = rx ? ngtcp2_crypto_aead_ctx_decrypt_init(aead_ctx, aead, key, 12)
-                : ngtcp2_crypto_aead_ctx_encrypt_init(aead_ctx, aead, key, 12);
-    }
+    aead_ctx->native_handle = wzp_aead_new(key);
     memset(key, 0, sizeof key);
-    return rv;
+    return aead_ctx->native_handle ? 0 : -1;
 }
 
 /*
@@ -276,9 +246,9 @@ int wzp_tls_update_key(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_secret
                                            secretlen, user_data);
     wzp_tls_expand_label_sha256(current_rx_secret, "quic ku", rx_secret, 32);
     wzp_tls_expand_label_sha256(current_tx_secret, "quic ku", tx_secret, 32);
-    if (packet_keys(conn, true, rx_secret, rx_aead_ctx, rx_iv) != 0)
+    if (packet_keys(rx_secret, rx_aead_ctx, rx_iv) != 0)
         return NGTCP2_ERR_CALLBACK_FAILURE;
-    if (packet_keys(conn, false, tx_secret, tx_aead_ctx, tx_iv) != 0) {
+    if (packet_keys(tx_secret, tx_aead_ctx, tx_iv) != 0) {
         wzp_tls_delete_aead_ctx(conn, rx_aead_ctx, user_data);
         return NGTCP2_ERR_CALLBACK_FAILURE;
     }
@@ -287,8 +257,8 @@ int wzp_tls_update_key(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_secret
 
 /*
  * Install one direction's 1-RTT keys with our contexts, or return 1 to leave the level to
- * ngtcp2's helper (another suite or QUIC version). Header protection keys never change;
- * key updates (wzp_tls_update_key) make new AEAD contexts.
+ * ngtcp2's helper (another suite or QUIC version, or no AES-NI). Header protection keys never
+ * change; key updates (wzp_tls_update_key) make new AEAD contexts.
  */
 static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_t secretlen)
 {
@@ -299,7 +269,7 @@ static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_
     ngtcp2_crypto_aead_ctx aead_ctx = {0};
     ngtcp2_crypto_cipher_ctx hp_ctx = {wzp_tls_hp_ctx_new(hp_key)};
     int rv = -1;
-    if (hp_ctx.native_handle && packet_keys(conn, rx, secret, &aead_ctx, iv) == 0)
+    if (hp_ctx.native_handle && packet_keys(secret, &aead_ctx, iv) == 0)
         rv = rx ? ngtcp2_conn_install_rx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,
                                              &hp_ctx)
                 : ngtcp2_conn_install_tx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,

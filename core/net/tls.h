@@ -71,9 +71,11 @@ const char *wzp_tls_library(void);
 /*
  * 1-RTT packet protection (QUIC v1, TLS_AES_128_GCM_SHA256, the suite the relay prefers):
  * the relay installs those keys itself (the session's secret function) with contexts of
- * its own: AES-128-GCM on the CPU's AES and carry-less multiply instructions (aead.h; one
- * 256-byte block, GnuTLS's where the CPU lacks them) and a header-protection context of
- * 176 bytes of AES round keys. Both are read and never written per packet; GnuTLS's
+ * its own (aead.h): AES-128-GCM on the CPU's AES and carry-less multiply instructions, one
+ * 256-byte block per key, and for header protection the same kind of context made for the
+ * header protection key (its AES round keys). Without those instructions, or with
+ * WZP_AEAD=gnutls, ngtcp2's helper keeps the whole level. Both are read and never written
+ * per packet; GnuTLS's
  * handles are spread over several allocations, rewritten per packet and cost ~17 cache
  * misses per packet at 1 000 connections (43.3 per delivered datagram of 2.5 packets)
  * (doc/BENCHMARKS.md, "Which memory"). Other levels and suites stay with ngtcp2's helper. ngtcp2's
@@ -103,8 +105,8 @@ void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *ciph
  * HMAC-SHA256, out_len <= 32. */
 void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
                                  size_t out_len);
-/* A header-protection context for the 16-byte AES-128 key hp_key (NULL without memory),
- * freed by wzp_tls_delete_cipher_ctx. */
+/* A header-protection context for the 16-byte AES-128 key hp_key (NULL without memory or
+ * without the CPU's instructions), freed by wzp_tls_delete_cipher_ctx. */
 void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16]);
 
 /* True if the negotiated ALPN is exactly "wzp". */

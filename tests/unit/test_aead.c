@@ -9,6 +9,7 @@
 #include "common.h"
 
 #include <criterion/criterion.h>
+#include <nettle/aes.h>
 #include <nettle/gcm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,41 @@ Test(aead, gcm_specification_test_case_4)
     cr_assert_eq(wzp_aead_open(a, back, out, n + 16, iv, ad, sizeof ad), 0);
     cr_assert_arr_eq(back, pt, n);
     wzp_aead_free(a);
+}
+
+/* The block function header protection uses: FIPS-197 Appendix C.1, then nettle's
+ * AES-128 on blocks of a simple generator, under several keys. */
+Test(aead, aes_block_matches_fips197_and_nettle)
+{
+    need_cpu();
+    uint8_t key[16], in[16], want[16], out[16];
+    unhex(key, "000102030405060708090a0b0c0d0e0f");
+    unhex(in, "00112233445566778899aabbccddeeff");
+    unhex(want, "69c4e0d86a7b0430d8cdb78070b4c55a");
+    struct wzp_aead *a = wzp_aead_new(key);
+    cr_assert_not_null(a);
+    wzp_aead_block(a, out, in);
+    cr_assert_arr_eq(out, want, 16);
+    wzp_aead_block(a, in, in); /* in place */
+    cr_assert_arr_eq(in, want, 16);
+    wzp_aead_free(a);
+    uint32_t x = 0x9e3779b9u;
+    for (int k = 0; k < 8; k++) {
+        for (int i = 0; i < 16; i++)
+            key[i] = (uint8_t)((x = x * 1664525u + 1013904223u) >> 24);
+        struct aes128_ctx ref;
+        aes128_set_encrypt_key(&ref, key);
+        a = wzp_aead_new(key);
+        cr_assert_not_null(a);
+        for (int b = 0; b < 64; b++) {
+            for (int i = 0; i < 16; i++)
+                in[i] = (uint8_t)((x = x * 1664525u + 1013904223u) >> 24);
+            aes128_encrypt(&ref, 16, want, in);
+            wzp_aead_block(a, out, in);
+            cr_assert_arr_eq(out, want, 16, "key %d block %d", k, b);
+        }
+        wzp_aead_free(a);
+    }
 }
 
 /* Test cases 1 and 2: the empty message, then one zero block, under the zero key. */

@@ -240,6 +240,8 @@ Test(tls, quic_key_iv_and_hp_key_follow_rfc9001)
 
 Test(tls, our_header_protection_mask_matches_rfc9001_and_the_helper)
 {
+    if (!wzp_aead_available())
+        cr_skip_test("no AES-NI/PCLMULQDQ on this CPU: ngtcp2's helper protects headers");
     uint8_t hp_key[16], sample[16], want[5], mask[5] = {0}, helper_mask[5] = {0};
     unhex("9f50449e04a0e810283a1e9933adedd2", hp_key, 16);
     unhex("d1b1c98dd7689fb8ec11d242b123dc9b", sample, 16);
