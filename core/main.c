@@ -150,8 +150,9 @@ static void usage(FILE *out)
         "SIGUSR2 starts a drain (new joins refused, exit when the last call ends);\n"
         "SIGUSR1 logs the relay's counters.\n"
         "\n"
-        "Environment: WZP_AEAD=gnutls protects 1-RTT packets with GnuTLS's AES-GCM instead of\n"
-        "the relay's own (which needs AES-NI; the start-up log says which one runs).\n",
+        "Environment: WZP_AEAD=gnutls protects 1-RTT packets with GnuTLS (AES-GCM and header\n"
+        "protection) instead of the relay's own code (which needs AES-NI; the start-up log\n"
+        "says which one runs).\n",
         WZP_MAX_WORKERS, WZP_DEFAULT_MAX_SESSIONS, WZP_DEFAULT_MAX_HANDSHAKES,
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
@@ -961,7 +962,7 @@ int main(int argc, char **argv)
     const char *aead_env = getenv("WZP_AEAD");
     if (aead_env && strcmp(aead_env, "gnutls") != 0 && strcmp(aead_env, "own") != 0)
         WZP_WARN(MOD,
-                 "WZP_AEAD=%s is not a choice: \"gnutls\" (GnuTLS's AES-GCM) or \"own\" "
+                 "WZP_AEAD=%s is not a choice: \"gnutls\" (GnuTLS's packet protection) or \"own\" "
                  "(the default); ignored",
                  aead_env);
     WZP_INFO(MOD, "tls: 1-RTT packet protection: %s", wzp_aead_status());

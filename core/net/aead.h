@@ -1,6 +1,7 @@
 /*
  * aead.h - AES-128-GCM (NIST SP 800-38D, 96-bit nonces, 16-byte tags) for 1-RTT packet
- * protection, on the CPU's AES and carry-less multiply instructions.
+ * protection, and the AES block of its header protection, on the CPU's AES and carry-less
+ * multiply instructions.
  *
  * Why the relay has its own: at 1 000 connections GnuTLS's AES-GCM handles (a handle, a
  * context with a 256-byte multiplication table, state rewritten per packet, spread over
@@ -11,7 +12,7 @@
  * never written per packet. See doc/BENCHMARKS.md, "Which memory".
  *
  * Only x86-64 with AES-NI, PCLMULQDQ and SSE4.1 (checked at run time); elsewhere
- * wzp_aead_available() is false and the caller keeps GnuTLS's.
+ * wzp_aead_available() is false and the caller keeps GnuTLS's (tls.c: ngtcp2's helper).
  */
 #ifndef WZP_AEAD_H
 #define WZP_AEAD_H
