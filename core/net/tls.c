@@ -112,10 +112,15 @@ static int client_hello_hook(gnutls_session_t s, unsigned htype, unsigned when, 
 /* ---------------------------------------------------------------- 1-RTT keys */
 
 /* Header protection contexts of 1-RTT keys are aead.c's contexts (made for the header
- * protection key, used for its AES block only); those of other levels are GnuTLS's. */
-void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16])
+ * protection key, used for its AES block only); those of other levels are GnuTLS's.
+ * Either kind of context is freed here if it is ours (true), else left to the helper. */
+static bool free_own_ctx(void **native_handle)
 {
-    return wzp_aead_new(hp_key);
+    if (!*native_handle || !wzp_aead_is(*native_handle))
+        return false;
+    wzp_aead_free(*native_handle);
+    *native_handle = NULL;
+    return true;
 }
 
 int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
@@ -132,12 +137,8 @@ int wzp_tls_hp_mask(uint8_t *dest, const ngtcp2_crypto_cipher *hp,
 void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *cipher_ctx,
                                void *user_data)
 {
-    if (cipher_ctx->native_handle && wzp_aead_is(cipher_ctx->native_handle)) {
-        wzp_aead_free(cipher_ctx->native_handle);
-        cipher_ctx->native_handle = NULL;
-        return;
-    }
-    ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
+    if (!free_own_ctx(&cipher_ctx->native_handle))
+        ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
 }
 
 void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
@@ -197,12 +198,8 @@ int wzp_tls_decrypt(uint8_t *dest, const ngtcp2_crypto_aead *aead,
 
 void wzp_tls_delete_aead_ctx(ngtcp2_conn *conn, ngtcp2_crypto_aead_ctx *aead_ctx, void *user_data)
 {
-    if (aead_ctx->native_handle && wzp_aead_is(aead_ctx->native_handle)) {
-        wzp_aead_free(aead_ctx->native_handle);
-        aead_ctx->native_handle = NULL;
-        return;
-    }
-    ngtcp2_crypto_delete_crypto_aead_ctx_cb(conn, aead_ctx, user_data);
+    if (!free_own_ctx(&aead_ctx->native_handle))
+        ngtcp2_crypto_delete_crypto_aead_ctx_cb(conn, aead_ctx, user_data);
 }
 
 /* Does the relay protect conn's 1-RTT packets itself: QUIC v1 with TLS_AES_128_GCM_SHA256
@@ -267,7 +264,7 @@ static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_
     uint8_t iv[12], hp_key[16];
     wzp_tls_expand_label_sha256(secret, "quic hp", hp_key, sizeof hp_key);
     ngtcp2_crypto_aead_ctx aead_ctx = {0};
-    ngtcp2_crypto_cipher_ctx hp_ctx = {wzp_tls_hp_ctx_new(hp_key)};
+    ngtcp2_crypto_cipher_ctx hp_ctx = {wzp_aead_new(hp_key)}; /* its AES block only */
     int rv = -1;
     if (hp_ctx.native_handle && packet_keys(secret, &aead_ctx, iv) == 0)
         rv = rx ? ngtcp2_conn_install_rx_key(conn, secret, secretlen, &aead_ctx, iv, sizeof iv,

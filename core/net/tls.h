@@ -105,9 +105,6 @@ void wzp_tls_delete_cipher_ctx(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *ciph
  * HMAC-SHA256, out_len <= 32. */
 void wzp_tls_expand_label_sha256(const uint8_t secret[32], const char *label, uint8_t *out,
                                  size_t out_len);
-/* A header-protection context for the 16-byte AES-128 key hp_key (NULL without memory or
- * without the CPU's instructions), freed by wzp_tls_delete_cipher_ctx. */
-void *wzp_tls_hp_ctx_new(const uint8_t hp_key[16]);
 
 /* True if the negotiated ALPN is exactly "wzp". */
 bool wzp_tls_alpn_ok(gnutls_session_t s);
