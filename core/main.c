@@ -74,6 +74,12 @@ static void usage(FILE *out)
         "  --coalesce MS          datagrams to one client wait up to MS (0..%d) to share\n"
         "                         a QUIC packet: fewer packets both ways, up to MS more\n"
         "                         latency (default 0: off)\n"
+        "  --poll-every US        a worker polls its sockets at most once per US\n"
+        "                         microseconds (0..%d): after a short loop iteration it\n"
+        "                         sleeps out the rest, so packets arriving meanwhile are\n"
+        "                         read together. Fewer wake-ups (they are dear in virtual\n"
+        "                         machines), up to US more latency (default %d; 0 = read\n"
+        "                         as soon as packets arrive)\n"
         "  --log-level LEVEL      error, warn, info, debug or trace (default info)\n"
         "  --auth-url URL         featherChat token validation: the first signal of every room\n"
         "                         and _signal connection must be an AuthToken, which the relay\n"
@@ -157,9 +163,10 @@ static void usage(FILE *out)
         WZP_DEFAULT_MAX_CONNECTIONS, WZP_DEFAULT_MAX_HANDSHAKES_PER_ADDR,
         WZP_DEFAULT_MAX_CONNECTIONS_PER_ADDR, WZP_DEFAULT_JOIN_TIMEOUT_MS,
         WZP_DEFAULT_IDLE_TIMEOUT_MS, WZP_MAX_ACK_DELAY_MS, WZP_DEFAULT_ACK_DELAY_MS,
-        WZP_MAX_COALESCE_MS, WZP_DEFAULT_RING_TIMEOUT_S, WZP_DEFAULT_CALL_SETUP_TIMEOUT_S,
-        WZP_DEFAULT_MAX_CALLS, WZP_CALLS_PER_PARTY, WZP_ADMIN_TOKEN_MAX,
-        WZP_DEFAULT_DRAIN_TIMEOUT_S, WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
+        WZP_MAX_COALESCE_MS, WZP_MAX_POLL_EVERY_US, WZP_DEFAULT_POLL_EVERY_US,
+        WZP_DEFAULT_RING_TIMEOUT_S, WZP_DEFAULT_CALL_SETUP_TIMEOUT_S, WZP_DEFAULT_MAX_CALLS,
+        WZP_CALLS_PER_PARTY, WZP_ADMIN_TOKEN_MAX, WZP_DEFAULT_DRAIN_TIMEOUT_S,
+        WZP_POLICY_DEFAULT_BUDGET_MS, WZP_POLICY_DEFAULT_MEMORY_MB);
 }
 
 /* --auth-url / auth_url: an http:// or https:// URL of the featherChat validator. */
@@ -219,6 +226,7 @@ enum {
     OPT_MAX_CALLS,
     OPT_IDLE_TIMEOUT,
     OPT_ACK_DELAY,
+    OPT_POLL_EVERY,
     OPT_COALESCE,
     OPT_LOG_LEVEL,
     OPT_CHECK,
@@ -346,6 +354,7 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"ack-delay", required_argument, NULL, OPT_ACK_DELAY},
         {"coalesce", required_argument, NULL, OPT_COALESCE},
+        {"poll-every", required_argument, NULL, OPT_POLL_EVERY},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"script", required_argument, NULL, 's'},
         {"check", required_argument, NULL, OPT_CHECK},
@@ -461,6 +470,10 @@ static int parse_args(int argc, char **argv, struct wzp_config *cfg)
             break;
         case OPT_COALESCE:
             if (parse_uint("--coalesce", optarg, 0, WZP_MAX_COALESCE_MS, &cfg->coalesce_ms))
+                return -1;
+            break;
+        case OPT_POLL_EVERY:
+            if (parse_uint("--poll-every", optarg, 0, WZP_MAX_POLL_EVERY_US, &cfg->poll_every_us))
                 return -1;
             break;
         case OPT_LOG_LEVEL:
@@ -818,6 +831,7 @@ static int apply_file(const char *path, const struct wzp_file_config *f, struct 
     COPY_UINT(idle_timeout_ms, idle_timeout_ms)
     COPY_UINT(ack_delay_ms, ack_delay_ms)
     COPY_UINT(coalesce_ms, coalesce_ms)
+    COPY_UINT(poll_every_us, poll_every_us)
     COPY_UINT(ring_timeout_s, ring_timeout_s)
     COPY_UINT(call_setup_timeout_s, call_setup_timeout_s)
     COPY_UINT(max_calls, max_calls)

@@ -40,6 +40,7 @@ void wzp_config_defaults(struct wzp_config *cfg)
     cfg->idle_timeout_ms = WZP_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->ack_delay_ms = WZP_DEFAULT_ACK_DELAY_MS;
     cfg->coalesce_ms = 0;
+    cfg->poll_every_us = WZP_DEFAULT_POLL_EVERY_US;
     snprintf(cfg->metrics_bind, sizeof cfg->metrics_bind, "127.0.0.1");
     cfg->drain_timeout_s = WZP_DEFAULT_DRAIN_TIMEOUT_S;
     cfg->policy_limits.budget_ms = WZP_POLICY_DEFAULT_BUDGET_MS;

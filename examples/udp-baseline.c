@@ -12,12 +12,12 @@
  *
  * Forwarder: --threads workers, each a blocking loop on its own SO_REUSEPORT socket
  * bound to the same loopback port (the kernel spreads clients by 4-tuple, as for the
- * relay). A participant registers with a join packet ("J", room, member); the worker
- * stores its address in a shared address table and a room table (rwlock: write on
- * join, read per forwarded packet, like the relay's room lock) and acknowledges with
- * "A". Media: recvmmsg (32 per call), find the sender by source address (open-addressing
- * hash), and queue one message per other room member pointing at the received buffer
- * (no copy); sendmmsg in batches of 64. Forwarded counts live in shared memory.
+ * relay), reading it at most once per --poll-every microseconds as the relay does. A participant
+ * registers with a join packet ("J", room, member); the worker stores its address in a shared
+ * address table and a room table (rwlock: write on join, read per forwarded packet, like the
+ * relay's room lock) and acknowledges with "A". Media: recvmmsg (32 per call), find the sender by
+ * source address (open-addressing hash), and queue one message per other room member pointing at
+ * the received buffer (no copy); sendmmsg in batches of 64. Forwarded counts live in shared memory.
  *
  * Packets use wzp-loadgen's media format: 12-byte header, then sender index (u32 LE),
  * sequence (u32 LE), send time (u64 LE, CLOCK_MONOTONIC ns), padding to --size.
@@ -59,7 +59,8 @@ struct options {
     struct bu_shape shape;
     double join_timeout;
     bool json;
-    int forwarder_cpu; /* -1: anywhere */
+    int forwarder_cpu;      /* -1: anywhere */
+    unsigned poll_every_us; /* 0: block in recvmmsg */
 };
 
 static void usage(FILE *out, const char *prog)
@@ -81,6 +82,10 @@ static void usage(FILE *out, const char *prog)
             "  --threads N         forwarder workers (default: online CPUs)\n"
             "  --forwarder-cpu N   run the forwarder on CPU N only (the participants run\n"
             "                      wherever this process is started, e.g. under taskset)\n"
+            "  --poll-every US     a worker reads its socket at most once per US\n"
+            "                      microseconds, sleeping out the rest after a short batch,\n"
+            "                      as the relay's --poll-every does (default: the relay's,\n"
+            "                      100; 0 = block in recvmmsg)\n"
             "  --json              print the result as one JSON object on stdout\n"
             "  -h, --help          show this help\n",
             prog);
@@ -89,12 +94,14 @@ static void usage(FILE *out, const char *prog)
 enum {
     OPT_JSON = BU_OPT_FIRST_OWN,
     OPT_FORWARDER_CPU,
+    OPT_POLL_EVERY,
 };
 
 static const struct option long_options[] = {
     BU_SHAPE_LONG_OPTIONS,
     {"json", no_argument, NULL, OPT_JSON},
     {"forwarder-cpu", required_argument, NULL, OPT_FORWARDER_CPU},
+    {"poll-every", required_argument, NULL, OPT_POLL_EVERY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -115,6 +122,8 @@ static bool apply_option(struct options *o, int opt, const char *arg)
         o->forwarder_cpu = (int)cpu;
         return true;
     }
+    case OPT_POLL_EVERY:
+        return bu_set_uint(arg, 0, 100000, &o->poll_every_us);
     default:
         return false;
     }
@@ -125,7 +134,10 @@ static int parse_args(int argc, char **argv, struct options *o)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int opt;
 
-    *o = (struct options){.shape = BU_SHAPE_DEFAULTS, .join_timeout = 30, .forwarder_cpu = -1};
+    *o = (struct options){.shape = BU_SHAPE_DEFAULTS,
+                          .join_timeout = 30,
+                          .forwarder_cpu = -1,
+                          .poll_every_us = 100 /* the relay's WZP_DEFAULT_POLL_EVERY_US */};
     o->shape.threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
     while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
         if (opt == 'h') {
@@ -344,12 +356,19 @@ static void *worker_main(void *arg)
         w->rx_msg[i].msg_hdr.msg_iov = &w->rx_iov[i];
         w->rx_msg[i].msg_hdr.msg_iovlen = 1;
     }
+    uint64_t every_ns = (uint64_t)w->f->o->poll_every_us * 1000u, last_poll = 0;
     for (;;) {
         int n;
 
         for (unsigned i = 0; i < RECV_BATCH; i++) {
             w->rx_msg[i].msg_hdr.msg_name = &w->from[i];
             w->rx_msg[i].msg_hdr.msg_namelen = sizeof(w->from[i]);
+        }
+        if (every_ns) { /* packets arriving meanwhile are read together */
+            uint64_t now = bu_now_ns();
+            if (now - last_poll < every_ns)
+                bu_sleep_until(last_poll + every_ns, NULL);
+            last_poll = bu_now_ns();
         }
         n = recvmmsg(w->fd, w->rx_msg, RECV_BATCH, MSG_WAITFORONE, NULL);
         if (n < 0)

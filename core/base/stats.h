@@ -40,6 +40,8 @@
     F(worker_gro_messages, "", 1,                                                                  \
       "GRO receives (several packets from one sender in one message), per worker.")                \
     F(worker_gro_segments, "", 1, "UDP packets received inside GRO receives, per worker.")         \
+    F(worker_receive_batches, "", 1,                                                               \
+      "Socket reads that returned packets (packets received / this = packets per read).")          \
     F(packets_steered, "", 0, "Packets handed to the worker that owns their connection.")          \
     F(packets_steered_in, "", 0, "Packets received from another worker's socket.")                 \
     F(packets_handed_over, "", 0,                                                                  \
@@ -85,6 +87,7 @@
     X(udp_rx_gro_messages, worker_gro_messages, "",                                                \
       "GRO receives: several packets from one sender in one message")                              \
     X(udp_rx_gro_segments, worker_gro_segments, "", "UDP packets received inside GRO receives")    \
+    X(udp_rx_batches, worker_receive_batches, "", "socket reads (recvmmsg) that returned packets") \
     X(packets_undecodable, packets_dropped, "undecodable", "UDP packets that are not QUIC")        \
     X(packets_socket_overflow, packets_dropped, "socket_buffer_full",                              \
       "UDP packets the kernel dropped: the worker's receive buffer was full")                      \

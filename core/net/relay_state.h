@@ -42,6 +42,8 @@
 #define WZP_MAX_ACK_DELAY_MS                 20   /* below the 25 ms max_ack_delay we announce */
 #define WZP_MAX_COALESCE_MS                  20   /* --coalesce: the same bound */
 #define WZP_COALESCE_FULL_BYTES              1000 /* queued media that fills a packet */
+#define WZP_DEFAULT_POLL_EVERY_US            100 /* --poll-every: fewer wake-ups, +0.1 ms at most */
+#define WZP_MAX_POLL_EVERY_US                5000 /* a quarter of a 20 ms voice frame */
 #define WZP_DEFAULT_DRAIN_TIMEOUT_S          600
 #define WZP_MAX_WORKERS                      64
 
@@ -68,8 +70,9 @@ struct wzp_config {
     enum wzp_retry_mode retry;         /* address validation (retry.h) */
     unsigned join_timeout_ms;          /* handshake done -> CallOffer */
     unsigned idle_timeout_ms;
-    unsigned ack_delay_ms; /* a joined connection's ACK waits this long for a datagram (conn.h) */
-    unsigned coalesce_ms;  /* datagrams to one client wait this long to share a packet; 0 = off */
+    unsigned ack_delay_ms;  /* a joined connection's ACK waits this long for a datagram (conn.h) */
+    unsigned coalesce_ms;   /* datagrams to one client wait this long to share a packet; 0 = off */
+    unsigned poll_every_us; /* a worker polls its sockets at most this often; 0 = at once */
     char policy_path[PATH_MAX];                /* "" = no policy file: upstream behaviour */
     char shadow_path[PATH_MAX];                /* "" = no shadow policy (shadow.h) */
     unsigned metrics_port;                     /* 0: no HTTP server */

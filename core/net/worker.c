@@ -584,6 +584,7 @@ static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
         int n = recvmmsg(w->fd, msgs, WZP_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
+        WZP_STAT_INC(&w->stats, udp_rx_batches);
         wzp_worker_clock(w); /* the batch's packets are read at this time */
         for (int i = 0; i < n; i++)
             rx_message(w, &msgs[i]);
@@ -955,6 +956,9 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
     ev_io_init(&w->rx, rx_cb, w->fd, EV_READ);
     w->rx.data = w;
     ev_io_start(w->loop, &w->rx);
+    /* --poll-every: libev sleeps out the rest of the interval after a short iteration
+     * (never past a due timer), so a wake-up reads what arrived meanwhile. */
+    ev_set_io_collect_interval(w->loop, r->cfg.poll_every_us * 1e-6);
     w->node = &r->mesh.nodes[idx];
     wzp_mesh_node_start(w->node, w->loop, &w->stats, wake_cb, w);
     ev_timer_init(&w->policy_timer, policy_timer_cb, 0., 0.);

@@ -78,6 +78,7 @@ static const struct key_spec root_keys[] = {
     {"idle_timeout_ms", K_UINT, ROOT(idle_timeout_ms), 1000, 600000},
     {"ack_delay_ms", K_UINT, ROOT(ack_delay_ms), 0, 20 /* WZP_MAX_ACK_DELAY_MS */},
     {"coalesce_ms", K_UINT, ROOT(coalesce_ms), 0, 20 /* WZP_MAX_COALESCE_MS */},
+    {"poll_every_us", K_UINT, ROOT(poll_every_us), 0, 5000 /* WZP_MAX_POLL_EVERY_US */},
     {"identity", K_STRING, ROOT(identity), 0, 0},
     {"policy", K_STRING, ROOT(policy), 0, 0},
     {"metrics_bind", K_IP, ROOT(metrics_bind), 0, 0},

@@ -92,11 +92,12 @@ struct wzp_file_config {
     char *retry;                       /* ["auto"] "always", "off" */
     unsigned join_timeout_ms;
     unsigned idle_timeout_ms;
-    unsigned ack_delay_ms; /* [10] an ACK waits this long for a datagram (--ack-delay) */
-    unsigned coalesce_ms;  /* [0] datagrams to a client wait to share a packet (--coalesce) */
-    char *identity;        /* identity seed file path */
-    char *policy;          /* policy script path */
-    char *metrics_bind;    /* [127.0.0.1] IP the metrics server binds */
+    unsigned ack_delay_ms;  /* [20] an ACK waits this long for a datagram (--ack-delay) */
+    unsigned coalesce_ms;   /* [0] datagrams to a client wait to share a packet (--coalesce) */
+    unsigned poll_every_us; /* [100] a worker polls its sockets at most this often (--poll-every) */
+    char *identity;         /* identity seed file path */
+    char *policy;           /* policy script path */
+    char *metrics_bind;     /* [127.0.0.1] IP the metrics server binds */
     char *admin_token;
     char *admin_token_file;
     char *event_log; /* JSONL event log path (upstream: CLI only, key ignored) */
@@ -115,8 +116,8 @@ struct wzp_file_config {
             trunking_enabled, debug_tap, peers, trusted, global_rooms;
         bool threads, room_affinity, max_handshakes, max_connections, max_handshakes_per_addr,
             max_connections_per_addr, retry, admin_token_file, join_timeout_ms, idle_timeout_ms,
-            ack_delay_ms, coalesce_ms, identity, policy, metrics_bind, admin_token, event_log,
-            log_format;
+            ack_delay_ms, coalesce_ms, poll_every_us, identity, policy, metrics_bind, admin_token,
+            event_log, log_format;
         bool advertise, ring_timeout_s, call_setup_timeout_s, max_calls, auth_ca_file, decision_log,
             shadow_policy;
     } set;

@@ -37,7 +37,9 @@ SKIP = 77
 # the raw-UDP baseline's receivers answer every packet likewise. Options: "shape": the
 # generators' --acks/--phases (GROUPED: the batch-ACK, grouped shape every figure before
 # 2026-12-07 used), "relay_args": extra relay flags, "pin": relay (and the baseline's
-# forwarder) on CPU 0, generators on CPU 1 -- the issue-12 target setting.
+# forwarder) on CPU 0, generators on CPU 1 -- the issue-12 target setting. The baseline's
+# forwarder polls its socket as the relay does (--poll-every: udp-baseline's default is
+# the relay's, and a row's or --relay-arg's value goes to both).
 GROUPED = ["--acks", "batch", "--phases", "grouped"]
 PINNED_40x5 = {"pin": True}
 FULL = [
@@ -45,6 +47,7 @@ FULL = [
     ("10x5", 10, 5, None, None),
     ("40x5 t1", 40, 5, None, 1, PINNED_40x5),
     ("40x5 t1 co5", 40, 5, None, 1, {"pin": True, "relay_args": ["--coalesce", "5"]}),
+    ("40x5 t1 pe0", 40, 5, None, 1, {"pin": True, "relay_args": ["--poll-every", "0"]}),
     ("50x10", 50, 10, None, None),
     ("1x100/5", 1, 100, 5, None),
     ("50x10 grouped", 50, 10, None, None, {"shape": GROUPED}),
@@ -409,9 +412,21 @@ def media_scenario(a, bins, workdir, name, rooms, parts, speakers, threads, perf
         cmd = gen_prefix + [baseline, "--json", "--threads", str(threads)] + shape
         if pin:
             cmd += ["--forwarder-cpu", "0"]
+        cmd += poll_every_args(Relay.extra_args + list(opts.get("relay_args", ())))
         res["baseline_rc"], res["baseline"] = run_json(cmd, timeout,
                                                        os.path.join(workdir, "baseline.log"))
     return res
+
+
+def poll_every_args(relay_args):
+    """The relay's --poll-every among its flags (the last one given), for the baseline."""
+    value = None
+    for i, arg in enumerate(relay_args):
+        if arg == "--poll-every" and i + 1 < len(relay_args):
+            value = relay_args[i + 1]
+        elif arg.startswith("--poll-every="):
+            value = arg.split("=", 1)[1]
+    return [] if value is None else ["--poll-every", value]
 
 
 def storm_scenario(a, bins, workdir, joins, concurrency, rooms):

@@ -147,6 +147,7 @@ Test(config_file, our_keys)
              "max_connections = 20000\n"
              "join_timeout_ms = 5000\n"
              "idle_timeout_ms = 60000\n"
+             "poll_every_us = 250\n"
              "identity = \"/var/lib/wzp/id\"\n"
              "policy = \"/etc/wzp/policy.lua\"\n"
              "metrics_bind = \"::1\"\n"
@@ -161,6 +162,8 @@ Test(config_file, our_keys)
     cr_assert_eq(c.max_connections, 20000);
     cr_assert_eq(c.join_timeout_ms, 5000);
     cr_assert_eq(c.idle_timeout_ms, 60000);
+    cr_assert(c.set.poll_every_us);
+    cr_assert_eq(c.poll_every_us, 250);
     cr_assert_str_eq(c.identity, "/var/lib/wzp/id");
     cr_assert_str_eq(c.policy, "/etc/wzp/policy.lua");
     cr_assert_str_eq(c.metrics_bind, "::1");
@@ -384,6 +387,8 @@ Test(config_file, ranges)
     parse_fails("threads = 65\n", "relay.toml:1: 'threads' must be between 1 and 64, not 65");
     parse_fails("join_timeout_ms = 99\n",
                 "relay.toml:1: 'join_timeout_ms' must be between 100 and 600000, not 99");
+    parse_fails("poll_every_us = 5001\n",
+                "relay.toml:1: 'poll_every_us' must be between 0 and 5000, not 5001");
     parse_fails("idle_timeout_ms = 600001\n",
                 "relay.toml:1: 'idle_timeout_ms' must be between 1000 and 600000, not 600001");
     parse_fails("jitter_max_depth = -1\n",
