@@ -557,37 +557,59 @@ static void rx_message(struct wzp_worker *w, struct mmsghdr *m)
     }
 }
 
+/*
+ * The receive batch's message headers, set up once per worker. The kernel writes only the
+ * address and control lengths (and the flags) of the messages it fills, so after a read
+ * just those of the filled ones are set back, not all 32 headers.
+ */
+struct wzp_rx_slots {
+    struct mmsghdr msgs[WZP_RX_BATCH];
+    struct iovec iov[WZP_RX_BATCH];
+    struct sockaddr_storage addrs[WZP_RX_BATCH];
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
+    } ctl[WZP_RX_BATCH];
+};
+
+static void rx_slot_rearm(struct wzp_rx_slots *s, unsigned i)
+{
+    s->msgs[i].msg_hdr.msg_namelen = sizeof s->addrs[i];
+    s->msgs[i].msg_hdr.msg_controllen = sizeof s->ctl[i].buf;
+}
+
+static struct wzp_rx_slots *rx_slots_new(uint8_t *bufs, size_t buf_len)
+{
+    struct wzp_rx_slots *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    for (unsigned i = 0; i < WZP_RX_BATCH; i++) {
+        s->iov[i] = (struct iovec){bufs + i * buf_len, buf_len};
+        s->msgs[i].msg_hdr.msg_name = &s->addrs[i];
+        s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
+        s->msgs[i].msg_hdr.msg_iovlen = 1;
+        s->msgs[i].msg_hdr.msg_control = s->ctl[i].buf;
+        rx_slot_rearm(s, i);
+    }
+    return s;
+}
+
 static void rx_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
     struct wzp_worker *w = io->data;
-    static _Thread_local struct sockaddr_storage addrs[WZP_RX_BATCH];
-    static _Thread_local union {
-        struct cmsghdr align;
-        uint8_t buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
-    } ctl[WZP_RX_BATCH];
-    struct mmsghdr msgs[WZP_RX_BATCH];
-    struct iovec iov[WZP_RX_BATCH];
+    struct wzp_rx_slots *s = w->rx_slots;
     for (int round = 0; round < RX_BATCHES_PER_WAKEUP; round++) {
-        for (unsigned i = 0; i < WZP_RX_BATCH; i++) {
-            iov[i].iov_base = w->rx_bufs + i * w->rx_buf_len;
-            iov[i].iov_len = w->rx_buf_len;
-            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-            msgs[i].msg_hdr.msg_name = &addrs[i];
-            msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_control = ctl[i].buf;
-            msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
-        }
-        int n = recvmmsg(w->fd, msgs, WZP_RX_BATCH, MSG_DONTWAIT, NULL);
+        int n = recvmmsg(w->fd, s->msgs, WZP_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
         WZP_STAT_INC(&w->stats, udp_rx_batches);
         wzp_worker_clock(w); /* the batch's packets are read at this time */
-        for (int i = 0; i < n; i++)
-            rx_message(w, &msgs[i]);
+        for (int i = 0; i < n; i++) {
+            rx_message(w, &s->msgs[i]);
+            rx_slot_rearm(s, (unsigned)i);
+        }
         if (n < WZP_RX_BATCH)
             return;
         /* More is waiting: send what this batch produced before reading on, so the
@@ -947,7 +969,8 @@ int wzp_worker_init(struct wzp_worker *w, struct wzp_relay *r, unsigned idx, cha
                  strerror(errno));
     w->rx_buf_len = gro ? 65536 : 2048;
     w->rx_bufs = malloc(WZP_RX_BATCH * w->rx_buf_len);
-    if (!w->rx_bufs) {
+    w->rx_slots = w->rx_bufs ? rx_slots_new(w->rx_bufs, w->rx_buf_len) : NULL;
+    if (!w->rx_slots) {
         snprintf(err, errlen, "out of memory");
         return WZP_ENOMEM;
     }
@@ -1020,6 +1043,7 @@ void wzp_worker_free(struct wzp_worker *w)
     w->auth = NULL;
     wzp_cidtab_free(&w->cids);
     free(w->handover);
+    free(w->rx_slots);
     free(w->rx_bufs);
     wzp_policy_free(atomic_exchange(&w->policy_pending, NULL));
     wzp_policy_free(atomic_exchange(&w->shadow_pending, NULL));

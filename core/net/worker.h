@@ -71,14 +71,15 @@ struct wzp_worker {
     struct ev_loop *loop;
     int fd;
     ev_io rx;
-    uint8_t *rx_bufs;         /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
-    size_t rx_buf_len;        /* 64 KiB with UDP GRO (a train of packets), else one packet's */
-    ev_prepare flush_prep;    /* writes dirty connections before the loop blocks */
-    ev_timer policy_timer;    /* worker 0: the policy's wzp.every timers */
-    ev_timer heartbeat;       /* wakes an idle loop every second, so loop_ns stays fresh */
-    struct wzp_twheel timers; /* every connection's timer (twheel.h) */
-    ev_timer wheel_timer;     /* fires when the wheel's earliest timer is due */
-    uint64_t wheel_at_ns;     /* when wheel_timer is set to fire */
+    uint8_t *rx_bufs;              /* WZP_RX_BATCH receive buffers of rx_buf_len bytes */
+    struct wzp_rx_slots *rx_slots; /* the receive batch's message headers (worker.c) */
+    size_t rx_buf_len;             /* 64 KiB with UDP GRO (a train of packets), else one packet's */
+    ev_prepare flush_prep;         /* writes dirty connections before the loop blocks */
+    ev_timer policy_timer;         /* worker 0: the policy's wzp.every timers */
+    ev_timer heartbeat;            /* wakes an idle loop every second, so loop_ns stays fresh */
+    struct wzp_twheel timers;      /* every connection's timer (twheel.h) */
+    ev_timer wheel_timer;          /* fires when the wheel's earliest timer is due */
+    uint64_t wheel_at_ns;          /* when wheel_timer is set to fire */
     uint64_t trim_churn, trim_churn_prev; /* worker 0: connections accepted + freed at the
                                            * last heap trim, and a second ago */
     _Atomic uint64_t loop_ns;             /* when the loop last went round (0: not started yet) */
