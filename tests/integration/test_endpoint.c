@@ -1,6 +1,7 @@
 /*
  * test_endpoint.c - integration tests of the QUIC endpoint below the WZP layer: version
- * negotiation, stateless reset, the handshake bound, and start-up errors.
+ * negotiation, stateless reset, the handshake bound, start-up errors, and IPv6 next to
+ * IPv4 on one socket.
  */
 #include "harness.h"
 
@@ -298,4 +299,57 @@ Test(endpoint, second_relay_on_the_same_port_refuses_to_start)
     int rc = relay_run_to_exit(&second, NULL, args, 5000);
     cr_assert_eq(rc, 1, "SO_REUSEPORT must not let a second relay share the port");
     cr_assert(relay_log_count(&second, "Address already in use") > 0);
+}
+
+/* A UDP port free on every address, IPv6 and IPv4 alike; 0 when this machine has no IPv6
+ * (some containers turn it off). */
+static uint16_t free_dual_stack_port(void)
+{
+    int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (fd < 0)
+        return 0;
+    int off = 0;
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+    socklen_t len = sizeof a;
+    uint16_t port = 0;
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0 &&
+        bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin6_port);
+    close(fd);
+    return port;
+}
+
+/* On [::] the relay takes IPv6 clients and IPv4 ones (as mapped addresses) on one socket:
+ * one of each joins a room and both hear each other. */
+Test(endpoint, ipv6_and_ipv4_clients_share_a_room_on_a_dual_stack_socket)
+{
+    uint16_t port = free_dual_stack_port();
+    if (port == 0)
+        cr_skip_test("no IPv6 on this machine");
+    char listen[32];
+    snprintf(listen, sizeof listen, "[::]:%u", port);
+    const char *const args[] = {"--listen", listen, NULL};
+    relay_start(&relay, args);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    struct tc v6, v4;
+    struct wzpc_config c6 = {.host = "::1", .port = port, .sni = "both", .auto_join = true};
+    struct wzpc_config c4 = {.host = "127.0.0.1", .port = port, .sni = "both", .auto_join = true};
+    tc_connect(&v6, loop, &relay, "both", 1, &c6);
+    cr_assert(tc_wait_state(&v6, loop, WZPC_JOINED, 5000), "the IPv6 client did not join");
+    tc_connect(&v4, loop, &relay, "both", 2, &c4);
+    cr_assert(tc_wait_state(&v4, loop, WZPC_JOINED, 5000), "the IPv4 client did not join");
+    cr_assert(tc_wait_updates(&v6, loop, 2, 3000), "the IPv6 client did not see the other");
+    for (unsigned i = 0; i < 10; i++) {
+        tc_send_media(&v6, NULL);
+        tc_send_media(&v4, NULL);
+        wzpc_run_for(loop, 5);
+    }
+    wzpc_run_for(loop, 200);
+    cr_expect_eq(v4.from[1], 10, "the IPv4 client got %u of 10", v4.from[1]);
+    cr_expect_eq(v6.from[2], 10, "the IPv6 client got %u of 10", v6.from[2]);
+    tc_free(&v6);
+    tc_free(&v4);
+    ev_loop_destroy(loop);
+    loop = NULL;
 }
