@@ -13,6 +13,7 @@
 #include "common.h"
 
 #include <stdalign.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,13 @@ struct wzp_aead *wzp_aead_new(const uint8_t key[WZP_AEAD_KEYLEN])
     a->unused = 0;
     setup(a, key);
     return a;
+}
+
+void wzp_aead_prefetch(const void *p, bool block_only)
+{
+    size_t end = block_only ? offsetof(struct wzp_aead, h) : sizeof(struct wzp_aead);
+    for (size_t off = 0; off < end; off += 64)
+        __builtin_prefetch((const char *)p + off, 0, 3);
 }
 
 void wzp_aead_free(struct wzp_aead *a)

@@ -61,6 +61,10 @@ void wzp_aead_seal(const struct wzp_aead *a, uint8_t *out, const uint8_t *in, si
  * 5.4.3: a context made for the header protection key serves as its cipher). */
 void wzp_aead_block(const struct wzp_aead *a, uint8_t out[16], const uint8_t in[16]);
 
+/* Start fetching the context into the cache (p may be stale: prefetches do not fault):
+ * all of it, or with block_only the lines wzp_aead_block reads. */
+void wzp_aead_prefetch(const void *p, bool block_only);
+
 /* Check and decrypt len bytes of in (ciphertext then tag, len >= 16) to out (len - 16
  * bytes; out may equal in). 0, or -1 if the tag does not match (out then holds
  * unauthenticated bytes the caller must drop). */

@@ -12,6 +12,7 @@
  */
 #include "conn.h"
 
+#include "aead.h"
 #include "affinity.h"
 #include "auth.h"
 
@@ -32,6 +33,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <string.h>
 
 #define MOD "conn"
@@ -381,6 +383,11 @@ static inline uint64_t conn_ts(struct wzp_conn *c, uint64_t ts)
 #endif
     return ts;
 }
+
+/* The fields every packet touches fit three cache lines (conn.h). */
+_Static_assert(offsetof(struct wzp_conn, dirty_next) + sizeof(struct wzp_conn *) <=
+                   offsetof(struct wzp_conn, w) + 192,
+               "the per-packet fields outgrew three cache lines");
 
 struct wzp_conn *wzp_conn_zalloc(void)
 {
@@ -809,6 +816,7 @@ struct wzp_conn *wzp_conn_accept(struct wzp_worker *w, const uint8_t *pkt, size_
     c->tlsctx.conn_ref.get_conn = get_conn;
     c->tlsctx.conn_ref.user_data = c;
     c->tlsctx.on_client_hello = conn_on_client_hello;
+    c->tlsctx.tx_contexts = c->tx_crypto;
     c->max_tier = -1;
     c->handshake_counted = true;
     c->created_ns = wzp_now_ns();
@@ -1442,6 +1450,16 @@ int wzp_conn_queue_room_update(struct wzp_conn *c, const uint8_t *frame, size_t 
 
 void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len)
 {
+    if (!c->dirty && c->tx_crypto[0]) {
+        /* The flush after this batch seals c's packet: start fetching its keys (the AEAD
+         * context's four lines, the header-protection round keys' three), which at
+         * thousands of connections have left the cache (BENCHMARKS.md, "Prefetching the
+         * receivers' keys"). After a key update, which quinn clients make only after
+         * millions of packets, [0] names the retired context: a prefetch of it is wasted,
+         * never harmful (prefetches do not fault). */
+        wzp_aead_prefetch(c->tx_crypto[0], false);
+        wzp_aead_prefetch(c->tx_crypto[1], true);
+    }
     unsigned dropped = wzp_dgq_push(&c->dgq, data, len);
     if (dropped)
         WZP_STAT_ADD(&c->w->stats, datagrams_queue_drops, dropped);
@@ -1532,7 +1550,7 @@ static int conn_write_loop(struct wzp_conn *c, uint64_t ts, bool only_datagrams)
         size_t dlen = 0;
         const uint8_t *d = dg_blocked ? NULL : wzp_dgq_peek(&c->dgq, &dlen);
         if (d && dlen > dg_max)
-            dg_max = c->dg_max = max_datagram_payload(c);
+            dg_max = c->dg_max = (uint32_t)max_datagram_payload(c);
         WZP_CHECK(!d || dlen > dg_max || dg_max <= max_datagram_payload(c));
         if (d && dlen > dg_max) {
             wzp_dgq_pop(&c->dgq);

@@ -89,20 +89,23 @@ struct wzp_conn {
     bool write_wanted;    /* ngtcp2 may have frames to send that no timer covers */
     bool expiry_handled;  /* ngtcp2 handled an expiry and wants a write (it then stops
                            * reporting an expired ACK delay in its expiry time) */
+    bool dirty;           /* owned by the worker, as dirty_next (here: a padding hole) */
     uint64_t ack_hold_ns; /* since then a write waits for a datagram (0: not waiting) */
     uint64_t coalesce_ns; /* --coalesce: queued datagrams wait since then (0: none) */
     uint64_t qc_expiry;   /* ngtcp2_conn_get_expiry() as of the last timer arming, valid
                            * until ngtcp2 reads or handles an expiry (0: not known) */
-    size_t dg_max;        /* a bound on the datagram payload the path takes (0: ask) */
+    uint32_t dg_max;      /* a bound on the datagram payload the path takes (0: ask) */
+    uint32_t part_hint;   /* room: likely index of our entry in room->parts */
     /* room */
     struct wzp_room *room;
     uint64_t pid;
-    size_t part_hint;   /* likely index of our entry in room->parts */
-    int max_tier;       /* -1 or the policy's cap (enum wzp_tier) */
-    enum wzp_tier tier; /* the tier the room sees for us (after policy and cap) */
-    /* Owned by the worker (mark_dirty, detach): conn.c never writes these. */
+    int max_tier;             /* -1 or the policy's cap (enum wzp_tier) */
+    enum wzp_tier tier;       /* the tier the room sees for us (after policy and cap) */
+    const void *tx_crypto[2]; /* 1-RTT transmit AEAD and header protection contexts, which
+                               * the fan-out prefetches for the flush (tls.h) */
+    /* Owned by the worker (mark_dirty, detach; and dirty, above): conn.c never writes
+     * these. */
     struct wzp_conn *dirty_next;
-    bool dirty;
 
     /* cold: set up once, or used by signals, logs and closing */
     gnutls_session_t tls;

@@ -378,7 +378,7 @@ int wzp_sfu_join(struct wzp_conn *c, const struct wzp_signal *offer, char *reaso
     }
     c->room = r;
     c->pid = p.id;
-    c->part_hint = r->count - 1;
+    c->part_hint = (uint32_t)(r->count - 1);
     memcpy(c->fingerprint, p.fingerprint, sizeof c->fingerprint);
     wzp_quality_init(&c->quality, now_ms());
     c->tier = p.tier;
@@ -510,7 +510,7 @@ static ssize_t find_self_locked(struct wzp_conn *c, const struct wzp_room *r)
         return (ssize_t)c->part_hint;
     ssize_t i = wzp_room_find_locked(r, c->pid);
     if (i >= 0)
-        c->part_hint = (size_t)i;
+        c->part_hint = (uint32_t)i;
     return i;
 }
 

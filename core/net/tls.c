@@ -257,7 +257,8 @@ int wzp_tls_update_key(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_secret
  * ngtcp2's helper (another suite or QUIC version, or no AES-NI). Header protection keys never
  * change; key updates (wzp_tls_update_key) make new AEAD contexts.
  */
-static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_t secretlen)
+static int install_1rtt(struct wzp_tls_ctx *ctx, ngtcp2_conn *conn, bool rx, const uint8_t *secret,
+                        size_t secretlen)
 {
     if (!own_suite(conn, secretlen))
         return 1;
@@ -276,6 +277,9 @@ static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_
             wzp_tls_delete_aead_ctx(conn, &aead_ctx, NULL);
         wzp_tls_delete_cipher_ctx(conn, &hp_ctx, NULL);
         rv = -1;
+    } else if (!rx && ctx->tx_contexts) {
+        ctx->tx_contexts[0] = aead_ctx.native_handle;
+        ctx->tx_contexts[1] = hp_ctx.native_handle;
     }
     memset(hp_key, 0, sizeof hp_key);
     return rv;
@@ -283,11 +287,12 @@ static int install_1rtt(ngtcp2_conn *conn, bool rx, const uint8_t *secret, size_
 
 /* One direction of one level: 1-RTT to install_1rtt, the rest (and what it declines) to
  * ngtcp2's helper, as the helper's own secret function would. */
-static int install_secret(ngtcp2_conn *conn, bool rx, ngtcp2_crypto_level level,
-                          const uint8_t *secret, size_t secretlen)
+static int install_secret(struct wzp_tls_ctx *ctx, ngtcp2_conn *conn, bool rx,
+                          ngtcp2_crypto_level level, const uint8_t *secret, size_t secretlen)
 {
-    int rv =
-        level == NGTCP2_CRYPTO_LEVEL_APPLICATION ? install_1rtt(conn, rx, secret, secretlen) : 1;
+    int rv = level == NGTCP2_CRYPTO_LEVEL_APPLICATION
+                 ? install_1rtt(ctx, conn, rx, secret, secretlen)
+                 : 1;
     if (rv == 1)
         rv = rx ? ngtcp2_crypto_derive_and_install_rx_key(conn, NULL, NULL, NULL, level, secret,
                                                           secretlen)
@@ -304,9 +309,10 @@ static int secret_func(gnutls_session_t session, gnutls_record_encryption_level_
     ngtcp2_conn *conn = ref->get_conn(ref);
     ngtcp2_crypto_level level =
         ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(gtls_level);
-    if (rx_secret && install_secret(conn, true, level, rx_secret, secretlen) != 0)
+    struct wzp_tls_ctx *ctx = (struct wzp_tls_ctx *)ref; /* conn_ref is its first member */
+    if (rx_secret && install_secret(ctx, conn, true, level, rx_secret, secretlen) != 0)
         return -1;
-    if (tx_secret && install_secret(conn, false, level, tx_secret, secretlen) != 0)
+    if (tx_secret && install_secret(ctx, conn, false, level, tx_secret, secretlen) != 0)
         return -1;
     return 0;
 }

@@ -38,6 +38,10 @@ struct wzp_tls_ctx {
     /* Called once the ClientHello is read, before any key exchange; non-zero refuses the
      * handshake (the callee records why). May be NULL. */
     int (*on_client_hello)(struct wzp_tls_ctx *ctx);
+    /* Where install records the 1-RTT transmit contexts when they are the relay's own ([0]
+     * AEAD, [1] header protection), for the connection to prefetch; NULL: nowhere. Key
+     * updates do not touch it. */
+    const void **tx_contexts;
 };
 
 /* Create a server session for ctx (which must outlive it). WZP_ECRYPTO on failure. */
