@@ -30,11 +30,11 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MOD "conn"
 
