@@ -1454,9 +1454,9 @@ void wzp_conn_queue_datagram(struct wzp_conn *c, const uint8_t *data, size_t len
         /* The flush after this batch seals c's packet: start fetching its keys (the AEAD
          * context's four lines, the header-protection round keys' three), which at
          * thousands of connections have left the cache (BENCHMARKS.md, "Prefetching the
-         * receivers' keys"). After a key update, which quinn clients make only after
-         * millions of packets, [0] names the retired context: a prefetch of it is wasted,
-         * never harmful (prefetches do not fault). */
+         * receivers' keys"). After a key update (quinn 0.9 clients start one near 2^23
+         * packets sent, rustls's AES-GCM confidentiality limit) [0] names the retired
+         * context: a prefetch of it is wasted, never harmful (prefetches do not fault). */
         wzp_aead_prefetch(c->tx_crypto[0], false);
         wzp_aead_prefetch(c->tx_crypto[1], true);
     }
